@@ -1,4 +1,27 @@
-"""certnn: certified robustness of neural networks."""
+"""certnn: certified robustness of neural networks.
+
+Public API (one re-export per name)::
+
+    import certnn
+    graph = certnn.from_torch(model, input_shape=(784,))
+    iv = certnn.compute_bounds(graph, x, eps=0.01, norm="inf", method="crown")
+    res = certnn.certified_radius(graph, x, y, norm="2", method="crown")
+"""
 from __future__ import annotations
 
+from .certify import (CertifyConfig, Certifier, CertifyResult, RadiusConfig, RadiusResult, certified_radius, certify,
+                      compute_bounds)
+from .domains import Interval
+from .engine.methods import METHODS, Method, get_method, register_method
+from .errors import (CertnnError, ConfigError, DataError, ModelImportError, SoundnessError, SpecError,
+                     UnsupportedOpError)
+from .graph import Graph
+from .graph.from_torch import from_torch
+from .specs import LpBall
+
 __version__ = "0.1.0"
+
+__all__ = ["compute_bounds", "certify", "certified_radius", "Certifier", "CertifyConfig", "RadiusConfig",
+           "RadiusResult", "CertifyResult", "Interval", "LpBall", "Graph", "from_torch", "METHODS", "Method",
+           "get_method", "register_method", "CertnnError", "ConfigError", "DataError", "ModelImportError",
+           "SoundnessError", "SpecError", "UnsupportedOpError", "__version__"]

@@ -1,0 +1,99 @@
+"""User-facing bound computation: sound bounds on outputs (or on C · outputs) over an input set."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..domains.interval import Interval
+from ..engine.backward import bound_output
+from ..engine.context import RunContext
+from ..engine.lipschitz import lipschitz_constants
+from ..engine.methods import get_method
+from ..errors import DataError
+from ..graph.from_torch import from_torch
+from ..graph.ir import Graph
+from ..specs.lp import LpBall
+
+Model = nn.Module | Graph
+
+
+def to_graph(model: Model, input_shape: tuple[int, ...] | None = None, dtype: torch.dtype = torch.float64) -> Graph:
+    """The IR of a model (a Graph is returned converted to dtype; a module is imported)."""
+    if isinstance(model, Graph):
+        return model.to(dtype)
+    if input_shape is None:
+        raise DataError("importing a torch module needs the input shape of one sample")
+    return from_torch(model, tuple(input_shape), dtype)
+
+
+def make_spec(graph: Graph, x: Tensor, eps, norm, clip=None, scale=None) -> LpBall:
+    x = torch.as_tensor(x)
+    if tuple(x.shape[1:]) != graph.input_shape:
+        raise DataError(f"inputs have shape {tuple(x.shape[1:])} per sample; the model expects {graph.input_shape}")
+    dtype = _graph_dtype(graph)
+    return LpBall.make(x.to(dtype), eps, norm, clip, scale)
+
+
+def _graph_dtype(graph: Graph) -> torch.dtype:
+    for name in graph.order:
+        op = graph.nodes[name].op
+        for v in vars(op).values():
+            if isinstance(v, Tensor) and torch.is_floating_point(v):
+                return v.dtype
+    return torch.float64
+
+
+def bounds_for_spec(graph: Graph, spec: LpBall, method: str, C: Tensor | None = None, lower: bool = True,
+                    upper: bool = True, max_rows: int = 4096) -> tuple[Tensor | None, Tensor | None, dict]:
+    """Lower/upper bounds (B, S) of C · f(x) over `spec` with the named method, plus timers."""
+    m = get_method(method)
+    if C is not None:
+        C = C.to(dtype=spec.center.dtype, device=spec.center.device)
+        if C.shape[0] == 1 and spec.batch > 1:
+            C = C.expand(spec.batch, *C.shape[1:])
+    if m.engine == "lipschitz":
+        if C is None:
+            K = 1
+            for s in graph.output_shape:
+                K *= s
+            C = torch.eye(K, dtype=spec.center.dtype).unsqueeze(0).expand(spec.batch, K, K)
+        with torch.no_grad():
+            f0 = graph.forward(spec.center).reshape(spec.batch, -1)
+            center = torch.einsum("bsk,bk->bs", C.reshape(spec.batch, C.shape[1], -1), f0)
+            L = lipschitz_constants(graph, C, spec.norm, spec.scale)
+        rad = spec.eps.reshape(-1, 1) * L
+        return (center - rad if lower else None), (center + rad if upper else None), {"lipschitz": L}
+    ctx = RunContext(graph, spec, m, max_rows=max_rows)
+    with torch.no_grad():
+        lo, hi = bound_output(ctx, C, lower, upper)
+    return lo, hi, ctx.timers
+
+
+def compute_bounds(model: Model, x: Tensor, eps, norm="inf", method: str = "crown", C: Tensor | None = None,
+                   clip=None, scale=None, input_shape=None, dtype: torch.dtype = torch.float64) -> Interval:
+    """Sound bounds on C · f(x') for all x' in the Lp ball of radius eps around each x (optionally
+    intersected with the box `clip` = (lo, hi)); C=None bounds every output. Returns an Interval (B, S).
+
+    Example::
+
+        iv = certnn.compute_bounds(model, x, eps=0.01, norm="inf", method="crown")
+        assert (iv.lower <= model(x)).all()
+    """
+    graph = to_graph(model, input_shape or tuple(torch.as_tensor(x).shape[1:]), dtype)
+    spec = make_spec(graph, x, eps, norm, clip, scale)
+    lo, hi, _ = bounds_for_spec(graph, spec, method, C)
+    return Interval(lo, hi)
+
+
+@dataclass(frozen=True)
+class CertifyResult:
+    """Per-sample verdicts at one eps. `certified` is a proof; it is False where the proof failed
+    (which does not mean an adversarial example exists)."""
+
+    predicted: Tensor  # (B,)
+    correct: Tensor  # (B,) bool
+    certified: Tensor  # (B,) bool: correct and every margin lower bound > 0
+    margin_lower: Tensor  # (B, S) lower bounds of f_y - f_j
+    target: Tensor | None  # (B,) or None (untargeted)

@@ -1,0 +1,108 @@
+"""The method table: the one place a method name maps to an engine and a relaxation table.
+
+A method is an engine plus a relaxation table (DESIGN.md, principle 1):
+
+| name      | engine    | ReLU lower line        | sigmoid/tanh/arctan | intermediate bounds |
+|-----------|-----------|------------------------|---------------------|---------------------|
+| ibp       | interval  | -                      | -                   | interval            |
+| fastlin   | backward  | parallel (Fast-Lin)    | CROWN tangent/chord | fastlin             |
+| crown     | backward  | adaptive (CROWN)       | CROWN tangent/chord | crown               |
+| crown-ibp | backward  | adaptive               | CROWN tangent/chord | interval (IBP)      |
+| lipschitz | lipschitz | -                      | -                   | -                   |
+
+Fast-Lin (Weng et al. 2018) is defined for ReLU networks; for the S-shaped activations it falls back to
+CROWN's lines, which is what "Fast-Lin" means in the CROWN paper's comparisons.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from torch import Tensor
+
+from ..errors import UnsupportedOpError
+from ..relax import SSHAPES, LinearRelaxation, hardtanh_relaxation, leaky_relu_relaxation, relu_relaxation
+from ..relax.sshape import sshape_relaxation
+
+RelaxFn = Callable[..., LinearRelaxation]  # (op, l, u, alpha=None) -> LinearRelaxation
+
+
+def _relu(mode: str) -> RelaxFn:
+    def fn(op, l: Tensor, u: Tensor, alpha: Tensor | None = None) -> LinearRelaxation:
+        if alpha is not None:
+            return relu_relaxation(l, u, "alpha", alpha)
+        return relu_relaxation(l, u, mode)
+    return fn
+
+
+def _leaky(mode: str) -> RelaxFn:
+    def fn(op, l, u, alpha=None):
+        a = op.params.get("negative_slope", 0.01)
+        if alpha is not None:
+            return leaky_relu_relaxation(l, u, a, "alpha", alpha)
+        return leaky_relu_relaxation(l, u, a, mode)
+    return fn
+
+
+def _sshape(name: str) -> RelaxFn:
+    fn_s = SSHAPES[name]
+
+    def fn(op, l, u, alpha=None):
+        return sshape_relaxation(fn_s, l, u)
+    return fn
+
+
+def _hardtanh(op, l, u, alpha=None):
+    return hardtanh_relaxation(l, u, op.params.get("min_val", -1.0), op.params.get("max_val", 1.0))
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    engine: str  # 'interval' | 'backward' | 'lipschitz' (later: 'zonotope')
+    table: Mapping[str, RelaxFn] = field(default_factory=dict)
+    intermediate: str = "self"  # 'self' (same method) or 'interval'
+    description: str = ""
+
+    def relax(self, op, l: Tensor, u: Tensor, alpha: Tensor | None = None) -> LinearRelaxation:
+        fn = self.table.get(op.kind)
+        if fn is None:
+            raise UnsupportedOpError(f"activation {op.kind!r} for method {self.name!r}", self.table.keys())
+        return fn(op, l, u, alpha=alpha)
+
+
+def _table(relu_mode: str) -> Mapping[str, RelaxFn]:
+    t: dict[str, RelaxFn] = {"relu": _relu(relu_mode), "leaky_relu": _leaky(relu_mode), "hardtanh": _hardtanh}
+    for name in SSHAPES:
+        t[name] = _sshape(name)
+    return MappingProxyType(t)
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    if method.name in METHODS:
+        raise ValueError(f"method {method.name!r} already registered")
+    METHODS[method.name] = method
+    return method
+
+
+register_method(Method("ibp", "interval", description="interval bound propagation"))
+register_method(Method("fastlin", "backward", _table("parallel"),
+                       description="Fast-Lin: backward linear bounds, ReLU lower slope = upper slope"))
+register_method(Method("crown", "backward", _table("adaptive"),
+                       description="CROWN: backward linear bounds, adaptive ReLU lower slope, tangent/chord "
+                                   "bounds for sigmoid/tanh/arctan; intermediate bounds by CROWN"))
+register_method(Method("crown-ibp", "backward", _table("adaptive"), intermediate="interval",
+                       description="CROWN on the last layer with IBP intermediate bounds (Zhang et al. 2020)"))
+register_method(Method("lipschitz", "lipschitz",
+                       description="global Lipschitz baseline: product of operator norms"))
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise UnsupportedOpError(f"method {name!r}", METHODS.keys()) from None
