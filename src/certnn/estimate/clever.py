@@ -1,0 +1,494 @@
+"""CLEVER: a robustness *estimate* from sampled gradient norms and extreme value theory.
+
+Reference: T.-W. Weng, H. Zhang, P.-Y. Chen, J. Yi, D. Su, Y. Gao, C.-J. Hsieh, L. Daniel, "Evaluating the
+Robustness of Neural Networks: An Extreme Value Theory Approach", ICLR 2018 (Algorithm 1 and 2).
+
+Let f: R^d -> R^K be a classifier with logits f_1..f_K, x0 an input of class c and, for j != c,
+g_j(x) = f_c(x) - f_j(x). If L_q^j >= ||grad g_j(x)||_q for all x in the ball B_p(x0, R), with
+1/p + 1/q = 1, then no perturbation of Lp norm below min(g_j(x0) / L_q^j, R) turns class c into class j
+(Weng et al., Theorem 3.2). CLEVER *estimates* the local cross Lipschitz constant L_q^j instead of bounding
+it:
+
+1. draw N_b batches of N_s points x^(i,k) uniformly in B_p(x0, R) (optionally clipped to a box);
+2. for each batch keep the largest dual norm b_i = max_k ||grad g_j(x^(i,k))||_q;
+3. fit a reverse Weibull law to {b_1..b_{N_b}} and take its location a_W as the estimate of L_q^j
+   (see :mod:`certnn.estimate.weibull` for the fitting practice and its fallback);
+4. the score for class j is min(g_j(x0) / a_W, R); the untargeted CLEVER score is the minimum over j != c,
+   the targeted one the score of the single target class.
+
+The result is a statistical estimate, never a certificate: the sampled maximum can miss the true maximum
+of the gradient norm (e.g. for gradient-masked networks), and nothing in this module calls it certified.
+
+Batching: for one input x0, each call of the model evaluates the replicated points of several classes at
+once, (m * P, *in_shape) rows for m classes and P points, and one backward pass of sum_r g_{j(r)}(x_r)
+returns all m * P gradients, because the rows are independent (the model must treat batch rows
+independently, e.g. be in eval mode). ``max_points_per_call`` bounds m * P.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import operator
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..config import Config, dual_exponent, parse_norm
+from ..errors import ConfigError, DataError
+from .sampling import _clip_tensors, sample_lp_ball
+from .weibull import DEFAULT_SHAPE_INITS, WeibullFit, fit_reverse_weibull
+
+__all__ = ["CleverConfig", "CleverResult", "clever_scores", "gradient_norm_maxima", "select_targets",
+           "DEFAULT_RADIUS", "TARGET_MODES"]
+
+#: Default sampling radius R per perturbation norm, for inputs scaled to [0, 1] (e.g. images with
+#: d ~ 10^3): 0.1 for L_inf, 2 for L_2 (about the L_2 size of a 0.1-box corner for d = 400) and 10 for L_1.
+#: R caps the score, so it should exceed the adversarial distances one expects to measure.
+DEFAULT_RADIUS: dict[str, float] = {"inf": 0.1, "2": 2.0, "1": 10.0}
+
+#: Target selections of the paper's experiments: the least likely class, a random class != c, and the
+#: runner-up class (the largest logit other than c).
+TARGET_MODES: tuple[str, ...] = ("least_likely", "random", "top2")
+
+Model = Callable[[Tensor], Tensor]
+
+
+def _as_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"CleverConfig.{name} must be an integer, got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise ConfigError(f"CleverConfig.{name} must be an integer, got {value!r}") from None
+    if v < minimum:
+        raise ConfigError(f"CleverConfig.{name} must be >= {minimum}, got {v}")
+    return v
+
+
+def _as_float(value: Any, name: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"CleverConfig.{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"CleverConfig.{name} must be a number, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class CleverConfig(Config):
+    """Settings of :func:`clever_scores` (Weng et al., ICLR 2018, Algorithm 1).
+
+    Attributes:
+        n_batches: N_b, the number of batches, i.e. of maxima the reverse Weibull law is fitted to (the paper
+            uses 500; the default 100 costs 5x less and fits a 3-parameter law well).
+        n_samples: N_s, points per batch (the paper uses 1024; default 256).
+        radius: R, the sampling radius, also the cap of the score. None picks DEFAULT_RADIUS[norm]
+            (0.1 for inf, 2 for 2, 10 for 1; meant for inputs in [0, 1]).
+        seed: seed of the point sampler (per input i, the stream is seeded by (seed, i)) and of the 'random'
+            target selection; the same seed gives the same result on the same device.
+        pool: how each batch's gradient norms are reduced; 'max' (the batch maximum, as in the paper) is
+            the only choice EVT supports.
+        estimator: 'weibull' fits the reverse Weibull law (the paper); 'max' skips the fit and uses the
+            largest observed gradient norm (a cheaper, smaller estimate of L, so a larger score).
+        fit_shape_inits: starting shapes c_0 of the Weibull maximum-likelihood fit (the reference code's
+            0.1, 1, 5, 10, 20, 50, 100); the fit with the best Kolmogorov-Smirnov p-value is kept.
+        fit_shape_reg: weight of a penalty fit_shape_reg * c^2 on the shape in the fit (0: none).
+        fit_min_pvalue: fits whose best KS p-value is lower are rejected and replaced by the largest
+            observed maximum (the reference code uses 0.001).
+        max_points_per_call: the most rows (replicated points x classes) passed to the model in one
+            forward and backward call; bounds memory at about max_points_per_call * d values per tensor.
+    """
+
+    n_batches: int = 100
+    n_samples: int = 256
+    radius: float | None = None
+    seed: int = 0
+    pool: str = "max"
+    estimator: str = "weibull"
+    fit_shape_inits: tuple[float, ...] = DEFAULT_SHAPE_INITS
+    fit_shape_reg: float = 0.0
+    fit_min_pvalue: float = 1e-3
+    max_points_per_call: int = 8192
+
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {"pool": ("max",), "estimator": ("weibull", "max")}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        set_ = object.__setattr__
+        set_(self, "n_batches", _as_int(self.n_batches, "n_batches", 1))
+        set_(self, "n_samples", _as_int(self.n_samples, "n_samples", 1))
+        set_(self, "seed", _as_int(self.seed, "seed", 0))
+        set_(self, "max_points_per_call", _as_int(self.max_points_per_call, "max_points_per_call", 1))
+        if self.radius is not None:
+            r = _as_float(self.radius, "radius")
+            if not (r > 0 and math.isfinite(r)):
+                raise ConfigError(f"CleverConfig.radius must be a positive finite number (or None for the "
+                                  f"per-norm default), got {self.radius!r}")
+            set_(self, "radius", r)
+        inits = self.fit_shape_inits
+        if isinstance(inits, (int, float)):
+            inits = (inits,)
+        try:
+            inits = tuple(_as_float(c, "fit_shape_inits") for c in inits)
+        except TypeError:
+            raise ConfigError(f"CleverConfig.fit_shape_inits must be a sequence of positive numbers, "
+                              f"got {self.fit_shape_inits!r}") from None
+        if not inits or not all(c > 0 and math.isfinite(c) for c in inits):
+            raise ConfigError(f"CleverConfig.fit_shape_inits must be a non-empty sequence of positive numbers, "
+                              f"got {self.fit_shape_inits!r}")
+        set_(self, "fit_shape_inits", inits)
+        reg = _as_float(self.fit_shape_reg, "fit_shape_reg")
+        if not (reg >= 0 and math.isfinite(reg)):
+            raise ConfigError(f"CleverConfig.fit_shape_reg must be >= 0, got {self.fit_shape_reg!r}")
+        set_(self, "fit_shape_reg", reg)
+        pmin = _as_float(self.fit_min_pvalue, "fit_min_pvalue")
+        if not 0.0 <= pmin <= 1.0:
+            raise ConfigError(f"CleverConfig.fit_min_pvalue must lie in [0, 1], got {self.fit_min_pvalue!r}")
+        set_(self, "fit_min_pvalue", pmin)
+
+    def radius_for(self, norm: str) -> float:
+        """R for the perturbation norm: ``radius`` if set, else DEFAULT_RADIUS[norm]."""
+        return self.radius if self.radius is not None else DEFAULT_RADIUS[parse_norm(norm)]
+
+
+@dataclass(frozen=True)
+class CleverResult:
+    """CLEVER estimates for a batch of B inputs and K classes. All tensors are float64 (bool/long for
+    flags and classes) on the CPU, batch first.
+
+    Attributes:
+        clever_estimate: (B,) the untargeted score min_{j != c} per_class[:, j], or the targeted score
+            per_class[:, target]; 0 for misclassified inputs.
+        per_class: (B, K) min(g_j(x0) / L_j, R) per class j; nan for j = c, for classes not evaluated
+            (targeted runs evaluate only the target) and for misclassified inputs.
+        lipschitz_estimate: (B, K) the estimate L_j of the local cross Lipschitz constant
+            max_{x in B_p(x0,R)} ||grad g_j(x)||_q (Weibull location, or the largest observed gradient
+            norm on a fallback); nan where not evaluated.
+        margin: (B, K) g_j(x0) = f_c(x0) - f_j(x0); nan for j = c.
+        fit_ok: (B, K) True where L_j comes from an accepted reverse Weibull fit; False on a fallback to the
+            largest observed gradient norm, with estimator 'max', and where not evaluated.
+        ks_pvalue: (B, K) Kolmogorov-Smirnov p-value of the best fit (nan where no fit was made).
+        label: (B,) the class c each input is scored for (the given y, or the prediction when y is None).
+        target: (B,) the target classes of a targeted run, None for an untargeted run.
+        misclassified: (B,) True where argmax_k f_k(x0) != c; those inputs get score 0 and no sampling.
+        norm: the perturbation norm p ('inf', '2', '1'); gradients are measured in the dual norm q.
+        radius: the sampling radius R used.
+        config: the :class:`CleverConfig` used.
+        seed: the seed used (config.seed).
+        dtype, device: where the model was evaluated.
+        wall_time_s: wall-clock time of the call.
+        method: 'clever'.
+    """
+
+    clever_estimate: Tensor
+    per_class: Tensor
+    lipschitz_estimate: Tensor
+    margin: Tensor
+    fit_ok: Tensor
+    ks_pvalue: Tensor
+    label: Tensor
+    target: Tensor | None
+    misclassified: Tensor
+    norm: str
+    radius: float
+    config: CleverConfig
+    seed: int
+    dtype: str
+    device: str
+    wall_time_s: float
+    method: str = "clever"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python values (lists, floats with nan kept, the config as a dict)."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            v = getattr(self, name)
+            if isinstance(v, Tensor):
+                v = v.tolist()
+            elif isinstance(v, Config):
+                v = v.to_dict()
+            out[name] = v
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# target selection
+
+
+def select_targets(logits: Tensor, label: Tensor, how: str, seed: int = 0) -> Tensor:
+    """The paper's target classes for targeted CLEVER, (B,) long, never equal to the label.
+
+    Args:
+        logits: f(x0) of shape (B, K), K >= 2.
+        label: c of shape (B,).
+        how: 'least_likely' (argmin_j f_j(x0) over j != c), 'top2' (argmax_j f_j(x0) over j != c, the
+            runner-up) or 'random' (uniform over j != c, drawn with a CPU generator seeded by ``seed``).
+        seed: seed of the 'random' selection.
+    """
+    if how not in TARGET_MODES:
+        raise ConfigError(f"unknown target selection {how!r}; choose one of {', '.join(TARGET_MODES)}")
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise DataError(f"logits must have shape (B, K) with K >= 2, got {tuple(logits.shape)}")
+    label = label.to(device=logits.device, dtype=torch.long)
+    if label.shape != logits.shape[:1]:
+        raise DataError(f"label must have shape ({logits.shape[0]},), got {tuple(label.shape)}")
+    b, k = logits.shape
+    own = torch.nn.functional.one_hot(label, k).bool()
+    if how == "top2":
+        return logits.masked_fill(own, float("-inf")).argmax(dim=1)
+    if how == "least_likely":
+        return logits.masked_fill(own, float("inf")).argmin(dim=1)
+    gen = torch.Generator().manual_seed(int(seed))
+    r = torch.randint(0, k - 1, (b,), generator=gen).to(logits.device)
+    return r + (r >= label).long()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# gradient norms at sampled points
+
+
+def _dual_norms(model: Model, points: Tensor, label: int, classes: Tensor, q: float) -> Tensor:
+    """||grad_x (f_c - f_j)(x)||_q for every class j in ``classes`` (m,) and point x in ``points`` (P, *s).
+
+    One forward and one backward call on the (m * P, *s) replicated points; returns (m, P).
+    """
+    m, n = classes.numel(), points.shape[0]
+    rows = points.unsqueeze(0).expand(m, *points.shape).reshape(m * n, *points.shape[1:])
+    rows = rows.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = model(rows)
+        if out.ndim != 2 or out.shape[0] != m * n:
+            raise DataError(f"the model must map (N, *in_shape) to logits (N, K); for N = {m * n} it returned "
+                            f"shape {tuple(out.shape)}")
+        j = classes.to(out.device).repeat_interleave(n)
+        g = out[:, label] - out.gather(1, j.unsqueeze(1)).squeeze(1)
+        (grad,) = torch.autograd.grad(g.sum(), rows)
+    return torch.linalg.vector_norm(grad.reshape(m, n, -1), ord=q, dim=2)
+
+
+def gradient_norm_maxima(model: Model, x0: Tensor, label: int, classes: Sequence[int] | Tensor, norm: str,
+                         radius: float, n_batches: int, n_samples: int, *,
+                         generator: torch.Generator | None = None,
+                         clip: tuple[float | Tensor, float | Tensor] | None = None,
+                         max_points_per_call: int = 8192) -> Tensor:
+    """Batch maxima S_j = {max_k ||grad g_j(x^(i,k))||_q}_{i=1..N_b} for one input x0 (Algorithm 1, steps 1-2).
+
+    The points of batch i are drawn in order i = 0..N_b-1 from ``generator``, N_s at a time, so the result
+    does not depend on ``max_points_per_call``, which only groups the work into model calls.
+
+    Args:
+        model: logits of shape (N, K) from inputs (N, *in_shape), used as is (dtype and device of x0).
+        x0: the input, shape in_shape (no batch dimension).
+        label: c.
+        classes: the m classes j to evaluate, each != c.
+        norm: the perturbation norm p; gradients are measured in the dual norm q.
+        radius: R.
+        n_batches, n_samples: N_b and N_s.
+        generator: a torch.Generator on x0's device.
+        clip: optional box (lo, hi) the points are clamped to (non-uniform sampling).
+        max_points_per_call: the most rows (points x classes) per model call.
+
+    Returns:
+        (m, N_b) tensor of batch maxima in x0's dtype.
+    """
+    q = dual_exponent(norm)
+    classes_t = torch.as_tensor(classes, dtype=torch.long).reshape(-1)
+    m = classes_t.numel()
+    if m == 0:
+        raise DataError("no classes to evaluate")
+    cls_chunk = min(m, max_points_per_call)
+    pts_per_call = max(1, max_points_per_call // cls_chunk)
+    batches_per_group = max(1, pts_per_call // n_samples)
+    maxima = torch.full((m, n_batches), float("-inf"), dtype=x0.dtype, device=x0.device)
+    b0 = 0
+    while b0 < n_batches:
+        b1 = min(n_batches, b0 + batches_per_group)
+        pts = torch.cat([sample_lp_ball(x0, radius, norm, n_samples, generator=generator, clip=clip)
+                         for _ in range(b0, b1)])
+        batch_of = torch.arange(b0, b1, device=x0.device).repeat_interleave(n_samples)
+        for p0 in range(0, pts.shape[0], pts_per_call):
+            chunk = pts[p0:p0 + pts_per_call]
+            idx = batch_of[p0:p0 + pts_per_call]
+            for c0 in range(0, m, cls_chunk):
+                cls = classes_t[c0:c0 + cls_chunk]
+                norms = _dual_norms(model, chunk, label, cls, q).to(maxima.dtype)
+                maxima[c0:c0 + cls.numel()].scatter_reduce_(
+                    1, idx.unsqueeze(0).expand(cls.numel(), -1), norms, reduce="amax", include_self=True)
+        b0 = b1
+    return maxima
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the estimate
+
+
+def _model_for(model: Model, dtype: torch.dtype, device: torch.device) -> Model:
+    """The model in x's dtype and device: a deep copy converted when a floating parameter or buffer differs;
+    the user's module is never modified."""
+    if not isinstance(model, nn.Module):
+        return model
+    tensors = list(model.parameters()) + list(model.buffers())
+    if any((t.is_floating_point() and t.dtype != dtype) or t.device != device for t in tensors):
+        model = copy.deepcopy(model).to(device=device, dtype=dtype)
+    return model
+
+
+def _sample_seed(seed: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def _score(g: float, lip: float, radius: float) -> float:
+    """min(g / L, R), with g / 0 read as +inf for g > 0 (a constant margin) and 0 for g <= 0."""
+    if not (math.isfinite(lip) and math.isfinite(g)):
+        return float("nan")
+    if g <= 0:
+        return 0.0
+    if lip <= 0:
+        return radius
+    return min(g / lip, radius)
+
+
+def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, norm: str,
+                  config: CleverConfig | None = None, target: Tensor | Sequence[int] | int | str | None = None,
+                  clip: tuple[float | Tensor, float | Tensor] | None = None) -> CleverResult:
+    """CLEVER estimates (untargeted or targeted) of the minimal adversarial Lp distortion of each input.
+
+    For each input x0 = x[i] of class c = y[i] and each class j != c (or only j = target[i]):
+    L_j = reverse-Weibull location of the N_b batch maxima of ||grad g_j||_q over N_b * N_s points uniform in
+    B_p(x0, R) (see the module docstring), and the score is min(g_j(x0) / L_j, R). This is an estimate, not a
+    certified bound.
+
+    Args:
+        model: a callable from float inputs (N, *in_shape) to logits (N, K) that treats rows independently.
+            It is run in x's dtype and device; an nn.Module whose parameters differ is deep-copied and
+            converted, never modified.
+        x: inputs (B, *in_shape), batch first; non-floating inputs are converted to float64.
+        y: labels c (B,), or None to score each input for its predicted class.
+        norm: the perturbation norm p: 'inf', '2' or '1' (also 'linf', 2, ...).
+        config: a :class:`CleverConfig` (default: CleverConfig()).
+        target: None for untargeted CLEVER; a class index or (B,) class indices for targeted CLEVER; or one
+            of 'least_likely', 'random', 'top2' to pick the targets with :func:`select_targets`.
+        clip: optional box (lo, hi) (scalars or tensors broadcastable to in_shape) the sampled points are
+            clamped to, e.g. (0, 1) for images; this makes the sampling non-uniform, as in the paper's
+            code. x must lie in the box.
+
+    Returns:
+        A :class:`CleverResult`. Misclassified inputs get score 0 and ``misclassified`` True.
+
+    Raises:
+        ConfigError: unknown norm, bad config values, unknown target selection.
+        DataError: shape mismatches, labels or targets out of range, a target equal to the label, x outside
+            the clip box.
+    """
+    start = time.perf_counter()
+    cfg = CleverConfig() if config is None else config
+    if not isinstance(cfg, CleverConfig):
+        raise ConfigError(f"config must be a CleverConfig, got {type(cfg).__name__}")
+    p = parse_norm(norm)
+    radius = cfg.radius_for(p)
+
+    if not isinstance(x, Tensor):
+        x = torch.as_tensor(x)
+    if not torch.is_floating_point(x):
+        x = x.to(torch.float64)
+    if x.ndim < 2 or x.shape[0] < 1:
+        raise DataError(f"x must be batch first, shape (B, *in_shape) with B >= 1, got {tuple(x.shape)}")
+    x = x.detach()
+    bsz = x.shape[0]
+    net = _model_for(model, x.dtype, x.device)
+
+    with torch.no_grad():
+        logits = net(x)
+    if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != bsz or logits.shape[1] < 2:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise DataError(f"the model must return logits of shape (B, K) = ({bsz}, K >= 2), got {shape}")
+    k = logits.shape[1]
+    pred = logits.argmax(dim=1)
+
+    if y is None:
+        label = pred.clone()
+    else:
+        label = torch.as_tensor(y, device=x.device)
+        if label.is_floating_point() or label.is_complex():
+            raise DataError(f"labels y must be integers, got {label.dtype}")
+        label = label.to(torch.long)
+        if label.shape != (bsz,):
+            raise DataError(f"labels y must have shape ({bsz},), got {tuple(label.shape)}")
+    if bool(((label < 0) | (label >= k)).any()):
+        raise DataError(f"labels must lie in [0, {k}), got {label.tolist()}")
+
+    tgt: Tensor | None
+    if target is None:
+        tgt = None
+    elif isinstance(target, str):
+        tgt = select_targets(logits, label, target, seed=cfg.seed)
+    else:
+        tgt = torch.as_tensor(target, device=x.device)
+        if tgt.is_floating_point() or tgt.is_complex():
+            raise DataError(f"target classes must be integers, got {tgt.dtype}")
+        tgt = tgt.to(torch.long)
+        if tgt.ndim == 0:
+            tgt = tgt.expand(bsz).clone()
+        if tgt.shape != (bsz,):
+            raise DataError(f"target must have shape ({bsz},), got {tuple(tgt.shape)}")
+        if bool(((tgt < 0) | (tgt >= k)).any()):
+            raise DataError(f"target classes must lie in [0, {k}), got {tgt.tolist()}")
+        if bool((tgt == label).any()):
+            bad = torch.nonzero(tgt == label).flatten().tolist()
+            raise DataError(f"target class equals the label c for inputs {bad}; a target must differ from c")
+
+    if clip is not None:
+        lo, hi = _clip_tensors(clip, x[0])
+        if bool(((x < lo) | (x > hi)).any()):
+            raise DataError("x lies outside the clip box (lo, hi); clipping would move the ball's center")
+
+    logits64 = logits.detach().to(device="cpu", dtype=torch.float64)
+    label_cpu = label.cpu()
+    margin = logits64.gather(1, label_cpu.unsqueeze(1)) - logits64
+    nan = float("nan")
+    margin[torch.arange(bsz), label_cpu] = nan
+    per_class = torch.full((bsz, k), nan, dtype=torch.float64)
+    lip = torch.full((bsz, k), nan, dtype=torch.float64)
+    pval = torch.full((bsz, k), nan, dtype=torch.float64)
+    fit_ok = torch.zeros((bsz, k), dtype=torch.bool)
+    misclassified = (pred != label).cpu()
+    estimate = torch.zeros(bsz, dtype=torch.float64)
+
+    for i in range(bsz):
+        if bool(misclassified[i]):
+            continue
+        c = int(label_cpu[i])
+        classes = [int(tgt[i])] if tgt is not None else [j for j in range(k) if j != c]
+        gen = torch.Generator(device=x.device)
+        gen.manual_seed(_sample_seed(cfg.seed, i))
+        maxima = gradient_norm_maxima(net, x[i], c, classes, p, radius, cfg.n_batches, cfg.n_samples,
+                                      generator=gen, clip=clip, max_points_per_call=cfg.max_points_per_call)
+        maxima_np = maxima.detach().to(device="cpu", dtype=torch.float64).numpy()
+        for row, j in enumerate(classes):
+            if cfg.estimator == "weibull":
+                fit: WeibullFit = fit_reverse_weibull(maxima_np[row], shape_inits=cfg.fit_shape_inits,
+                                          shape_reg=cfg.fit_shape_reg, min_pvalue=cfg.fit_min_pvalue)
+                lip_j, ok, pv = fit.location, fit.ok, fit.pvalue
+            else:
+                finite = maxima_np[row][np.isfinite(maxima_np[row])]
+                lip_j, ok, pv = (float(finite.max()) if finite.size else nan), False, nan
+            lip[i, j] = lip_j
+            fit_ok[i, j] = ok
+            pval[i, j] = pv
+            per_class[i, j] = _score(float(margin[i, j]), lip_j, radius)
+        if tgt is not None:
+            estimate[i] = per_class[i, int(tgt[i])]
+        else:
+            vals = per_class[i, classes]
+            estimate[i] = vals.min() if not bool(torch.isnan(vals).any()) else nan
+
+    return CleverResult(
+        clever_estimate=estimate, per_class=per_class, lipschitz_estimate=lip, margin=margin, fit_ok=fit_ok,
+        ks_pvalue=pval, label=label_cpu, target=None if tgt is None else tgt.cpu(), misclassified=misclassified,
+        norm=p, radius=float(radius), config=cfg, seed=cfg.seed, dtype=str(x.dtype).replace("torch.", ""),
+        device=str(x.device), wall_time_s=time.perf_counter() - start)
