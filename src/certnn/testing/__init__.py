@@ -1,0 +1,4 @@
+"""Soundness-testing helpers (public)."""
+from .soundness import check_bounds_contain, pgd_against_bounds, sample_ball
+
+__all__ = ["sample_ball", "check_bounds_contain", "pgd_against_bounds"]
