@@ -1,0 +1,111 @@
+"""Loading models from files, safely.
+
+* ``net.py:factory`` (+ ``weights=state_dict.pt``): imports the Python file, calls ``factory()`` and loads
+  the state dict with ``torch.load(weights_only=True)``, which runs no code from the weights file.
+* ``model.pt`` saved by ``torch.jit.save`` (TorchScript): loaded with ``torch.jit.load``.
+* a fully pickled module (``torch.save(model)``): only with ``trust_pickle=True``, since unpickling runs
+  arbitrary code from the file.
+* ``model.onnx``: through the ONNX importer, when installed.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ModelImportError
+
+
+def _load_factory(spec: str) -> nn.Module:
+    path_s, _, name = spec.rpartition(":")
+    path = Path(path_s)
+    if not path.is_file():
+        raise ModelImportError(f"model file {path} not found (expected FILE.py:FACTORY)")
+    mod_name = f"certnn_user_model_{abs(hash(str(path.resolve())))}"
+    sp = importlib.util.spec_from_file_location(mod_name, path)
+    if sp is None or sp.loader is None:
+        raise ModelImportError(f"cannot import {path} as a Python module")
+    module = importlib.util.module_from_spec(sp)
+    sys.modules[mod_name] = module
+    try:
+        sp.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelImportError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    factory = getattr(module, name, None)
+    if factory is None or not callable(factory):
+        raise ModelImportError(f"{path} has no callable factory {name!r}")
+    try:
+        model = factory()
+    except Exception as exc:  # noqa: BLE001
+        raise ModelImportError(f"calling factory {name}() from {path} failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise ModelImportError(f"factory {name}() returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _load_state(model: nn.Module, weights: str) -> None:
+    p = Path(weights)
+    if not p.is_file():
+        raise ModelImportError(f"weights file {p} not found")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelImportError(f"cannot read weights {p} as a state_dict (weights_only loading): {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelImportError(f"weights {p} hold a {type(state).__name__}, not a state_dict")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelImportError(f"weights {p} do not match the model: {exc}") from exc
+
+
+def load_model(spec: str, weights: str | None = None, trust_pickle: bool = False):
+    """An nn.Module (or, for .onnx, a certnn Graph) from a model spec; see the module docstring."""
+    if ":" in spec and spec.rpartition(":")[0].endswith(".py"):
+        model = _load_factory(spec)
+        if weights:
+            _load_state(model, weights)
+        model.eval()
+        return model
+    path = Path(spec)
+    if not path.is_file():
+        raise ModelImportError(f"model file {path} not found")
+    if path.suffix == ".onnx":
+        try:
+            from .from_onnx import load_onnx  # type: ignore[attr-defined]
+        except ImportError as exc:
+            raise ModelImportError(f"ONNX import is not available: {exc}") from exc
+        return load_onnx(str(path))
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            is_script = any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
+        if is_script:
+            try:
+                m = torch.jit.load(str(path), map_location="cpu")
+            except Exception as exc:  # noqa: BLE001
+                raise ModelImportError(f"cannot load TorchScript model {path}: {exc}") from exc
+            if weights:
+                raise ModelImportError("--weights is for FILE.py:FACTORY models; a TorchScript file has its own")
+            return m.eval()
+    if not trust_pickle:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001
+            raise ModelImportError(
+                f"{path} is a pickled model; loading it runs code from the file. Pass --trust-pickle if you "
+                "trust it, or save a state_dict and use --model FILE.py:FACTORY --weights STATE.pt") from None
+        raise ModelImportError(f"{path} holds a {type(obj).__name__} (a state_dict?): use --model FILE.py:FACTORY "
+                               f"--weights {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelImportError(f"cannot unpickle {path}: {exc}") from exc
+    if not isinstance(obj, nn.Module):
+        raise ModelImportError(f"{path} holds a {type(obj).__name__}, not an nn.Module")
+    return obj.eval()

@@ -1,0 +1,82 @@
+"""Exact level: on tiny ReLU nets, every method's bounds contain the exact range found by MILP (HiGHS),
+LP (triangle relaxation) lies between CROWN and the exact range, and the MILP matches a dense grid."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+import certnn
+from certnn.certify.bounds import bounds_for_spec, make_spec
+from certnn.engine.milp import exact_bounds
+
+pytestmark = pytest.mark.solvers
+
+
+def tiny(seed, d=2, h=6, depth=2):
+    g = torch.Generator().manual_seed(seed)
+    layers, w = [], d
+    for _ in range(depth):
+        lin = nn.Linear(w, h).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(h, w, generator=g, dtype=torch.float64))
+            lin.bias.copy_(torch.randn(h, generator=g, dtype=torch.float64) * 0.3)
+        layers += [lin, nn.ReLU()]
+        w = h
+    out = nn.Linear(w, 2).double()
+    with torch.no_grad():
+        out.weight.copy_(torch.randn(2, w, generator=g, dtype=torch.float64))
+    return nn.Sequential(*layers, out)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("norm", ["inf", "1"])
+def test_bounds_contain_exact_range(seed, norm):
+    model = tiny(seed)
+    x = torch.rand(2, 2, dtype=torch.float64)
+    graph = certnn.from_torch(model, (2,))
+    spec = make_spec(graph, x, 0.4, norm)
+    ex_lo, ex_hi = exact_bounds(graph, spec)
+    lp_lo, lp_hi = exact_bounds(graph, spec, relax=True)
+    for method in ["ibp", "fastlin", "crown", "crown-ibp", "lipschitz"]:
+        lo, hi, _ = bounds_for_spec(graph, spec, method)
+        assert (lo <= ex_lo + 1e-7).all() and (hi >= ex_hi - 1e-7).all(), method
+    crown_lo, crown_hi, _ = bounds_for_spec(graph, spec, "crown")
+    assert (crown_lo <= lp_lo + 1e-7).all() and (lp_lo <= ex_lo + 1e-7).all()
+    assert (crown_hi >= lp_hi - 1e-7).all() and (lp_hi >= ex_hi - 1e-7).all()
+    if norm == "inf":  # MILP range equals the dense-grid range up to the grid's resolution
+        t = torch.linspace(-1, 1, 301, dtype=torch.float64)
+        grid = torch.stack(torch.meshgrid(t, t, indexing="ij"), -1).reshape(-1, 2) * 0.4
+        for b in range(2):
+            out = model(x[b] + grid)
+            assert (out.min(0).values >= ex_lo[b] - 1e-7).all() and (out.max(0).values <= ex_hi[b] + 1e-7).all()
+            assert (out.min(0).values - ex_lo[b]).abs().max() < 0.05
+            assert (out.max(0).values - ex_hi[b]).abs().max() < 0.05
+
+
+def test_crown_margin_bounds_contain_exact_deeper():
+    for seed, norm in itertools.product(range(3), ["inf", "1"]):
+        model = tiny(10 + seed, d=4, h=8, depth=3)
+        x = torch.rand(1, 4, dtype=torch.float64)
+        graph = certnn.from_torch(model, (4,))
+        spec = make_spec(graph, x, 0.2, norm, clip=(0.0, 1.0))
+        C = torch.tensor([[[1.0, -1.0]]], dtype=torch.float64)
+        ex_lo, _ = exact_bounds(graph, spec, C)
+        lo, _, _ = bounds_for_spec(graph, spec, "crown", C)
+        assert (lo <= ex_lo + 1e-7).all()
+
+
+@pytest.mark.parametrize("act", [nn.Tanh, nn.Sigmoid])
+def test_smooth_nets_contain_dense_sampled_range(act):
+    """No exact solver for tanh/sigmoid: CROWN's bounds must contain the range found by a dense grid."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(2, 10), act(), nn.Linear(10, 10), act(), nn.Linear(10, 2)).double()
+    x = torch.rand(3, 2, dtype=torch.float64)
+    iv = certnn.compute_bounds(model, x, 0.5, "inf", "crown")
+    t = torch.linspace(-1, 1, 401, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(t, t, indexing="ij"), -1).reshape(-1, 2) * 0.5
+    for b in range(3):
+        out = model(x[b] + grid)
+        assert (out.min(0).values >= iv.lower[b] - 1e-9).all() and (out.max(0).values <= iv.upper[b] + 1e-9).all()
