@@ -1,4 +1,7 @@
-"""Input sets and output properties."""
+"""Specifications: what a certificate is about (input sets and unsafe output sets)."""
 from .lp import LpBall
+from .vnnlib import (DEFAULT_MAX_DISJUNCTS, InputBox, OutputConjunction, Region, VnnlibProperty, load_vnnlib,
+                     parse_vnnlib, property_violated, read_counterexample, write_counterexample)
 
-__all__ = ["LpBall"]
+__all__ = ["LpBall", "DEFAULT_MAX_DISJUNCTS", "InputBox", "OutputConjunction", "Region", "VnnlibProperty",
+           "load_vnnlib", "parse_vnnlib", "property_violated", "read_counterexample", "write_counterexample"]
