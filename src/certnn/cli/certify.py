@@ -1,0 +1,63 @@
+"""`certnn certify`: verdicts and certified accuracy at given radii."""
+from __future__ import annotations
+
+import argparse
+
+from ..certify.radius import CertifyConfig, Certifier
+from ..report.records import SampleRecord, environment, write_json
+from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
+                     load_model_and_data, parse_methods)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("certify", help="certified accuracy at one or more eps",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_model_args(p)
+    add_data_args(p)
+    add_spec_args(p)
+    p.add_argument("--eps", type=float, nargs="+", required=True, help="radii to certify at")
+    add_output_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    con = Console(args.quiet)
+    methods = parse_methods(args.method)
+    if len(methods) != 1:
+        from ..errors import ConfigError
+        raise ConfigError("certify takes one --method; use `certnn radius --method a,b` to compare methods")
+    model, x, y = load_model_and_data(args)
+    clip = tuple(args.clip) if args.clip else None
+    cfg = CertifyConfig(method=methods[0], norm=args.norm, target=args.target, clip=clip, seed=args.seed,
+                        batch_size=args.batch_size)
+    cert = Certifier(model, cfg, tuple(x.shape[1:]))
+    verdicts = {}
+    sw = Stopwatch()
+    res = None
+    with con.progress(f"{methods[0]} certify", len(args.eps)) as cb:
+        for k, e in enumerate(args.eps):
+            res = cert.certify(x, y, e)
+            verdicts[e] = res.certified
+            cb(k + 1, len(args.eps))
+    per = sw() / max(1, x.shape[0])
+    acc = {e: float(v.double().mean()) for e, v in verdicts.items()}
+    clean = float(res.correct.double().mean())
+    samples = [SampleRecord(index=args.start + i, label=int(y[i]), predicted=int(res.predicted[i]),
+                            certified_radius=0.0, time_s=per,
+                            target=None if res.target is None else int(res.target[i]),
+                            certified={str(e): bool(verdicts[e][i]) for e in args.eps})
+               for i in range(x.shape[0])]
+    # certified_radius here is the largest of the given eps that is certified (a lower bound), 0 if none
+    samples = [SampleRecord(**{**s.__dict__, "certified_radius": max([e for e in args.eps if verdicts[e][i]], default=0.0)})
+               for i, s in enumerate(samples)]
+    con.table(f"certified accuracy ({methods[0]}, L{args.norm}, target={args.target})", ["eps", "certified accuracy"],
+              [[e, acc[e]] for e in args.eps])
+    con.print(f"clean accuracy {clean:.4g} on {x.shape[0]} samples")
+    if args.json:
+        settings = {"model": args.model, "data": args.data, "norm": args.norm, "method": methods[0],
+                    "target": args.target, "clip": clip, "seed": args.seed, "eps": list(args.eps)}
+        summary = {"samples": x.shape[0], "clean_accuracy": clean, "certified_accuracy": {str(e): acc[e] for e in args.eps},
+                   "seconds_per_sample": per}
+        write_json(args.json, "certify", settings, samples, summary, environment())
+        con.print(f"wrote {args.json}")
+    return 0

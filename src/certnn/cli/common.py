@@ -1,0 +1,142 @@
+"""Shared CLI plumbing: model/data flags, progress bars, tables, JSON output."""
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from ..engine.methods import METHODS
+from ..errors import ConfigError, DataError
+from ..graph.ir import Graph
+from ..graph.loading import load_model
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", required=True, help="FILE.py:FACTORY, TorchScript .pt, .onnx, or a pickled module "
+                                                   "(with --trust-pickle)")
+    g.add_argument("--weights", help="state_dict for FILE.py:FACTORY models (loaded with weights_only=True)")
+    g.add_argument("--trust-pickle", action="store_true",
+                   help="allow loading a fully pickled module (runs code from the file)")
+    g.add_argument("--input-shape", type=lambda s: tuple(int(v) for v in s.split(",")),
+                   help="per-sample input shape if the data must be reshaped, e.g. 1,28,28")
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, help="npz file with x (N, ...) and y (N,)")
+    g.add_argument("--samples", type=int, help="use the first N samples (after --start)")
+    g.add_argument("--start", type=int, default=0, help="index of the first sample")
+
+
+def add_spec_args(p: argparse.ArgumentParser, methods: bool = True) -> None:
+    g = p.add_argument_group("perturbation and method")
+    g.add_argument("--norm", default="inf", choices=["inf", "2", "1"], help="Lp norm of the ball")
+    if methods:
+        g.add_argument("--method", default="crown",
+                       help=f"method, or several separated by commas: {', '.join(sorted(METHODS))}")
+    g.add_argument("--target", default="untargeted", choices=["untargeted", "top2", "random", "least"],
+                   help="which classes the prediction must beat")
+    g.add_argument("--clip", nargs=2, type=float, metavar=("LO", "HI"),
+                   help="intersect the ball with the box [LO, HI] (e.g. 0 1 for pixels)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--batch-size", type=int, default=32)
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", metavar="OUT.json", help="write machine-readable results (schema_version'd)")
+    p.add_argument("--quiet", action="store_true", help="no table or progress bar")
+
+
+def parse_methods(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in METHODS]
+    if bad or not names:
+        raise ConfigError(f"unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(sorted(METHODS))}")
+    return names
+
+
+def load_model_and_data(args) -> tuple[object, torch.Tensor, torch.Tensor]:
+    from ..data.npz import load_npz
+
+    model = load_model(args.model, getattr(args, "weights", None), getattr(args, "trust_pickle", False))
+    x, y = load_npz(args.data, args.samples, args.start)
+    if args.input_shape:
+        n = 1
+        for s in args.input_shape:
+            n *= s
+        if x[0].numel() != n:
+            raise DataError(f"--input-shape {args.input_shape} has {n} values; the data has {x[0].numel()} per sample")
+        x = x.reshape((x.shape[0],) + tuple(args.input_shape))
+    if isinstance(model, Graph) and tuple(x.shape[1:]) != model.input_shape:
+        n = 1
+        for s in model.input_shape:
+            n *= s
+        if x[0].numel() == n:
+            x = x.reshape((x.shape[0],) + model.input_shape)
+    return model, x, y
+
+
+class Console:
+    """Human output (rich) unless quiet; all printing of the CLI goes through here."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        from rich.console import Console as RichConsole
+
+        self.out = RichConsole(highlight=False)
+        self.err = RichConsole(stderr=True, highlight=False)
+
+    def print(self, *a, **k) -> None:
+        if not self.quiet:
+            self.out.print(*a, **k)
+
+    def table(self, title: str, columns: list[str], rows: list[list[object]]) -> None:
+        if self.quiet:
+            return
+        from rich.table import Table
+
+        t = Table(title=title)
+        for c in columns:
+            t.add_column(c, justify="right" if c not in ("method",) else "left")
+        for r in rows:
+            t.add_row(*[fmt(v) for v in r])
+        self.out.print(t)
+
+    @contextmanager
+    def progress(self, description: str, total: int) -> Iterator:
+        if self.quiet:
+            yield lambda done, tot: None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=self.err, transient=True) as prog:
+            task = prog.add_task(description, total=total)
+
+            def update(done: int, tot: int) -> None:
+                prog.update(task, completed=done, total=tot)
+            yield update
+
+
+def fmt(v: object) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if v == float("inf"):
+            return "inf"
+        return f"{v:.4g}"
+    return str(v)
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.t0

@@ -1,0 +1,54 @@
+"""The `certnn` command.
+
+Exit codes:
+  0  the command ran (whatever the verdicts were)
+  2  bad input: unknown flag or value, malformed model / data / spec file, unsupported layer
+  3  a soundness check failed (e.g. certified radius above an attack radius): a bug in certnn
+  4  unexpected internal error
+  130 interrupted
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import CertnnError
+
+#: subcommand modules; each has register(subparsers) setting `func`
+SUBCOMMANDS = ["radius", "certify", "demo"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    p = argparse.ArgumentParser(prog="certnn", description="Certified robustness of neural networks.")
+    p.add_argument("--version", action="version", version=f"certnn {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"certnn.cli.{name}").register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CertnnError as exc:
+        print(f"certnn {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001
+        import traceback
+
+        traceback.print_exc()
+        print(f"certnn {args.command}: internal error ({type(exc).__name__}: {exc}); please report it", file=sys.stderr)
+        return 4
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

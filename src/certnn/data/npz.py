@@ -1,0 +1,42 @@
+"""Reading the `D.npz` data files the CLI takes: `x` (float, (N, ...)) and `y` (int labels, (N,))."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+
+
+def load_npz(path: str | Path, samples: int | None = None, start: int = 0,
+             dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"data file {p} not found")
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            keys = set(f.files)
+            if not {"x", "y"} <= keys:
+                raise DataError(f"{p} must hold arrays 'x' and 'y'; it has {sorted(keys)}")
+            x, y = f["x"], f["y"]
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"cannot read {p} as an .npz file: {exc}") from exc
+    if x.ndim < 2:
+        raise DataError(f"{p}: 'x' must have shape (N, ...) with one row per sample; got {x.shape}")
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise DataError(f"{p}: 'y' must have shape ({x.shape[0]},) to match 'x'; got {y.shape}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{p}: 'x' must be numeric, got {x.dtype}")
+    if not (np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)))):
+        raise DataError(f"{p}: 'y' must hold integer class labels, got {y.dtype}")
+    if not np.isfinite(x).all():
+        raise DataError(f"{p}: 'x' contains NaN or infinite values")
+    end = x.shape[0] if samples is None else min(x.shape[0], start + samples)
+    if start >= x.shape[0]:
+        raise DataError(f"{p}: start index {start} beyond the {x.shape[0]} samples")
+    xt = torch.as_tensor(np.asarray(x[start:end], dtype=np.float64)).to(dtype)
+    yt = torch.as_tensor(np.asarray(y[start:end]).astype(np.int64))
+    return xt, yt
