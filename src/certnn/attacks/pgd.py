@@ -1,0 +1,539 @@
+"""Projected gradient descent (PGD) attacks in L-inf, L2 and L1: found adversarial examples, i.e. UPPER
+bounds on the minimal adversarial distortion (never certified).
+
+The perturbation is parametrised as delta = scale * z with ||z||_p <= eps (scale = 1 when not given; a
+zero scale pins a feature), and x + delta must stay inside an optional clip box [lo, hi]. Everything is
+batched over samples; the returned points are re-verified with a separate float64 forward pass.
+
+References:
+    A. Madry, A. Makelov, L. Schmidt, D. Tsipras, A. Vladu. "Towards deep learning models resistant to
+    adversarial attacks." ICLR 2018 (PGD with random restarts; step 2.5 eps / steps).
+    N. Carlini, D. Wagner. "Towards evaluating the robustness of neural networks." IEEE S&P 2017
+    (margin loss).
+    S. Gowal, J. Uesato, C. Qin, P.-S. Huang, T. Mann, P. Kohli. "An alternative surrogate loss for
+    PGD-based adversarial testing." arXiv:1910.09338, 2019 (multi-targeted restarts).
+    F. Tramer, D. Boneh. "Adversarial training and robustness for multiple perturbations." NeurIPS 2019
+    (L1 steepest descent on the top-k coordinates, "SLIDE").
+    J. Duchi et al. "Efficient projections onto the l1-ball for learning in high dimensions." ICML 2008.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import Config, parse_norm
+from ..errors import ConfigError, DataError
+from .projections import lp_norm, project_box_ball, project_l1_ball, project_l2_ball
+
+__all__ = ["PGDConfig", "AttackResult", "pgd_attack", "as_dtype"]
+
+Model = Callable[[Tensor], Tensor]
+
+#: Relative tolerance of the ball and clip checks on returned points.
+VERIFY_RTOL = 1e-9
+_SHRINK_ROUNDS = 6
+#: Multi-targeted restarts consider at most this many other classes (those with the highest logits).
+_MAX_AIMS = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class PGDConfig(Config):
+    """Settings of :func:`pgd_attack`.
+
+    Attributes:
+        steps: gradient steps per restart (>= 1).
+        restarts: independent runs (>= 1); the best point per sample is kept.
+        step_size: step length relative to eps, in the attack norm (each L-inf step moves every coordinate
+            by step_size * eps, each L2/L1 step has norm step_size * eps). None means 2.5 / steps
+            (Madry et al. 2018), so that the steps could cross the ball 1.25 times.
+        random_init: whether the first restart starts at a random point of the ball (later restarts
+            always do); when False the first restart starts at x.
+        seed: seed of the attack's own torch.Generator (no global random state is touched).
+        l1_sparsity: fraction of the free coordinates updated per L1 step (the top fraction by
+            |gradient|, at least one coordinate), in (0, 1].
+        loss: 'margin' (Carlini-Wagner margin; default) or 'ce' (cross-entropy). Points are ranked by the
+            margin in both cases, since the margin decides success.
+        multi_target: untargeted attacks only: restart 0 ascends the untargeted loss, and restart r >= 1
+            ascends the surrogate f_j - f_y (margin loss; -CE towards j with 'ce') for the r-th most
+            promising other class j, cycling (multi-targeted PGD, Gowal et al. 2019). Classes are ranked
+            by the linearised distance (f_y - f_j) / ||scale * grad_x (f_j - f_y)||_q at x (q the dual
+            norm, as in DeepFool) among the 16 other classes with the highest logits. The untargeted
+            margin max_{j != y} f_j - f_y is piecewise linear and convex even for a linear model, so plain
+            PGD can stall at the boundary of the runner-up class while another class is closer.
+    """
+
+    steps: int = 100
+    restarts: int = 5
+    step_size: float | None = None
+    random_init: bool = True
+    seed: int = 0
+    l1_sparsity: float = 0.05
+    loss: str = "margin"
+    multi_target: bool = True
+
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "loss": ("margin", "ce"), "random_init": (True, False), "multi_target": (True, False)}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("steps", "restarts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"PGDConfig.{name} = {value!r} must be an integer >= 1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"PGDConfig.seed = {self.seed!r} must be an integer")
+        if self.step_size is not None and not (_is_real(self.step_size) and 0 < self.step_size < math.inf):
+            raise ConfigError(f"PGDConfig.step_size = {self.step_size!r} must be a positive number or None")
+        if not (_is_real(self.l1_sparsity) and 0 < self.l1_sparsity <= 1):
+            raise ConfigError(f"PGDConfig.l1_sparsity = {self.l1_sparsity!r} must be in (0, 1]")
+
+    @property
+    def relative_step(self) -> float:
+        """The step length relative to eps actually used."""
+        return self.step_size if self.step_size is not None else 2.5 / self.steps
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackResult:
+    """Outcome of :func:`pgd_attack`: an attack, i.e. an upper-bound witness, never a certificate.
+
+    Attributes:
+        x_adv: (B, *in_shape), dtype of x: the returned point of each sample (inside the ball and the
+            clip box; x itself if nothing better was found).
+        success: (B,) bool: x_adv is adversarial, re-verified by a float64 forward pass, and satisfies
+            the ball, clip and fixed-feature constraints (relative tolerance 1e-9).
+        distance: (B,) float64: ||z||_p of the returned perturbation x_adv - x = scale * z.
+        margin: (B,) float64: margin at x_adv from the float64 pass (untargeted max_{j != y} f_j - f_y,
+            targeted f_t - max_{j != t} f_j); success requires margin > 0.
+        eps: (B,) float64: the radius each sample was attacked with.
+        norm: 'inf', '2' or '1'.
+    """
+
+    x_adv: Tensor
+    success: Tensor
+    distance: Tensor
+    margin: Tensor
+    eps: Tensor
+    norm: str
+
+
+def as_dtype(model: Model, dtype: torch.dtype) -> Model:
+    """``model`` running in ``dtype``, without changing ``model`` itself.
+
+    An ``nn.Module`` whose floating parameters and buffers all have ``dtype`` (or that has none) is
+    returned as is; otherwise a deep copy converted with ``.to(dtype)`` is returned. Any other callable is
+    returned unchanged: it must accept inputs of ``dtype`` itself.
+    """
+    if not isinstance(model, nn.Module):
+        return model
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    if all(t.dtype == dtype for t in tensors):
+        return model
+    return copy.deepcopy(model).to(dtype)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The prepared problem: validated, flattened tensors shared by pgd_attack and attack_radius.
+
+
+@dataclasses.dataclass(frozen=True)
+class _Problem:
+    x: Tensor  # (B, d), dtype of the caller's x
+    in_shape: tuple[int, ...]
+    y: Tensor  # (B,) long
+    target: Tensor | None  # (B,) long
+    scale: Tensor | None  # (B, d), dtype of x, >= 0
+    lo: Tensor | None  # (B, d), dtype of x
+    hi: Tensor | None  # (B, d), dtype of x
+    n_classes: int
+
+    @property
+    def batch(self) -> int:
+        return self.x.shape[0]
+
+    def subset(self, idx: Tensor) -> _Problem:
+        def pick(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t[idx]
+
+        return _Problem(self.x[idx], self.in_shape, self.y[idx], pick(self.target), pick(self.scale),
+                        pick(self.lo), pick(self.hi), self.n_classes)
+
+
+def _logits(model: Model, x_flat: Tensor, in_shape: tuple[int, ...]) -> Tensor:
+    out = model(x_flat.reshape(x_flat.shape[0], *in_shape))
+    if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != x_flat.shape[0]:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise DataError(f"the model must return logits of shape (B, K) = ({x_flat.shape[0]}, K); got {got}")
+    return out
+
+
+def _labels(value: object, name: str, batch: int, device: torch.device) -> Tensor:
+    t = torch.as_tensor(value, device=device)
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise DataError(f"{name} must hold integer class indices; got dtype {t.dtype}")
+    if t.shape != (batch,):
+        raise DataError(f"{name} must have shape (B,) = ({batch},) to match x; got {tuple(t.shape)}")
+    return t.long()
+
+
+def _broadcast(value: object, name: str, x: Tensor) -> Tensor:
+    t = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+    try:
+        t = torch.broadcast_to(t, x.shape)
+    except RuntimeError as exc:
+        raise DataError(f"{name} of shape {tuple(t.shape)} does not broadcast to x of shape "
+                        f"{tuple(x.shape)}") from exc
+    if torch.isnan(t).any():
+        raise DataError(f"{name} contains NaN")
+    return t.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+def _prepare(model64: Model, x: Tensor, y: object, target: object, clip: object,
+             scale: object) -> tuple[_Problem, Tensor]:
+    """Validate the inputs; return the problem and the float64 clean margin (B,)."""
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise DataError(f"x must be a floating-point tensor of shape (B, *in_shape); got "
+                        f"{getattr(x, 'dtype', type(x).__name__)}")
+    if x.ndim < 1:
+        raise DataError("x must have a batch dimension: shape (B, *in_shape)")
+    if not torch.isfinite(x).all():
+        raise DataError("x contains NaN or infinite values")
+    batch = x.shape[0]
+    in_shape = tuple(x.shape[1:])
+    x_flat = x.detach().reshape(batch, math.prod(in_shape))
+    y_t = _labels(y, "y", batch, x.device)
+    t_t = None if target is None else _labels(target, "target", batch, x.device)
+    s_t = None
+    if scale is not None:
+        s_t = _broadcast(scale, "scale", x)
+        if not torch.isfinite(s_t).all() or (s_t < 0).any():
+            raise DataError("scale must be finite and nonnegative")
+    lo_t = hi_t = None
+    if clip is not None:
+        if not isinstance(clip, (tuple, list)) or len(clip) != 2:
+            raise DataError("clip must be None or a pair (lo, hi)")
+        lo_t, hi_t = _broadcast(clip[0], "clip lo", x), _broadcast(clip[1], "clip hi", x)
+        if (lo_t > hi_t).any():
+            raise DataError("clip: lo must be <= hi everywhere")
+        if ((x_flat < lo_t) | (x_flat > hi_t)).any():
+            raise DataError("x lies outside the clip box [lo, hi]; clip the data first")
+    with torch.no_grad():
+        logits = _logits(model64, x_flat.double(), in_shape) if batch else None
+    n_classes = logits.shape[1] if logits is not None else 0
+    if logits is not None and n_classes < 2:
+        raise DataError(f"the model must return at least 2 logits per sample; got {n_classes}")
+    for name, labels in (("y", y_t), ("target", t_t)):
+        if labels is not None and batch and ((labels < 0) | (labels >= n_classes)).any():
+            raise DataError(f"{name} holds class indices outside [0, {n_classes}) of the model's logits")
+    if t_t is not None and (t_t == y_t).any():
+        raise DataError("target equals the label y for some samples; a targeted attack needs target != y")
+    problem = _Problem(x_flat, in_shape, y_t, t_t, s_t, lo_t, hi_t, n_classes)
+    clean = _margin(logits, y_t, t_t) if logits is not None else x_flat.new_zeros(0, dtype=torch.float64)
+    return problem, clean
+
+
+def _eps_vector(eps: float | Tensor, batch: int, like: Tensor) -> Tensor:
+    t = torch.as_tensor(eps, dtype=torch.float64, device=like.device)
+    if t.ndim == 0:
+        t = t.expand(batch)
+    elif t.shape != (batch,):
+        raise DataError(f"eps must be a number or a tensor of shape (B,) = ({batch},); got {tuple(t.shape)}")
+    if not torch.isfinite(t).all() or (t < 0).any():
+        raise DataError("eps must be finite and nonnegative")
+    return t.to(like.dtype)
+
+
+def _margin(logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
+    """Untargeted max_{j != y} f_j - f_y; targeted f_t - max_{j != t} f_j. (B, K) -> (B,)."""
+    cls = y if target is None else target
+    mask = F.one_hot(cls, logits.shape[1]).bool()
+    own = logits.gather(1, cls[:, None])[:, 0]
+    other = logits.masked_fill(mask, float("-inf")).amax(dim=1)
+    return other - own if target is None else own - other
+
+
+# ---------------------------------------------------------------------------------------------------
+# The attack.
+
+
+def pgd_attack(model: Model, x: Tensor, y: Tensor, eps: float | Tensor, norm: str,
+               config: PGDConfig = PGDConfig(), target: Tensor | None = None,
+               clip: tuple[float | Tensor, float | Tensor] | None = None,
+               scale: Tensor | None = None) -> AttackResult:
+    """PGD with random restarts in L-inf, L2 or L1, batched over samples (Madry et al. 2018).
+
+    The perturbation is delta = scale * z with ||z||_p <= eps; the iterate z always lies in the ball and
+    in the clip box (in z-space [(lo - x) / scale, (hi - x) / scale], and z = 0 where scale = 0). Steps
+    ascend the loss: L-inf sign of the gradient, L2 the normalised gradient, L1 a sign step on the top
+    ``l1_sparsity`` fraction of the free coordinates by |gradient| (Tramer & Boneh 2019), each followed by
+    the exact Euclidean projection onto ball and box (clamp for L-inf; for L2 and L1 a sort-based
+    projection, Duchi et al. 2008 when there is no clip box). Per sample the point with the highest margin
+    is kept (the first successful one stops that sample); x itself is a candidate.
+
+    Every returned point is checked in float64: ||z||_p <= eps (1 + 1e-9), lo <= x_adv <= hi, fixed
+    features unchanged; a point that fails (rounding in low precision) is scaled back towards x, and
+    ``success`` additionally needs a positive margin from a float64 forward pass of the model.
+
+    Args:
+        model: maps (B, *in_shape) to logits (B, K): an ``nn.Module`` (in eval mode) or a function. It runs
+            in x's dtype (a converted deep copy when its parameters differ; see :func:`as_dtype`); a plain
+            function must accept x's dtype and float64 itself.
+        x: (B, *in_shape) floating point, finite.
+        y: (B,) integer labels in [0, K).
+        eps: radius, a number or (B,), finite and nonnegative.
+        norm: 'inf', '2' or '1' (also 'linf', 2, ...).
+        config: :class:`PGDConfig`.
+        target: None (untargeted: success iff argmax f != y) or (B,) target classes (success iff
+            f_t > f_j for all j != t).
+        clip: None or (lo, hi), numbers or tensors broadcastable to x, taken in x's dtype; x must lie in
+            the box.
+        scale: None or a nonnegative tensor broadcastable to x (e.g. shape in_shape).
+
+    Returns:
+        :class:`AttackResult`. ``distance`` and ``margin`` are upper-bound evidence only.
+    """
+    norm = parse_norm(norm)
+    if not isinstance(config, PGDConfig):
+        raise ConfigError(f"config must be a PGDConfig; got {type(config).__name__}")
+    model64 = as_dtype(model, torch.float64)
+    problem, _ = _prepare(model64, x, y, target, clip, scale)
+    eps_t = _eps_vector(eps, problem.batch, problem.x)
+    model_w = as_dtype(model, x.dtype)
+    return _run(problem, eps_t, norm, config, model_w, model64)
+
+
+def _run(p: _Problem, eps: Tensor, norm: str, cfg: PGDConfig, model_w: Model, model64: Model) -> AttackResult:
+    """The attack on a prepared problem; eps (B,) in x's dtype."""
+    batch, dim = p.x.shape
+    dtype, device = p.x.dtype, p.x.device
+    if batch == 0:
+        return _finalize(p, p.x.clone(), eps, norm, model64)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed)
+    zl, zu = _z_box(p, eps)
+    free = None if p.scale is None else p.scale > 0
+    n_free = torch.full((batch,), dim, device=device) if free is None else free.sum(dim=1)
+    k_l1 = torch.clamp(torch.ceil(cfg.l1_sparsity * n_free.to(torch.float64)).long(), min=1, max=max(dim, 1))
+    alpha = cfg.relative_step * eps
+
+    best_z = torch.zeros_like(p.x)
+    with torch.no_grad():  # x itself is a candidate
+        best_m = _margin(_logits(model_w, p.x, p.in_shape), p.y, p.target).to(dtype)
+    aims = None
+    if cfg.multi_target and p.target is None and cfg.restarts > 1 and p.n_classes > 2:
+        aims = _rank_aims(p, norm, model_w)
+
+    with torch.enable_grad():
+        for restart in range(cfg.restarts):
+            idx = (best_m <= 0).nonzero()[:, 0]
+            if idx.numel() == 0:
+                break
+            aim = None if aims is None or restart == 0 else aims[idx, (restart - 1) % aims.shape[1]]
+            sub = _Sub(p.subset(idx), zl[idx], zu[idx], eps[idx], alpha[idx], k_l1[idx],
+                       None if free is None else free[idx], aim)
+            if restart == 0 and not cfg.random_init:
+                z = torch.zeros_like(sub.p.x)
+            else:
+                z = _project(_random_start(norm, sub, gen), sub, norm, has_clip=p.lo is not None)
+            for step in range(cfg.steps + 1):
+                z = z.detach().requires_grad_(True)
+                x_in = sub.p.x + (z if sub.p.scale is None else sub.p.scale * z)
+                logits = _logits(model_w, x_in, p.in_shape)
+                m = _margin(logits, sub.p.y, sub.p.target)
+                last = step == cfg.steps
+                grad = None
+                if not last:
+                    (grad,) = torch.autograd.grad(_objective(cfg.loss, logits, m, sub).sum(), z)
+                z, m = z.detach(), m.detach().to(dtype)
+                better = m > best_m[idx]
+                if better.any():
+                    best_z[idx[better]] = z[better]
+                    best_m[idx[better]] = m[better]
+                if last:
+                    break
+                keep = m <= 0  # samples that succeeded stop here
+                if not keep.all():
+                    if not keep.any():
+                        break
+                    idx, z, grad = idx[keep], z[keep], grad[keep]
+                    sub = sub.subset(keep)
+                z = _project(z + _ascent_step(norm, z, grad, sub), sub, norm, has_clip=p.lo is not None)
+    return _finalize(p, best_z, eps, norm, model64)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sub:
+    """The still-active samples of one restart, with their per-sample attack constants."""
+
+    p: _Problem
+    zl: Tensor  # (b, d) box in z-space, within [-eps, eps], 0 on fixed features
+    zu: Tensor
+    eps: Tensor  # (b,)
+    alpha: Tensor  # (b,) step length
+    k_l1: Tensor  # (b,) coordinates per L1 step
+    free: Tensor | None  # (b, d) bool, scale > 0
+    aim: Tensor | None  # (b,) class aimed at by a multi-targeted restart
+
+    def subset(self, keep: Tensor) -> _Sub:
+        return _Sub(self.p.subset(keep), self.zl[keep], self.zu[keep], self.eps[keep], self.alpha[keep],
+                    self.k_l1[keep], None if self.free is None else self.free[keep],
+                    None if self.aim is None else self.aim[keep])
+
+
+def _objective(loss: str, logits: Tensor, margin: Tensor, sub: _Sub) -> Tensor:
+    """The per-sample quantity a step ascends (B,)."""
+    p = sub.p
+    if sub.aim is not None:
+        if loss == "ce":
+            return -F.cross_entropy(logits, sub.aim, reduction="none")
+        return logits.gather(1, sub.aim[:, None])[:, 0] - logits.gather(1, p.y[:, None])[:, 0]
+    if loss == "ce":
+        ce = F.cross_entropy(logits, p.y if p.target is None else p.target, reduction="none")
+        return ce if p.target is None else -ce
+    return margin
+
+
+def _rank_aims(p: _Problem, norm: str, model: Model) -> Tensor:
+    """Other classes ordered by linearised distance at x (DeepFool-style), (B, C), C <= _MAX_AIMS.
+
+    Among the C other classes with the highest logits, class j is ranked by
+    (f_y - f_j)^+ / ||scale * grad_x (f_j - f_y)||_q with q the dual norm of ``norm``."""
+    q = {"inf": "1", "2": "2", "1": "inf"}[norm]
+    with torch.enable_grad():
+        z = torch.zeros_like(p.x).requires_grad_(True)
+        logits = _logits(model, p.x + (z if p.scale is None else p.scale * z), p.in_shape)
+        n_cand = min(p.n_classes - 1, _MAX_AIMS)
+        others = logits.detach().scatter(1, p.y[:, None], float("-inf"))
+        cand = others.topk(n_cand, dim=1).indices  # (B, C)
+        own = logits.gather(1, p.y[:, None])[:, 0]
+        dist = []
+        for c in range(n_cand):  # a loop over candidate classes, batched over samples
+            gap = logits.gather(1, cand[:, c:c + 1])[:, 0] - own
+            (grad,) = torch.autograd.grad(gap.sum(), z, retain_graph=c + 1 < n_cand)
+            dual = lp_norm(grad, q)
+            dist.append(torch.where(dual > 0, (-gap.detach()).clamp(min=0) / dual,
+                                    torch.full_like(dual, float("inf"))))
+    order = torch.stack(dist, dim=1).argsort(dim=1, stable=True)
+    return cand.gather(1, order)
+
+
+def _z_box(p: _Problem, eps: Tensor) -> tuple[Tensor, Tensor]:
+    """Bounds on z (B, d): the clip box mapped to z-space, cut to [-eps, eps]; 0 where scale = 0."""
+    r = eps[:, None].expand_as(p.x)
+    zl, zu = -r, r
+    if p.lo is not None:
+        if p.scale is None:
+            dl, du = p.lo - p.x, p.hi - p.x
+        else:
+            safe = torch.where(p.scale > 0, p.scale, torch.ones_like(p.scale))
+            dl, du = (p.lo - p.x) / safe, (p.hi - p.x) / safe
+        zl, zu = torch.maximum(zl, dl.clamp(max=0)), torch.minimum(zu, du.clamp(min=0))
+    if p.scale is not None:
+        fixed = p.scale == 0
+        zl = torch.where(fixed, torch.zeros_like(zl), zl)
+        zu = torch.where(fixed, torch.zeros_like(zu), zu)
+    return zl.contiguous(), zu.contiguous()
+
+
+def _project(z: Tensor, sub: _Sub, norm: str, has_clip: bool) -> Tensor:
+    if norm == "inf" or has_clip:
+        return project_box_ball(z, sub.zl, sub.zu, sub.eps, norm)
+    if sub.free is not None:
+        z = torch.where(sub.free, z, torch.zeros_like(z))
+    return project_l2_ball(z, sub.eps) if norm == "2" else project_l1_ball(z, sub.eps)
+
+
+def _random_start(norm: str, sub: _Sub, gen: torch.Generator) -> Tensor:
+    """A random point of the ball (before the box projection): uniform in the L-inf box; for L2 / L1 a
+    random direction (Gaussian / Laplace, normalised) times a radius uniform in [0, eps]."""
+    x = sub.p.x
+    shape, kw = x.shape, {"generator": gen, "dtype": x.dtype, "device": x.device}
+    if norm == "inf":
+        return (2 * torch.rand(shape, **kw) - 1) * sub.eps[:, None]
+    if norm == "2":
+        direction = torch.randn(shape, **kw)
+    else:
+        u = torch.rand(shape, **kw).clamp(min=torch.finfo(x.dtype).tiny)
+        direction = -torch.log(u) * torch.where(torch.rand(shape, **kw) < 0.5, -1.0, 1.0).to(x.dtype)
+    if sub.free is not None:
+        direction = torch.where(sub.free, direction, torch.zeros_like(direction))
+    n = lp_norm(direction, norm)
+    direction = direction / torch.where(n > 0, n, torch.ones_like(n))[:, None]
+    radius = torch.rand(shape[0], **kw) * sub.eps
+    return direction * radius[:, None]
+
+
+def _ascent_step(norm: str, z: Tensor, grad: Tensor, sub: _Sub) -> Tensor:
+    alpha = sub.alpha[:, None]
+    if norm == "inf":
+        return alpha * torch.sign(grad)
+    if norm == "2":
+        n = lp_norm(grad, "2")[:, None]
+        return alpha * grad / torch.where(n > 0, n, torch.ones_like(n))
+    # L1: sign step on the top-k coordinates by |grad| among those that can still move that way.
+    blocked = ((grad > 0) & (z >= sub.zu)) | ((grad < 0) & (z <= sub.zl))
+    g = torch.where(blocked, torch.zeros_like(grad), grad)
+    mag = g.abs()
+    thr = torch.sort(mag, dim=1, descending=True).values.gather(1, (sub.k_l1 - 1)[:, None])
+    e = torch.sign(g) * ((mag >= thr) & (mag > 0)).to(g.dtype)
+    count = e.abs().sum(dim=1, keepdim=True)
+    return alpha * e / count.clamp(min=1)
+
+
+def _finalize(p: _Problem, z: Tensor, eps: Tensor, norm: str, model64: Model) -> AttackResult:
+    """Map z to x_adv, enforce and verify the constraints in float64, and re-verify success in float64."""
+    eps64 = eps.double()
+    limit = eps64 * (1 + VERIFY_RTOL)
+    tiny = torch.finfo(p.x.dtype).eps
+    z = z.detach().clone()
+    for k in range(_SHRINK_ROUNDS + 1):
+        x_adv, z_eff, fixed_ok = _apply(p, z)
+        dist = lp_norm(z_eff, norm)
+        ball_ok = (dist <= limit) & fixed_ok
+        if bool(ball_ok.all()):
+            break
+        if k == _SHRINK_ROUNDS:  # give up: return x itself for those samples
+            z = torch.where(ball_ok[:, None], z, torch.zeros_like(z))
+            x_adv, z_eff, fixed_ok = _apply(p, z)
+            dist = lp_norm(z_eff, norm)
+            ball_ok = (dist <= limit) & fixed_ok
+            break
+        factor = eps64 / torch.where(dist > 0, dist, torch.ones_like(dist)) * (1 - 4.0 ** k * 4 * tiny)
+        z = torch.where(ball_ok[:, None], z, z * factor.to(z.dtype)[:, None])
+    x64 = x_adv.double()
+    clip_ok = torch.ones_like(ball_ok)
+    if p.lo is not None:
+        lo, hi = p.lo.double(), p.hi.double()
+        clip_ok = ((x64 >= lo - VERIFY_RTOL * lo.abs().clamp(min=1))
+                   & (x64 <= hi + VERIFY_RTOL * hi.abs().clamp(min=1))).all(dim=1)
+    with torch.no_grad():
+        margin = _margin(_logits(model64, x64, p.in_shape), p.y, p.target) if p.batch else x64.new_zeros(0)
+    success = (margin > 0) & ball_ok & clip_ok
+    return AttackResult(x_adv=x_adv.reshape(p.batch, *p.in_shape), success=success, distance=dist,
+                        margin=margin, eps=eps64, norm=norm)
+
+
+def _apply(p: _Problem, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """x_adv = clamp(x + scale z, lo, hi) in x's dtype; the float64 z it realises; fixed features kept."""
+    x_adv = p.x + (z if p.scale is None else p.scale * z)
+    if p.lo is not None:
+        x_adv = torch.minimum(torch.maximum(x_adv, p.lo), p.hi)
+    delta = x_adv.double() - p.x.double()
+    if p.scale is None:
+        return x_adv, delta, torch.ones(p.batch, dtype=torch.bool, device=p.x.device)
+    s = p.scale.double()
+    moving = s > 0
+    z_eff = torch.where(moving, delta / torch.where(moving, s, torch.ones_like(s)), torch.zeros_like(delta))
+    fixed_ok = (moving | (delta == 0)).all(dim=1)
+    return x_adv, z_eff, fixed_ok

@@ -1,0 +1,144 @@
+"""The smallest radius at which PGD finds a verified adversarial example: an UPPER bound on the minimal
+adversarial distortion, per sample (never a certified radius).
+
+The search is batched over samples: each round makes one :func:`~certnn.attacks.pgd.pgd_attack` call on
+the samples still searching, each with its own eps. First the radius is bracketed (doubling up from
+``eps_init`` until success or ``eps_max``; halving down while the initial guess already succeeds), then
+``steps`` rounds of bisection between the largest failed and the smallest successful eps.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import Tensor
+
+from ..config import parse_norm
+from ..errors import ConfigError
+from .pgd import Model, PGDConfig, _prepare, _run, as_dtype
+
+__all__ = ["RadiusAttackResult", "attack_radius"]
+
+#: How far below eps_init the bracketing phase may halve before giving up (2 ** -_MAX_HALVINGS).
+_MAX_HALVINGS = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class RadiusAttackResult:
+    """Outcome of :func:`attack_radius`: attack evidence (upper bounds), never certified.
+
+    Attributes:
+        radius: (B,) float64: the smallest eps at which PGD found a verified adversarial example; an
+            upper bound on the minimal adversarial distortion. 0 for samples misclassified at x (or
+            already of the target class); ``inf`` where nothing was found up to ``eps_max``.
+        x_adv: (B, *in_shape), dtype of x: the example found at ``radius`` (x itself where none).
+        success: (B,) bool: an adversarial example was found and verified (float64 forward pass, inside
+            the ball of radius ``radius`` and the clip box).
+        distance: (B,) float64: ||z||_p of x_adv - x = scale * z; distance <= radius, also an upper bound.
+            0 where ``success`` is False.
+        margin: (B,) float64: margin at x_adv from the float64 pass (> 0 where ``success``).
+        norm: 'inf', '2' or '1'.
+        eps_max: the largest eps tried.
+    """
+
+    radius: Tensor
+    x_adv: Tensor
+    success: Tensor
+    distance: Tensor
+    margin: Tensor
+    norm: str
+    eps_max: float
+
+
+def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: PGDConfig = PGDConfig(),
+                  target: Tensor | None = None, clip: tuple[float | Tensor, float | Tensor] | None = None,
+                  scale: Tensor | None = None, *, eps_max: float = 1.0, eps_init: float | None = None,
+                  steps: int = 12) -> RadiusAttackResult:
+    """Per-sample smallest PGD radius, found by bracketing then batched bisection.
+
+    The returned ``radius`` is an UPPER bound on the minimal adversarial distortion: at that eps a real,
+    float64-verified adversarial example was found. PGD is not monotone in eps, so a failure at a smaller
+    eps proves nothing; the bisection only narrows where PGD starts to succeed.
+
+    Args:
+        model, x, y, norm, config, target, clip, scale: as in :func:`~certnn.attacks.pgd.pgd_attack`.
+        eps_max: largest eps tried (finite, > 0).
+        eps_init: first eps tried, in (0, eps_max]; None means eps_max / 16.
+        steps: bisection rounds after bracketing (>= 0); the bracket shrinks by 2 ** steps.
+
+    Returns:
+        :class:`RadiusAttackResult`.
+    """
+    norm = parse_norm(norm)
+    if not isinstance(config, PGDConfig):
+        raise ConfigError(f"config must be a PGDConfig; got {type(config).__name__}")
+    if not _positive_finite(eps_max):
+        raise ConfigError(f"eps_max = {eps_max!r} must be a finite number > 0")
+    eps_init = eps_max / 16 if eps_init is None else eps_init
+    if not _positive_finite(eps_init) or eps_init > eps_max:
+        raise ConfigError(f"eps_init = {eps_init!r} must be in (0, eps_max = {eps_max}]")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ConfigError(f"steps = {steps!r} must be an integer >= 0")
+
+    model64 = as_dtype(model, torch.float64)
+    problem, clean_margin = _prepare(model64, x, y, target, clip, scale)
+    model_w = as_dtype(model, x.dtype)
+    batch, device, dtype = problem.batch, problem.x.device, problem.x.dtype
+    f64 = {"dtype": torch.float64, "device": device}
+
+    x_adv = problem.x.clone()
+    success = clean_margin > 0
+    margin = clean_margin.clone()
+    distance = torch.zeros(batch, **f64)
+    lo = torch.zeros(batch, **f64)  # largest eps where PGD failed
+    hi = torch.where(success, torch.zeros(batch, **f64), torch.full((batch,), math.inf, **f64))
+
+    def attack(idx: Tensor, eps64: Tensor) -> Tensor:
+        """Attack samples idx at eps64 (rounded to x's dtype); record the outcome; return success."""
+        eps_w = eps64.to(dtype)
+        used = eps_w.double()
+        res = _run(problem.subset(idx), eps_w, norm, config, model_w, model64)
+        won = res.success
+        sel = idx[won]
+        hi[sel] = used[won]
+        x_adv[sel] = res.x_adv.reshape(len(idx), problem.x.shape[1])[won]
+        distance[sel] = res.distance[won]
+        margin[sel] = res.margin[won]
+        success[sel] = True
+        lost = idx[~won]
+        lo[lost] = torch.maximum(lo[lost], used[~won])
+        return won
+
+    # Phase 1: bracket. Failures double (up to eps_max); successes with no failure below halve.
+    cur = torch.full((batch,), float(eps_init), **f64)
+    searching = ~success
+    floor = eps_init * 2.0 ** -_MAX_HALVINGS
+    while bool(searching.any()):
+        idx = searching.nonzero()[:, 0]
+        asked = cur[idx]
+        won = attack(idx, asked)
+        nxt = torch.where(won, asked / 2, torch.clamp(asked * 2, max=eps_max))
+        done = torch.where(won, (lo[idx] > 0) | (nxt < floor), torch.isfinite(hi[idx]) | (asked >= eps_max))
+        cur[idx] = nxt
+        searching[idx[done]] = False
+
+    # Phase 2: bisection between the largest failure and the smallest success.
+    open_ = torch.isfinite(hi) & (hi > 0)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        # stop where the bracket cannot be split any more in x's dtype
+        mid_w = mid.to(dtype).double()
+        open_ &= (mid_w > lo) & (mid_w < hi)
+        idx = open_.nonzero()[:, 0]
+        if idx.numel() == 0:
+            break
+        attack(idx, mid[idx])
+
+    return RadiusAttackResult(radius=hi, x_adv=x_adv.reshape(batch, *problem.in_shape), success=success,
+                              distance=distance, margin=margin, norm=norm, eps_max=float(eps_max))
+
+
+def _positive_finite(value: object) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
