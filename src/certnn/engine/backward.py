@@ -18,28 +18,30 @@ from .context import RunContext
 from .interval import interval_pass, interval_spec
 
 
-def _identity_rows(ctx: RunContext, name: str, r0: int, r1: int) -> tuple[Tensor, str, Tensor | None]:
-    """Start coefficients for rows r0:r1 of the identity spec on node `name`.
+def _identity_rows(ctx: RunContext, name: str, rows: Tensor) -> tuple[Tensor, str, Tensor | None]:
+    """Start coefficients for the given rows (flat neuron indices) of the identity spec on node `name`.
 
     Returns (A, node_to_start_from, bias). For a Linear node with a 1-D input the identity is pushed
-    through it analytically (A = W[r0:r1]) to save one matmul.
+    through it analytically (A = W[rows]) to save one matmul.
     """
     g = ctx.graph
     node = g.nodes[name]
     B = ctx.batch
     ref = ctx.spec.center
+    r = rows.numel()
     if isinstance(node.op, Linear) and len(g.nodes[node.inputs[0]].shape) == 1:
-        W = node.op.weight[r0:r1]
+        W = node.op.weight[rows]
         A = W.unsqueeze(0).expand(B, *W.shape)
         bias = None
         if node.op.bias is not None:
-            bias = node.op.bias[r0:r1].unsqueeze(0).expand(B, r1 - r0)
+            bias = node.op.bias[rows].unsqueeze(0).expand(B, r)
         return A, node.inputs[0], bias
     n = 1
     for s in node.shape:
         n *= s
-    eye = torch.eye(n, dtype=ref.dtype, device=ref.device)[r0:r1]
-    A = eye.reshape((r1 - r0,) + node.shape).unsqueeze(0).expand((B, r1 - r0) + node.shape)
+    eye = ref.new_zeros(r, n)
+    eye[torch.arange(r, device=ref.device), rows] = 1.0
+    A = eye.reshape((r,) + node.shape).unsqueeze(0).expand((B, r) + node.shape)
     return A, name, None
 
 
@@ -74,8 +76,9 @@ def _propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None
 
 
 def backward_bounds(ctx: RunContext, target: str, C: Tensor | None = None, lower: bool = True,
-                    upper: bool = True) -> tuple[Tensor | None, Tensor | None]:
-    """Lower/upper bounds (B, S) of C · value(target); C=None means the identity (all neurons).
+                    upper: bool = True, rows: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
+    """Lower/upper bounds (B, S) of C · value(target); C=None means the identity (all neurons, or only
+    the flat neuron indices `rows`, giving S = len(rows)).
 
     Needs interval bounds in ctx.bounds for the inputs of every nonlinear op upstream of target.
     """
@@ -84,20 +87,22 @@ def backward_bounds(ctx: RunContext, target: str, C: Tensor | None = None, lower
     if C is not None:
         zeros = ref.new_zeros(B, C.shape[1])
         return _propagate(ctx, target, C if lower else None, C if upper else None, zeros, zeros)
-    n = 1
-    for s in ctx.shape(target):
-        n *= s
+    if rows is None:
+        n = 1
+        for s in ctx.shape(target):
+            n *= s
+        rows = torch.arange(n, device=ref.device)
     los, his = [], []
     step = max(1, ctx.max_rows)
-    for r0 in range(0, n, step):
-        r1 = min(n, r0 + step)
-        A, start, bias = _identity_rows(ctx, target, r0, r1)
-        b0 = ref.new_zeros(B, r1 - r0) if bias is None else bias.clone()
+    for r0 in range(0, rows.numel(), step):
+        chunk = rows[r0:r0 + step]
+        A, start, bias = _identity_rows(ctx, target, chunk)
+        b0 = ref.new_zeros(B, chunk.numel()) if bias is None else bias.clone()
         lo, hi = _propagate(ctx, start, A if lower else None, A if upper else None, b0, b0)
         los.append(lo)
         his.append(hi)
-    lo = torch.cat(los, 1) if lower else None
-    hi = torch.cat(his, 1) if upper else None
+    lo = torch.cat(los, 1) if lower and los else (ref.new_zeros(B, 0) if lower else None)
+    hi = torch.cat(his, 1) if upper and his else (ref.new_zeros(B, 0) if upper else None)
     return lo, hi
 
 
@@ -116,26 +121,86 @@ def nodes_needing_bounds(ctx: RunContext, upto: str | None = None) -> list[str]:
 def compute_intermediate_bounds(ctx: RunContext, upto: str | None = None) -> None:
     """Fill ctx.bounds for every node that a nonlinear op needs bounds of.
 
-    IBP bounds are computed first (cheap) and intersected with the backward bounds: both are sound, so
-    their intersection is too.
+    One forward sweep in topological order keeps the best known interval of every node: the interval
+    image of its inputs' best intervals, intersected, for nodes that feed a nonlinear op, with the bounds
+    of the backward engine on the neurons where tighter bounds can matter (see
+    `_rows_needing_refinement`). Both are sound, so their intersection is too.
     """
     g = ctx.graph
-    with ctx.timer("interval"):
-        ibp = interval_pass(ctx, upto)
-    for name in nodes_needing_bounds(ctx, upto):
+    need = set(nodes_needing_bounds(ctx, upto))
+    if g.input_name not in ctx.bounds:
+        ctx.bounds[g.input_name] = ctx.spec.box()
+    best: dict[str, Interval] = {g.input_name: ctx.bounds[g.input_name]}
+    for name in g.ancestors(upto or g.output_name)[1:]:
+        node = g.nodes[name]
         if name in ctx.bounds:
+            best[name] = ctx.bounds[name]
             continue
-        if ctx.method.intermediate == "interval" or name == g.input_name:
-            ctx.bounds[name] = ibp[name]
-            continue
-        with ctx.timer("intermediate"):
-            lo, hi = backward_bounds(ctx, name)
-        shape = (ctx.batch,) + ctx.shape(name)
-        iv = Interval(lo.reshape(shape), hi.reshape(shape)).intersect(ibp[name])
-        tol = 1e-6 * (1 + iv.lower.abs() + iv.upper.abs())
-        if (iv.lower > iv.upper + tol).any():
-            raise SoundnessError(f"empty interval at node {name!r}: an intermediate bound is unsound")
-        ctx.bounds[name] = Interval(torch.minimum(iv.lower, iv.upper), torch.maximum(iv.lower, iv.upper))
+        with ctx.timer("interval"):
+            iv = node.op.interval(ctx, *[best[i] for i in node.inputs])
+        if name in need and ctx.method.intermediate != "interval":
+            iv = _refine(ctx, name, iv)
+        best[name] = iv
+        if name in need:
+            ctx.bounds[name] = iv
+
+
+def _affine_from_input(ctx: RunContext, name: str) -> bool:
+    g = ctx.graph
+    return all(g.nodes[a].op.affine for a in g.ancestors(name)[1:])
+
+
+def _refine(ctx: RunContext, name: str, iv: Interval) -> Interval:
+    if ctx.spec.norm == "inf" and _affine_from_input(ctx, name) and all(
+            len(ctx.graph.nodes[a].inputs) <= 1 for a in ctx.graph.ancestors(name)[1:]):
+        # an affine chain of a box: the interval image is already exact per neuron
+        return iv
+    rows = _rows_needing_refinement(ctx, name, iv)
+    if rows is not None and rows.numel() == 0:
+        return iv
+    with ctx.timer("intermediate"):
+        lo, hi = backward_bounds(ctx, name, rows=rows)
+    shape = (ctx.batch,) + ctx.shape(name)
+    if rows is None:
+        new = Interval(lo.reshape(shape), hi.reshape(shape))
+    else:
+        flo = iv.lower.reshape(ctx.batch, -1).clone()
+        fhi = iv.upper.reshape(ctx.batch, -1).clone()
+        flo[:, rows] = lo
+        fhi[:, rows] = hi
+        new = Interval(flo.reshape(shape), fhi.reshape(shape))
+    out = new.intersect(iv)
+    tol = 1e-6 * (1 + out.lower.abs() + out.upper.abs())
+    if (out.lower > out.upper + tol).any():
+        raise SoundnessError(f"empty interval at node {name!r}: an intermediate bound is unsound")
+    return Interval(torch.minimum(out.lower, out.upper), torch.maximum(out.lower, out.upper))
+
+
+def _rows_needing_refinement(ctx: RunContext, name: str, iv: Interval) -> Tensor | None:
+    """Flat neuron indices of `name` whose bounds can still change a relaxation: None = all of them.
+
+    When every consumer of the node is an activation whose relaxation is exact on the current interval
+    (e.g. a ReLU neuron that is stable), tighter bounds for that neuron change nothing downstream, so only
+    neurons that are inexact for some sample of the batch are refined.
+    """
+    g = ctx.graph
+    masks = []
+    for c in g.consumers(name):
+        op = g.nodes[c].op
+        exact = getattr(op, "exact_on", None)
+        if exact is None:
+            return None
+        m = exact(iv.lower, iv.upper)
+        if m is None:
+            return None
+        masks.append(m)
+    if not masks:
+        return None
+    exact_all = masks[0]
+    for m in masks[1:]:
+        exact_all = exact_all & m
+    need = (~exact_all).reshape(ctx.batch, -1).any(0)
+    return torch.nonzero(need).flatten()
 
 
 def bound_output(ctx: RunContext, C: Tensor | None = None, lower: bool = True,

@@ -98,6 +98,8 @@ class CleverConfig(Config):
         fit_shape_inits: starting shapes c_0 of the Weibull maximum-likelihood fit (the reference code's
             0.1, 1, 5, 10, 20, 50, 100); the fit with the best Kolmogorov-Smirnov p-value is kept.
         fit_shape_reg: weight of a penalty fit_shape_reg * c^2 on the shape in the fit (0: none).
+        fit_max_extrapolation: fits whose location lies more than this many observed ranges above the
+            largest maximum are rejected (see ``fit_reverse_weibull``).
         fit_min_pvalue: fits whose best KS p-value is lower are rejected and replaced by the largest
             observed maximum (the reference code uses 0.001).
         max_points_per_call: the most rows (replicated points x classes) passed to the model in one
@@ -113,6 +115,7 @@ class CleverConfig(Config):
     fit_shape_inits: tuple[float, ...] = DEFAULT_SHAPE_INITS
     fit_shape_reg: float = 0.0
     fit_min_pvalue: float = 1e-3
+    fit_max_extrapolation: float = 1.0
     max_points_per_call: int = 8192
 
     choices: ClassVar[dict[str, tuple[Any, ...]]] = {"pool": ("max",), "estimator": ("weibull", "max")}
@@ -150,6 +153,10 @@ class CleverConfig(Config):
         if not 0.0 <= pmin <= 1.0:
             raise ConfigError(f"CleverConfig.fit_min_pvalue must lie in [0, 1], got {self.fit_min_pvalue!r}")
         set_(self, "fit_min_pvalue", pmin)
+        ext = _as_float(self.fit_max_extrapolation, "fit_max_extrapolation")
+        if not ext > 0:
+            raise ConfigError(f"CleverConfig.fit_max_extrapolation must be > 0, got {self.fit_max_extrapolation!r}")
+        set_(self, "fit_max_extrapolation", ext)
 
     def radius_for(self, norm: str) -> float:
         """R for the perturbation norm: ``radius`` if set, else DEFAULT_RADIUS[norm]."""
@@ -472,7 +479,8 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
         for row, j in enumerate(classes):
             if cfg.estimator == "weibull":
                 fit: WeibullFit = fit_reverse_weibull(maxima_np[row], shape_inits=cfg.fit_shape_inits,
-                                          shape_reg=cfg.fit_shape_reg, min_pvalue=cfg.fit_min_pvalue)
+                                          shape_reg=cfg.fit_shape_reg, min_pvalue=cfg.fit_min_pvalue,
+                                          max_extrapolation=cfg.fit_max_extrapolation)
                 lip_j, ok, pv = fit.location, fit.ok, fit.pvalue
             else:
                 finite = maxima_np[row][np.isfinite(maxima_np[row])]

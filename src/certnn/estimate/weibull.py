@@ -91,7 +91,8 @@ def _fallback(smax: float, reason: str, pvalue: float = float("nan")) -> Weibull
 
 def fit_reverse_weibull(maxima: Sequence[float] | np.ndarray, *,
                         shape_inits: Sequence[float] = DEFAULT_SHAPE_INITS,
-                        shape_reg: float = 0.0, min_pvalue: float = 1e-3) -> WeibullFit:
+                        shape_reg: float = 0.0, min_pvalue: float = 1e-3,
+                        max_extrapolation: float = 1.0) -> WeibullFit:
     """Fit a reverse Weibull law to the maxima S (N_b,) and return its location a_W (see the module docstring).
 
     Args:
@@ -99,6 +100,11 @@ def fit_reverse_weibull(maxima: Sequence[float] | np.ndarray, *,
         shape_inits: starting shapes c_0 of the maximum-likelihood fit; the best KS p-value wins.
         shape_reg: weight of the penalty shape_reg * c^2 (0 disables it; then scipy's plain fit runs).
         min_pvalue: reject fits whose best KS p-value is below this value (0 accepts any finite fit).
+        max_extrapolation: reject fits whose location lies more than this many observed ranges
+            (max - min of the maxima) above the largest maximum. On ReLU networks the gradient norm is
+            piecewise constant, the maxima tie, and the maximum-likelihood fit can put the endpoint far
+            beyond anything observed (seen: 15x the observed maximum), which turns CLEVER into a tiny,
+            meaningless score. inf disables the guard (the paper's code has none).
 
     Returns:
         A :class:`WeibullFit`; ``location`` is the estimate of the Lipschitz constant.
@@ -140,6 +146,9 @@ def fit_reverse_weibull(maxima: Sequence[float] | np.ndarray, *,
     if pval < min_pvalue:
         return _fallback(smax, f"poor fit: best KS p-value {pval:.3g} < {min_pvalue:g}", pvalue=pval)
     location = smax + loc * srange
+    if loc > max_extrapolation:
+        return _fallback(smax, f"fitted location {location:.4g} extrapolates more than {max_extrapolation:g} "
+                               "observed ranges beyond the largest maximum", pvalue=pval)
     if location < smax:
         if loc < -_LOC_RTOL:
             return _fallback(smax, "fitted location below the largest observed maximum", pvalue=pval)

@@ -49,12 +49,27 @@ class Activation(Op):
     def interval(self, ctx, x: Interval) -> Interval:
         return Interval(self.forward(x.lower), self.forward(x.upper))
 
+    def exact_on(self, l: Tensor, u: Tensor) -> Tensor | None:
+        """Where every relaxation of this op is exact on [l, u] (tighter bounds would not help); None if
+        that is never known in advance (smooth activations)."""
+        if self.kind in ("relu", "leaky_relu"):
+            return (l >= 0) | (u <= 0)
+        if self.kind == "hardtanh":
+            lo, hi = self.params.get("min_val", -1.0), self.params.get("max_val", 1.0)
+            return (u <= lo) | (l >= hi) | ((l >= lo) & (u <= hi))
+        return None
+
     def backward(self, ctx, node_name, inputs, lA, uA):
         bounds = ctx.bounds[inputs[0]]
         rel = ctx.relaxation(self, node_name, bounds.lower, bounds.upper)
         ls, lb = rel.lower_slope.unsqueeze(1), rel.lower_bias.unsqueeze(1)
         us, ub = rel.upper_slope.unsqueeze(1), rel.upper_bias.unsqueeze(1)
         lA_in = uA_in = lbias = ubias = None
+        if lA is not None and lA is uA and torch.equal(rel.lower_slope, rel.upper_slope):
+            # parallel lines (Fast-Lin): one coefficient tensor serves both sides
+            A_in = lA * ls
+            pos, neg = lA.clamp(min=0), lA.clamp(max=0)
+            return [(A_in, A_in)], _flat_sum(pos * lb + neg * ub), _flat_sum(pos * ub + neg * lb)
         if lA is not None:
             pos, neg = lA.clamp(min=0), lA.clamp(max=0)
             lA_in = pos * ls + neg * us

@@ -65,6 +65,10 @@ class AffineOp(Op):
         raise NotImplementedError
 
     def backward(self, ctx, node_name, inputs, lA, uA):
+        if lA is not None and lA is uA:  # both sides share coefficients (e.g. Fast-Lin, or a fresh spec)
+            A_in = self.transpose(lA)
+            b = self.bias_term(lA)
+            return [(A_in, A_in)], b, b
         lA_in = self.transpose(lA) if lA is not None else None
         uA_in = self.transpose(uA) if uA is not None else None
         lb = self.bias_term(lA) if lA is not None else None

@@ -399,3 +399,16 @@ def test_input_errors():
         clever_scores(lin, x, y, "2", cfg, clip=(0.0, 1.0))  # randn inputs lie outside [0, 1]
     with pytest.raises(ConfigError):
         clever_scores(lin, x, y, "2", config={"n_batches": 2})
+
+
+def test_fit_rejects_far_extrapolation():
+    """Tied maxima (ReLU nets have piecewise-constant gradient norms) can make the ML fit put the location
+    far beyond every observation; such fits fall back to the sample maximum."""
+    from certnn.estimate.weibull import fit_reverse_weibull
+
+    rng = np.random.default_rng(0)
+    s = np.concatenate([np.full(40, 30.0), rng.uniform(20.0, 29.0, 10)])
+    guarded = fit_reverse_weibull(s)
+    assert guarded.location <= 30.0 + 1.0 * (30.0 - s.min()) + 1e-9
+    loose = fit_reverse_weibull(s, max_extrapolation=float("inf"))
+    assert loose.location >= guarded.location - 1e-9

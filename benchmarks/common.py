@@ -1,0 +1,49 @@
+"""Shared benchmark plumbing: locating ../shared/data, running one configuration in a subprocess (so its
+peak memory can be measured), and writing Markdown tables."""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CERTNN_SHARED_DATA", REPO.parent / "shared" / "data"))
+OUT = REPO / "benchmarks" / "out"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_child(script: Path, args: list[str], timeout: float | None = None) -> dict:
+    """Run `python script --child ...args`, which prints one JSON line last; return it."""
+    cmd = [sys.executable, str(script), "--child", *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError(f"child failed ({' '.join(cmd)}):\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def markdown_table(columns: list[str], rows: list[list[object]]) -> str:
+    def f(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return "-" if v is None else str(v)
+    out = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    out += ["| " + " | ".join(f(v) for v in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def append_jsonl(path: Path, rec: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(rec) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

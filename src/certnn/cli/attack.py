@@ -1,0 +1,60 @@
+"""`certnn attack`: PGD attack radius per sample (an upper bound on the minimal adversarial distortion)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from ..attacks import PGDConfig, attack_radius
+from ..certify.bounds import to_graph
+from ..certify.targets import select_targets
+from ..report.records import environment
+from .common import Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args, load_model_and_data
+
+
+def register(sub) -> None:
+    p = sub.add_parser("attack", help="PGD attack radius (upper bound) per sample",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_model_args(p)
+    add_data_args(p)
+    add_spec_args(p, methods=False)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--restarts", type=int, default=5)
+    p.add_argument("--eps-max", type=float, default=1.0)
+    add_output_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    con = Console(args.quiet)
+    model, x, y = load_model_and_data(args)
+    graph = to_graph(model, tuple(x.shape[1:]))
+    with torch.no_grad():
+        logits = graph.forward(x)
+    target = select_targets(logits, y, args.target, args.seed)
+    clip = tuple(args.clip) if args.clip else None
+    sw = Stopwatch()
+    with con.progress("attack radius", 1) as cb:
+        r = attack_radius(graph, x, y, args.norm, PGDConfig(steps=args.steps, restarts=args.restarts, seed=args.seed),
+                          target=target, clip=clip, eps_max=args.eps_max)
+        cb(1, 1)
+    per = sw() / max(1, len(y))
+    pred = logits.argmax(1)
+    rows = [[args.start + i, int(y[i]), int(pred[i]), float(r.radius[i])] for i in range(len(y))]
+    con.table(f"attack radius (L{args.norm}; upper bound)", ["index", "label", "pred", "attack_radius"], rows)
+    if args.json:
+        def clean(v):
+            return "inf" if v == float("inf") else v
+        doc = {"schema_version": 1, "command": "attack",
+               "settings": {"model": args.model, "data": args.data, "norm": args.norm, "target": args.target,
+                            "clip": clip, "seed": args.seed, "steps": args.steps, "restarts": args.restarts,
+                            "eps_max": args.eps_max},
+               "environment": environment(), "summary": {"samples": len(y), "seconds_per_sample": per},
+               "samples": [{"index": a, "label": b, "predicted": c, "attack_radius": clean(d),
+                            **({"target": int(target[i])} if target is not None else {})}
+                           for i, (a, b, c, d) in enumerate(rows)]}
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        con.print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,63 @@
+"""`certnn report`: certified radius per method, attack radius and CLEVER on the same samples."""
+from __future__ import annotations
+
+import argparse
+
+from ..certify.radius import RadiusConfig
+from ..certify.bounds import to_graph
+from ..errors import SoundnessError
+from ..report.build import build_report
+from ..report.render import write_report
+from .common import Console, add_data_args, add_model_args, add_spec_args, load_model_and_data, parse_methods
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="certified radii (several methods), attack radius and CLEVER, with plots",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_model_args(p)
+    add_data_args(p)
+    add_spec_args(p, methods=False)
+    p.add_argument("--methods", default="crown,fastlin,ibp", help="comma-separated certification methods")
+    p.add_argument("--clever", action="store_true", help="add CLEVER estimates")
+    p.add_argument("--attack", action="store_true", help="add PGD attack radii (upper bounds)")
+    p.add_argument("--clever-batches", type=int, default=50)
+    p.add_argument("--clever-samples", type=int, default=128)
+    p.add_argument("--bisection-steps", type=int, default=10)
+    p.add_argument("--out", required=True, help="output folder (report.json, report.md, *.png)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    con = Console(args.quiet)
+    methods = parse_methods(args.methods)
+    model, x, y = load_model_and_data(args)
+    graph = to_graph(model, tuple(x.shape[1:]))
+    clever_cfg = None
+    if args.clever:
+        from ..estimate import CleverConfig
+
+        clever_cfg = CleverConfig(n_batches=args.clever_batches, n_samples=args.clever_samples, seed=args.seed)
+    clip = tuple(args.clip) if args.clip else None
+    with con.progress("report", 1) as cb:
+        data = build_report(graph, x, y, args.norm, methods, args.target, clip, attack=args.attack,
+                            clever=args.clever, seed=args.seed,
+                            search=RadiusConfig(bisection_steps=args.bisection_steps), clever_config=clever_cfg,
+                            index_offset=args.start, batch_size=args.batch_size,
+                            progress=lambda what, d, t: cb(d, t))
+    files = write_report(data, args.out, {"model": args.model, "data": args.data})
+    s = data.summary
+    rows = [[f"certified: {m}", "lower bound", s["mean_certified_radius"][m], s["seconds_per_sample"][m]] for m in methods]
+    if data.attack_radius is not None:
+        rows.append(["attack (PGD)", "upper bound", s["mean_attack_radius"], s["seconds_per_sample"]["attack"]])
+    if data.clever_estimate is not None:
+        rows.append(["CLEVER", "estimate", s["mean_clever_estimate"], s["seconds_per_sample"]["clever"]])
+    con.table(f"mean radius over {s['correct']} correctly classified of {s['samples']} samples (L{args.norm})",
+              ["quantity", "kind", "mean radius", "s / sample"], rows)
+    if data.clever_estimate is not None and data.attack_radius is not None:
+        con.print(f"CLEVER above the attack radius on {data.clever_above_attack} samples (an estimate can be wrong)")
+    con.print(f"wrote {files['md']} and {files['json']}")
+    if data.violations:
+        raise SoundnessError(f"{len(data.violations)} certified radii exceed the attack radius; details in "
+                             f"{files['md']}. This is a bug in certnn: please report it")
+    return 0
