@@ -34,6 +34,7 @@ def tiny(seed, d=2, h=6, depth=2):
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("norm", ["inf", "1"])
 def test_bounds_contain_exact_range(seed, norm):
+    torch.manual_seed(seed)
     model = tiny(seed)
     x = torch.rand(2, 2, dtype=torch.float64)
     graph = certnn.from_torch(model, (2,))
@@ -57,6 +58,7 @@ def test_bounds_contain_exact_range(seed, norm):
 
 
 def test_crown_margin_bounds_contain_exact_deeper():
+    torch.manual_seed(0)
     for seed, norm in itertools.product(range(3), ["inf", "1"]):
         model = tiny(10 + seed, d=4, h=8, depth=3)
         x = torch.rand(1, 4, dtype=torch.float64)
@@ -66,6 +68,26 @@ def test_crown_margin_bounds_contain_exact_deeper():
         ex_lo, _ = exact_bounds(graph, spec, C)
         lo, _, _ = bounds_for_spec(graph, spec, "crown", C)
         assert (lo <= ex_lo + 1e-7).all()
+
+
+def test_all_stable_network_has_no_binaries_and_is_still_exact():
+    """Regression: with every ReLU stable the model has no integer column; HiGHS then solves an LP and
+    its MIP dual bound is meaningless (0), which must not be read as the optimum."""
+    lin1 = nn.Linear(2, 3).double()
+    lin2 = nn.Linear(3, 1).double()
+    with torch.no_grad():
+        lin1.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+        lin1.bias.fill_(5.0)  # all pre-activations far above 0: every ReLU is active
+        lin2.weight.copy_(torch.tensor([[1.0, -2.0, 0.5]]))
+        lin2.bias.fill_(3.0)
+    model = nn.Sequential(lin1, nn.ReLU(), lin2)
+    x = torch.tensor([[0.3, 0.6]], dtype=torch.float64)
+    graph = certnn.from_torch(model, (2,))
+    spec = make_spec(graph, x, 0.1, "inf")
+    lo, hi = exact_bounds(graph, spec)
+    # f(x) = (x1+5) - 2(x2+5) + 0.5(x1+x2+5) + 3 = 1.5 x1 - 1.5 x2 + 0.5 on the box
+    f0 = 1.5 * 0.3 - 1.5 * 0.6 + 0.5
+    assert abs(lo.item() - (f0 - 0.3)) < 1e-9 and abs(hi.item() - (f0 + 0.3)) < 1e-9
 
 
 @pytest.mark.parametrize("act", [nn.Tanh, nn.Sigmoid])

@@ -19,30 +19,29 @@ from .interval import interval_pass, interval_spec
 
 
 def _identity_rows(ctx: RunContext, name: str, rows: Tensor) -> tuple[Tensor, str, Tensor | None]:
-    """Start coefficients for the given rows (flat neuron indices) of the identity spec on node `name`.
+    """Start coefficients for rows of the identity spec on node `name`.
 
-    Returns (A, node_to_start_from, bias). For a Linear node with a 1-D input the identity is pushed
-    through it analytically (A = W[rows]) to save one matmul.
+    rows: flat neuron indices, (R,) shared by the batch or (B, R) per sample. Returns
+    (A (B, R, *shape-of-start-node), node_to_start_from, bias (B, R) or None). For a Linear node with a
+    1-D input the identity is pushed through it analytically (A = W[rows]) to save one matmul.
     """
     g = ctx.graph
     node = g.nodes[name]
     B = ctx.batch
     ref = ctx.spec.center
-    r = rows.numel()
+    if rows.ndim == 1:
+        rows = rows.unsqueeze(0).expand(B, rows.numel())
+    r = rows.shape[1]
     if isinstance(node.op, Linear) and len(g.nodes[node.inputs[0]].shape) == 1:
-        W = node.op.weight[rows]
-        A = W.unsqueeze(0).expand(B, *W.shape)
-        bias = None
-        if node.op.bias is not None:
-            bias = node.op.bias[rows].unsqueeze(0).expand(B, r)
+        A = node.op.weight[rows]  # (B, R, in)
+        bias = None if node.op.bias is None else node.op.bias[rows]
         return A, node.inputs[0], bias
     n = 1
     for s in node.shape:
         n *= s
-    eye = ref.new_zeros(r, n)
-    eye[torch.arange(r, device=ref.device), rows] = 1.0
-    A = eye.reshape((r,) + node.shape).unsqueeze(0).expand((B, r) + node.shape)
-    return A, name, None
+    eye = ref.new_zeros(B, r, n)
+    eye.scatter_(2, rows.unsqueeze(-1), 1.0)
+    return eye.reshape((B, r) + node.shape), name, None
 
 
 def _propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
@@ -77,8 +76,8 @@ def _propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None
 
 def backward_bounds(ctx: RunContext, target: str, C: Tensor | None = None, lower: bool = True,
                     upper: bool = True, rows: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
-    """Lower/upper bounds (B, S) of C · value(target); C=None means the identity (all neurons, or only
-    the flat neuron indices `rows`, giving S = len(rows)).
+    """Lower/upper bounds (B, S) of C · value(target); C=None means the identity on the target's
+    (flattened) neurons: all of them, or only `rows` ((R,) shared, or (B, R) per sample), giving S = R.
 
     Needs interval bounds in ctx.bounds for the inputs of every nonlinear op upstream of target.
     """
@@ -94,10 +93,11 @@ def backward_bounds(ctx: RunContext, target: str, C: Tensor | None = None, lower
         rows = torch.arange(n, device=ref.device)
     los, his = [], []
     step = max(1, ctx.max_rows)
-    for r0 in range(0, rows.numel(), step):
-        chunk = rows[r0:r0 + step]
+    R = rows.shape[-1]
+    for r0 in range(0, R, step):
+        chunk = rows[..., r0:r0 + step]
         A, start, bias = _identity_rows(ctx, target, chunk)
-        b0 = ref.new_zeros(B, chunk.numel()) if bias is None else bias.clone()
+        b0 = ref.new_zeros(B, A.shape[1]) if bias is None else bias.clone()
         lo, hi = _propagate(ctx, start, A if lower else None, A if upper else None, b0, b0)
         los.append(lo)
         his.append(hi)
@@ -164,10 +164,9 @@ def _refine(ctx: RunContext, name: str, iv: Interval) -> Interval:
     if rows is None:
         new = Interval(lo.reshape(shape), hi.reshape(shape))
     else:
-        flo = iv.lower.reshape(ctx.batch, -1).clone()
-        fhi = iv.upper.reshape(ctx.batch, -1).clone()
-        flo[:, rows] = lo
-        fhi[:, rows] = hi
+        # every written value is a sound bound of that neuron (padding rows are real neurons too)
+        flo = iv.lower.reshape(ctx.batch, -1).clone().scatter_(1, rows, lo)
+        fhi = iv.upper.reshape(ctx.batch, -1).clone().scatter_(1, rows, hi)
         new = Interval(flo.reshape(shape), fhi.reshape(shape))
     out = new.intersect(iv)
     tol = 1e-6 * (1 + out.lower.abs() + out.upper.abs())
@@ -177,11 +176,12 @@ def _refine(ctx: RunContext, name: str, iv: Interval) -> Interval:
 
 
 def _rows_needing_refinement(ctx: RunContext, name: str, iv: Interval) -> Tensor | None:
-    """Flat neuron indices of `name` whose bounds can still change a relaxation: None = all of them.
+    """Per-sample flat neuron indices (B, R) of `name` whose bounds can still change a relaxation; None
+    means all of them.
 
     When every consumer of the node is an activation whose relaxation is exact on the current interval
-    (e.g. a ReLU neuron that is stable), tighter bounds for that neuron change nothing downstream, so only
-    neurons that are inexact for some sample of the batch are refined.
+    (e.g. a ReLU neuron that is stable), tighter bounds for that neuron change nothing downstream, so each
+    sample refines only its own inexact neurons (padded to the batch's largest count).
     """
     g = ctx.graph
     masks = []
@@ -199,8 +199,13 @@ def _rows_needing_refinement(ctx: RunContext, name: str, iv: Interval) -> Tensor
     exact_all = masks[0]
     for m in masks[1:]:
         exact_all = exact_all & m
-    need = (~exact_all).reshape(ctx.batch, -1).any(0)
-    return torch.nonzero(need).flatten()
+    need = (~exact_all).reshape(ctx.batch, -1)
+    count = int(need.sum(1).max()) if need.numel() else 0
+    if count == need.shape[1]:
+        return None
+    # per sample: its own inexact neurons first, padded with other (real) neurons up to the batch maximum
+    order = torch.argsort((~need).to(torch.int8), dim=1, stable=True)
+    return order[:, :count]
 
 
 def bound_output(ctx: RunContext, C: Tensor | None = None, lower: bool = True,

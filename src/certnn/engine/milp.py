@@ -157,15 +157,15 @@ def exact_bounds(graph: Graph, spec: LpBall, C: Tensor | None = None, relax: boo
                 m.h.changeColsCost(m.n, np.arange(m.n, dtype=np.int32), cost)
                 m.h.run()
                 st = m.h.getModelStatus()
-                if st != hp.HighsModelStatus.kOptimal:
-                    # a time limit: fall back to the solver's dual bound, which is still sound
-                    info = m.h.getInfo()
-                    val = info.mip_dual_bound if not relax else float("nan")
-                    if not np.isfinite(val):
-                        raise RuntimeError(f"HiGHS ended with status {st}")
+                info = m.h.getInfo()
+                is_mip = (not relax) and len(binaries) > 0  # with no integer column HiGHS solves an LP
+                if st == hp.HighsModelStatus.kOptimal:
+                    val = info.objective_function_value
+                    if is_mip and np.isfinite(info.mip_dual_bound):
+                        val = min(val, info.mip_dual_bound)  # the proved bound (mip gap), sound side
+                elif is_mip and np.isfinite(info.mip_dual_bound) and st == hp.HighsModelStatus.kTimeLimit:
+                    val = info.mip_dual_bound  # time limit: the solver's dual bound is still sound
                 else:
-                    val = m.h.getInfo().objective_function_value
-                    if not relax:
-                        val = m.h.getInfo().mip_dual_bound if np.isfinite(m.h.getInfo().mip_dual_bound) else val
+                    raise RuntimeError(f"HiGHS ended with status {st}")
                 store[b, s_i] = sense * val
     return torch.as_tensor(lows), torch.as_tensor(highs)
