@@ -15,7 +15,7 @@ from ..domains.interval import Interval
 from ..errors import SoundnessError
 from ..ops.affine import Linear
 from .context import RunContext
-from .interval import interval_pass, interval_spec
+from .interval import affine_chain, affine_chain_bounds, interval_pass, interval_spec
 
 
 def _identity_rows(ctx: RunContext, name: str, rows: Tensor) -> tuple[Tensor, str, Tensor | None]:
@@ -138,7 +138,11 @@ def compute_intermediate_bounds(ctx: RunContext, upto: str | None = None) -> Non
             continue
         with ctx.timer("interval"):
             iv = node.op.interval(ctx, *[best[i] for i in node.inputs])
-        if name in need and ctx.method.intermediate != "interval":
+        if name in need and ctx.spec.norm != "inf" and affine_chain(ctx, name) is not None:
+            # an affine chain from the input: exact over the ball (cheap: coefficients shared by the batch)
+            with ctx.timer("intermediate"):
+                iv = affine_chain_bounds(ctx, name, iv)
+        elif name in need and ctx.method.intermediate != "interval":
             iv = _refine(ctx, name, iv)
         best[name] = iv
         if name in need:
