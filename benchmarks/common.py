@@ -20,8 +20,12 @@ def peak_rss_mb() -> float:
 
 def run_child(script: Path, args: list[str], timeout: float | None = None) -> dict:
     """Run `python script --child ...args`, which prints one JSON line last; return it."""
+    from certnn.cli.allocator import MALLOC_ENV
+
     cmd = [sys.executable, str(script), "--child", *args]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    # keep freed tensor memory in the heap (see certnn/cli/allocator.py): the same setting as the CLI
+    env = {**os.environ, **MALLOC_ENV}
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"child failed ({' '.join(cmd)}):\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
