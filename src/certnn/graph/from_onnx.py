@@ -251,6 +251,8 @@ def _add_sub(imp: _Importer, node, ins, attrs):
         return [imp.add(Add(sign), [a, b], a.batched)]
     if a.is_const and b.is_const:  # pragma: no cover - folded before
         raise imp.error("constant operands should have been folded")
+    if a.is_const and sign > 0:  # c + x = x + c
+        a, b = b, a
     if not a.is_const:
         k = _broadcast_const(imp, a, b.const)
         k = k if sign > 0 else -k
