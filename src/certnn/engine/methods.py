@@ -9,6 +9,11 @@ A method is an engine plus a relaxation table (DESIGN.md, principle 1):
 | crown     | backward  | adaptive (CROWN)       | CROWN tangent/chord | crown               |
 | crown-ibp | backward  | adaptive               | CROWN tangent/chord | interval (IBP)      |
 | lipschitz | lipschitz | -                      | -                   | -                   |
+| lp        | lp        | triangle relaxation (LP, HiGHS) | unsupported | crown (for the big-M bounds) |
+| milp      | milp      | exact (MILP, HiGHS)    | unsupported         | crown (for the big-M bounds) |
+
+`lp` and `milp` (engine/milp.py) are the exact baselines for small ReLU networks: `lp` is the "LP" column
+of the Fast-Lin / CROWN tables (each unstable ReLU replaced by its triangle), `milp` the exact range.
 
 Fast-Lin (Weng et al. 2018) is defined for ReLU networks; for the S-shaped activations it falls back to
 CROWN's lines, which is what "Fast-Lin" means in the CROWN paper's comparisons.
@@ -60,7 +65,7 @@ def _hardtanh(op, l, u, alpha=None):
 @dataclass(frozen=True)
 class Method:
     name: str
-    engine: str  # 'interval' | 'backward' | 'lipschitz' (later: 'zonotope')
+    engine: str  # 'interval' | 'backward' | 'lipschitz' | 'lp' | 'milp' (later: 'zonotope')
     table: Mapping[str, RelaxFn] = field(default_factory=dict)
     intermediate: str = "self"  # 'self' (same method) or 'interval'
     description: str = ""
@@ -99,6 +104,12 @@ register_method(Method("crown-ibp", "backward", _table("adaptive"), intermediate
                        description="CROWN on the last layer with IBP intermediate bounds (Zhang et al. 2020)"))
 register_method(Method("lipschitz", "lipschitz",
                        description="global Lipschitz baseline: product of operator norms"))
+
+
+register_method(Method("lp", "lp", description="LP relaxation (triangle per unstable ReLU) solved by HiGHS; "
+                                               "small ReLU networks, L-inf / L1 inputs"))
+register_method(Method("milp", "milp", description="exact MILP (Tjeng et al. 2019) solved by HiGHS; small ReLU "
+                                                   "networks, L-inf / L1 inputs"))
 
 
 def get_method(name: str) -> Method:
