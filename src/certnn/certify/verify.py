@@ -345,11 +345,9 @@ class _Verifier:
         exact = cfg.exact
         exact_stages = [] if exact == "none" else (["lp", "milp"] if exact == "auto" else [exact])
         if exact_stages and not self.exact_ok():
-            if exact != "auto":
-                from ..engine.milp import check_supported
-                check_supported(self.graph)
-                raise UnsupportedOpError(f"{exact} on a network with more than {cfg.exact_max_relus} ReLUs",
-                                         ["exact_max_relus"])
+            self.stages.append({"stage": "exact", "seconds": 0.0,
+                                "result": f"skipped (not a ReLU network of at most {cfg.exact_max_relus} ReLUs "
+                                          "with linear layers)"})
             exact_stages = []
         if cfg.split and self.prop.n_inputs <= cfg.split_max_inputs and self.left() > 0:
             self.branch_and_bound(self.left() * (0.7 if exact_stages else 1.0))

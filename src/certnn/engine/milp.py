@@ -64,10 +64,32 @@ def check_supported(graph: Graph) -> None:
             raise UnsupportedOpError(f"op {op.describe()} at node {name} for MILP/LP", SUPPORTED)
 
 
+def _new_highs(highspy):
+    """A Highs instance; the banner HiGHS writes to stdout on its first construction is discarded
+    (library code never prints)."""
+    import os
+    import sys
+
+    try:
+        sys.stdout.flush()
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stdout (captured): nothing to protect
+        return highspy.Highs()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+    return h
+
+
 class _Model:
     def __init__(self, highspy):
         self.hp = highspy
-        self.h = highspy.Highs()
+        self.h = _new_highs(highspy)
         self.h.setOptionValue("output_flag", False)
         self.n = 0
         self.inf = highspy.kHighsInf
