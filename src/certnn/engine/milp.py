@@ -20,13 +20,15 @@ from ..errors import UnsupportedOpError
 from ..graph.ir import Graph
 from ..ops.activation import Activation
 from ..ops.affine import ElementwiseAffine, Linear
+from ..ops.conv import DenseAffine
 from ..ops.shape import Reshape
 from ..specs.lp import LpBall
 from .backward import compute_intermediate_bounds
 from .context import RunContext
 from .methods import get_method
 
-SUPPORTED = ("linear", "elementwise_affine", "reshape", "relu")
+SUPPORTED = ("linear", "elementwise_affine", "reshape", "relu",
+             "dense_affine (convs and average pools after certnn.graph.passes.unroll_convs)")
 
 
 def _highs():
@@ -111,9 +113,9 @@ def exact_bounds(graph: Graph, spec: LpBall, C: Tensor | None = None, relax: boo
                 cols[name] = xi
                 continue
             iv = ctx.bounds.get(name)
-            n = len(xi) if not isinstance(op, Linear) else op.weight.shape[0]
-            if isinstance(op, Linear):
-                if len(graph.nodes[node.inputs[0]].shape) != 1:
+            n = len(xi) if not isinstance(op, (Linear, DenseAffine)) else op.weight.shape[0]
+            if isinstance(op, (Linear, DenseAffine)):
+                if isinstance(op, Linear) and len(graph.nodes[node.inputs[0]].shape) != 1:
                     raise UnsupportedOpError("Linear on a multi-dimensional input for MILP", SUPPORTED)
                 W = op.weight.cpu().numpy()
                 bias = np.zeros(n) if op.bias is None else op.bias.cpu().numpy()

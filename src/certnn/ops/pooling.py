@@ -51,7 +51,8 @@ class MaxPool(Op):
         N, C = t.shape[:2]
         in2 = self._as2d(tuple(t.shape[2:]))
         out2 = self._as2d(tuple(out_spatial))
-        k2, s2, p2, d2 = (self._as2d(v) for v in (self.kernel, self.stride, self.padding, self.dilation))
+        k2, s2, d2 = (self._as2d(v) for v in (self.kernel, self.stride, self.dilation))
+        p2 = (0, self.padding[0]) if self.nd == 1 else self.padding
         t2 = t.reshape(N, C, *in2)
         extra = [max(0, (o - 1) * s + d * (k - 1) + 1 - (i + 2 * p)) for o, s, d, k, i, p in zip(out2, s2, d2, k2, in2, p2)]
         tp = F.pad(t2, (p2[1], p2[1] + extra[1], p2[0], p2[0] + extra[0]), value=fill)

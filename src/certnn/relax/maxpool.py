@@ -39,9 +39,10 @@ class MaxRelaxation:
     upper_bias: Tensor  # (...,)
 
     def evaluate(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Both lines at points x (..., K)."""
-        lo = x.gather(-1, self.lower_index.unsqueeze(-1)).squeeze(-1)
-        xk = x.gather(-1, self.upper_index.unsqueeze(-1)).squeeze(-1)
+        """Both lines at points x (*extra, ..., K) (extra leading dims broadcast)."""
+        lead = x.shape[:-1]
+        lo = x.gather(-1, self.lower_index.expand(lead).unsqueeze(-1)).squeeze(-1)
+        xk = x.gather(-1, self.upper_index.expand(lead).unsqueeze(-1)).squeeze(-1)
         return lo, self.upper_slope * xk + self.upper_bias
 
 
