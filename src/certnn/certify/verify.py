@@ -305,7 +305,7 @@ class _Verifier:
                 break
             conj = self.prop.regions[r].output_constraint[j]
             spec = _box_spec(self.p.lo[r:r + 1], self.p.hi[r:r + 1], self.graph.input_shape)
-            res = solve_conjunction(self.graph, spec, conj.C, conj.d, relax=kind == "lp", time_limit=left)[0]
+            res = solve_conjunction(self.exact_graph, spec, conj.C, conj.d, relax=kind == "lp", time_limit=left)[0]
             if res.status == "infeasible":
                 self.open[r, j] = False
             elif res.x is not None and res.t_lower <= 0 and self.check(torch.as_tensor(res.x)[None],
@@ -314,14 +314,26 @@ class _Verifier:
         self.log(kind, t, open=int(self.open.sum()))
 
     def exact_ok(self) -> bool:
+        """Whether the lp/milp stages apply; convolutions are unrolled to their dense form for them."""
         from ..engine.milp import check_supported
-        try:
-            check_supported(self.graph)
-        except UnsupportedOpError:
-            return False
         relus = sum(int(np.prod(self.graph.nodes[n].shape)) for n in self.graph.order
                     if getattr(self.graph.nodes[n].op, "kind", "") == "relu")
-        return relus <= self.cfg.exact_max_relus
+        if relus > self.cfg.exact_max_relus:
+            return False
+        self.exact_graph = self.graph
+        try:
+            check_supported(self.graph)
+            return True
+        except UnsupportedOpError:
+            pass
+        try:
+            from ..graph.passes import unroll_convs
+            g = unroll_convs(self.graph)
+            check_supported(g)
+        except (ImportError, UnsupportedOpError):
+            return False
+        self.exact_graph = g
+        return True
 
     def run(self) -> VerifyResult:
         cfg = self.cfg

@@ -92,7 +92,7 @@ def backward_bounds(ctx: RunContext, target: str, C: Tensor | None = None, lower
             n *= s
         rows = torch.arange(n, device=ref.device)
     los, his = [], []
-    step = max(1, ctx.max_rows)
+    step = rows_per_pass(ctx, target)
     R = rows.shape[-1]
     for r0 in range(0, R, step):
         chunk = rows[..., r0:r0 + step]
@@ -104,6 +104,19 @@ def backward_bounds(ctx: RunContext, target: str, C: Tensor | None = None, lower
     lo = torch.cat(los, 1) if lower and los else (ref.new_zeros(B, 0) if lower else None)
     hi = torch.cat(his, 1) if upper and his else (ref.new_zeros(B, 0) if upper else None)
     return lo, hi
+
+
+def rows_per_pass(ctx: RunContext, target: str) -> int:
+    """Identity rows per backward pass: at most ctx.max_rows, and few enough that a coefficient tensor
+    (B, rows, *shape) of the largest node between the input and target holds <= ctx.max_elements entries."""
+    g = ctx.graph
+    widest = 1
+    for name in g.ancestors(target):
+        n = 1
+        for s in g.nodes[name].shape:
+            n *= s
+        widest = max(widest, n)
+    return max(1, min(ctx.max_rows, ctx.max_elements // max(1, ctx.batch * widest)))
 
 
 def nodes_needing_bounds(ctx: RunContext, upto: str | None = None) -> list[str]:

@@ -33,13 +33,15 @@ from ..errors import UnsupportedOpError
 from ..graph.ir import Graph
 from ..ops.activation import Activation
 from ..ops.affine import ElementwiseAffine, Linear
+from ..ops.conv import DenseAffine
 from ..ops.shape import Reshape
 from ..specs.lp import LpBall
 from .backward import compute_intermediate_bounds
 from .context import RunContext
 from .methods import get_method
 
-SUPPORTED = ("linear", "elementwise_affine", "reshape", "relu")
+SUPPORTED = ("linear", "elementwise_affine", "reshape", "relu",
+             "dense_affine (convs and average pools after certnn.graph.passes.unroll_convs)")
 #: an LP/MILP optimum t* must exceed this to count as a proof (HiGHS' feasibility tolerance is 1e-7)
 PROOF_MARGIN = 1e-6
 
@@ -57,7 +59,8 @@ def check_supported(graph: Graph) -> None:
     for name in graph.order[1:]:
         node = graph.nodes[name]
         op = node.op
-        ok = isinstance(op, (Reshape, ElementwiseAffine)) or (isinstance(op, Activation) and op.kind == "relu")
+        ok = isinstance(op, (Reshape, ElementwiseAffine, DenseAffine)) or (
+            isinstance(op, Activation) and op.kind == "relu")
         if isinstance(op, Linear):
             ok = len(graph.nodes[node.inputs[0]].shape) == 1
         if not ok or len(node.inputs) != 1:
@@ -153,8 +156,8 @@ def _encode(m: _Model, graph: Graph, ctx: RunContext, b: int, spec: LpBall) -> t
         if isinstance(op, Reshape):
             cols[name] = xi
             continue
-        if isinstance(op, Linear):
-            if len(graph.nodes[node.inputs[0]].shape) != 1:
+        if isinstance(op, (Linear, DenseAffine)):
+            if isinstance(op, Linear) and len(graph.nodes[node.inputs[0]].shape) != 1:
                 raise UnsupportedOpError("Linear on a multi-dimensional input for MILP", SUPPORTED)
             W = op.weight.cpu().numpy()
             n = W.shape[0]
