@@ -24,13 +24,16 @@ def box_objective(fn: Callable[[Tensor], Tensor], x: Tensor, C: Tensor, d: Tenso
 
 def minimize_on_boxes(fn: Callable[[Tensor], Tensor], lo: Tensor, hi: Tensor, C: Tensor, d: Tensor,
                       steps: int = 50, restarts: int = 8, seed: int = 0,
-                      start: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                      start: Tensor | None = None, deadline: float | None = None) -> tuple[Tensor, Tensor]:
     """Best points (P, n) and their objective (P,) of `box_objective` found by PGD with restarts.
 
     fn maps flat inputs (N, n) to outputs (N, K); lo, hi (P, n). Restart 0 starts at `start` (or the box
     centre), the others uniformly at random; the step is (hi - lo) times a factor decaying from 0.25 to
-    0.0025, so zero-width inputs never move. Every iterate is clamped to the box.
+    0.0025, so zero-width inputs never move. Every iterate is clamped to the box. Stops early at
+    `deadline` (a time.perf_counter() value).
     """
+    import time
+
     P, n = lo.shape
     R = max(1, restarts)
     g = torch.Generator(device=lo.device).manual_seed(seed)
@@ -43,6 +46,8 @@ def minimize_on_boxes(fn: Callable[[Tensor], Tensor], lo: Tensor, hi: Tensor, C:
     with torch.no_grad():
         best_v = box_objective(fn, x, C_r, d_r)
     for t in range(steps):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
         x = x.detach().requires_grad_(True)
         v = box_objective(fn, x, C_r, d_r)
         (grad,) = torch.autograd.grad(v.sum(), x)

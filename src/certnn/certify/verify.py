@@ -52,7 +52,8 @@ class VerifyConfig(Config):
     """Settings of :func:`verify_property`.
 
     timeout: seconds for the whole property. methods: bound methods for whole boxes, in order.
-    attack_steps / attack_restarts: the initial PGD. split: input branch and bound with CROWN when the
+    attack_steps / attack_restarts: the initial PGD (restarts / 4 for inputs of more than 64 values),
+    stopped after attack_share * timeout seconds. split: input branch and bound with CROWN when the
     input has at most split_max_inputs values; split_batch boxes per bound computation. exact: 'auto'
     (lp then milp when the network can be encoded and has at most exact_max_relus ReLUs), 'lp', 'milp',
     or 'none'. seed: seed of the attacks.
@@ -63,6 +64,7 @@ class VerifyConfig(Config):
     attack: bool = True
     attack_steps: int = 60
     attack_restarts: int = 16
+    attack_share: float = 0.25
     split: bool = True
     split_max_inputs: int = 32
     split_batch: int = 512
@@ -205,7 +207,7 @@ class _Verifier:
         return False
 
     def attack(self, rid: Tensor, lo: Tensor, hi: Tensor, conj_open: Tensor, steps: int, restarts: int,
-               start: Tensor | None = None, seed: int = 0) -> bool:
+               start: Tensor | None = None, seed: int = 0, deadline: float | None = None) -> bool:
         """PGD per (box, open conjunction) pair; checks the best points."""
         b, j = torch.nonzero(conj_open, as_tuple=True)
         if b.numel() == 0:
@@ -214,7 +216,7 @@ class _Verifier:
         C = self.p.C[r]
         d = torch.where(self.p.rowconj[r] == j[:, None], self.p.d[r], torch.full_like(self.p.d[r], math.inf))
         x, v = minimize_on_boxes(self.fn, lo[b], hi[b], C, d, steps=steps, restarts=restarts, seed=seed,
-                                 start=None if start is None else start[b])
+                                 start=None if start is None else start[b], deadline=deadline)
         order = torch.argsort(v)
         cand = order[v[order] <= 0][:64]
         return self.check(x[cand], r[cand])
@@ -343,8 +345,10 @@ class _Verifier:
         if cfg.attack:
             t = time.perf_counter()
             all_r = torch.arange(R)
+            # restarts shrink with the input size; the attack gets at most attack_share of the time
+            restarts = cfg.attack_restarts if self.prop.n_inputs <= 64 else max(2, cfg.attack_restarts // 4)
             hit = self.attack(all_r, self.p.lo, self.p.hi, self.open & ~self.p.empty_conj, cfg.attack_steps,
-                              cfg.attack_restarts, seed=cfg.seed)
+                              restarts, seed=cfg.seed, deadline=t + cfg.attack_share * cfg.timeout)
             self.log("attack", t, result="violated" if hit else "none")
             if hit:
                 return self.result("violated", "attack")

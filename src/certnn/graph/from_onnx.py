@@ -694,7 +694,7 @@ def _dims(value_info) -> list:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class OnnxModel:
     """An imported ONNX model: the certnn graph and what is needed to run the original with onnxruntime."""
 
@@ -709,12 +709,24 @@ class OnnxModel:
         x = np.asarray(x, dtype=np.float32)
         return x if self.batched else x.reshape(x.shape[1:])
 
+    def session(self):
+        """The onnxruntime session of the original model (created once, one thread, warnings off)."""
+        sess = self.__dict__.get("_session")
+        if sess is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            opts.intra_op_num_threads = 1
+            opts.inter_op_num_threads = 1
+            sess = ort.InferenceSession(self.model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+            object.__setattr__(self, "_session", sess)
+        return sess
+
     def run_onnxruntime(self, x: np.ndarray) -> np.ndarray:
         """Outputs (B, K) of onnxruntime for certnn samples x (B, *shape), one sample at a time when the
         ONNX batch dimension is fixed."""
-        import onnxruntime as ort
-
-        sess = ort.InferenceSession(self.model_bytes, providers=["CPUExecutionProvider"])
+        sess = self.session()
         x = np.asarray(x)
         fixed = self.batched and isinstance(self.onnx_input_shape[0], int) and self.onnx_input_shape[0] > 0
         outs = []
