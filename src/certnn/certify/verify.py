@@ -52,8 +52,8 @@ class VerifyConfig(Config):
     """Settings of :func:`verify_property`.
 
     timeout: seconds for the whole property. methods: bound methods for whole boxes, in order.
-    attack_steps / attack_restarts: the initial PGD (restarts / 4 for inputs of more than 64 values),
-    stopped after attack_share * timeout seconds. split: input branch and bound with CROWN when the
+    attack_steps / attack_restarts: the initial PGD (attack_restarts_small restarts for inputs of at
+    most 64 values), stopped after attack_share * timeout seconds. split: input branch and bound with CROWN when the
     input has at most split_max_inputs values; split_batch boxes per bound computation. exact: 'auto'
     (lp then milp when the network can be encoded and has at most exact_max_relus ReLUs), 'lp', 'milp',
     or 'none'. seed: seed of the attacks.
@@ -63,7 +63,8 @@ class VerifyConfig(Config):
     methods: tuple = ("ibp", "crown")
     attack: bool = True
     attack_steps: int = 60
-    attack_restarts: int = 16
+    attack_restarts: int = 4
+    attack_restarts_small: int = 128
     attack_share: float = 0.25
     split: bool = True
     split_max_inputs: int = 32
@@ -346,7 +347,7 @@ class _Verifier:
             t = time.perf_counter()
             all_r = torch.arange(R)
             # restarts shrink with the input size; the attack gets at most attack_share of the time
-            restarts = cfg.attack_restarts if self.prop.n_inputs <= 64 else max(2, cfg.attack_restarts // 4)
+            restarts = cfg.attack_restarts_small if self.prop.n_inputs <= 64 else cfg.attack_restarts
             hit = self.attack(all_r, self.p.lo, self.p.hi, self.open & ~self.p.empty_conj, cfg.attack_steps,
                               restarts, seed=cfg.seed, deadline=t + cfg.attack_share * cfg.timeout)
             self.log("attack", t, result="violated" if hit else "none")
