@@ -74,3 +74,14 @@ def test_bad_spec_and_bad_model_exit_2(net, tmp_path):
     assert main(["verify", "--model", str(junk), "--spec", _spec(tmp, "s.vnnlib", "(>= Y_0 2.5)")]) == 2
     assert main(["verify", "--model", model, "--spec", _spec(tmp, "s2.vnnlib", "(>= Y_0 2.5)"),
                  "--method", "nope"]) == 2
+
+
+@pytest.mark.parametrize("command", [["certify", "--eps", "0.01"], ["radius", "--bisection-steps", "4"],
+                                     ["attack", "--steps", "5", "--restarts", "1"]])
+def test_onnx_model_in_other_commands(net, command):
+    tmp, model = net
+    x = np.random.default_rng(0).uniform(0, 1, size=(4, 2)).astype(np.float32)
+    y = (x @ np.array([[1.0, 1.0], [1.0, -1.0]]).T).clip(min=0).argmax(1)
+    np.savez(tmp / "d.npz", x=x, y=y)
+    rc = main([command[0], "--model", model, "--data", str(tmp / "d.npz"), "--quiet", *command[1:]])
+    assert rc == 0
