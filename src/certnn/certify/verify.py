@@ -54,7 +54,8 @@ class VerifyConfig(Config):
     timeout: seconds for the whole property. methods: bound methods for whole boxes, in order.
     attack_steps / attack_restarts: the initial PGD (attack_restarts_small restarts for inputs of at
     most 64 values), stopped after attack_share * timeout seconds. split: input branch and bound with CROWN when the
-    input has at most split_max_inputs values; split_batch boxes per bound computation. exact: 'auto'
+    input has at most split_max_inputs values; split_batch boxes per bound computation, bounded with each
+    of split_methods in turn (the later ones only on boxes still open). exact: 'auto'
     (lp then milp when the network can be encoded and has at most exact_max_relus ReLUs), 'lp', 'milp',
     or 'none'. seed: seed of the attacks.
     """
@@ -69,6 +70,7 @@ class VerifyConfig(Config):
     split: bool = True
     split_max_inputs: int = 32
     split_batch: int = 512
+    split_methods: tuple = ("crown",)
     exact: str = "auto"
     exact_max_relus: int = 2000
     seed: int = 0
@@ -253,10 +255,13 @@ class _Verifier:
             brid, blo, bhi, bop = rid[:nb], lo[:nb], hi[:nb], op[:nb]
             rid, lo, hi, op = rid[nb:], lo[nb:], hi[nb:], op[nb:]
             boxes += nb
-            proved = self.box_bounds("crown", brid, blo, bhi) > 0
-            bop = bop & ~proved
-            keep = bop.any(1)
-            brid, blo, bhi, bop = brid[keep], blo[keep], bhi[keep], bop[keep]
+            for method in self.cfg.split_methods:  # cheap first; the next only on what is still open
+                proved = self.box_bounds(method, brid, blo, bhi) > 0
+                bop = bop & ~proved
+                keep = bop.any(1)
+                brid, blo, bhi, bop = brid[keep], blo[keep], bhi[keep], bop[keep]
+                if brid.numel() == 0:
+                    break
             if brid.numel() == 0:
                 continue
             # counterexamples: centres, then a short PGD
