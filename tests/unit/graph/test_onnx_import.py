@@ -229,3 +229,75 @@ def test_two_real_inputs_rejected():
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     with pytest.raises(ModelImportError, match="exactly one"):
         onnx_to_model(m.SerializeToString())
+
+
+def test_slice_opset9_attributes_and_pad_opset_versions():
+    pytest.importorskip("certnn.ops.conv")
+    nodes = [helper.make_node("Slice", ["x"], ["s"], starts=[1, 0], ends=[3, 100], axes=[1, 2]),
+             helper.make_node("Pad", ["s"], ["y"], pads=[0, 0, 1, 0, 0, 1, 2, 0], mode="constant")]
+    _parity(_model(nodes, ["N", 2, 4, 5], ["N", 3, 3, 7], opset=9))
+    inits = [_init("p", np.array([0, 0, 1, 2, 0, 0, 0, 1], dtype=np.int64))]
+    nodes = [helper.make_node("Pad", ["x", "p"], ["y"])]
+    _parity(_model(nodes, ["N", 2, 4, 5], ["N", 2, 4, 8], inits, opset=13))
+
+
+@pytest.mark.parametrize("case", ["same_upper", "groups_dilation", "ceil_avg_excl"])
+def test_conv_and_pool_variants(case):
+    pytest.importorskip("certnn.ops.conv")
+    pytest.importorskip("certnn.ops.pooling")
+    if case == "same_upper":
+        inits = [_init("W", _w(3, 2, 4, 4))]
+        nodes = [helper.make_node("Conv", ["x", "W"], ["c"], auto_pad="SAME_UPPER", strides=[2, 2]),
+                 helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])]
+        out = ["N", 3, 2, 2]
+    elif case == "groups_dilation":
+        inits = [_init("W", _w(4, 1, 3, 3)), _init("B", _w(4))]
+        nodes = [helper.make_node("Conv", ["x", "W", "B"], ["y"], group=2, dilations=[2, 2], pads=[2, 2, 2, 2])]
+        out = ["N", 4, 7, 7]
+    else:
+        inits = [_init("W", _w(2, 2, 1, 1))]
+        nodes = [helper.make_node("Conv", ["x", "W"], ["c"]),
+                 helper.make_node("AveragePool", ["c"], ["y"], kernel_shape=[3, 3], strides=[2, 2],
+                                  pads=[1, 1, 1, 1], ceil_mode=1, count_include_pad=0)]
+        out = ["N", 2, 4, 4]
+    _parity(_model(nodes, ["N", 2, 7, 7], out, inits, opset=11))
+
+
+@pytest.mark.parametrize("with_conv", [False, True])
+def test_bounds_of_imported_models_contain_onnxruntime_outputs(with_conv):
+    """Network level: CROWN/IBP bounds of the imported graph contain onnxruntime's outputs on uniform,
+    corner-heavy and vertex samples of the box (float32 tolerance)."""
+    from certnn.certify.bounds import bounds_for_spec
+    from certnn.specs.lp import LpBall
+
+    if with_conv:
+        pytest.importorskip("certnn.ops.conv")
+        inits = [_init("W", _w(3, 1, 3, 3)), _init("B", _w(3)), _init("V", _w(27, 4)), _init("c", _w(4)),
+                 _init("mu", np.float32(0.5))]
+        nodes = [helper.make_node("Sub", ["x", "mu"], ["s"]), helper.make_node("Conv", ["s", "W", "B"], ["cv"]),
+                 helper.make_node("Relu", ["cv"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
+                 helper.make_node("MatMul", ["f", "V"], ["m"]), helper.make_node("Add", ["m", "c"], ["y"])]
+        model = _model(nodes, ["N", 1, 5, 5], ["N", 4], inits, opset=11)
+    else:
+        inits = [_init("mean", _w(1, 1, 1, 3)), _init("W", _w(3, 8)), _init("b", _w(8)), _init("W2", _w(8, 2))]
+        nodes = [helper.make_node("Sub", ["x", "mean"], ["s"]), helper.make_node("Flatten", ["s"], ["f"]),
+                 helper.make_node("MatMul", ["f", "W"], ["m"]), helper.make_node("Add", ["m", "b"], ["h"]),
+                 helper.make_node("Tanh", ["h"], ["a"]), helper.make_node("MatMul", ["a", "W2"], ["y"])]
+        model = _model(nodes, [1, 1, 1, 3], [1, 2], inits, opset=8)
+    om = onnx_to_model(model.SerializeToString())
+    shape = om.graph.input_shape
+    g = torch.Generator().manual_seed(0)
+    center = torch.rand((1,) + shape, generator=g, dtype=torch.float64)
+    spec = LpBall.make(center, 0.2, "inf")
+    box = spec.box()
+    n = 300
+    u = torch.rand((n,) + shape, generator=g, dtype=torch.float64)
+    beta = torch.distributions.Beta(0.5, 0.5).sample((n,) + shape).double()
+    vert = torch.randint(0, 2, (n,) + shape, generator=g).double()
+    t = torch.cat([u, beta, vert])
+    pts = (box.lower + (box.upper - box.lower) * t).numpy()
+    want = om.run_onnxruntime(pts.astype(np.float32))
+    for method in ("ibp", "crown"):
+        lo, hi, _ = bounds_for_spec(om.graph, spec, method)
+        tol = 1e-4 * (1 + np.abs(want).max())
+        assert (want >= lo.numpy() - tol).all() and (want <= hi.numpy() + tol).all(), method
