@@ -163,3 +163,32 @@ def test_lp_and_milp_methods_through_bounds_for_spec():
     tol = 1e-7
     assert (out["crown"][0] <= out["lp"][0] + tol).all() and (out["lp"][0] <= out["milp"][0] + tol).all()
     assert (out["milp"][1] <= out["lp"][1] + tol).all() and (out["lp"][1] <= out["crown"][1] + tol).all()
+
+
+@pytest.mark.solvers
+def test_milp_stage_on_a_tiny_conv_net_uses_the_dense_form():
+    pytest.importorskip("certnn.ops.conv")
+    g0 = torch.Generator().manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(1, 2, 2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2)).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g0, dtype=torch.float64))
+    g = from_torch(net, (1, 3, 3))
+    lo, hi = np.zeros(9), np.full(9, 0.3)
+    xs = torch.rand(4000, 1, 3, 3, generator=g0, dtype=torch.float64) * 0.3
+    with torch.no_grad():
+        v = (net(xs)[:, 0] - net(xs)[:, 1])
+    smax = float(v.max())
+    # unsafe: Y_0 - Y_1 >= c. Reachable (sampled) just below the sampled max -> violated
+    p = parse_vnnlib(_header(9, 2) + _box(lo, hi) + f"(assert (>= (- Y_0 Y_1) {smax - 1e-3!r}))")
+    r = verify_property(g, p, VerifyConfig(timeout=20.0, exact="milp", split=False, attack=False))
+    assert r.verdict == "violated" and r.decided_by == "milp" and property_violated(p, r.x, r.y)
+    # the exact max from the MILP on the dense form, a bit above it -> holds
+    from certnn.graph.passes import unroll_convs
+    from certnn.specs.lp import LpBall
+    spec = LpBall.make(torch.full((1, 1, 3, 3), 0.15, dtype=torch.float64), 0.15, "inf")
+    _, mx = exact_bounds(unroll_convs(g), spec, torch.tensor([[[1.0, -1.0]]], dtype=torch.float64))
+    assert float(mx) >= smax - 1e-9
+    p = parse_vnnlib(_header(9, 2) + _box(lo, hi) + f"(assert (>= (- Y_0 Y_1) {float(mx) + 1e-3!r}))")
+    r = verify_property(g, p, VerifyConfig(timeout=20.0, exact="milp", split=False, attack=False))
+    assert r.verdict == "holds"
