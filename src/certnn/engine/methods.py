@@ -69,6 +69,8 @@ class Method:
     engine: str  # 'interval' | 'backward' | 'lipschitz' (later: 'zonotope')
     table: Mapping[str, RelaxFn] = field(default_factory=dict)
     intermediate: str = "self"  # 'self' (same method) or 'interval'
+    #: backward engine: intermediate bounds of (C, H, W) nodes in patches mode (engine/patches.py)
+    patches: bool = False
     description: str = ""
 
     def relax(self, op, l: Tensor, u: Tensor, alpha: Tensor | None = None) -> LinearRelaxation:
@@ -103,7 +105,7 @@ register_method(Method("crown", "backward", _table("adaptive"),
                                    "bounds for sigmoid/tanh/arctan; intermediate bounds by CROWN"))
 register_method(Method("crown-ibp", "backward", _table("adaptive"), intermediate="interval",
                        description="CROWN on the last layer with IBP intermediate bounds (Zhang et al. 2020)"))
-register_method(Method("cnncert", "backward", _table("adaptive"),
+register_method(Method("cnncert", "backward", _table("adaptive"), patches=True,
                        description="CNN-Cert: backward linear bounds in convolutional form (transposed convs), "
                                    "CROWN's activation bounds, max-pool window lines; intermediate bounds by CNN-Cert"))
 register_method(Method("lipschitz", "lipschitz",
