@@ -187,7 +187,7 @@ def child_radius(a) -> dict:
            "samples": len(y)}
     if a.form == "dense":
         graph = unroll_convs(graph)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if a.method == "attack":
         with torch.no_grad():
             t = select_targets(graph.forward(x), y, a.target, seed=0)
@@ -202,6 +202,7 @@ def child_radius(a) -> dict:
         rec["mean_radius"] = float(res.certified_radius.mean())
         rec["evaluations"] = res.evaluations
     rec["seconds_per_sample"] = (time.perf_counter() - t0) / len(y)
+    rec["cpu_s_per_sample"] = (time.process_time() - c0) / len(y)
     return rec
 
 
@@ -226,8 +227,10 @@ def speed_graph(name: str):
 
 def child_speed(a) -> dict:
     import certnn
-    from certnn.certify.bounds import bounds_for_spec, make_spec
+    from certnn.certify.bounds import make_spec
     from certnn.certify.targets import margin_matrix
+    from certnn.engine.backward import bound_output
+    from certnn.engine.context import RunContext
     from certnn.graph.passes import unroll_convs
 
     graph, shape = speed_graph(a.model)
@@ -242,11 +245,14 @@ def child_speed(a) -> dict:
         y = graph.forward(x).argmax(1)
     C = margin_matrix(y, 10)
     spec = make_spec(graph, x, a.eps, a.norm)
-    t0 = time.perf_counter()
-    lo, hi, timers = bounds_for_spec(graph, spec, a.method, C, upper=False)
-    sec = time.perf_counter() - t0
+    ctx = RunContext(graph, spec, certnn.get_method(a.method), patches=a.form != "conv-full")
+    t0, c0 = time.perf_counter(), time.process_time()
+    with torch.no_grad():
+        lo, hi = bound_output(ctx, C, True, False)
+    sec, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"model": a.model, "method": a.method, "norm": a.norm, "eps": a.eps, "form": a.form,
-            "samples": a.samples, "seconds_per_sample": sec / a.samples, "unroll_s": t_unroll,
+            "samples": a.samples, "seconds_per_sample": sec / a.samples, "cpu_s_per_sample": cpu / a.samples,
+            "unroll_s": t_unroll,
             "min_margin_lower": float(lo.min()), "mean_margin_lower": float(lo.mean())}
 
 
@@ -265,7 +271,7 @@ def main() -> None:
     p.add_argument("--method")
     p.add_argument("--norm")
     p.add_argument("--target", default="random")
-    p.add_argument("--form", default="conv")
+    p.add_argument("--form", default="conv", help="conv (patches), conv-full (full-size coefficients) or dense")
     p.add_argument("--eps", type=float, default=0.002)
     p.add_argument("--models", default=",".join(list(MNIST_MODELS) + list(CIFAR_MODELS)))
     p.add_argument("--methods", default="cnncert,crown,fastlin,ibp,attack")
@@ -275,10 +281,10 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=100)
     p.add_argument("--bisection-steps", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--speed-samples", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="10 images, 6 models, cnncert/fastlin/ibp/attack, random target")
+    p.add_argument("--quick", action="store_true", help="10 images, 8 models, cnncert/fastlin/ibp/attack, random target")
     p.add_argument("--speed-only", action="store_true")
     p.add_argument("--no-speed", action="store_true")
     p.add_argument("--jsonl", default=str(OUT / "cnn_mnist.jsonl"))
@@ -289,7 +295,8 @@ def main() -> None:
         return
     if a.quick:
         a.samples, a.targets, a.methods = 10, "random", "cnncert,fastlin,ibp,attack"
-        a.models = "cnn4_5_relu,cnn4_5_tanh,lenet_relu,resnet2_relu,cifar_convsmall_relu,cifar_convsmall_sigmoid"
+        a.models = ("cnn4_5_relu,cnn4_5_tanh,lenet_relu,lenet_sigmoid,resnet2_relu,resnet2_tanh,"
+                    "cifar_convsmall_relu,cifar_convsmall_sigmoid")
         a.bisection_steps, a.batch_size = 6, 10
     jsonl = Path(a.jsonl)
     common = ["--threads", str(a.threads)]
@@ -312,16 +319,25 @@ def main() -> None:
                         append_jsonl(jsonl, rec)
                         print(rec, flush=True)
     if not a.table_only and not a.no_speed:
-        speed = [("cifar_cnn7_5_relu", "inf", 0.002, "conv"), ("cifar_cnn7_5_relu", "inf", 0.002, "dense"),
-                 ("cifar_resnet4_relu", "inf", 0.001, "conv")]
-        for model, norm, eps, form in speed:
-            args = ["--kind", "speed", "--model", model, "--method", "cnncert", "--norm", norm, "--eps", str(eps),
+        speed = [("cifar_cnn7_5_relu", "cnncert", "inf", 0.002, "conv"),
+                 ("cifar_cnn7_5_relu", "cnncert", "inf", 0.002, "conv-full"),
+                 ("cifar_cnn7_5_relu", "cnncert", "inf", 0.002, "dense"),
+                 ("cifar_cnn7_5_relu", "cnncert", "2", 0.1, "conv"), ("cifar_cnn7_5_relu", "cnncert", "2", 0.1, "dense"),
+                 ("cifar_resnet4_relu", "cnncert", "inf", 0.001, "conv"),
+                 ("cifar_resnet4_relu", "cnncert", "inf", 0.001, "conv-full")]
+        for model, method, norm, eps, form in speed:
+            args = ["--kind", "speed", "--model", model, "--method", method, "--norm", norm, "--eps", str(eps),
                     "--form", form, "--samples", str(a.speed_samples), *common]
             rec = run_child(Path(__file__), args)
             rec["kind"] = "speed"
             append_jsonl(jsonl, rec)
             print(rec, flush=True)
     write_table(jsonl, Path(str(jsonl).replace(".jsonl", ".md")))
+
+
+def _form(r: dict) -> str:
+    return {"dense": "dense (unrolled Jacobians)", "conv": "conv, patches",
+            "conv-full": "conv, full-size coefficients"}.get(r["form"], r["form"])
 
 
 def write_table(jsonl: Path, md: Path) -> None:
@@ -350,10 +366,10 @@ def write_table(jsonl: Path, md: Path) -> None:
     cols = ["model", "clean acc", "norm", "target", "n", "CNN-Cert", "CROWN", "Fast-Lin", "IBP", "attack (upper)",
             "CNN-Cert dense", "CNN-Cert s/sample", "Fast-Lin s/sample", "dense s/sample", "peak MB", "dense peak MB"]
     speed = [r for r in recs if r.get("kind") == "speed"]
-    srows = [[r["model"], r["form"], "L" + r["norm"], r["eps"], r["samples"], r["seconds_per_sample"],
-              r.get("unroll_s"), r["mean_margin_lower"], r["peak_mb"]] for r in speed]
-    scols = ["model (random weights)", "form", "norm", "eps", "n", "s/sample (bounds)", "unroll s",
-             "mean margin lower bound", "peak MB"]
+    srows = [[r["model"], r["method"], _form(r), "L" + r["norm"], r["eps"], r["samples"], r["seconds_per_sample"],
+              r.get("cpu_s_per_sample"), r.get("unroll_s"), r["mean_margin_lower"], r["peak_mb"]] for r in speed]
+    scols = ["model (random weights)", "method", "form", "norm", "eps", "n", "wall s/sample", "CPU s/sample",
+             "unroll s", "mean margin lower bound", "peak MB"]
     md.write_text("Mean certified radius (lower bounds) and mean attack radius (upper bound)\n\n"
                   + markdown_table(cols, rows) + "\n\nConv form vs dense form: one CNN-Cert bound computation\n\n"
                   + markdown_table(scols, srows) + "\n")

@@ -322,8 +322,9 @@ def test_tiny_conv_relu_net_contains_exact_milp_range():
 
 @pytest.mark.parametrize("norm", ["inf", "2", "1"])
 def test_patches_mode_equals_full_conv_form(norm, monkeypatch):
-    """cnncert (intermediate bounds of conv layers in patches mode) equals crown (full-size coefficient
-    tensors through conv_transpose) to 1e-9, and the patch rules were really used."""
+    """Intermediate bounds in patches mode (the default) equal those with full-size coefficient tensors
+    through conv_transpose (RunContext(patches=False)) to 1e-9 for fastlin/crown/cnncert, the patch rules
+    were really used, and cnncert's bounds are CROWN's."""
     from certnn.engine import patches
 
     calls = {"n": 0}
@@ -340,10 +341,22 @@ def test_patches_mode_equals_full_conv_form(norm, monkeypatch):
         graph = certnn.from_torch(model, shape)
         y = graph.forward(x).argmax(1)
         spec = make_spec(graph, x, 0.05, norm)
-        for C in (None, margin_matrix(y, 3)):
-            lo, hi, _ = bounds_for_spec(graph, spec, "crown", C)
-            lo_p, hi_p, _ = bounds_for_spec(graph, spec, "cnncert", C)
+        for method in ("fastlin", "crown", "cnncert"):
+            full = RunContext(graph, spec, certnn.get_method(method), patches=False)
+            patched = RunContext(graph, spec, certnn.get_method(method))
+            before = calls["n"]
+            compute_intermediate_bounds(full)
+            assert calls["n"] == before
+            compute_intermediate_bounds(patched)
+            for name, iv in full.bounds.items():
+                assert (iv.lower - patched.bounds[name].lower).abs().max() <= 1e-9, (seed, method, name)
+                assert (iv.upper - patched.bounds[name].upper).abs().max() <= 1e-9, (seed, method, name)
+            C = margin_matrix(y, 3)
+            lo, hi = backward_bounds(full, graph.output_name, C)
+            lo_p, hi_p = backward_bounds(patched, graph.output_name, C)
             assert (lo - lo_p).abs().max() <= 1e-9 and (hi - hi_p).abs().max() <= 1e-9
+            lo_c, hi_c, _ = bounds_for_spec(graph, spec, "crown", C)
+            assert (lo_c - lo_p).abs().max() <= 1e-9 if method != "fastlin" else True
     assert calls["n"] > 0
 
 

@@ -105,7 +105,7 @@ def backward_bounds(ctx: RunContext, target: str, C: Tensor | None = None, lower
     los, his = [], []
     step = rows_per_pass(ctx, target)
     # CNN-Cert's patches mode: identity rows of a (C, H, W) node start as 1x1 windows (engine/patches.py)
-    use_patches = getattr(ctx.method, "patches", False) and len(ctx.shape(target)) == 3
+    use_patches = ctx.patches and len(ctx.shape(target)) == 3
     R = rows.shape[-1]
     for r0 in range(0, R, step):
         chunk = rows[..., r0:r0 + step]

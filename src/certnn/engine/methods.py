@@ -17,7 +17,9 @@ CROWN's lines, which is what "Fast-Lin" means in the CROWN paper's comparisons.
 CNN-Cert (Boopathy et al. AAAI 2019) is the backward engine with CROWN's general-activation bounds, run
 in convolutional form: conv/pool ops push coefficients back by transposed convolutions (ops/conv.py) and
 max pooling uses the window lines of relax/maxpool.py. Every backward method runs in that form on CNNs;
-the name `cnncert` is the paper's method (its adaptive ReLU lines are CROWN's).
+the name `cnncert` is the paper's method (its adaptive ReLU lines are CROWN's), so on any graph its bounds
+are CROWN's. Intermediate bounds of (C, H, W) nodes use patches mode (engine/patches.py) for every
+backward method unless RunContext(patches=False) asks for full-size coefficient tensors.
 """
 from __future__ import annotations
 
@@ -69,8 +71,6 @@ class Method:
     engine: str  # 'interval' | 'backward' | 'lipschitz' (later: 'zonotope')
     table: Mapping[str, RelaxFn] = field(default_factory=dict)
     intermediate: str = "self"  # 'self' (same method) or 'interval'
-    #: backward engine: intermediate bounds of (C, H, W) nodes in patches mode (engine/patches.py)
-    patches: bool = False
     description: str = ""
 
     def relax(self, op, l: Tensor, u: Tensor, alpha: Tensor | None = None) -> LinearRelaxation:
@@ -105,7 +105,7 @@ register_method(Method("crown", "backward", _table("adaptive"),
                                    "bounds for sigmoid/tanh/arctan; intermediate bounds by CROWN"))
 register_method(Method("crown-ibp", "backward", _table("adaptive"), intermediate="interval",
                        description="CROWN on the last layer with IBP intermediate bounds (Zhang et al. 2020)"))
-register_method(Method("cnncert", "backward", _table("adaptive"), patches=True,
+register_method(Method("cnncert", "backward", _table("adaptive"),
                        description="CNN-Cert: backward linear bounds in convolutional form (transposed convs), "
                                    "CROWN's activation bounds, max-pool window lines; intermediate bounds by CNN-Cert"))
 register_method(Method("lipschitz", "lipschitz",
