@@ -318,3 +318,62 @@ def test_tiny_conv_relu_net_contains_exact_milp_range():
         for method in ("ibp", "fastlin", "crown", "cnncert"):
             lo, hi, _ = bounds_for_spec(graph, spec, method)
             assert (lo <= lo_x + 1e-7).all() and (hi >= hi_x - 1e-7).all(), method
+
+
+@pytest.mark.parametrize("norm", ["inf", "2", "1"])
+def test_patches_mode_equals_full_conv_form(norm, monkeypatch):
+    """Intermediate bounds in patches mode (the default) equal those with full-size coefficient tensors
+    through conv_transpose (RunContext(patches=False)) to 1e-9 for fastlin/crown/cnncert, the patch rules
+    were really used, and cnncert's bounds are CROWN's."""
+    from certnn.engine import patches
+
+    calls = {"n": 0}
+    real = patches.backward
+
+    def counting(ctx, node, lA, uA):
+        calls["n"] += 1
+        return real(ctx, node, lA, uA)
+
+    monkeypatch.setattr(patches, "backward", counting)
+    for seed in range(6):
+        model, shape = random_cnn(700 + seed)
+        x = torch.rand((2,) + shape, dtype=torch.float64) - 0.5
+        graph = certnn.from_torch(model, shape)
+        y = graph.forward(x).argmax(1)
+        spec = make_spec(graph, x, 0.05, norm)
+        for method in ("fastlin", "crown", "cnncert"):
+            full = RunContext(graph, spec, certnn.get_method(method), patches=False)
+            patched = RunContext(graph, spec, certnn.get_method(method))
+            before = calls["n"]
+            compute_intermediate_bounds(full)
+            assert calls["n"] == before
+            compute_intermediate_bounds(patched)
+            for name, iv in full.bounds.items():
+                assert (iv.lower - patched.bounds[name].lower).abs().max() <= 1e-9, (seed, method, name)
+                assert (iv.upper - patched.bounds[name].upper).abs().max() <= 1e-9, (seed, method, name)
+            C = margin_matrix(y, 3)
+            lo, hi = backward_bounds(full, graph.output_name, C)
+            lo_p, hi_p = backward_bounds(patched, graph.output_name, C)
+            assert (lo - lo_p).abs().max() <= 1e-9 and (hi - hi_p).abs().max() <= 1e-9
+            lo_c, hi_c, _ = bounds_for_spec(graph, spec, "crown", C)
+            assert (lo_c - lo_p).abs().max() <= 1e-9 if method != "fastlin" else True
+    assert calls["n"] > 0
+
+
+def test_patches_helpers():
+    from certnn.engine.patches import Patches, add, identity_patches
+
+    g = torch.Generator().manual_seed(0)
+    rows = torch.tensor([[0, 7, 23, 11], [5, 5, 19, 2]])
+    P = identity_patches(rows, (2, 3, 4), torch.zeros((), dtype=torch.float64))
+    dense = P.to_dense().reshape(2, 4, -1)
+    assert torch.equal(dense, torch.nn.functional.one_hot(rows, 24).to(torch.float64))
+    t = torch.randn(2, 2, 3, 4, generator=g, dtype=torch.float64)
+    assert torch.equal((P.data * P.gather(t)).reshape(2, 4, -1).sum(-1), t.reshape(2, -1).gather(1, rows))
+    # windows partly outside the image, merged with a shifted window: equals the dense sum
+    a = Patches(torch.randn(2, 4, 2, 3, 2, generator=g, dtype=torch.float64), torch.tensor([[-1, 2]]).repeat(2, 4, 1),
+                (3, 4)).masked()
+    b = Patches(torch.randn(2, 4, 2, 2, 2, generator=g, dtype=torch.float64), torch.tensor([[0, 1]]).repeat(2, 4, 1), (3, 4))
+    m = add(a, b)
+    assert isinstance(m, Patches)
+    assert torch.allclose(m.to_dense(), a.to_dense() + b.to_dense(), atol=1e-15)

@@ -22,7 +22,9 @@ CROWN's lines, which is what "Fast-Lin" means in the CROWN paper's comparisons.
 CNN-Cert (Boopathy et al. AAAI 2019) is the backward engine with CROWN's general-activation bounds, run
 in convolutional form: conv/pool ops push coefficients back by transposed convolutions (ops/conv.py) and
 max pooling uses the window lines of relax/maxpool.py. Every backward method runs in that form on CNNs;
-the name `cnncert` is the paper's method (its adaptive ReLU lines are CROWN's).
+the name `cnncert` is the paper's method (its adaptive ReLU lines are CROWN's), so on any graph its bounds
+are CROWN's. Intermediate bounds of (C, H, W) nodes use patches mode (engine/patches.py) for every
+backward method unless RunContext(patches=False) asks for full-size coefficient tensors.
 """
 from __future__ import annotations
 
