@@ -301,3 +301,13 @@ def test_bounds_of_imported_models_contain_onnxruntime_outputs(with_conv):
         lo, hi, _ = bounds_for_spec(om.graph, spec, method)
         tol = 1e-4 * (1 + np.abs(want).max())
         assert (want >= lo.numpy() - tol).all() and (want <= hi.numpy() + tol).all(), method
+
+
+@pytest.mark.parametrize("opset", [9, 17])
+def test_atan_cast_and_batchnorm_on_flat_input(opset):
+    C = 4
+    inits = [_init("g", _w(C)), _init("b", _w(C)), _init("m", _w(C)), _init("v", np.abs(_w(C)) + 0.1)]
+    nodes = [helper.make_node("Cast", ["x"], ["c"], to=TensorProto.FLOAT),
+             helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["bn"]),
+             helper.make_node("Atan", ["bn"], ["y"])]
+    _parity(_model(nodes, ["N", C], ["N", C], inits, opset=opset))
