@@ -518,8 +518,8 @@ def _reshape(imp: _Importer, node, ins, attrs):
             t.append(xs[i])
         else:
             t.append(d)
-    if x.batched and t and target[0] in (-1, 0):
-        t[0] = 1  # the batch
+    if x.batched and len(t) >= 2 and target[0] in (-1, 0):
+        t[0] = 1  # the batch (a rank-1 target [-1] flattens everything, batch of 1 included)
     if t.count(-1) > 1:
         raise imp.error(f"Reshape target {target} has more than one -1")
     total = int(np.prod(xs))

@@ -311,3 +311,10 @@ def test_atan_cast_and_batchnorm_on_flat_input(opset):
              helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["bn"]),
              helper.make_node("Atan", ["bn"], ["y"])]
     _parity(_model(nodes, ["N", C], ["N", C], inits, opset=opset))
+
+
+def test_reshape_to_rank1_drops_a_batch_of_one():
+    inits = [_init("s", np.array([-1], dtype=np.int64)), _init("W", _w(6, 3))]
+    nodes = [helper.make_node("Reshape", ["x", "s"], ["f"]), helper.make_node("MatMul", ["f", "W"], ["y"])]
+    om = _parity(_model(nodes, [1, 2, 3], [3], inits), batch_fixed=True)
+    assert om.graph.input_shape == (2, 3) and om.graph.output_shape == (3,)
