@@ -65,7 +65,7 @@ class VerifyConfig(Config):
     attack: bool = True
     attack_steps: int = 60
     attack_restarts: int = 4
-    attack_restarts_small: int = 128
+    attack_restarts_small: int = 512
     attack_share: float = 0.25
     split: bool = True
     split_max_inputs: int = 32
