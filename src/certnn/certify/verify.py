@@ -53,7 +53,7 @@ class VerifyConfig(Config):
 
     timeout: seconds for the whole property. methods: bound methods for whole boxes, in order.
     attack_steps / attack_restarts: the initial PGD (attack_restarts_small restarts for inputs of at
-    most 64 values), stopped after attack_share * timeout seconds. split: input branch and bound with CROWN when the
+    most 64 values; at most attack_max_points points in all), stopped after attack_share * timeout seconds. split: input branch and bound with CROWN when the
     input has at most split_max_inputs values; split_batch boxes per bound computation, bounded with each
     of split_methods in turn (the later ones only on boxes still open). exact: 'auto'
     (lp then milp when the network can be encoded and has at most exact_max_relus ReLUs), 'lp', 'milp',
@@ -67,6 +67,7 @@ class VerifyConfig(Config):
     attack_restarts: int = 4
     attack_restarts_small: int = 512
     attack_share: float = 0.25
+    attack_max_points: int = 65536
     split: bool = True
     split_max_inputs: int = 32
     split_batch: int = 512
@@ -216,6 +217,7 @@ class _Verifier:
         if b.numel() == 0:
             return False
         r = rid[b]
+        restarts = max(1, min(restarts, self.cfg.attack_max_points // b.numel()))  # bounds memory
         C = self.p.C[r]
         d = torch.where(self.p.rowconj[r] == j[:, None], self.p.d[r], torch.full_like(self.p.d[r], math.inf))
         x, v = minimize_on_boxes(self.fn, lo[b], hi[b], C, d, steps=steps, restarts=restarts, seed=seed,
