@@ -65,6 +65,12 @@ def bounds_for_spec(graph: Graph, spec: LpBall, method: str, C: Tensor | None = 
             L = lipschitz_constants(graph, C, spec.norm, spec.scale)
         rad = spec.eps.reshape(-1, 1) * L
         return (center - rad if lower else None), (center + rad if upper else None), {"lipschitz": L}
+    if m.engine in ("lp", "milp"):
+        from ..engine.milp import exact_bounds
+        with torch.no_grad():
+            lo, hi = exact_bounds(graph, spec, C, relax=m.engine == "lp")
+        lo, hi = lo.to(spec.center.dtype), hi.to(spec.center.dtype)
+        return (lo if lower else None), (hi if upper else None), {}
     ctx = RunContext(graph, spec, m, max_rows=max_rows)
     with torch.no_grad():
         lo, hi = bound_output(ctx, C, lower, upper)

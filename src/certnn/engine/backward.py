@@ -14,6 +14,7 @@ from torch import Tensor
 from ..domains.interval import Interval
 from ..errors import SoundnessError
 from ..ops.affine import Linear
+from . import patches
 from .context import RunContext
 from .interval import affine_chain, affine_chain_bounds, interval_pass, interval_spec
 
@@ -53,7 +54,13 @@ def _propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None
             continue
         node = g.nodes[name]
         cl, cu = coeffs.pop(name)
-        ins, lb, ub = node.op.backward(ctx, name, node.inputs, cl, cu)
+        res = None
+        if patches.is_patches(cl) or patches.is_patches(cu):
+            res = patches.backward(ctx, node, cl, cu)
+            if res is None:  # no patch rule for this op: continue with dense coefficients
+                dl = patches.densify(cl)
+                cl, cu = dl, (dl if cu is cl else patches.densify(cu))
+        ins, lb, ub = res if res is not None else node.op.backward(ctx, name, node.inputs, cl, cu)
         if lb is not None:
             lbias = lbias + lb
         if ub is not None:
@@ -61,16 +68,20 @@ def _propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None
         for inp, (il, iu) in zip(node.inputs, ins):
             if inp in coeffs:
                 ol, ou = coeffs[inp]
-                il = il if ol is None else (ol if il is None else ol + il)
-                iu = iu if ou is None else (ou if iu is None else ou + iu)
+                il, iu = patches.add(ol, il), patches.add(ou, iu)
             coeffs[inp] = (il, iu)
     A_in = coeffs.get(g.input_name, (None, None))
     spec = ctx.spec
-    lo = hi = None
-    if lA is not None:
-        lo = lbias if A_in[0] is None else spec.concretize(A_in[0], lbias, "lower")
-    if uA is not None:
-        hi = ubias if A_in[1] is None else spec.concretize(A_in[1], ubias, "upper")
+
+    def conc(A, bias, side):
+        if A is None:
+            return bias
+        if patches.is_patches(A):
+            return patches.concretize(spec, A, bias, side)
+        return spec.concretize(A, bias, side)
+
+    lo = conc(A_in[0], lbias, "lower") if lA is not None else None
+    hi = conc(A_in[1], ubias, "upper") if uA is not None else None
     return lo, hi
 
 
@@ -92,11 +103,18 @@ def backward_bounds(ctx: RunContext, target: str, C: Tensor | None = None, lower
             n *= s
         rows = torch.arange(n, device=ref.device)
     los, his = [], []
-    step = max(1, ctx.max_rows)
+    step = rows_per_pass(ctx, target)
+    # CNN-Cert's patches mode: identity rows of a (C, H, W) node start as 1x1 windows (engine/patches.py)
+    use_patches = ctx.patches and len(ctx.shape(target)) == 3
     R = rows.shape[-1]
     for r0 in range(0, R, step):
         chunk = rows[..., r0:r0 + step]
-        A, start, bias = _identity_rows(ctx, target, chunk)
+        if use_patches:
+            A = patches.identity_patches(chunk if chunk.ndim == 2 else chunk.unsqueeze(0).expand(B, -1),
+                                         ctx.shape(target), ref)
+            start, bias = target, None
+        else:
+            A, start, bias = _identity_rows(ctx, target, chunk)
         b0 = ref.new_zeros(B, A.shape[1]) if bias is None else bias.clone()
         lo, hi = _propagate(ctx, start, A if lower else None, A if upper else None, b0, b0)
         los.append(lo)
@@ -104,6 +122,19 @@ def backward_bounds(ctx: RunContext, target: str, C: Tensor | None = None, lower
     lo = torch.cat(los, 1) if lower and los else (ref.new_zeros(B, 0) if lower else None)
     hi = torch.cat(his, 1) if upper and his else (ref.new_zeros(B, 0) if upper else None)
     return lo, hi
+
+
+def rows_per_pass(ctx: RunContext, target: str) -> int:
+    """Identity rows per backward pass: at most ctx.max_rows, and few enough that a coefficient tensor
+    (B, rows, *shape) of the largest node between the input and target holds <= ctx.max_elements entries."""
+    g = ctx.graph
+    widest = 1
+    for name in g.ancestors(target):
+        n = 1
+        for s in g.nodes[name].shape:
+            n *= s
+        widest = max(widest, n)
+    return max(1, min(ctx.max_rows, ctx.max_elements // max(1, ctx.batch * widest)))
 
 
 def nodes_needing_bounds(ctx: RunContext, upto: str | None = None) -> list[str]:

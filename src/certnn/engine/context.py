@@ -25,6 +25,13 @@ class RunContext:
     alphas: dict[str, Tensor] = field(default_factory=dict)
     #: at most this many spec rows per backward pass (bounds memory for wide layers)
     max_rows: int = 4096
+    #: at most this many coefficient entries per tensor in one backward pass of intermediate bounds
+    #: (rows per pass = max_elements // (batch * largest node size on the path)); bounds peak memory
+    #: independently of how many neurons a conv layer has
+    max_elements: int = 2 ** 25
+    #: intermediate bounds of (C, H, W) nodes on receptive-field windows (engine/patches.py); False keeps
+    #: full-size (B, rows, C, H, W) coefficients (same bounds, slower; used to check patches mode)
+    patches: bool = True
     timers: dict[str, float] = field(default_factory=dict)
 
     def shape(self, name: str) -> tuple[int, ...]:

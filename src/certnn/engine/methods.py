@@ -8,10 +8,23 @@ A method is an engine plus a relaxation table (DESIGN.md, principle 1):
 | fastlin   | backward  | parallel (Fast-Lin)    | CROWN tangent/chord | fastlin             |
 | crown     | backward  | adaptive (CROWN)       | CROWN tangent/chord | crown               |
 | crown-ibp | backward  | adaptive               | CROWN tangent/chord | interval (IBP)      |
+| cnncert   | backward  | adaptive               | CROWN tangent/chord | cnncert             |
 | lipschitz | lipschitz | -                      | -                   | -                   |
+| lp        | lp        | triangle relaxation (LP, HiGHS) | unsupported | crown (for the big-M bounds) |
+| milp      | milp      | exact (MILP, HiGHS)    | unsupported         | crown (for the big-M bounds) |
+
+`lp` and `milp` (engine/milp.py) are the exact baselines for small ReLU networks: `lp` is the "LP" column
+of the Fast-Lin / CROWN tables (each unstable ReLU replaced by its triangle), `milp` the exact range.
 
 Fast-Lin (Weng et al. 2018) is defined for ReLU networks; for the S-shaped activations it falls back to
 CROWN's lines, which is what "Fast-Lin" means in the CROWN paper's comparisons.
+
+CNN-Cert (Boopathy et al. AAAI 2019) is the backward engine with CROWN's general-activation bounds, run
+in convolutional form: conv/pool ops push coefficients back by transposed convolutions (ops/conv.py) and
+max pooling uses the window lines of relax/maxpool.py. Every backward method runs in that form on CNNs;
+the name `cnncert` is the paper's method (its adaptive ReLU lines are CROWN's), so on any graph its bounds
+are CROWN's. Intermediate bounds of (C, H, W) nodes use patches mode (engine/patches.py) for every
+backward method unless RunContext(patches=False) asks for full-size coefficient tensors.
 """
 from __future__ import annotations
 
@@ -60,7 +73,7 @@ def _hardtanh(op, l, u, alpha=None):
 @dataclass(frozen=True)
 class Method:
     name: str
-    engine: str  # 'interval' | 'backward' | 'lipschitz' (later: 'zonotope')
+    engine: str  # 'interval' | 'backward' | 'lipschitz' | 'lp' | 'milp' (later: 'zonotope')
     table: Mapping[str, RelaxFn] = field(default_factory=dict)
     intermediate: str = "self"  # 'self' (same method) or 'interval'
     description: str = ""
@@ -97,8 +110,17 @@ register_method(Method("crown", "backward", _table("adaptive"),
                                    "bounds for sigmoid/tanh/arctan; intermediate bounds by CROWN"))
 register_method(Method("crown-ibp", "backward", _table("adaptive"), intermediate="interval",
                        description="CROWN on the last layer with IBP intermediate bounds (Zhang et al. 2020)"))
+register_method(Method("cnncert", "backward", _table("adaptive"),
+                       description="CNN-Cert: backward linear bounds in convolutional form (transposed convs), "
+                                   "CROWN's activation bounds, max-pool window lines; intermediate bounds by CNN-Cert"))
 register_method(Method("lipschitz", "lipschitz",
                        description="global Lipschitz baseline: product of operator norms"))
+
+
+register_method(Method("lp", "lp", description="LP relaxation (triangle per unstable ReLU) solved by HiGHS; "
+                                               "small ReLU networks, L-inf / L1 inputs"))
+register_method(Method("milp", "milp", description="exact MILP (Tjeng et al. 2019) solved by HiGHS; small ReLU "
+                                                   "networks, L-inf / L1 inputs"))
 
 
 def get_method(name: str) -> Method:

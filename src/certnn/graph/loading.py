@@ -5,7 +5,7 @@
 * ``model.pt`` saved by ``torch.jit.save`` (TorchScript): loaded with ``torch.jit.load``.
 * a fully pickled module (``torch.save(model)``): only with ``trust_pickle=True``, since unpickling runs
   arbitrary code from the file.
-* ``model.onnx``: through the ONNX importer, when installed.
+* ``model.onnx`` or ``model.onnx.gz``: through the ONNX importer (graph/from_onnx.py), when installed.
 """
 from __future__ import annotations
 
@@ -76,9 +76,9 @@ def load_model(spec: str, weights: str | None = None, trust_pickle: bool = False
     path = Path(spec)
     if not path.is_file():
         raise ModelImportError(f"model file {path} not found")
-    if path.suffix == ".onnx":
+    if path.suffix == ".onnx" or path.name.endswith(".onnx.gz"):
         try:
-            from .from_onnx import load_onnx  # type: ignore[attr-defined]
+            from .from_onnx import load_onnx
         except ImportError as exc:
             raise ModelImportError(f"ONNX import is not available: {exc}") from exc
         return load_onnx(str(path))

@@ -1,0 +1,404 @@
+"""Verification of VNN-LIB properties: ``holds`` (unsat), ``violated`` (sat, with a checked
+counterexample) or ``unknown``.
+
+A VNN-LIB file describes the UNSAFE set (specs/vnnlib.py): the property is violated iff for some region r
+(input box B_r) and some conjunction (C, d) of r's output constraint there is x in B_r with
+C f(x) <= d in every row. Writing g_i(x) = C_i f(x) - d_i, it holds iff for every region and every
+conjunction, min over B_r of max_i g_i(x) > 0. A sound lower bound lb_i <= min over B_r of g_i proves a
+conjunction as soon as one row has lb_i > 0 (max_i g_i >= g_i >= lb_i > 0).
+
+Stages, cheapest first, until the time limit:
+
+1. attack: PGD on max_i g_i over each box (attacks/box.py), starting at the centre and random points;
+2. whole-box bounds with each method of ``methods`` (default ibp, crown) on every open conjunction;
+3. input splitting (branch and bound on input dims) with CROWN, for low-dimensional inputs: boxes are
+   processed in batches, a box whose every open conjunction is proved is dropped, the others are
+   bisected along the input with the largest width x |sensitivity| (gradient of the open rows at the
+   centre); centres and a short PGD from them look for counterexamples on the way;
+4. ``lp`` then ``milp`` (engine/milp.py solve_conjunction) for ReLU networks with at most
+   ``exact_max_relus`` unstable-or-not ReLUs: infeasible -> proved; a MILP solution is a candidate.
+
+A counterexample is reported only after it is checked: it is rounded to float32 (the precision ONNX
+models run in) inside the box, and both the certnn graph in float64 and the reference (onnxruntime when
+given) must put it in the unsafe set.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..attacks.box import minimize_on_boxes
+from ..config import Config
+from ..errors import SpecError, UnsupportedOpError
+from ..graph.ir import Graph
+from ..specs.lp import LpBall
+from ..specs.vnnlib import VnnlibProperty, property_violated
+from .bounds import bounds_for_spec
+
+__all__ = ["VerifyConfig", "VerifyResult", "verify_property"]
+
+Reference = Callable[[np.ndarray], np.ndarray]  # (N, *in_shape) float32 -> (N, K)
+
+
+@dataclass(frozen=True)
+class VerifyConfig(Config):
+    """Settings of :func:`verify_property`.
+
+    timeout: seconds for the whole property. methods: bound methods for whole boxes, in order.
+    attack_steps / attack_restarts: the initial PGD (attack_restarts_small restarts for inputs of at
+    most 64 values; at most attack_max_points points in all), stopped after attack_share * timeout seconds. split: input branch and bound with CROWN when the
+    input has at most split_max_inputs values; split_batch boxes per bound computation, bounded with each
+    of split_methods in turn (the later ones only on boxes still open). exact: 'auto'
+    (lp then milp when the network can be encoded and has at most exact_max_relus ReLUs), 'lp', 'milp',
+    or 'none'. seed: seed of the attacks.
+    """
+
+    timeout: float = 60.0
+    methods: tuple = ("ibp", "crown")
+    attack: bool = True
+    attack_steps: int = 60
+    attack_restarts: int = 4
+    attack_restarts_small: int = 512
+    attack_share: float = 0.25
+    attack_max_points: int = 65536
+    split: bool = True
+    split_max_inputs: int = 32
+    split_batch: int = 512
+    split_methods: tuple = ("crown",)
+    exact: str = "auto"
+    exact_max_relus: int = 2000
+    seed: int = 0
+
+    choices: ClassVar[dict] = {"exact": ("auto", "lp", "milp", "none")}
+
+
+@dataclass
+class VerifyResult:
+    """verdict: 'holds' | 'violated' | 'unknown'. For 'violated': x (flat input, float32-representable),
+    y (certnn float64 output) and y_reference (onnxruntime's, when a reference was given)."""
+
+    verdict: str
+    decided_by: str
+    time_s: float
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+    y_reference: np.ndarray | None = None
+    stages: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"verdict": self.verdict, "decided_by": self.decided_by, "time_s": self.time_s,
+                "stages": self.stages,
+                "counterexample": None if self.x is None else {"x": self.x.tolist(), "y": self.y.tolist()}}
+
+
+class _Problem:
+    """All regions of a property as padded tensors: R regions, S rows, J conjunctions per region."""
+
+    def __init__(self, prop: VnnlibProperty, dtype=torch.float64):
+        self.prop = prop
+        R = len(prop.regions)
+        self.J = max(len(r.output_constraint) for r in prop.regions)
+        self.S = max(1, max(sum(c.C.shape[0] for c in r.output_constraint) for r in prop.regions))
+        K = prop.n_outputs
+        self.lo = torch.tensor(np.stack([r.input_box.lower for r in prop.regions]), dtype=dtype)
+        self.hi = torch.tensor(np.stack([r.input_box.upper for r in prop.regions]), dtype=dtype)
+        self.C = torch.zeros(R, self.S, K, dtype=dtype)
+        self.d = torch.full((R, self.S), math.inf, dtype=dtype)
+        self.rowconj = torch.full((R, self.S), self.J, dtype=torch.long)  # padding rows -> dummy J
+        self.exists = torch.zeros(R, self.J, dtype=torch.bool)
+        self.empty_conj = torch.zeros(R, self.J, dtype=torch.bool)  # k == 0: any output is unsafe
+        for r, reg in enumerate(prop.regions):
+            s = 0
+            for j, conj in enumerate(reg.output_constraint):
+                k = conj.C.shape[0]
+                self.exists[r, j] = True
+                if k == 0:
+                    self.empty_conj[r, j] = True
+                self.C[r, s:s + k] = torch.tensor(np.array(conj.C), dtype=dtype)
+                self.d[r, s:s + k] = torch.tensor(np.array(conj.d), dtype=dtype)
+                self.rowconj[r, s:s + k] = j
+                s += k
+
+    def conj_max(self, rid: Tensor, g: Tensor) -> Tensor:
+        """Per box and conjunction, the max over its rows of g (N, S) -> (N, J); -inf for empty ones."""
+        N = g.shape[0]
+        out = g.new_full((N, self.J + 1), -math.inf)
+        g = torch.where(torch.isfinite(self.d[rid]), g, g.new_tensor(-math.inf))
+        out = out.scatter_reduce(1, self.rowconj[rid], g, "amax", include_self=True)
+        return out[:, :self.J]
+
+
+def _box_spec(lo: Tensor, hi: Tensor, shape: tuple[int, ...]) -> LpBall:
+    """The box [lo, hi] (N, n) as an L-inf ball intersected with itself as clip box (exactly the box)."""
+    c = (lo + hi) / 2
+    eps = ((hi - lo) / 2).amax(1) * (1 + 1e-9) + 1e-300
+    c = torch.minimum(torch.maximum(c, lo), hi)
+    N = lo.shape[0]
+    return LpBall.make(c.reshape((N,) + shape), eps, "inf",
+                       clip=(lo.reshape((N,) + shape), hi.reshape((N,) + shape)))
+
+
+class _Verifier:
+    def __init__(self, graph: Graph, prop: VnnlibProperty, cfg: VerifyConfig, reference: Reference | None):
+        n = int(np.prod(graph.input_shape))
+        K = int(np.prod(graph.output_shape))
+        if prop.n_inputs != n or prop.n_outputs != K:
+            raise SpecError(f"the property has {prop.n_inputs} inputs and {prop.n_outputs} outputs; the model "
+                            f"has {n} input values of shape {graph.input_shape} and {K} outputs")
+        self.graph = graph.to(torch.float64)
+        self.prop = prop
+        self.cfg = cfg
+        self.reference = reference
+        self.p = _Problem(prop)
+        self.t0 = time.perf_counter()
+        self.deadline = self.t0 + cfg.timeout
+        self.stages: list[dict] = []
+        # open[r, j]: conjunction j of region r not yet proved
+        self.open = self.p.exists.clone()
+        self.found: tuple | None = None
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def fn(self, x_flat: Tensor) -> Tensor:
+        return self.graph.forward(x_flat.reshape((x_flat.shape[0],) + self.graph.input_shape)).reshape(x_flat.shape[0], -1)
+
+    # -- counterexamples ------------------------------------------------------------------------------
+    def check(self, x: Tensor, rid: Tensor) -> bool:
+        """Check candidate points (N, n) of regions rid; on success store the first and return True."""
+        if x.shape[0] == 0:
+            return False
+        lo, hi = self.p.lo[rid].numpy(), self.p.hi[rid].numpy()
+        xs = x.detach().numpy().astype(np.float32)
+        xs = np.where(xs < lo, np.nextafter(xs, np.float32(np.inf)), xs)
+        xs = np.where(xs > hi, np.nextafter(xs, np.float32(-np.inf)), xs)
+        x64 = np.where((xs >= lo) & (xs <= hi), xs.astype(np.float64), np.clip(x.detach().numpy(), lo, hi))
+        with torch.no_grad():
+            y = self.fn(torch.as_tensor(x64)).numpy()
+        ok = [i for i in range(len(x64)) if property_violated(self.prop, x64[i], y[i])]
+        if not ok:
+            return False
+        cand = x64[ok]
+        yref = None
+        if self.reference is not None:
+            yref = np.asarray(self.reference(cand.reshape((len(cand),) + self.graph.input_shape)),
+                              dtype=np.float64).reshape(len(cand), -1)
+            good = [i for i in range(len(cand)) if property_violated(self.prop, cand[i], yref[i])]
+            if not good:
+                return False
+            i = good[0]
+        else:
+            i = 0
+        self.found = (cand[i], y[ok[i]], None if yref is None else yref[i])
+        return True
+
+    def log(self, stage: str, t: float, **kw) -> None:
+        self.stages.append({"stage": stage, "seconds": round(time.perf_counter() - t, 4), **kw})
+
+    # -- stages --------------------------------------------------------------------------------------
+    def trivial(self) -> bool:
+        """A conjunction without rows makes every input of its region a counterexample."""
+        rid = torch.nonzero(self.p.empty_conj.any(1)).reshape(-1)
+        if rid.numel():
+            return self.check((self.p.lo[rid] + self.p.hi[rid]) / 2, rid)
+        return False
+
+    def attack(self, rid: Tensor, lo: Tensor, hi: Tensor, conj_open: Tensor, steps: int, restarts: int,
+               start: Tensor | None = None, seed: int = 0, deadline: float | None = None) -> bool:
+        """PGD per (box, open conjunction) pair; checks the best points."""
+        b, j = torch.nonzero(conj_open, as_tuple=True)
+        if b.numel() == 0:
+            return False
+        r = rid[b]
+        restarts = max(1, min(restarts, self.cfg.attack_max_points // b.numel()))  # bounds memory
+        C = self.p.C[r]
+        d = torch.where(self.p.rowconj[r] == j[:, None], self.p.d[r], torch.full_like(self.p.d[r], math.inf))
+        x, v = minimize_on_boxes(self.fn, lo[b], hi[b], C, d, steps=steps, restarts=restarts, seed=seed,
+                                 start=None if start is None else start[b], deadline=deadline)
+        order = torch.argsort(v)
+        cand = order[v[order] <= 0][:64]
+        return self.check(x[cand], r[cand])
+
+    def box_bounds(self, method: str, rid: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+        """Lower bounds (N, J) of max_i g_i per box and conjunction (-inf where unknown)."""
+        spec = _box_spec(lo, hi, self.graph.input_shape)
+        lb, _, _ = bounds_for_spec(self.graph, spec, method, self.p.C[rid], upper=False)
+        g = lb - self.p.d[rid]
+        return self.p.conj_max(rid, g)
+
+    def whole_boxes(self, method: str) -> None:
+        t = time.perf_counter()
+        R = self.p.lo.shape[0]
+        rid = torch.arange(R)
+        proved = self.box_bounds(method, rid, self.p.lo, self.p.hi) > 0
+        self.open &= ~proved
+        self.log(method, t, open=int(self.open.sum()))
+
+    def branch_and_bound(self, budget: float) -> None:
+        t = time.perf_counter()
+        stop = time.perf_counter() + budget
+        rid = torch.nonzero(self.open.any(1)).reshape(-1)
+        lo, hi, op = self.p.lo[rid], self.p.hi[rid], self.open[rid]
+        width0 = (self.p.hi - self.p.lo).clamp(min=1e-12)
+        done_all, it, boxes = True, 0, 0
+        while rid.numel():
+            if time.perf_counter() > stop:
+                done_all = False
+                break
+            it += 1
+            nb = min(rid.numel(), self.cfg.split_batch)
+            brid, blo, bhi, bop = rid[:nb], lo[:nb], hi[:nb], op[:nb]
+            rid, lo, hi, op = rid[nb:], lo[nb:], hi[nb:], op[nb:]
+            boxes += nb
+            for method in self.cfg.split_methods:  # cheap first; the next only on what is still open
+                proved = self.box_bounds(method, brid, blo, bhi) > 0
+                bop = bop & ~proved
+                keep = bop.any(1)
+                brid, blo, bhi, bop = brid[keep], blo[keep], bhi[keep], bop[keep]
+                if brid.numel() == 0:
+                    break
+            if brid.numel() == 0:
+                continue
+            # counterexamples: centres, then a short PGD
+            centre = (blo + bhi) / 2
+            with torch.no_grad():
+                gc = torch.einsum("nsk,nk->ns", self.p.C[brid], self.fn(centre)) - self.p.d[brid]
+            cv = self.p.conj_max(brid, gc)
+            hit = ((cv <= 0) & bop).any(1)
+            if hit.any() and self.check(centre[hit], brid[hit]):
+                return self.log("split", t, iterations=it, boxes=boxes, result="violated")
+            if it % 4 == 1 and self.attack(brid, blo, bhi, bop, steps=10, restarts=1, start=centre, seed=it):
+                return self.log("split", t, iterations=it, boxes=boxes, result="violated")
+            # bisect along the input with the largest width x |d open rows / dx| at the centre
+            x = centre.clone().requires_grad_(True)
+            y = self.fn(x)
+            rowmask = torch.gather(torch.cat([bop, bop.new_zeros(bop.shape[0], 1)], 1), 1, self.p.rowconj[brid])
+            Cm = self.p.C[brid] * rowmask.unsqueeze(-1)
+            score = torch.zeros_like(x)
+            for k in range(y.shape[1]):  # K outputs (few): one gradient each, batched over boxes
+                (gk,) = torch.autograd.grad(y[:, k].sum(), x, retain_graph=k + 1 < y.shape[1])
+                score = score + Cm[:, :, k].abs().sum(1, keepdim=True) * gk.abs()
+            w = bhi - blo
+            score = score.detach() * w + 1e-12 * w / width0[brid]
+            score = torch.where(w > 0, score, torch.full_like(score, -1.0))
+            dim = score.argmax(1)
+            if (w.gather(1, dim[:, None]) <= 0).any():
+                done_all = False  # a point box that is not proved: cannot split further
+                break
+            mid = ((blo + bhi) / 2).gather(1, dim[:, None])
+            lo1, hi1 = blo.clone(), bhi.clone()
+            hi1.scatter_(1, dim[:, None], mid)
+            lo2 = blo.clone()
+            lo2.scatter_(1, dim[:, None], mid)
+            rid = torch.cat([brid, brid, rid])
+            lo = torch.cat([lo1, lo2, lo])
+            hi = torch.cat([hi1, bhi, hi])
+            op = torch.cat([bop, bop, op])
+        if done_all and rid.numel() == 0:
+            touched = torch.nonzero(self.open.any(1)).reshape(-1)
+            self.open[touched] = False
+        self.log("split", t, iterations=it, boxes=boxes, result="holds" if not self.open.any() else "open")
+
+    def exact(self, kind: str) -> None:
+        from ..engine.milp import solve_conjunction
+        t = time.perf_counter()
+        for r, j in torch.nonzero(self.open).tolist():
+            left = self.left()
+            if left <= 0.05:
+                break
+            conj = self.prop.regions[r].output_constraint[j]
+            spec = _box_spec(self.p.lo[r:r + 1], self.p.hi[r:r + 1], self.graph.input_shape)
+            res = solve_conjunction(self.exact_graph, spec, conj.C, conj.d, relax=kind == "lp", time_limit=left)[0]
+            if res.status == "infeasible":
+                self.open[r, j] = False
+            elif res.x is not None and res.t_lower <= 0 and self.check(torch.as_tensor(res.x)[None],
+                                                                         torch.tensor([r])):
+                return self.log(kind, t, result="violated")
+        self.log(kind, t, open=int(self.open.sum()))
+
+    def exact_ok(self) -> bool:
+        """Whether the lp/milp stages apply; convolutions are unrolled to their dense form for them."""
+        from ..engine.milp import check_supported
+        relus = sum(int(np.prod(self.graph.nodes[n].shape)) for n in self.graph.order
+                    if getattr(self.graph.nodes[n].op, "kind", "") == "relu")
+        if relus > self.cfg.exact_max_relus:
+            return False
+        self.exact_graph = self.graph
+        try:
+            check_supported(self.graph)
+            return True
+        except UnsupportedOpError:
+            pass
+        try:
+            from ..graph.passes import unroll_convs
+            g = unroll_convs(self.graph)
+            check_supported(g)
+        except (ImportError, UnsupportedOpError):
+            return False
+        self.exact_graph = g
+        return True
+
+    def run(self) -> VerifyResult:
+        cfg = self.cfg
+        R = self.p.lo.shape[0]
+        if self.trivial():
+            return self.result("violated", "trivial")
+        if cfg.attack:
+            t = time.perf_counter()
+            all_r = torch.arange(R)
+            # restarts shrink with the input size; the attack gets at most attack_share of the time
+            restarts = cfg.attack_restarts_small if self.prop.n_inputs <= 64 else cfg.attack_restarts
+            hit = self.attack(all_r, self.p.lo, self.p.hi, self.open & ~self.p.empty_conj, cfg.attack_steps,
+                              restarts, seed=cfg.seed, deadline=t + cfg.attack_share * cfg.timeout)
+            self.log("attack", t, result="violated" if hit else "none")
+            if hit:
+                return self.result("violated", "attack")
+        for method in cfg.methods:
+            if self.left() <= 0:
+                return self.result("unknown", "timeout")
+            self.whole_boxes(method)
+            if not self.open.any():
+                return self.result("holds", method)
+        exact = cfg.exact
+        exact_stages = [] if exact == "none" else (["lp", "milp"] if exact == "auto" else [exact])
+        if exact_stages and not self.exact_ok():
+            self.stages.append({"stage": "exact", "seconds": 0.0,
+                                "result": f"skipped (not a ReLU network of at most {cfg.exact_max_relus} ReLUs "
+                                          "with linear layers)"})
+            exact_stages = []
+        if cfg.split and self.prop.n_inputs <= cfg.split_max_inputs and self.left() > 0:
+            self.branch_and_bound(self.left() * (0.7 if exact_stages else 1.0))
+            if self.found is not None:
+                return self.result("violated", "split")
+            if not self.open.any():
+                return self.result("holds", "split")
+        for kind in exact_stages:
+            if self.left() <= 0.05:
+                break
+            self.exact(kind)
+            if self.found is not None:
+                return self.result("violated", kind)
+            if not self.open.any():
+                return self.result("holds", kind)
+        return self.result("unknown", "timeout" if self.left() <= 0.05 else "exhausted")
+
+    def result(self, verdict: str, by: str) -> VerifyResult:
+        x = y = yr = None
+        if verdict == "violated":
+            x, y, yr = self.found
+        return VerifyResult(verdict, by, time.perf_counter() - self.t0, x, y, yr, self.stages)
+
+
+def verify_property(graph: Graph, prop: VnnlibProperty, config: VerifyConfig = VerifyConfig(),
+                    reference: Reference | None = None) -> VerifyResult:
+    """Decide a VNN-LIB property on a certnn graph: 'holds', 'violated' (with a checked counterexample) or
+    'unknown'. ``reference`` (e.g. onnxruntime on the original ONNX model) must agree that a
+    counterexample is one. See the module docstring for the stages and their soundness."""
+    return _Verifier(graph, prop, config, reference).run()

@@ -1,0 +1,100 @@
+"""`certnn verify`: decide a VNN-LIB property on a model: holds (unsat), violated (sat, with a checked
+counterexample) or unknown."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..certify.bounds import to_graph
+from ..certify.verify import VerifyConfig, verify_property
+from ..errors import ConfigError
+from ..graph.loading import load_model
+from ..report.records import environment
+from ..specs.vnnlib import load_vnnlib, write_counterexample
+from .common import Console, Stopwatch, parse_methods
+
+#: VNN-COMP result words for certnn's verdicts
+VNNCOMP_WORD = {"holds": "unsat", "violated": "sat", "unknown": "unknown"}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("verify", help="verify a VNN-LIB property: holds / violated / unknown",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("model")
+    g.add_argument("--model", required=True, help=".onnx / .onnx.gz, FILE.py:FACTORY, TorchScript .pt, or a "
+                                                   "pickled module (with --trust-pickle)")
+    g.add_argument("--weights", help="state_dict for FILE.py:FACTORY models (loaded with weights_only=True)")
+    g.add_argument("--trust-pickle", action="store_true", help="allow loading a fully pickled module")
+    g.add_argument("--input-shape", type=lambda s: tuple(int(v) for v in s.split(",")),
+                   help="per-sample input shape of a torch model (default: the property's inputs, flat)")
+    p.add_argument("--spec", required=True, help="VNN-LIB property (.vnnlib or .vnnlib.gz)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole property")
+    p.add_argument("--method", default="ibp,crown,lp,milp",
+                   help="stages to try after the attack, cheapest first; lp/milp run only on small ReLU nets")
+    p.add_argument("--no-attack", action="store_true", help="skip the falsification attack")
+    p.add_argument("--no-split", action="store_true", help="no input branch and bound")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", metavar="RESULT.txt",
+                   help="write the VNN-COMP result file (sat + counterexample / unsat / unknown)")
+    p.add_argument("--json", metavar="OUT.json", help="write machine-readable results (schema_version'd)")
+    p.add_argument("--quiet", action="store_true", help="print only the verdict")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    con = Console(args.quiet)
+    methods = parse_methods(args.method)
+    exact = [m for m in methods if m in ("lp", "milp")]
+    bounds = tuple(m for m in methods if m not in ("lp", "milp"))
+    if any(m == "lipschitz" for m in bounds):
+        raise ConfigError("verify does not use the lipschitz baseline; choose from ibp, fastlin, crown, crown-ibp, "
+                          "lp, milp")
+    if args.timeout <= 0:
+        raise ConfigError("--timeout must be positive")
+    prop = load_vnnlib(args.spec)
+    reference = None
+    if args.model.endswith(".onnx") or args.model.endswith(".onnx.gz"):
+        from ..graph.from_onnx import onnx_to_model
+        om = onnx_to_model(args.model)
+        graph = om.graph
+        try:
+            import onnxruntime  # noqa: F401
+            reference = om.run_onnxruntime
+        except ImportError:  # pragma: no cover
+            reference = None
+    else:
+        model = load_model(args.model, args.weights, args.trust_pickle)
+        graph = to_graph(model, args.input_shape or (prop.n_inputs,))
+    cfg = VerifyConfig(timeout=args.timeout, methods=bounds or ("ibp",), attack=not args.no_attack,
+                       split=not args.no_split and "crown" in bounds,
+                       exact="auto" if len(exact) == 2 else (exact[0] if exact else "none"), seed=args.seed)
+    sw = Stopwatch()
+    res = verify_property(graph, prop, cfg, reference)
+    word = VNNCOMP_WORD[res.verdict]
+    if args.quiet:
+        print(res.verdict)
+    else:
+        con.table(f"verify {Path(args.spec).name}", ["stage", "seconds", "outcome"],
+                  [[s["stage"], s["seconds"], s.get("result", f"{s.get('open', '-')} open")] for s in res.stages])
+        con.print(f"{res.verdict} ({word}) decided by {res.decided_by} in {sw():.3g} s")
+    if args.out:
+        if res.verdict == "violated":
+            write_counterexample(args.out, res.x, res.y_reference if res.y_reference is not None else res.y)
+        else:
+            Path(args.out).write_text(word + "\n", encoding="utf-8")
+        if not args.quiet:
+            con.print(f"wrote {args.out}")
+    if args.json:
+        doc = {"schema_version": 1, "command": "verify",
+               "settings": {"model": args.model, "spec": args.spec, "timeout": args.timeout,
+                            "methods": list(methods), "attack": not args.no_attack, "split": cfg.split,
+                            "seed": args.seed},
+               "environment": environment(),
+               "result": {**res.as_dict(), "vnncomp": word,
+                          "counterexample_checked_by": (["certnn float64"] + (["onnxruntime"] if reference else []))
+                          if res.verdict == "violated" else None}}
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        if not args.quiet:
+            con.print(f"wrote {args.json}")
+    return 0

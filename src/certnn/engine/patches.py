@@ -1,0 +1,236 @@
+"""Patches mode of the backward engine (CNN-Cert's convolutional form for intermediate bounds).
+
+The coefficients of one neuron of a conv layer, pushed back through convs, activations and per-channel
+affine ops, are nonzero only on that neuron's receptive field. A `Patches` holds them as
+
+    data    (B, R, C, ph, pw)   the coefficients on a ph x pw window of a (C, H, W) node, per row
+    offset  (B, R, 2)           top-left (row, col) of each row's window in the node's (H, W) grid
+
+instead of a dense (B, R, C, H, W) tensor. Through a Conv the window grows to (ph - 1) s + d (k - 1) + 1
+(one conv_transpose over the folded B*R rows, of window size, not image size); entries that fall on the
+zero padding are dropped (they multiply constant zeros, so this is exact). Activations and elementwise
+affine ops gather their per-neuron slopes / intercepts on the window. A residual Add merges two windows
+whose relative position is the same for every row. Any other op, or a window as large as the image,
+turns the patches into the dense tensor (`to_dense`) and the ordinary rules continue, so results equal
+the dense conv form exactly (same sums, fewer zeros): tested to 1e-9.
+
+Memory per pass: B * R * C * ph * pw instead of B * R * C * H * W (ph x pw <= the receptive field).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import dual_exponent
+from ..ops.activation import Activation
+from ..ops.affine import ElementwiseAffine
+from ..ops.conv import Conv
+from ..ops.shape import Add
+
+
+@dataclass(frozen=True)
+class Patches:
+    data: Tensor  # (B, R, C, ph, pw)
+    offset: Tensor  # (B, R, 2) long
+    spatial: tuple[int, int]  # (H, W) of the node
+
+    @property
+    def shape(self) -> torch.Size:  # the dense shape this stands for
+        B, R, C = self.data.shape[:3]
+        return torch.Size((B, R, C) + tuple(self.spatial))
+
+    def positions(self) -> tuple[Tensor, Tensor]:
+        """Flat index into H*W (B, R, ph*pw), clamped, and the in-image mask (same shape)."""
+        ph, pw = self.data.shape[3:]
+        H, W = self.spatial
+        dev = self.data.device
+        r = self.offset[..., 0:1] + torch.arange(ph, device=dev)  # (B, R, ph)
+        c = self.offset[..., 1:2] + torch.arange(pw, device=dev)  # (B, R, pw)
+        valid = ((r >= 0) & (r < H)).unsqueeze(-1) & ((c >= 0) & (c < W)).unsqueeze(-2)  # (B, R, ph, pw)
+        flat = r.clamp(0, H - 1).unsqueeze(-1) * W + c.clamp(0, W - 1).unsqueeze(-2)
+        B, R = self.offset.shape[:2]
+        return flat.reshape(B, R, ph * pw), valid.reshape(B, R, ph * pw)
+
+    def gather(self, t: Tensor) -> Tensor:
+        """Values of a per-neuron tensor t (broadcastable to (B, C, H, W)) on every row's window (B, R, C, ph, pw),
+        0 outside the image."""
+        B, R, C, ph, pw = self.data.shape
+        H, W = self.spatial
+        t = torch.broadcast_to(t, (B, C, H, W)).reshape(B, 1, C, H * W).expand(B, R, C, H * W)
+        flat, valid = self.positions()
+        g = torch.gather(t, 3, flat.unsqueeze(2).expand(B, R, C, ph * pw))
+        g = g * valid.unsqueeze(2).to(g.dtype)
+        return g.reshape(B, R, C, ph, pw)
+
+    def with_data(self, data: Tensor) -> "Patches":
+        return Patches(data, self.offset, self.spatial)
+
+    def to_dense(self) -> Tensor:
+        B, R, C, ph, pw = self.data.shape
+        H, W = self.spatial
+        flat, valid = self.positions()
+        vals = (self.data.reshape(B, R, C, ph * pw) * valid.unsqueeze(2).to(self.data.dtype))
+        out = self.data.new_zeros(B, R, C, H * W)
+        out.scatter_add_(3, flat.unsqueeze(2).expand(B, R, C, ph * pw), vals)
+        return out.reshape(B, R, C, H, W)
+
+    def masked(self) -> "Patches":
+        B, R, C, ph, pw = self.data.shape
+        _, valid = self.positions()
+        return self.with_data(self.data * valid.reshape(B, R, 1, ph, pw).to(self.data.dtype))
+
+
+def is_patches(t) -> bool:
+    return isinstance(t, Patches)
+
+
+def densify(t):
+    return t.to_dense() if isinstance(t, Patches) else t
+
+
+def identity_patches(rows: Tensor, shape: tuple[int, ...], like: Tensor) -> Patches:
+    """Identity rows (B, R) (flat neuron indices of a (C, H, W) node) as 1x1 windows."""
+    C, H, W = shape
+    B, R = rows.shape
+    c, rest = rows // (H * W), rows % (H * W)
+    data = like.new_zeros(B, R, C, 1, 1)
+    data.scatter_(2, c.reshape(B, R, 1, 1, 1), 1.0)
+    return Patches(data, torch.stack([rest // W, rest % W], -1), (H, W))
+
+
+def add(a, b):
+    """Sum of two coefficient terms (tensors, Patches or None) for the same node."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if isinstance(a, Patches) and isinstance(b, Patches):
+        m = _merge(a, b)
+        if m is not None:
+            return m
+    return densify(a) + densify(b)
+
+
+def _merge(a: Patches, b: Patches) -> Patches | None:
+    d = a.offset - b.offset
+    if not bool((d == d.reshape(-1, 2)[0]).all()):
+        return None
+    dr, dc = (int(v) for v in d.reshape(-1, 2)[0])
+    ah, aw = a.data.shape[3:]
+    bh, bw = b.data.shape[3:]
+    top, left = min(0, dr), min(0, dc)  # union box relative to a's window... in b's frame: a at (dr, dc)
+    bottom, right = max(dr + ah, bh), max(dc + aw, bw)
+    H, W = bottom - top, right - left
+    if H * W >= a.spatial[0] * a.spatial[1]:
+        return None
+    pa = F.pad(a.data, (dc - left, right - dc - aw, dr - top, bottom - dr - ah))
+    pb = F.pad(b.data, (-left, right - bw, -top, bottom - bh))
+    off = b.offset + torch.tensor([top, left], device=b.offset.device)
+    return Patches(pa + pb, off, a.spatial)
+
+
+def backward(ctx, node, lA, uA):
+    """Patch rule for node's op, or None when the op has none (the caller densifies)."""
+    op = node.op
+    if isinstance(op, Conv) and op.nd == 2:
+        return _conv(ctx, op, tuple(ctx.shape(node.inputs[0])), lA, uA)
+    if isinstance(op, Activation):
+        return _activation(ctx, op, node, lA, uA)
+    if isinstance(op, ElementwiseAffine):
+        return _elementwise(op, lA, uA)
+    if isinstance(op, Add) and ctx.shape(node.inputs[0]) == ctx.shape(node.inputs[1]) == node.shape:
+        neg = (lambda p: p) if op.sign > 0 else (lambda p: None if p is None else p.with_data(-p.data))
+        return [(lA, uA), (neg(lA), neg(uA))], None, None
+    return None
+
+
+def _conv(ctx, op: Conv, in_shape: tuple[int, ...], lA, uA):
+    def push(P: Patches | None) -> Patches | Tensor | None:
+        if P is None:
+            return None
+        B, R, C, ph, pw = P.data.shape
+        x = F.conv_transpose2d(P.data.reshape(B * R, C, ph, pw), op.weight, None, op.stride, 0, 0, op.groups,
+                               op.dilation)
+        x = x.reshape((B, R) + tuple(x.shape[1:]))
+        off = P.offset * torch.tensor(op.stride, device=P.offset.device) - torch.tensor(op.padding, device=P.offset.device)
+        out = Patches(x, off, tuple(in_shape[1:])).masked()
+        if x.shape[3] * x.shape[4] >= in_shape[1] * in_shape[2]:
+            return out.to_dense()
+        return out
+
+    def bias(P):
+        if P is None or op.bias is None:
+            return None
+        return P.data.sum(dim=(3, 4)) @ op.bias  # windows only hold in-image entries
+
+    if lA is not None and lA is uA:
+        A = push(lA)
+        b = bias(lA)
+        return [(A, A)], b, b
+    return [(push(lA), push(uA))], bias(lA), bias(uA)
+
+
+def _activation(ctx, op: Activation, node, lA, uA):
+    bounds = ctx.bounds[node.inputs[0]]
+    rel = ctx.relaxation(op, node.name, bounds.lower, bounds.upper)
+    P = lA if lA is not None else uA
+    ls, lb, us, ub = (P.gather(t) for t in (rel.lower_slope, rel.lower_bias, rel.upper_slope, rel.upper_bias))
+
+    def flat_sum(t):
+        return t.reshape(t.shape[0], t.shape[1], -1).sum(-1)
+
+    if lA is not None and lA is uA and torch.equal(rel.lower_slope, rel.upper_slope):
+        A = lA.data
+        pos, neg = A.clamp(min=0), A.clamp(max=0)
+        out = lA.with_data(A * ls)
+        return [(out, out)], flat_sum(pos * lb + neg * ub), flat_sum(pos * ub + neg * lb)
+    lA_in = uA_in = lbias = ubias = None
+    if lA is not None:
+        pos, neg = lA.data.clamp(min=0), lA.data.clamp(max=0)
+        lA_in = lA.with_data(pos * ls + neg * us)
+        lbias = flat_sum(pos * lb + neg * ub)
+    if uA is not None:
+        gl, gu = (ls, us) if uA is P else (uA.gather(rel.lower_slope), uA.gather(rel.upper_slope))
+        gbl, gbu = (lb, ub) if uA is P else (uA.gather(rel.lower_bias), uA.gather(rel.upper_bias))
+        pos, neg = uA.data.clamp(min=0), uA.data.clamp(max=0)
+        uA_in = uA.with_data(pos * gu + neg * gl)
+        ubias = flat_sum(pos * gbu + neg * gbl)
+    return [(lA_in, uA_in)], lbias, ubias
+
+
+def _elementwise(op: ElementwiseAffine, lA, uA):
+    def push(P):
+        if P is None:
+            return None
+        return P if op.scale is None else P.with_data(P.data * P.gather(op.scale))
+
+    def bias(P):
+        if P is None or op.shift is None:
+            return None
+        return (P.data * P.gather(op.shift)).reshape(P.data.shape[0], P.data.shape[1], -1).sum(-1)
+
+    if lA is not None and lA is uA:
+        A = push(lA)
+        b = bias(lA)
+        return [(A, A)], b, b
+    return [(push(lA), push(uA))], bias(lA), bias(uA)
+
+
+def concretize(spec, P: Patches, bias: Tensor, side: str) -> Tensor:
+    """min / max of the patch coefficients . x + bias over the input set (as LpBall.concretize)."""
+    sign = -1.0 if side == "lower" else 1.0
+    box = spec.box()
+    B, R = P.data.shape[:2]
+    A = P.data.reshape(B, R, -1)
+    mid = P.gather(box.center).reshape(B, R, -1)
+    rad = P.gather(box.radius).reshape(B, R, -1)
+    box_val = (A * mid).sum(-1) + sign * (A.abs() * rad).sum(-1) + bias
+    if spec.norm == "inf":
+        return box_val
+    As = A if spec.scale is None else A * P.gather(torch.broadcast_to(spec.scale, spec.center.shape[1:])).reshape(B, R, -1)
+    dual = torch.linalg.vector_norm(As, ord=dual_exponent(spec.norm), dim=-1)
+    ball_val = (A * P.gather(spec.center).reshape(B, R, -1)).sum(-1) + sign * spec.eps.reshape(B, 1) * dual + bias
+    return torch.maximum(ball_val, box_val) if side == "lower" else torch.minimum(ball_val, box_val)

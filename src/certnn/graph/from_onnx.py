@@ -1,0 +1,901 @@
+"""ONNX models to the certnn IR.
+
+Converters are registered explicitly, one per ONNX op type::
+
+    @register_onnx("Gemm")          # fn(imp, node, ins, attrs) -> list of output values
+    def _gemm(imp, node, ins, attrs): ...
+
+Anything else raises :class:`~certnn.errors.UnsupportedOpError` naming the node, its position in the
+graph and the supported op types.
+
+Batch convention
+----------------
+certnn values are (B, *shape). The ONNX graph must have exactly one input that is not an initializer
+(initializers listed among the graph inputs, as older exporters write them, are constants). If that input
+has rank >= 2, its first dimension is the batch, whatever it is called or sized (symbolic ``N``, ``None``
+or a fixed 1, as in ACAS Xu's (1, 1, 1, 5)): the per-sample shape is ``shape[1:]``, so ACAS Xu samples
+are (1, 1, 5). A rank-1 input (n,) has no batch dimension: the per-sample shape is (n,) and certnn adds the
+batch in front. Every ONNX value carries a flag ``batched``: whether its ONNX dim 0 is the batch. An ONNX
+axis ``a`` of a batched value is certnn per-sample axis ``a - 1`` (axis 0 can never be touched); of an
+unbatched value it is per-sample axis ``a``. Ops that would mix samples (flattening the batch into
+features, transposing it away) are rejected unless the batch dimension is 1 in the model and the result
+simply drops it (e.g. ``Reshape`` to a rank-1 shape, which makes the value unbatched).
+
+VNN-LIB numbers X_i / Y_j by flattening the ONNX input / output in C order; with batch size 1 that is the
+C-order flattening of one certnn sample, so a certnn sample ``x.reshape(-1)`` is the X vector.
+
+Constant subgraphs (Shape/Gather/Concat/Unsqueeze chains computing a reshape target, Constant nodes,
+arithmetic on initializers) are folded with :mod:`onnx.reference`. ``Shape`` of a batched value reports
+batch size 1 (a Reshape target's first entry is read as "the batch" whatever its value).
+"""
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ModelImportError, UnsupportedOpError
+from ..ops.activation import Activation
+from ..ops.affine import ElementwiseAffine, Linear
+from ..ops.shape import Add, Concat, Permute, Reshape, Slice
+from .ir import Graph, GraphBuilder
+
+__all__ = ["register_onnx", "supported_onnx_ops", "onnx_to_graph", "load_onnx", "OnnxModel"]
+
+
+@dataclass(frozen=True)
+class Val:
+    """An ONNX value during import: a constant (numpy array) or a certnn node (name, batched flag)."""
+
+    const: np.ndarray | None = None
+    name: str | None = None
+    batched: bool = True
+
+    @property
+    def is_const(self) -> bool:
+        return self.const is not None
+
+
+Converter = Callable[["_Importer", Any, list, dict], list]
+ONNX_CONVERTERS: dict[str, Converter] = {}
+#: op types that are the identity at inference time (their first output is their first input)
+PASSTHROUGH = ("Identity", "Dropout")
+
+
+def register_onnx(*op_types: str):
+    def deco(fn: Converter) -> Converter:
+        for t in op_types:
+            ONNX_CONVERTERS[t] = fn
+        return fn
+    return deco
+
+
+def supported_onnx_ops() -> list[str]:
+    return sorted(set(ONNX_CONVERTERS) | set(PASSTHROUGH) | {"Constant"})
+
+
+class _Importer:
+    def __init__(self, builder: GraphBuilder, in_batched: bool, consumers: dict[str, int]):
+        self.b = builder
+        self.in_batched = in_batched
+        self.consumers = consumers
+        self.where = ""
+        self.node = None
+        self.env: dict[str, Val] = {}
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def unsupported(self, what: str, hint: str | None = None) -> UnsupportedOpError:
+        return UnsupportedOpError(what, supported_onnx_ops(), where=self.where, hint=hint)
+
+    def error(self, msg: str) -> ModelImportError:
+        return ModelImportError(f"{self.where}: {msg}")
+
+    def shape(self, v: Val) -> tuple[int, ...]:
+        """The ONNX shape of a value (batch reported as 1 for batched values)."""
+        if v.is_const:
+            return tuple(v.const.shape)
+        s = self.b.shape(v.name)
+        return ((1,) + s) if v.batched else s
+
+    def rank(self, v: Val) -> int:
+        return len(self.shape(v))
+
+    def axis(self, v: Val, a: int, what: str = "axis") -> int:
+        """ONNX axis -> certnn per-sample axis (0-based over the per-sample dims)."""
+        r = self.rank(v)
+        if not -r <= a < r:
+            raise self.error(f"{what} {a} out of range for a rank-{r} tensor")
+        a %= r
+        if v.batched:
+            if a == 0:
+                raise self.unsupported(f"{self.node.op_type} over the batch dimension ({what} 0)")
+            return a - 1
+        return a
+
+    def add(self, op, inputs: list[Val], batched: bool) -> Val:
+        name = self.b.add(op, [v.name for v in inputs])
+        return Val(name=name, batched=batched)
+
+    def torch_const(self, a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.array(a, dtype=np.float64), dtype=self.b.dtype)
+
+    def last_node(self, v: Val):
+        """The certnn node of v when it is the last node added and used by nothing else (for fusions)."""
+        n = self.b.nodes[-1]
+        if v.is_const or n.name != v.name:
+            return None
+        return n
+
+    def uses(self, certnn_name: str) -> int:
+        """How many ONNX node inputs (and graph outputs) read the certnn node (through any alias)."""
+        return sum(self.consumers.get(k, 0) for k, v in self.env.items() if v.name == certnn_name)
+
+    def replace_last(self, op) -> str:
+        n = self.b.nodes.pop()
+        del self.b._probe[n.name]
+        return self.b.add(op, list(n.inputs), name=n.name)
+
+
+def _attrs(node) -> dict:
+    import onnx
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _var(imp: _Importer, v: Val, what: str = "input") -> Val:
+    if v is None or v.is_const:
+        raise imp.unsupported(f"{imp.node.op_type} with a constant {what} (only layer outputs supported here)")
+    return v
+
+
+def _ints(v: Val | None, imp: _Importer, what: str) -> list[int] | None:
+    if v is None:
+        return None
+    if not v.is_const:
+        raise imp.unsupported(f"{imp.node.op_type} with a computed {what} (it must be constant)")
+    return [int(t) for t in np.asarray(v.const).reshape(-1)]
+
+
+# ---------------------------------------------------------------- affine ops
+
+@register_onnx("Gemm")
+def _gemm(imp: _Importer, node, ins, attrs):
+    a, w = ins[0], ins[1]
+    c = ins[2] if len(ins) > 2 else None
+    alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+    _var(imp, a, "A")
+    if attrs.get("transA", 0):
+        raise imp.unsupported("Gemm with transA=1 on a layer output")
+    if not w.is_const:
+        raise imp.unsupported("Gemm with a variable B (products of two layer outputs)")
+    W = np.asarray(w.const, dtype=np.float64)
+    W = W.T if attrs.get("transB", 0) else W  # (in, out)
+    weight = alpha * W.T  # (out, in)
+    bias = None
+    if c is not None:
+        if not c.is_const:
+            raise imp.unsupported("Gemm with a variable C")
+        C = beta * np.asarray(c.const, dtype=np.float64)
+        if C.size not in (1, weight.shape[0]) and C.shape[-1:] != (weight.shape[0],):
+            raise imp.unsupported(f"Gemm with a bias C of shape {C.shape} that varies over the batch")
+        if C.ndim == 2 and C.shape[0] != 1:
+            raise imp.unsupported(f"Gemm with a bias C of shape {C.shape} that varies over the batch")
+        bias = np.broadcast_to(C.reshape(-1) if C.size > 1 else C.reshape(()), (weight.shape[0],))
+    return [imp.add(Linear(imp.torch_const(weight), None if bias is None else imp.torch_const(bias)), [a],
+                    a.batched)]
+
+
+@register_onnx("MatMul")
+def _matmul(imp: _Importer, node, ins, attrs):
+    a, b = ins
+    if not a.is_const and b.is_const:
+        W = np.asarray(b.const, dtype=np.float64)
+        if W.ndim != 2:
+            raise imp.unsupported(f"MatMul with a constant of rank {W.ndim} (2 supported)")
+        if imp.rank(a) == 1 and a.batched:
+            raise imp.unsupported("MatMul contracting the batch dimension")
+        return [imp.add(Linear(imp.torch_const(W.T), None), [a], a.batched)]
+    if a.is_const and not b.is_const:
+        # W @ x over the last two dims of x: transpose, apply W over the last dim, transpose back
+        W = np.asarray(a.const, dtype=np.float64)
+        if W.ndim != 2:
+            raise imp.unsupported(f"MatMul with a constant of rank {W.ndim} on the left (2 supported)")
+        shape = imp.b.shape(b.name)
+        if len(shape) == 1:
+            if b.batched:
+                raise imp.unsupported("W @ x where x's last dimension is the batch")
+            return [imp.add(Linear(imp.torch_const(W), None), [b], b.batched)]
+        nd = len(shape)
+        perm = list(range(nd))
+        perm[-1], perm[-2] = perm[-2], perm[-1]
+        t = imp.add(Permute(tuple(perm)), [b], b.batched)
+        t = imp.add(Linear(imp.torch_const(W), None), [t], b.batched)
+        return [imp.add(Permute(tuple(perm)), [t], b.batched)]
+    raise imp.unsupported("MatMul of two layer outputs (a product of variables)")
+
+
+def _broadcast_const(imp: _Importer, x: Val, c: np.ndarray) -> torch.Tensor:
+    """A constant operand of an elementwise op on x as a tensor broadcastable to one certnn sample."""
+    c = np.asarray(c, dtype=np.float64)
+    xs = imp.shape(x)
+    if c.ndim > len(xs):
+        raise imp.unsupported(f"{imp.node.op_type} with a constant of rank {c.ndim} that adds dimensions "
+                              f"to a rank-{len(xs)} tensor")
+    try:
+        out = np.broadcast_shapes(c.shape, xs)
+    except ValueError as exc:
+        raise imp.error(f"constant of shape {c.shape} does not broadcast to {xs}") from exc
+    if tuple(out) != tuple(xs):
+        raise imp.unsupported(f"{imp.node.op_type} with a constant of shape {c.shape} that broadcasts the "
+                              f"tensor of shape {xs} to a larger shape")
+    if x.batched and c.ndim == len(xs):
+        c = c.reshape(c.shape[1:])  # its dim 0 is 1 (checked by the broadcast above)
+    return imp.torch_const(c)
+
+
+def _elementwise(imp: _Importer, x: Val, scale, shift) -> Val:
+    return imp.add(ElementwiseAffine(scale, shift), [x], x.batched)
+
+
+@register_onnx("Add", "Sub")
+def _add_sub(imp: _Importer, node, ins, attrs):
+    a, b = ins
+    sign = 1.0 if node.op_type == "Add" else -1.0
+    if not a.is_const and not b.is_const:
+        if a.batched != b.batched:
+            raise imp.unsupported(f"{node.op_type} of a batched and an unbatched tensor")
+        return [imp.add(Add(sign), [a, b], a.batched)]
+    if a.is_const and b.is_const:  # pragma: no cover - folded before
+        raise imp.error("constant operands should have been folded")
+    if a.is_const and sign > 0:  # c + x = x + c
+        a, b = b, a
+    if not a.is_const:
+        k = _broadcast_const(imp, a, b.const)
+        k = k if sign > 0 else -k
+        # MatMul followed by Add of a bias vector: fuse into the Linear
+        last = imp.last_node(a)
+        if (last is not None and isinstance(last.op, Linear) and last.op.bias is None
+                and imp.uses(last.name) == 1 and k.numel() in (1, last.op.weight.shape[0])
+                and (k.ndim == 0 or k.shape[-1] == k.numel())):
+            bias = torch.broadcast_to(k.reshape(-1) if k.ndim else k, (last.op.weight.shape[0],)).clone()
+            return [Val(name=imp.replace_last(Linear(last.op.weight, bias)), batched=a.batched)]
+        return [_elementwise(imp, a, None, k)]
+    k = _broadcast_const(imp, b, a.const)
+    if sign > 0:
+        return [_elementwise(imp, b, None, k)]
+    return [_elementwise(imp, b, torch.tensor(-1.0, dtype=imp.b.dtype), k)]  # c - x
+
+
+@register_onnx("Mul", "Div")
+def _mul_div(imp: _Importer, node, ins, attrs):
+    a, b = ins
+    if not a.is_const and not b.is_const:
+        raise imp.unsupported(f"{node.op_type} of two layer outputs (a product of variables)")
+    if node.op_type == "Div":
+        if a.is_const:
+            raise imp.unsupported("Div of a constant by a layer output")
+        k = _broadcast_const(imp, a, b.const)
+        if (k == 0).any():
+            raise imp.error("division by zero in a constant")
+        return [_elementwise(imp, a, 1.0 / k, None)]
+    x, c = (a, b.const) if not a.is_const else (b, a.const)
+    return [_elementwise(imp, x, _broadcast_const(imp, x, c), None)]
+
+
+@register_onnx("Neg")
+def _neg(imp, node, ins, attrs):
+    x = _var(imp, ins[0])
+    return [_elementwise(imp, x, torch.tensor(-1.0, dtype=imp.b.dtype), None)]
+
+
+@register_onnx("BatchNormalization")
+def _batchnorm(imp: _Importer, node, ins, attrs):
+    x = _var(imp, ins[0])
+    if len(node.output) > 1 and any(node.output[1:]):
+        raise imp.unsupported("BatchNormalization in training mode (extra outputs)")
+    if attrs.get("training_mode", 0):
+        raise imp.unsupported("BatchNormalization with training_mode=1")
+    consts = []
+    for v, what in zip(ins[1:5], ("scale", "B", "mean", "var")):
+        if v is None or not v.is_const:
+            raise imp.unsupported(f"BatchNormalization with a computed {what}")
+        consts.append(np.asarray(v.const, dtype=np.float64).reshape(-1))
+    gamma, beta, mean, var = consts
+    eps = float(attrs.get("epsilon", 1e-5))
+    scale = gamma / np.sqrt(var + eps)
+    shift = beta - mean * scale
+    shape = imp.b.shape(x.name)
+    cax = imp.axis(x, 1) if x.batched else 0  # channels: ONNX axis 1
+    tail = len(shape) - cax - 1
+    bshape = (-1,) + (1,) * tail
+    return [_elementwise(imp, x, imp.torch_const(scale.reshape(bshape)), imp.torch_const(shift.reshape(bshape)))]
+
+
+# ---------------------------------------------------------------- activations
+
+def _act(kind: str):
+    def conv(imp: _Importer, node, ins, attrs):
+        x = _var(imp, ins[0])
+        params = {}
+        if kind == "leaky_relu":
+            params["negative_slope"] = float(attrs.get("alpha", 0.01))
+        return [imp.add(Activation(kind, **params), [x], x.batched)]
+    return conv
+
+
+register_onnx("Relu")(_act("relu"))
+register_onnx("Sigmoid")(_act("sigmoid"))
+register_onnx("Tanh")(_act("tanh"))
+register_onnx("LeakyRelu")(_act("leaky_relu"))
+register_onnx("Atan")(_act("arctan"))
+
+
+@register_onnx("Clip")
+def _clip(imp: _Importer, node, ins, attrs):
+    x = _var(imp, ins[0])
+    lo = attrs.get("min", None)
+    hi = attrs.get("max", None)
+    if len(ins) > 1 and ins[1] is not None:
+        lo = float(np.asarray(_const_in(imp, ins[1], "min")).reshape(()))
+    if len(ins) > 2 and ins[2] is not None:
+        hi = float(np.asarray(_const_in(imp, ins[2], "max")).reshape(()))
+    lo = -np.inf if lo is None else float(lo)
+    hi = np.inf if hi is None else float(hi)
+    if lo == 0.0 and hi == np.inf:
+        return [imp.add(Activation("relu"), [x], x.batched)]
+    if np.isfinite(lo) and np.isfinite(hi):
+        return [imp.add(Activation("hardtanh", min_val=lo, max_val=hi), [x], x.batched)]
+    raise imp.unsupported(f"Clip to [{lo}, {hi}] (supported: [0, inf) and finite [min, max])")
+
+
+def _const_in(imp, v: Val, what: str):
+    if not v.is_const:
+        raise imp.unsupported(f"{imp.node.op_type} with a computed {what}")
+    return v.const
+
+
+# ---------------------------------------------------------------- convolution and pooling
+
+def _spatial_pads(imp: _Importer, attrs, kernel, x: Val, strides, dilations):
+    """Symmetric padding tuple, or (None, F.pad-order pads) when asymmetric."""
+    nd = len(kernel)
+    auto = attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        spatial = imp.b.shape(x.name)[-nd:]
+        pads_b, pads_e = [], []
+        for i in range(nd):
+            out = -(-spatial[i] // strides[i])
+            total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - spatial[i])
+            small, big = total // 2, total - total // 2
+            pads_b.append(small if auto == "SAME_UPPER" else big)
+            pads_e.append(big if auto == "SAME_UPPER" else small)
+        pads = pads_b + pads_e
+    elif auto == "VALID":
+        pads = [0] * (2 * nd)
+    else:
+        pads = list(attrs.get("pads", [0] * (2 * nd)))
+    begin, end = pads[:nd], pads[nd:]
+    if begin == end:
+        return tuple(int(p) for p in begin), None
+    fpad = []
+    for i in reversed(range(nd)):
+        fpad += [int(begin[i]), int(end[i])]
+    return (0,) * nd, tuple(fpad)
+
+
+@register_onnx("Conv")
+def _conv(imp: _Importer, node, ins, attrs):
+    from ..ops.conv import Conv, ZeroPad  # lazy: provided by the CNN ops
+    x = _var(imp, ins[0])
+    if not x.batched:
+        raise imp.unsupported("Conv on a tensor without a batch dimension")
+    w = _const_in(imp, ins[1], "weight")
+    bias = ins[2].const if len(ins) > 2 and ins[2] is not None else None
+    if len(ins) > 2 and ins[2] is not None and not ins[2].is_const:
+        raise imp.unsupported("Conv with a computed bias")
+    nd = w.ndim - 2
+    if nd not in (1, 2):
+        raise imp.unsupported(f"Conv{nd}d (1-D and 2-D supported)")
+    kernel = list(attrs.get("kernel_shape", w.shape[2:]))
+    strides = list(attrs.get("strides", [1] * nd))
+    dil = list(attrs.get("dilations", [1] * nd))
+    padding, fpad = _spatial_pads(imp, attrs, kernel, x, strides, dil)
+    if fpad is not None:
+        x = imp.add(ZeroPad(fpad), [x], True)
+    op = Conv(imp.torch_const(w), None if bias is None else imp.torch_const(bias), tuple(strides), padding,
+              tuple(dil), int(attrs.get("group", 1)))
+    return [imp.add(op, [x], True)]
+
+
+@register_onnx("Pad")
+def _pad(imp: _Importer, node, ins, attrs):
+    from ..ops.conv import ZeroPad
+    x = _var(imp, ins[0])
+    mode = attrs.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    pads = list(attrs["pads"]) if "pads" in attrs else _ints(ins[1], imp, "pads")
+    value = float(attrs.get("value", 0.0))
+    if len(ins) > 2 and ins[2] is not None:
+        value = float(np.asarray(_const_in(imp, ins[2], "constant_value")).reshape(()))
+    if mode != "constant" or value != 0.0 or any(p < 0 for p in pads):
+        raise imp.unsupported(f"Pad mode={mode} value={value} (zero padding supported)")
+    r = imp.rank(x)
+    begin, end = pads[:r], pads[r:]
+    if x.batched and (begin[0] or end[0]):
+        raise imp.unsupported("Pad of the batch dimension")
+    fpad = []
+    for i in reversed(range(1 if x.batched else 0, r)):
+        fpad += [int(begin[i]), int(end[i])]
+    return [imp.add(ZeroPad(tuple(fpad)), [x], x.batched)]
+
+
+def _pool_common(imp, attrs, x):
+    kernel = list(attrs["kernel_shape"])
+    nd = len(kernel)
+    strides = list(attrs.get("strides", [1] * nd))
+    dil = list(attrs.get("dilations", [1] * nd))
+    padding, fpad = _spatial_pads(imp, attrs, kernel, x, strides, dil)
+    return kernel, strides, dil, padding, fpad
+
+
+@register_onnx("MaxPool")
+def _maxpool(imp: _Importer, node, ins, attrs):
+    from ..ops.pooling import MaxPool
+    x = _var(imp, ins[0])
+    if len(node.output) > 1 and node.output[1]:
+        raise imp.unsupported("MaxPool with an Indices output")
+    kernel, strides, dil, padding, fpad = _pool_common(imp, attrs, x)
+    if fpad is not None:
+        raise imp.unsupported("MaxPool with asymmetric padding")
+    op = MaxPool(tuple(kernel), tuple(strides), padding, tuple(dil) if any(d != 1 for d in dil) else 1,
+                 bool(attrs.get("ceil_mode", 0)))
+    return [imp.add(op, [x], x.batched)]
+
+
+@register_onnx("AveragePool")
+def _avgpool(imp: _Importer, node, ins, attrs):
+    from ..ops.conv import AvgPool, ZeroPad
+    x = _var(imp, ins[0])
+    kernel, strides, dil, padding, fpad = _pool_common(imp, attrs, x)
+    include = bool(attrs.get("count_include_pad", 0))
+    if any(d != 1 for d in dil):
+        raise imp.unsupported("AveragePool with dilations")
+    if fpad is not None:
+        if not include:
+            raise imp.unsupported("AveragePool with asymmetric padding and count_include_pad=0")
+        x = imp.add(ZeroPad(fpad), [x], x.batched)
+    op = AvgPool(tuple(kernel), tuple(strides), padding, ceil_mode=bool(attrs.get("ceil_mode", 0)),
+                 count_include_pad=include)
+    return [imp.add(op, [x], x.batched)]
+
+
+@register_onnx("GlobalAveragePool")
+def _gap(imp: _Importer, node, ins, attrs):
+    from ..ops.conv import GlobalAvgPool
+    x = _var(imp, ins[0])
+    return [imp.add(GlobalAvgPool(), [x], x.batched)]
+
+
+# ---------------------------------------------------------------- shape ops
+
+def _reshape_to(imp: _Importer, x: Val, onnx_shape: list[int]) -> Val:
+    """Reshape a value to an ONNX target shape with -1 / 0 already resolved against x's ONNX shape."""
+    per = imp.b.shape(x.name)
+    n = int(np.prod(per)) if per else 1
+    if x.batched and len(onnx_shape) >= 1 and onnx_shape[0] == 1 and int(np.prod(onnx_shape[1:] or [1])) == n:
+        out, batched = tuple(onnx_shape[1:]), True
+    elif int(np.prod(onnx_shape)) == n:
+        out, batched = tuple(onnx_shape), False  # the batch (of size 1 in the model) is dropped
+        if x.batched and len(out) == 0:
+            raise imp.unsupported("Reshape to a scalar")
+    else:
+        raise imp.unsupported(f"Reshape of a tensor of shape {imp.shape(x)} to {onnx_shape} that mixes "
+                              "the batch with other dimensions")
+    if out == per:
+        return Val(name=x.name, batched=batched)
+    return imp.add(Reshape(per, out), [x], batched)
+
+
+@register_onnx("Reshape")
+def _reshape(imp: _Importer, node, ins, attrs):
+    x = _var(imp, ins[0])
+    if "shape" in attrs:  # opset < 5
+        target = [int(t) for t in attrs["shape"]]
+    else:
+        target = _ints(ins[1], imp, "shape")
+    xs = list(imp.shape(x))
+    allowzero = int(attrs.get("allowzero", 0))
+    t = []
+    for i, d in enumerate(target):
+        if d == 0 and not allowzero:
+            if i >= len(xs):
+                raise imp.error(f"Reshape target {target}: 0 at position {i} beyond the input's rank")
+            t.append(xs[i])
+        else:
+            t.append(d)
+    if x.batched and len(t) >= 2 and target[0] in (-1, 0):
+        t[0] = 1  # the batch (a rank-1 target [-1] flattens everything, batch of 1 included)
+    if t.count(-1) > 1:
+        raise imp.error(f"Reshape target {target} has more than one -1")
+    total = int(np.prod(xs))
+    if -1 in t:
+        known = int(np.prod([d for d in t if d != -1])) if len(t) > 1 else 1
+        if known == 0 or total % known:
+            raise imp.error(f"Reshape of shape {xs} to {target}: sizes do not match")
+        t[t.index(-1)] = total // known
+    return [_reshape_to(imp, x, t)]
+
+
+@register_onnx("Flatten")
+def _flatten(imp: _Importer, node, ins, attrs):
+    x = _var(imp, ins[0])
+    xs = imp.shape(x)
+    a = int(attrs.get("axis", 1))
+    a = a % len(xs) if a != len(xs) else a
+    t = [int(np.prod(xs[:a])), int(np.prod(xs[a:]))]
+    return [_reshape_to(imp, x, t)]
+
+
+def _squeeze_axes(imp, node, ins, attrs):
+    if "axes" in attrs:
+        return [int(a) for a in attrs["axes"]]
+    if len(ins) > 1 and ins[1] is not None:
+        return _ints(ins[1], imp, "axes")
+    return None
+
+
+@register_onnx("Squeeze")
+def _squeeze(imp: _Importer, node, ins, attrs):
+    x = _var(imp, ins[0])
+    xs = list(imp.shape(x))
+    axes = _squeeze_axes(imp, node, ins, attrs)
+    r = len(xs)
+    if axes is None:
+        axes = [i for i, d in enumerate(xs) if d == 1 and not (x.batched and i == 0)]
+    axes = sorted({a % r for a in axes})
+    if x.batched and 0 in axes:
+        raise imp.unsupported("Squeeze of the batch dimension")
+    for a in axes:
+        if xs[a] != 1:
+            raise imp.error(f"Squeeze of axis {a} of size {xs[a]}")
+    return [_reshape_to(imp, x, [d for i, d in enumerate(xs) if i not in axes])]
+
+
+@register_onnx("Unsqueeze")
+def _unsqueeze(imp: _Importer, node, ins, attrs):
+    x = _var(imp, ins[0])
+    xs = list(imp.shape(x))
+    axes = _squeeze_axes(imp, node, ins, attrs)
+    r = len(xs) + len(axes)
+    axes = sorted(a % r for a in axes)
+    if x.batched and 0 in axes:
+        raise imp.unsupported("Unsqueeze in front of the batch dimension")
+    out = list(xs)
+    for a in axes:
+        out.insert(a, 1)
+    per = imp.b.shape(x.name)
+    new = tuple(out[1:]) if x.batched else tuple(out)
+    return [imp.add(Reshape(per, new), [x], x.batched)]
+
+
+@register_onnx("Transpose")
+def _transpose(imp: _Importer, node, ins, attrs):
+    x = _var(imp, ins[0])
+    r = imp.rank(x)
+    perm = [int(p) for p in attrs.get("perm", list(reversed(range(r))))]
+    if x.batched:
+        if perm[0] != 0:
+            raise imp.unsupported(f"Transpose with perm {perm} that moves the batch dimension")
+        p = tuple(q - 1 for q in perm[1:])
+    else:
+        p = tuple(perm)
+    if p == tuple(range(len(p))):
+        return [x]
+    return [imp.add(Permute(p), [x], x.batched)]
+
+
+@register_onnx("Concat")
+def _concat(imp: _Importer, node, ins, attrs):
+    xs = [v for v in ins if v is not None]
+    if any(v.is_const for v in xs):
+        raise imp.unsupported("Concat of layer outputs with constants")
+    if len({v.batched for v in xs}) != 1:
+        raise imp.unsupported("Concat of batched and unbatched tensors")
+    dim = imp.axis(xs[0], int(attrs["axis"]))
+    sizes = tuple(imp.b.shape(v.name)[dim] for v in xs)
+    return [imp.add(Concat(dim, sizes), xs, xs[0].batched)]
+
+
+@register_onnx("Slice")
+def _slice(imp: _Importer, node, ins, attrs):
+    x = _var(imp, ins[0])
+    if "starts" in attrs:  # opset < 10
+        starts, ends = list(attrs["starts"]), list(attrs["ends"])
+        axes = list(attrs.get("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts, ends = _ints(ins[1], imp, "starts"), _ints(ins[2], imp, "ends")
+        axes = _ints(ins[3], imp, "axes") if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
+        steps = _ints(ins[4], imp, "steps") if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+    per = imp.b.shape(x.name)
+    index = [slice(None)] * len(per)
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        if st <= 0:
+            raise imp.unsupported("Slice with a non-positive step")
+        d = imp.axis(x, a)
+        n = per[d]
+        s = max(0, min(n, s + n if s < 0 else s))
+        e = max(0, min(n, e + n if e < 0 else e))
+        index[d] = slice(s, e, st)
+    return [imp.add(Slice(per, tuple(index)), [x], x.batched)]
+
+
+@register_onnx("Gather")
+def _gather(imp: _Importer, node, ins, attrs):
+    x = _var(imp, ins[0])
+    idx = np.asarray(_const_in(imp, ins[1], "indices"))
+    if idx.ndim != 0:
+        raise imp.unsupported("Gather on a layer output with non-scalar indices")
+    per = imp.b.shape(x.name)
+    d = imp.axis(x, int(attrs.get("axis", 0)))
+    i = int(idx)
+    i = i + per[d] if i < 0 else i
+    index = [slice(None)] * len(per)
+    index[d] = i
+    return [imp.add(Slice(per, tuple(index)), [x], x.batched)]
+
+
+@register_onnx("Shape")
+def _shape(imp: _Importer, node, ins, attrs):
+    s = np.array(imp.shape(ins[0]), dtype=np.int64)
+    start, end = attrs.get("start", 0), attrs.get("end", None)
+    return [Val(const=s[start:end])]
+
+
+@register_onnx("Cast")
+def _cast(imp: _Importer, node, ins, attrs):
+    import onnx
+    x = _var(imp, ins[0])
+    if attrs.get("to") not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
+        raise imp.unsupported("Cast of a layer output to a non-float type")
+    return [x]
+
+
+# ---------------------------------------------------------------- driver
+
+def _fold(node, ins: list[Val | None], opset: int) -> list[np.ndarray]:
+    """Evaluate a node whose inputs are all constants with the ONNX reference implementation."""
+    import onnx
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    names = [f"in{i}" if n else "" for i, n in enumerate(node.input)]
+    n2 = helper.make_node(node.op_type, names, [f"out{i}" for i in range(len(node.output))], domain=node.domain)
+    n2.attribute.extend(node.attribute)
+    inputs = [helper.make_tensor_value_info(nm, helper.np_dtype_to_tensor_dtype(v.const.dtype), v.const.shape)
+              for nm, v in zip(names, ins) if nm]
+    outs = [helper.make_tensor_value_info(f"out{i}", onnx.TensorProto.UNDEFINED, None)
+            for i in range(len(node.output))]
+    g = helper.make_graph([n2], "fold", inputs, outs)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    feeds = {nm: v.const for nm, v in zip(names, ins) if nm}
+    return [np.asarray(o) for o in ReferenceEvaluator(m).run(None, feeds)]
+
+
+def _dims(value_info) -> list:
+    t = value_info.type.tensor_type
+    if not t.HasField("shape"):
+        return []
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+
+
+@dataclass(frozen=True, eq=False)
+class OnnxModel:
+    """An imported ONNX model: the certnn graph and what is needed to run the original with onnxruntime."""
+
+    graph: Graph
+    model_bytes: bytes
+    input_name: str
+    onnx_input_shape: tuple  # with the batch entry (int, or str / None when symbolic)
+    batched: bool  # whether the ONNX input's dim 0 is the batch
+
+    def onnx_input(self, x: np.ndarray) -> np.ndarray:
+        """certnn samples (B, *shape) -> the ONNX input array (B, *shape) (or (*shape) without batch)."""
+        x = np.asarray(x, dtype=np.float32)
+        return x if self.batched else x.reshape(x.shape[1:])
+
+    def session(self):
+        """The onnxruntime session of the original model (created once, one thread, warnings off)."""
+        sess = self.__dict__.get("_session")
+        if sess is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            opts.intra_op_num_threads = 1
+            opts.inter_op_num_threads = 1
+            sess = ort.InferenceSession(self.model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+            object.__setattr__(self, "_session", sess)
+        return sess
+
+    def run_onnxruntime(self, x: np.ndarray) -> np.ndarray:
+        """Outputs (B, K) of onnxruntime for certnn samples x (B, *shape), one sample at a time when the
+        ONNX batch dimension is fixed."""
+        sess = self.session()
+        x = np.asarray(x)
+        fixed = self.batched and isinstance(self.onnx_input_shape[0], int) and self.onnx_input_shape[0] > 0
+        outs = []
+        chunks = [x[i:i + 1] for i in range(len(x))] if (fixed or not self.batched) else [x]
+        for c in chunks:
+            y = sess.run(None, {self.input_name: self.onnx_input(c)})[0]
+            outs.append(np.asarray(y, dtype=np.float64).reshape(len(c), -1))
+        return np.concatenate(outs, 0)
+
+
+def _read_model(source):
+    import onnx
+
+    if isinstance(source, (str, Path)):
+        p = Path(source)
+        if not p.is_file():
+            raise ModelImportError(f"ONNX file {p} not found")
+        raw = p.read_bytes()
+    elif isinstance(source, (bytes, bytearray)):
+        raw = bytes(source)
+    elif isinstance(source, onnx.ModelProto):
+        return source, source.SerializeToString()
+    else:
+        raise ModelImportError(f"expected an ONNX file path, bytes or ModelProto, got {type(source).__name__}")
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise ModelImportError(f"{source}: corrupt gzip data ({exc})") from exc
+    try:
+        model = onnx.load_from_string(raw)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others
+        raise ModelImportError(f"{source}: not a valid ONNX model ({type(exc).__name__}: {exc})") from exc
+    if not model.graph.node:
+        raise ModelImportError(f"{source}: the ONNX graph has no nodes (not an ONNX model?)")
+    return model, raw
+
+
+def onnx_to_model(source, dtype: torch.dtype = torch.float64, check: bool = True) -> OnnxModel:
+    """Import an ONNX model (path, gzip path, bytes or ModelProto); see the module docstring."""
+    try:
+        import onnx  # noqa: F401
+        from onnx import numpy_helper
+    except ImportError as exc:  # pragma: no cover
+        raise ModelImportError(f"ONNX import needs the onnx package (pip install certnn[onnx]): {exc}") from exc
+    model, raw = _read_model(source)
+    g = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    if not 1 <= opset:
+        raise ModelImportError(f"unsupported opset {opset}")
+    env: dict[str, Val] = {}
+    for init in g.initializer:
+        try:
+            env[init.name] = Val(const=numpy_helper.to_array(init))
+        except Exception as exc:  # noqa: BLE001
+            raise ModelImportError(f"cannot read initializer {init.name!r}: {exc}") from exc
+    real_inputs = [i for i in g.input if i.name not in env]
+    if len(real_inputs) != 1:
+        raise ModelImportError(f"the ONNX graph has {len(real_inputs)} inputs that are not initializers "
+                               f"({', '.join(i.name for i in real_inputs)}); certnn supports exactly one")
+    if len(g.output) != 1:
+        raise ModelImportError(f"the ONNX graph has {len(g.output)} outputs; certnn supports exactly one")
+    inp = real_inputs[0]
+    dims = _dims(inp)
+    if not dims:
+        raise ModelImportError(f"the ONNX input {inp.name!r} has no shape")
+    if any(d is None or isinstance(d, str) for d in dims[1:]) or (len(dims) == 1 and not isinstance(dims[0], int)):
+        raise ModelImportError(f"the ONNX input {inp.name!r} has shape {dims}: only the first (batch) "
+                               "dimension may be symbolic")
+    batched = len(dims) >= 2
+    per = tuple(int(d) for d in (dims[1:] if batched else dims))
+    builder = GraphBuilder(per, dtype)
+    consumers: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    for o in g.output:
+        consumers[o.name] = consumers.get(o.name, 0) + 1
+    imp = _Importer(builder, batched, consumers)
+    imp.env = env
+    env[inp.name] = Val(name=builder.input_name, batched=batched)
+    for pos, node in enumerate(g.node):
+        imp.node = node
+        imp.where = f"node {pos} {node.op_type} {node.name or node.output[0]!r}"
+        if node.domain not in ("", "ai.onnx"):
+            raise imp.unsupported(f"op {node.domain}.{node.op_type}")
+        ins: list[Val | None] = []
+        for i in node.input:
+            if not i:
+                ins.append(None)
+            elif i not in env:
+                raise imp.error(f"input {i!r} is not defined before use")
+            else:
+                ins.append(env[i])
+        attrs = _attrs(node)
+        if node.op_type == "Constant":
+            from onnx import numpy_helper as nh
+            a = node.attribute[0]
+            if a.name == "value":
+                c = nh.to_array(a.t)
+            elif a.name in ("value_float", "value_int"):
+                c = np.array(attrs[a.name])
+            elif a.name in ("value_floats", "value_ints"):
+                c = np.array(list(attrs[a.name]))
+            else:
+                raise imp.unsupported(f"Constant with attribute {a.name}")
+            env[node.output[0]] = Val(const=c)
+            continue
+        present = [v for v in ins if v is not None]
+        if node.op_type in PASSTHROUGH:
+            if len(node.output) > 1 and any(node.output[1:]) and consumers.get(node.output[1], 0):
+                raise imp.unsupported(f"{node.op_type} with its mask output in use")
+            env[node.output[0]] = ins[0]
+            continue
+        if present and all(v.is_const for v in present) and node.op_type != "Shape":
+            try:
+                outs = _fold(node, ins, opset)
+            except Exception as exc:  # noqa: BLE001
+                raise imp.error(f"cannot evaluate this constant {node.op_type}: {exc}") from exc
+            for name, o in zip(node.output, outs):
+                env[name] = Val(const=o)
+            continue
+        conv = ONNX_CONVERTERS.get(node.op_type)
+        if conv is None:
+            raise imp.unsupported(f"op {node.op_type}")
+        try:
+            outs = conv(imp, node, ins, attrs)
+        except ImportError as exc:
+            raise imp.unsupported(f"op {node.op_type} (its certnn op is not available: {exc})") from exc
+        for name, v in zip(node.output, outs):
+            env[name] = v
+    out = env.get(g.output[0].name)
+    if out is None:
+        raise ModelImportError(f"the ONNX output {g.output[0].name!r} is never computed")
+    if out.is_const or out.name == builder.input_name:
+        raise ModelImportError("the ONNX output does not depend on the input: nothing to certify")
+    graph = builder.build(out.name)
+    om = OnnxModel(graph, raw, inp.name, tuple(dims), batched)
+    if check:
+        check_onnx_parity(om)
+    return om
+
+
+def check_onnx_parity(om: OnnxModel, n: int = 3, seed: int = 0, rtol: float = 1e-4) -> None:
+    """Raise ModelImportError when the IR and onnxruntime disagree on random inputs (skipped when
+    onnxruntime is not installed)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:  # pragma: no cover
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, size=(n,) + om.graph.input_shape).astype(np.float32)
+    try:
+        want = om.run_onnxruntime(x)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelImportError(f"onnxruntime cannot run the model: {exc}") from exc
+    with torch.no_grad():
+        got = om.graph.forward(torch.as_tensor(x, dtype=torch.float64)).reshape(n, -1).numpy()
+    if want.shape != got.shape:
+        raise ModelImportError(f"import parity: onnxruntime output shape {want.shape} != IR {got.shape}")
+    err = float(np.abs(want - got).max())
+    if err > rtol * (1 + float(np.abs(want).max())):
+        raise ModelImportError(f"import parity failed: the IR and onnxruntime differ by {err:.3g} on random inputs")
+
+
+def onnx_to_graph(source, dtype: torch.dtype = torch.float64, check: bool = True) -> Graph:
+    return onnx_to_model(source, dtype, check).graph
+
+
+def load_onnx(path: str, dtype: torch.dtype = torch.float64, check: bool = True) -> Graph:
+    """The certnn Graph of an ONNX file (``.onnx`` or gzip-compressed ``.onnx.gz``)."""
+    return onnx_to_graph(path, dtype, check)
