@@ -66,6 +66,12 @@ def bounds_for_spec(graph: Graph, spec: LpBall, method: str, C: Tensor | None = 
         rad = spec.eps.reshape(-1, 1) * L
         return (center - rad if lower else None), (center + rad if upper else None), {"lipschitz": L}
     ctx = RunContext(graph, spec, m, max_rows=max_rows)
+    if m.engine == "zonotope":
+        from ..engine.zonotope import zonotope_bounds
+
+        with torch.no_grad():
+            lo, hi = zonotope_bounds(ctx, C, lower, upper)
+        return lo, hi, ctx.timers
     with torch.no_grad():
         lo, hi = bound_output(ctx, C, lower, upper)
     return lo, hi, ctx.timers

@@ -9,6 +9,10 @@ A method is an engine plus a relaxation table (DESIGN.md, principle 1):
 | crown     | backward  | adaptive (CROWN)       | CROWN tangent/chord | crown               |
 | crown-ibp | backward  | adaptive               | CROWN tangent/chord | interval (IBP)      |
 | lipschitz | lipschitz | -                      | -                   | -                   |
+| certrnn   | zonotope  | parallel (DeepZ)       | narrowest parallel  | - (forward pass)    |
+| deepz     | zonotope  | parallel (DeepZ)       | DeepZ min-area      | - (forward pass)    |
+
+The zonotope methods' tables (also the product planes of recurrent cells) are in engine/zonotope_table.py.
 
 Fast-Lin (Weng et al. 2018) is defined for ReLU networks; for the S-shaped activations it falls back to
 CROWN's lines, which is what "Fast-Lin" means in the CROWN paper's comparisons.
@@ -24,6 +28,7 @@ from torch import Tensor
 from ..errors import UnsupportedOpError
 from ..relax import SSHAPES, LinearRelaxation, hardtanh_relaxation, leaky_relu_relaxation, relu_relaxation
 from ..relax.sshape import sshape_relaxation
+from .zonotope_table import zonotope_table
 
 RelaxFn = Callable[..., LinearRelaxation]  # (op, l, u, alpha=None) -> LinearRelaxation
 
@@ -60,7 +65,7 @@ def _hardtanh(op, l, u, alpha=None):
 @dataclass(frozen=True)
 class Method:
     name: str
-    engine: str  # 'interval' | 'backward' | 'lipschitz' (later: 'zonotope')
+    engine: str  # 'interval' | 'backward' | 'lipschitz' | 'zonotope'
     table: Mapping[str, RelaxFn] = field(default_factory=dict)
     intermediate: str = "self"  # 'self' (same method) or 'interval'
     description: str = ""
@@ -99,6 +104,12 @@ register_method(Method("crown-ibp", "backward", _table("adaptive"), intermediate
                        description="CROWN on the last layer with IBP intermediate bounds (Zhang et al. 2020)"))
 register_method(Method("lipschitz", "lipschitz",
                        description="global Lipschitz baseline: product of operator norms"))
+register_method(Method("certrnn", "zonotope", zonotope_table("narrowest"),
+                       description="Cert-RNN: forward zonotope pass with symbol identities, parallel lines for "
+                                   "activations (narrower of secant and DeepZ slopes) and Cert-RNN's parallel "
+                                   "planes for sigma(x)*tanh(y), sigma(x)*y"))
+register_method(Method("deepz", "zonotope", zonotope_table("deepz"),
+                       description="DeepZ: forward zonotope pass with minimal-area parallel lines"))
 
 
 def get_method(name: str) -> Method:

@@ -1,0 +1,435 @@
+"""Forward zonotope pass over the IR (DeepZ, Singh et al. NeurIPS 2018; Cert-RNN, Du et al. CCS 2021).
+
+Every node's value set is over-approximated by a zonotope c + sum_k g_k eps_k whose noise symbols carry
+identities (:mod:`certnn.domains.zonotope`). Nodes are visited in topological order; each op kind has one
+rule in the explicit registry :data:`ZONOTOPE_RULES` (``@zonotope_rule("linear")``):
+
+* affine ops (linear, elementwise_affine, reshape, slice, permute, add with sign and broadcasting, concat,
+  and any other :class:`~certnn.ops.base.AffineOp`, e.g. a convolution, through its bias-free forward)
+  map the zonotope exactly;
+* an activation f asks the method's table for two *parallel* lines a x + c_lo <= f(x) <= a x + c_hi on the
+  input's interval hull [l, u] and returns a z + (c_lo + c_hi)/2 plus one fresh symbol per neuron of
+  radius (c_hi - c_lo)/2;
+* a product F(x, y) (sigmoid_tanh_mul, sigmoid_mul, mul) asks for two parallel planes on the box
+  [lx, ux] x [ly, uy] and returns A zx + B zy + (C1 + C2)/2 plus one fresh symbol per neuron of radius
+  (C2 - C1)/2. The inputs' symbols are aligned by id, so shared symbols (x * x, h_{t-1} in two gates) keep
+  their correlation and unrelated ones never alias.
+
+The final margins C · z_out are one affine form per row, concretised once: the difference f_y - f_j is
+bounded as a whole, never as the difference of separately bounded logits.
+
+Input set: L∞ (ball ∩ clip box) is a box, represented exactly (one symbol per perturbed feature; frozen
+features, scale 0, get none). L2 / L1: one jointly constrained symbol group over the perturbed features
+(exact for the ball); the clip box is *not* represented in the zonotope (a sound superset); instead every
+interval hull used to choose a relaxation, and the final bounds, are intersected with the interval (IBP)
+bounds of the clipped box, which are sound too. For every norm this intersection with IBP is applied
+(it only ever tightens).
+
+Floating point: center and generators are computed in the tensor dtype without directed rounding. The
+engine therefore carries, per node, an absolute error bound ``err`` (B, *shape) on the difference between
+the computed affine form and the exact one, from the standard bound |fl(sum_i a_i b_i) - sum_i a_i b_i|
+<= gamma_n sum_i |a_i b_i|, gamma_n = n u / (1 - n u): a linear map with fan-in n adds
+gamma_{n+1} (|W| (|c| + sum_k |g_k|) + |b|) and propagates |W| err; elementwise maps add a few u of their
+magnitudes; relaxations propagate |a| err. Each interval hull is widened by err before a relaxation is
+chosen (so the lines hold for the true values), and the final bounds are widened by err and by
+gamma_K of the concretised radius. (The error bounds themselves are computed in floating point with a
+factor-2 safety.) In float64 these terms are ~1e-13 relative, far below any reported margin.
+
+Run state (symbol table, zonotopes, error bounds, timers) lives in a per-call :class:`ZonotopeRun` and in
+the :class:`~certnn.engine.context.RunContext`; nothing is stored on ops or modules.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..domains.interval import Interval
+from ..domains.symbols import SymbolTable
+from ..domains.zonotope import Zonotope, apply_planes, concat
+from ..errors import UnsupportedOpError
+from ..graph.ir import Node
+from ..ops.base import AffineOp
+from .context import RunContext
+from .interval import interval_pass, interval_spec
+
+
+@dataclass
+class ZVal:
+    """A node's zonotope and its rounding-error bound err (B, *shape): true set ⊆ z + [-err, err]."""
+
+    z: Zonotope
+    err: Tensor
+
+
+@dataclass
+class ZonotopeRun:
+    """Per-call state of one zonotope pass."""
+
+    ctx: RunContext
+    table: SymbolTable = field(default_factory=SymbolTable)
+    #: interval (IBP) bounds of every node over the (clipped) input box, intersected with every hull
+    ibp: dict[str, Interval] = field(default_factory=dict)
+    #: collapse the smallest L∞ symbols into one fresh box symbol per neuron when a nonlinear op's output
+    #: has more than this many symbols (None: never; sound, see :func:`consolidate`)
+    max_symbols: int | None = None
+    #: largest number of symbols seen on one node
+    peak_symbols: int = 0
+
+    @property
+    def unit(self) -> float:
+        return float(torch.finfo(self.ctx.spec.center.dtype).eps)
+
+    def gamma(self, n: int) -> float:
+        """2 * gamma_n (the factor 2 covers rounding in the error bound itself)."""
+        nu = n * self.unit
+        return 2.0 * nu / (1.0 - nu) if nu < 0.5 else math.inf
+
+
+Rule = Callable[[ZonotopeRun, Node, tuple[ZVal, ...]], ZVal]
+ZONOTOPE_RULES: dict[str, Rule] = {}
+
+
+def zonotope_rule(*kinds: str) -> Callable[[Rule], Rule]:
+    """Register a rule for the given op kinds."""
+    def deco(fn: Rule) -> Rule:
+        for k in kinds:
+            if k in ZONOTOPE_RULES:
+                raise ValueError(f"zonotope rule for {k!r} already registered")
+            ZONOTOPE_RULES[k] = fn
+        return fn
+    return deco
+
+
+# ---- helpers ----------------------------------------------------------------------------------------
+def magnitude(z: Zonotope) -> Tensor:
+    """|c| + sum_k |g_k| (B, *shape): bounds every |value| and the rounding-relevant size of the form."""
+    return z.center.abs() + z.generators.abs().sum(1)
+
+
+def hull(run: ZonotopeRun, name: str, v: ZVal) -> tuple[Tensor, Tensor]:
+    """Sound interval hull (l, u) of node `name`: zonotope concretisation widened by err and by gamma_K of
+    the radius, intersected with the IBP bounds."""
+    lo, hi = v.z.concretize()
+    w = v.err + run.gamma(v.z.num_symbols + 1) * (hi - lo)
+    lo, hi = lo - w, hi + w
+    iv = run.ibp.get(name)
+    if iv is not None:
+        lo, hi = torch.maximum(lo, iv.lower), torch.minimum(hi, iv.upper)
+        # both are sound, so they intersect up to rounding; guard against a crossing by rounding
+        lo, hi = torch.minimum(lo, hi), torch.maximum(lo, hi)
+    return lo, hi
+
+
+def _unsupported(kind: str) -> UnsupportedOpError:
+    return UnsupportedOpError(f"op {kind!r} for the zonotope engine", ZONOTOPE_RULES.keys(),
+                              hint="any AffineOp is also supported through its bias-free forward")
+
+
+def _prune(z: Zonotope) -> Zonotope:
+    """Drop symbols whose generators are zero in every batch row and neuron (exact)."""
+    K = z.num_symbols
+    if K == 0:
+        return z
+    used = z.generators.reshape(z.batch, K, -1).ne(0).any(2).any(0)
+    if bool(used.all()):
+        return z
+    return Zonotope(z.center, z.generators[:, used], z.ids[used], z.table)
+
+
+def consolidate(run: ZonotopeRun, z: Zonotope, keep: int) -> Zonotope:
+    """Order reduction: keep the `keep` largest symbols (by sum of |g| over batch and neurons; input-group
+    symbols of an L2 / L1 ball are always kept) and replace all other L∞ symbols by one *fresh* symbol per
+    neuron with radius sum |g|.
+
+    Soundness: for any values of the removed symbols, each neuron's removed part sum_k g_k eps_k lies in
+    [-r, r] with r = sum_k |g_k|, so some value of the fresh symbol in [-1, 1] reproduces it. Because the
+    fresh symbols appear in no other zonotope, choosing them as functions of the removed symbols is allowed:
+    the joint set of (this node, every other live node) is over-approximated, not just this node's hull.
+    """
+    K = z.num_symbols
+    if K <= keep:
+        return z
+    free = torch.ones(K, dtype=torch.bool, device=z.ids.device)
+    for g in run.table.norm_groups():
+        free &= ~((z.ids >= g.start) & (z.ids < g.stop))
+    score = z.generators.abs().reshape(z.batch, K, -1).sum((0, 2))
+    score = torch.where(free, score, torch.full_like(score, math.inf))
+    n_drop = K - keep
+    drop = torch.zeros(K, dtype=torch.bool, device=z.ids.device)
+    order = torch.argsort(score)
+    drop[order[:n_drop]] = True
+    drop &= free
+    if not bool(drop.any()):
+        return z
+    r = z.generators[:, drop].abs().sum(1)
+    kept = Zonotope(z.center, z.generators[:, ~drop], z.ids[~drop], z.table)
+    return kept._with_fresh(r * (1 + run.gamma(int(drop.sum()) + 1)), label="consolidated")
+
+
+# ---- input ------------------------------------------------------------------------------------------
+def input_zonotope(run: ZonotopeRun) -> ZVal:
+    """The input set as a zonotope (see the module docstring for ball ∩ box)."""
+    spec = run.ctx.spec
+    c = spec.center
+    if spec.norm == "inf":
+        box = spec.box()
+        z = Zonotope.from_box(box.lower, box.upper, run.table, label="input")
+        return ZVal(z, run.gamma(2) * magnitude(z))
+    eps = spec.eps.reshape((-1,) + (1,) * (c.dim() - 1))
+    radius = torch.broadcast_to(eps * (1.0 if spec.scale is None else spec.scale), c.shape).clone()
+    empty = Zonotope(c.clone(), c.new_zeros((c.shape[0], 0, *c.shape[1:])),
+                     torch.zeros(0, dtype=torch.int64, device=c.device), run.table)
+    # one jointly constrained group over the features that are perturbed in some batch row: exact, since a
+    # feature with radius 0 contributes nothing whatever its symbol's value
+    z = empty._with_fresh(radius, label="input", norm=spec.norm)
+    return ZVal(z, run.gamma(2) * radius)
+
+
+# ---- affine rules -----------------------------------------------------------------------------------
+@zonotope_rule("linear")
+def _linear(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
+    (v,) = ins
+    op = node.op
+    W, b = op.weight, op.bias
+    z = v.z.affine(W, b)
+    n = W.shape[1]
+    add = magnitude(v.z) @ W.abs().T
+    if b is not None:
+        add = add + b.abs()
+    err = v.err @ W.abs().T + run.gamma(n + 1) * add
+    return ZVal(z, err)
+
+
+@zonotope_rule("elementwise_affine")
+def _elementwise(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
+    (v,) = ins
+    op = node.op
+    s, h = op.scale, op.shift
+    fn = (lambda t: t) if s is None else (lambda t: t * s)
+    z = v.z.linear_map(fn, h)
+    mag = magnitude(v.z) if s is None else magnitude(v.z) * s.abs()
+    err = (v.err if s is None else v.err * s.abs()) + run.gamma(2) * (mag + (0 if h is None else h.abs()))
+    return ZVal(z, torch.broadcast_to(err, z.center.shape).clone())
+
+
+@zonotope_rule("reshape", "slice", "permute")
+def _shape(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
+    (v,) = ins
+    return ZVal(v.z.linear_map(node.op.forward), node.op.forward(v.err))
+
+
+def _pad_dims(z: Zonotope, err: Tensor, nd: int) -> tuple[Zonotope, Tensor]:
+    """Insert leading per-sample dims of size 1 so z has nd per-sample dims (right-aligned broadcasting)."""
+    k = nd - len(z.shape)
+    if k <= 0:
+        return z, err
+    shape = (1,) * k + tuple(z.shape)
+    return z.reshape(shape), err.reshape((err.shape[0],) + shape)
+
+
+@zonotope_rule("add")
+def _add(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
+    a, b = ins
+    nd = max(len(a.z.shape), len(b.z.shape))
+    za, ea = _pad_dims(a.z, a.err, nd)
+    zb, eb = _pad_dims(b.z, b.err, nd)
+    out_shape = (za.batch,) + tuple(node.shape)
+    if node.op.sign < 0:
+        zb = -zb
+    elif node.op.sign != 1:
+        zb = zb.scale(node.op.sign)
+        eb = eb * abs(node.op.sign)
+    z = za + zb
+    if tuple(z.center.shape) != out_shape:  # broadcasting made the generators a view: materialise
+        z = Zonotope(z.center.expand(out_shape), z.generators.expand(z.batch, z.num_symbols, *out_shape[1:]),
+                     z.ids, z.table)
+    err = ea + eb + run.gamma(2) * (magnitude(za) + magnitude(zb))
+    return ZVal(z, torch.broadcast_to(err, out_shape).clone())
+
+
+@zonotope_rule("concat")
+def _concat(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
+    d = node.op.dim
+    return ZVal(concat([v.z for v in ins], d), torch.cat([v.err for v in ins], d + 1))
+
+
+def _generic_affine(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
+    """Any AffineOp T(x) = L x + t0 (e.g. a convolution): generators through L (the op without its bias,
+    or T(x) - T(0)), center through T; |L| v for the error bound from the op's own interval rule on [-v, v]
+    (radius |L| v, exact for an affine op)."""
+    (v,) = ins
+    op = node.op
+    zero = v.z.center.new_zeros((1,) + tuple(v.z.shape))
+    t0 = op.forward(zero)
+    extra = 0.0
+    lin = None
+    if getattr(op, "bias", None) is not None:
+        try:
+            nb = copy.copy(op)
+            nb.bias = None
+            if bool((nb.forward(zero) == 0).all()):
+                lin = nb.forward
+        except Exception:  # noqa: BLE001 - fall back to subtraction below
+            lin = None
+    if lin is None:
+        if bool((t0 == 0).all()):
+            lin = op.forward
+        else:
+            lin = (lambda t: op.forward(t) - t0)  # noqa: E731
+            extra = 1.0
+    K = v.z.num_symbols
+    c = op.forward(v.z.center)
+    if K:
+        G = lin(v.z.generators.reshape(v.z.batch * K, *v.z.shape))
+        G = G.reshape(v.z.batch, K, *G.shape[1:])
+    else:
+        G = c.new_zeros((v.z.batch, 0, *c.shape[1:]))
+    z = Zonotope(c, G, v.z.ids, v.z.table)
+
+    def absmap(t: Tensor) -> Tensor:
+        iv = op.interval(run.ctx, Interval(-t, t))
+        return (iv.upper - iv.lower) / 2
+
+    n = 1
+    for s in v.z.shape:
+        n *= s
+    err = absmap(v.err) + run.gamma(n + 1) * (absmap(magnitude(v.z)) + t0.abs())
+    if extra:
+        err = err + run.gamma(K + 2) * K * t0.abs() + run.gamma(2) * absmap(v.z.generators.abs().sum(1))
+    return ZVal(z, err)
+
+
+# ---- nonlinear rules --------------------------------------------------------------------------------
+def _relaxation_fn(run: ZonotopeRun, kind: str):
+    fn = run.ctx.method.table.get(kind)
+    if fn is None:
+        raise UnsupportedOpError(f"op {kind!r} for method {run.ctx.method.name!r}", run.ctx.method.table.keys())
+    return fn
+
+
+@zonotope_rule("relu", "leaky_relu", "sigmoid", "tanh", "arctan", "hardtanh")
+def _activation(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
+    (v,) = ins
+    l, u = hull(run, node.inputs[0], v)
+    rel = _relaxation_fn(run, node.op.kind)(node.op, l, u)
+    a = rel.lower_slope
+    z = v.z.apply_relaxation(rel, label=node.name)
+    err = a.abs() * v.err + run.gamma(3) * (a.abs() * magnitude(v.z) + rel.lower_bias.abs() + rel.upper_bias.abs())
+    return ZVal(z, err)
+
+
+@zonotope_rule("sigmoid_tanh_mul", "sigmoid_mul", "mul")
+def _product(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
+    vx, vy = ins
+    lx, ux = hull(run, node.inputs[0], vx)
+    ly, uy = hull(run, node.inputs[1], vy)
+    planes = _relaxation_fn(run, node.op.kind)(node.op, lx, ux, ly, uy)
+    z = apply_planes(vx.z, vy.z, planes, label=node.name)
+    A = torch.maximum(planes.lower_a.abs(), planes.upper_a.abs())
+    Bc = torch.maximum(planes.lower_b.abs(), planes.upper_b.abs())
+    if not (torch.equal(planes.lower_a, planes.upper_a) and torch.equal(planes.lower_b, planes.upper_b)):
+        # apply_planes' mid plane is chosen on the unwidened hull; bound the extra gap over the widened one
+        da = (planes.upper_a - planes.lower_a).abs() / 2
+        db = (planes.upper_b - planes.lower_b).abs() / 2
+        extra = da * vx.err + db * vy.err
+    else:
+        extra = 0.0
+    err = (A * vx.err + Bc * vy.err + extra
+           + run.gamma(4) * (A * magnitude(vx.z) + Bc * magnitude(vy.z) + planes.lower_c.abs() + planes.upper_c.abs()))
+    return ZVal(z, err)
+
+
+NONLINEAR = ("relu", "leaky_relu", "sigmoid", "tanh", "arctan", "hardtanh", "sigmoid_tanh_mul", "sigmoid_mul", "mul")
+
+
+# ---- the pass ---------------------------------------------------------------------------------------
+def zonotope_pass(run: ZonotopeRun, keep: set[str] | None = None) -> dict[str, ZVal]:
+    """Zonotopes of the output node (and of the nodes in `keep`) after one forward pass; intermediate
+    zonotopes are freed after their last use."""
+    ctx = run.ctx
+    g = ctx.graph
+    names = g.ancestors(g.output_name)
+    keep = set(keep or ()) | {g.output_name}
+    last_use: dict[str, int] = {}
+    for i, name in enumerate(names):
+        for inp in g.nodes[name].inputs:
+            last_use[inp] = i
+    if not run.ibp:
+        with ctx.timer("interval"):
+            run.ibp = interval_pass(ctx)
+    vals: dict[str, ZVal] = {}
+    for i, name in enumerate(names):
+        node = g.nodes[name]
+        kind = node.op.kind
+        with ctx.timer("zonotope"):
+            if name == g.input_name:
+                v = input_zonotope(run)
+            else:
+                rule = ZONOTOPE_RULES.get(kind)
+                ins = tuple(vals[n] for n in node.inputs)
+                if rule is None:
+                    if not isinstance(node.op, AffineOp) or len(node.inputs) != 1:
+                        raise _unsupported(kind)
+                    rule = _generic_affine
+                v = rule(run, node, ins)
+                if kind in NONLINEAR:
+                    z = _prune(v.z)
+                    if run.max_symbols is not None and z.num_symbols > run.max_symbols:
+                        z = consolidate(run, z, run.max_symbols // 2)
+                    v = ZVal(z, v.err)
+            run.peak_symbols = max(run.peak_symbols, v.z.num_symbols)
+        vals[name] = v
+        for inp in node.inputs:
+            if last_use.get(inp) == i and inp not in keep:
+                vals.pop(inp, None)
+    return {n: vals[n] for n in keep if n in vals}
+
+
+def spec_bounds(run: ZonotopeRun, v: ZVal, C: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Bounds (B, S) of C · value for the output zonotope (C (B, S, *shape) or None = identity), widened
+    against rounding and intersected with the IBP bounds of C · output."""
+    z = v.z
+    B = z.batch
+    cf = z.center.reshape(B, -1)
+    Gf = z.generators.reshape(B, z.num_symbols, -1)
+    ef = v.err.reshape(B, -1)
+    mag = cf.abs() + Gf.abs().sum(1)
+    if C is None:
+        zc = Zonotope(cf, Gf, z.ids, z.table)
+        err = ef
+    else:
+        Cf = C.reshape(B, C.shape[1], -1).to(cf.dtype)
+        zc = Zonotope(torch.einsum("bsn,bn->bs", Cf, cf), torch.einsum("bsn,bkn->bks", Cf, Gf), z.ids, z.table)
+        Ca = Cf.abs()
+        err = torch.einsum("bsn,bn->bs", Ca, ef) + run.gamma(Cf.shape[-1] + 1) * torch.einsum("bsn,bn->bs", Ca, mag)
+    lo, hi = zc.concretize()
+    w = err + run.gamma(zc.num_symbols + 1) * (hi - lo + zc.center.abs())
+    lo, hi = lo - w, hi + w
+    iv = run.ibp.get(run.ctx.graph.output_name)
+    if iv is not None:
+        ilo, ihi = interval_spec(iv, C)
+        lo, hi = torch.maximum(lo, ilo), torch.minimum(hi, ihi)
+        lo, hi = torch.minimum(lo, hi), torch.maximum(lo, hi)
+    return lo, hi
+
+
+def zonotope_bounds(ctx: RunContext, C: Tensor | None = None, lower: bool = True, upper: bool = True,
+                    max_symbols: int | None = None) -> tuple[Tensor | None, Tensor | None]:
+    """Lower/upper bounds (B, S) of C · f(x) over ctx.spec by one forward zonotope pass with the method's
+    relaxation table (engine 'zonotope'). Records the symbol count in ctx.timers['symbols']."""
+    run = ZonotopeRun(ctx, max_symbols=max_symbols)
+    out = zonotope_pass(run)[ctx.graph.output_name]
+    with ctx.timer("final"):
+        lo, hi = spec_bounds(run, out, C)
+    ctx.timers["symbols"] = float(run.table.count)
+    ctx.timers["peak_symbols"] = float(run.peak_symbols)
+    return (lo if lower else None), (hi if upper else None)
+
+
+__all__ = ["ZONOTOPE_RULES", "zonotope_rule", "ZonotopeRun", "ZVal", "zonotope_pass", "zonotope_bounds",
+           "input_zonotope", "spec_bounds", "consolidate", "hull", "magnitude"]
