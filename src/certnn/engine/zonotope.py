@@ -359,6 +359,10 @@ def zonotope_pass(run: ZonotopeRun, keep: set[str] | None = None) -> dict[str, Z
     for i, name in enumerate(names):
         for inp in g.nodes[name].inputs:
             last_use[inp] = i
+    for name in names[1:]:
+        node = g.nodes[name]
+        if node.op.kind not in ZONOTOPE_RULES and not (isinstance(node.op, AffineOp) and len(node.inputs) == 1):
+            raise _unsupported(node.op.kind)
     if not run.ibp:
         with ctx.timer("interval"):
             run.ibp = interval_pass(ctx)
@@ -396,7 +400,7 @@ def spec_bounds(run: ZonotopeRun, v: ZVal, C: Tensor | None) -> tuple[Tensor, Te
     z = v.z
     B = z.batch
     cf = z.center.reshape(B, -1)
-    Gf = z.generators.reshape(B, z.num_symbols, -1)
+    Gf = z.generators.reshape(B, z.num_symbols, cf.shape[1])
     ef = v.err.reshape(B, -1)
     mag = cf.abs() + Gf.abs().sum(1)
     if C is None:
