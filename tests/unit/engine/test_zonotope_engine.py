@@ -123,21 +123,32 @@ def test_hand_fixture_linear():
         assert abs(lo.item() - 5.0) < 1e-12 and abs(hi.item() - 11.0) < 1e-12
 
 
+def _separate(b: GraphBuilder, i: int) -> str:
+    """Input coordinate i through hardtanh(-5, 5), exact on [-1, 1]: after pruning, the node carries only
+    its own input symbol (ids differ between coordinates, so aliasing by position would pair them)."""
+    x = b.add(Slice((2,), (slice(i, i + 1),)), [b.input_name])
+    return b.add(Activation("hardtanh", min_val=-5.0, max_val=5.0), [x])
+
+
 def test_symbols_not_aliased_in_products():
-    """x * y on [-1, 1]^2 with separate symbols spans [-1, 1]; aliasing the symbols by position would
-    collapse it to x^2 in [0, 1]. With the same symbol (x * x) the bounds still contain [0, 1]."""
+    """x * y and x - y on [-1, 1]^2 with separate symbols: x - y spans [-2, 2] and x * y [-1, 1]; aliasing
+    the symbols by position would give x - y = 0 and x * y = x^2. With the same symbol, x - x = 0."""
     b = GraphBuilder((2,))
-    x = b.add(Slice((2,), (slice(0, 1),)), [b.input_name])
-    y = b.add(Slice((2,), (slice(1, 2),)), [b.input_name])
-    g_xy = b.build(b.add(Mul(), [x, y]))
+    x, y = _separate(b, 0), _separate(b, 1)
+    out = b.add(Concat(0, (1, 1)), [b.add(Mul(), [x, y]), b.add(Add(-1.0), [x, y])])
+    graph = b.build(out)
     for method in ZMETHODS:
-        _, lo, hi = _bounds(g_xy, torch.zeros(1, 2, dtype=DT), 1.0, "inf", method)
-        assert lo.item() <= -1.0 and hi.item() >= 1.0
+        x0 = torch.zeros(1, 2, dtype=DT)
+        _, lo, hi = _bounds(graph, x0, 1.0, "inf", method)
+        assert lo[0, 0] <= -1.0 and hi[0, 0] >= 1.0
+        assert lo[0, 1] <= -2.0 and hi[0, 1] >= 2.0
+        _check_net(graph, x0 + 0.3, 1.0, "inf", method)
     b = GraphBuilder((2,))
-    x = b.add(Slice((2,), (slice(0, 1),)), [b.input_name])
-    g_xx = b.build(b.add(Mul(), [x, x]))
-    _, lo, hi = _bounds(g_xx, torch.zeros(1, 2, dtype=DT), 1.0, "inf", "certrnn")
-    assert lo.item() <= 0.0 and hi.item() >= 1.0
+    x = _separate(b, 0)
+    graph = b.build(b.add(Concat(0, (1, 1)), [b.add(Mul(), [x, x]), b.add(Add(-1.0), [x, x])]))
+    _, lo, hi = _bounds(graph, torch.zeros(1, 2, dtype=DT), 1.0, "inf", "certrnn")
+    assert lo[0, 0] <= 0.0 and hi[0, 0] >= 1.0
+    assert abs(lo[0, 1].item()) < 1e-12 and abs(hi[0, 1].item()) < 1e-12
 
 
 def test_margin_is_bounded_as_one_affine_form():
