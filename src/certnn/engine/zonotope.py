@@ -43,27 +43,80 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
 
 from ..domains.interval import Interval
-from ..domains.symbols import SymbolTable
+from ..domains.symbols import SymbolTable, union_ids
 from ..domains.zonotope import Zonotope, apply_planes, concat
 from ..errors import UnsupportedOpError
-from ..graph.ir import Node
+from ..graph.ir import Graph, Node
 from ..ops.base import AffineOp
+from ..ops.shape import Slice
 from .context import RunContext
 from .interval import interval_pass, interval_spec
 
 
 @dataclass
 class ZVal:
-    """A node's zonotope and its rounding-error bound err (B, *shape): true set ⊆ z + [-err, err]."""
+    """A node's zonotope and its rounding-error bound err (B, *shape): true set ⊆ z + [-err, err], with
+    err = base_err + self_coef * (|c| + sum_k |g_k|) (the second term lets a rule charge rounding in
+    proportion to its own output without an extra pass over the generators).
+
+    ``stats()`` (computed once, lazily): the concretised radius (dual norms over L2/L1 input groups, L1 over
+    the other symbols) and the magnitude |c| + sum_k |g_k|, both (B, *shape), from one pass over the
+    generators (contiguous id ranges, no copies)."""
 
     z: Zonotope
-    err: Tensor
+    base_err: Tensor
+    self_coef: float = 0.0
+    _stats: tuple[Tensor, Tensor] | None = field(default=None, repr=False)
+    _err: Tensor | None = field(default=None, repr=False)
+
+    def stats(self) -> tuple[Tensor, Tensor]:
+        if self._stats is None:
+            self._stats = _radius_and_magnitude(self.z)
+        return self._stats
+
+    @property
+    def mag(self) -> Tensor:
+        return self.stats()[1]
+
+    @property
+    def err(self) -> Tensor:
+        if self._err is None:
+            self._err = self.base_err if self.self_coef == 0 else self.base_err + self.self_coef * self.mag
+        return self._err
+
+    def pruned(self, z: Zonotope) -> "ZVal":
+        """The same value with z = this zonotope minus all-zero symbols (stats unchanged)."""
+        return ZVal(z, self.base_err, self.self_coef, self._stats, self._err)
+
+
+def _radius_and_magnitude(z: Zonotope) -> tuple[Tensor, Tensor]:
+    G, ids = z.generators, z.ids
+    K = ids.shape[0]
+    cuts: list[tuple[int, int, float | None]] = []
+    for g in z.table.norm_groups():
+        a, b = int(torch.searchsorted(ids, g.start)), int(torch.searchsorted(ids, g.stop))
+        if b > a:
+            cuts.append((a, b, g.dual))
+    cuts.sort()
+    radius = torch.zeros_like(z.center)
+    absum = torch.zeros_like(z.center)
+    pos = 0
+    for a, b, q in cuts + [(K, K, None)]:
+        if a > pos:
+            part = G[:, pos:a].abs().sum(1)
+            radius = radius + part
+            absum = absum + part
+        if b > a:
+            radius = radius + torch.linalg.vector_norm(G[:, a:b], ord=q, dim=1)
+            absum = absum + G[:, a:b].abs().sum(1)
+        pos = max(pos, b)
+    return radius, z.center.abs() + absum
 
 
 @dataclass
@@ -108,15 +161,16 @@ def zonotope_rule(*kinds: str) -> Callable[[Rule], Rule]:
 # ---- helpers ----------------------------------------------------------------------------------------
 def magnitude(z: Zonotope) -> Tensor:
     """|c| + sum_k |g_k| (B, *shape): bounds every |value| and the rounding-relevant size of the form."""
-    return z.center.abs() + z.generators.abs().sum(1)
+    return _radius_and_magnitude(z)[1]
 
 
 def hull(run: ZonotopeRun, name: str, v: ZVal) -> tuple[Tensor, Tensor]:
     """Sound interval hull (l, u) of node `name`: zonotope concretisation widened by err and by gamma_K of
     the radius, intersected with the IBP bounds."""
-    lo, hi = v.z.concretize()
-    w = v.err + run.gamma(v.z.num_symbols + 1) * (hi - lo)
-    lo, hi = lo - w, hi + w
+    r, _ = v.stats()
+    c = v.z.center
+    w = v.err + run.gamma(v.z.num_symbols + 2) * (r + c.abs())
+    lo, hi = c - r - w, c + r + w
     iv = run.ibp.get(name)
     if iv is not None:
         lo, hi = torch.maximum(lo, iv.lower), torch.minimum(hi, iv.upper)
@@ -172,22 +226,89 @@ def consolidate(run: ZonotopeRun, z: Zonotope, keep: int) -> Zonotope:
 
 
 # ---- input ------------------------------------------------------------------------------------------
-def input_zonotope(run: ZonotopeRun) -> ZVal:
-    """The input set as a zonotope (see the module docstring for ball ∩ box)."""
+@dataclass
+class DiagonalInput:
+    """The input set before any op: a zonotope whose symbols are one per perturbed feature (a diagonal
+    generator matrix), kept as (center, radius, id per feature) so that slicing it (one frame of a sequence)
+    only builds the generators of that slice's own symbols. idmap (*in_shape) int64 is -1 for frozen
+    features (radius 0 in every batch row)."""
+
+    center: Tensor
+    radius: Tensor
+    idmap: Tensor
+    table: SymbolTable
+    err: Tensor
+
+    def slice(self, index: tuple = ()) -> ZVal:
+        key = (slice(None),) + tuple(index)
+        c, r, m = self.center[key], self.radius[key], self.idmap[tuple(index)]
+        B = c.shape[0]
+        mf, rf = m.reshape(-1), r.reshape(B, -1)
+        cols = (mf >= 0).nonzero().flatten()
+        ids, order = torch.sort(mf[cols])
+        cols = cols[order]
+        k = cols.numel()
+        G = rf.new_zeros((B, k, rf.shape[1]))
+        G[:, torch.arange(k, device=G.device), cols] = rf[:, cols]
+        z = Zonotope(c, G.reshape(B, k, *c.shape[1:]), ids, self.table)
+        return ZVal(z, self.err[key])
+
+
+def input_zonotope(run: ZonotopeRun) -> DiagonalInput:
+    """The input set (see the module docstring for ball ∩ box): L∞ as the clipped box, L2 / L1 as one
+    jointly constrained group over the features that are perturbed in some batch row (exact: a feature with
+    radius 0 contributes nothing whatever its symbol's value)."""
     spec = run.ctx.spec
     c = spec.center
     if spec.norm == "inf":
         box = spec.box()
-        z = Zonotope.from_box(box.lower, box.upper, run.table, label="input")
-        return ZVal(z, run.gamma(2) * magnitude(z))
-    eps = spec.eps.reshape((-1,) + (1,) * (c.dim() - 1))
-    radius = torch.broadcast_to(eps * (1.0 if spec.scale is None else spec.scale), c.shape).clone()
-    empty = Zonotope(c.clone(), c.new_zeros((c.shape[0], 0, *c.shape[1:])),
-                     torch.zeros(0, dtype=torch.int64, device=c.device), run.table)
-    # one jointly constrained group over the features that are perturbed in some batch row: exact, since a
-    # feature with radius 0 contributes nothing whatever its symbol's value
-    z = empty._with_fresh(radius, label="input", norm=spec.norm)
-    return ZVal(z, run.gamma(2) * radius)
+        center = (box.lower + box.upper) / 2
+        radius = torch.maximum(box.upper - center, center - box.lower)
+        err = run.gamma(2) * (center.abs() + radius)
+    else:
+        eps = spec.eps.reshape((-1,) + (1,) * (c.dim() - 1))
+        radius = torch.broadcast_to(eps * (1.0 if spec.scale is None else spec.scale), c.shape).clone()
+        center = c
+        err = run.gamma(2) * radius
+    B = c.shape[0]
+    live = (radius.reshape(B, -1) != 0).any(0)
+    ids = run.table.fresh(int(live.sum()), norm=spec.norm, label="input", device=c.device)
+    idmap = torch.full((live.numel(),), -1, dtype=torch.int64, device=c.device)
+    idmap[live] = ids
+    return DiagonalInput(center, radius, idmap.reshape(c.shape[1:]), run.table, err)
+
+
+def commute_slices(graph: Graph) -> Graph:
+    """An equivalent graph in which a Linear over a sequence (T, d) -> (T, m) whose consumers are all
+    Slices of leading dims (frames) is computed per slice instead: Slice(Linear(x), i) = Linear(Slice(x, i)).
+    Exact (the same arithmetic per output element); it lets each frame's zonotope carry only its own input
+    symbols instead of a dense (T, d) generator block for every symbol."""
+    nodes: list[Node] = []
+    drop: set[str] = set()
+    replace: dict[str, list[Node]] = {}
+    for name in graph.order[1:]:
+        n = graph.nodes[name]
+        if n.op.kind != "linear" or len(graph.nodes[n.inputs[0]].shape) < 2 or name == graph.output_name:
+            continue
+        cons = [graph.nodes[c] for c in graph.consumers(name)]
+        if not cons or not all(c.op.kind == "slice" and c.inputs == (name,) and
+                               len(c.op.index) < len(n.shape) and
+                               all(isinstance(i, (int, slice)) for i in c.op.index) for c in cons):
+            continue
+        x = n.inputs[0]
+        xs = graph.nodes[x].shape
+        for c in cons:
+            pre_shape = tuple(torch.zeros(xs)[tuple(c.op.index)].shape)
+            pre = Node(f"{c.name}__frames", Slice(xs, c.op.index), (x,), pre_shape)
+            replace[c.name] = [pre, Node(c.name, n.op, (pre.name,), c.shape)]
+        drop.add(name)
+    if not drop:
+        return graph
+    for name in graph.order:
+        if name in drop:
+            continue
+        nodes.extend(replace.get(name, [graph.nodes[name]]))
+    return Graph(nodes, graph.output_name)
 
 
 # ---- affine rules -----------------------------------------------------------------------------------
@@ -198,7 +319,7 @@ def _linear(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
     W, b = op.weight, op.bias
     z = v.z.affine(W, b)
     n = W.shape[1]
-    add = magnitude(v.z) @ W.abs().T
+    add = v.mag @ W.abs().T
     if b is not None:
         add = add + b.abs()
     err = v.err @ W.abs().T + run.gamma(n + 1) * add
@@ -212,15 +333,29 @@ def _elementwise(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
     s, h = op.scale, op.shift
     fn = (lambda t: t) if s is None else (lambda t: t * s)
     z = v.z.linear_map(fn, h)
-    mag = magnitude(v.z) if s is None else magnitude(v.z) * s.abs()
+    mag = v.mag if s is None else v.mag * s.abs()
     err = (v.err if s is None else v.err * s.abs()) + run.gamma(2) * (mag + (0 if h is None else h.abs()))
     return ZVal(z, torch.broadcast_to(err, z.center.shape).clone())
 
 
-@zonotope_rule("reshape", "slice", "permute")
+def _moved_err(v: ZVal, fn) -> tuple[Tensor, float]:
+    """The error bound moved by an exact coordinate map fn (slice / reshape / permute); a pending
+    self-proportional term stays pending (the magnitude moves with the coordinates)."""
+    if v._err is not None:
+        return fn(v._err), 0.0
+    return fn(v.base_err), v.self_coef
+
+
+@zonotope_rule("reshape", "permute")
 def _shape(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
     (v,) = ins
-    return ZVal(v.z.linear_map(node.op.forward), node.op.forward(v.err))
+    return ZVal(v.z.linear_map(node.op.forward), *_moved_err(v, node.op.forward))
+
+
+@zonotope_rule("slice")
+def _slice(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
+    (v,) = ins  # basic indexing: views of center and generators, no copy
+    return ZVal(v.z[tuple(node.op.index)], *_moved_err(v, node.op.forward))
 
 
 def _pad_dims(z: Zonotope, err: Tensor, nd: int) -> tuple[Zonotope, Tensor]:
@@ -234,22 +369,31 @@ def _pad_dims(z: Zonotope, err: Tensor, nd: int) -> tuple[Zonotope, Tensor]:
 
 @zonotope_rule("add")
 def _add(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
+    """a + sign * b with right-aligned broadcasting of the per-sample shapes; symbols aligned by id (the
+    union of both id sets; one output buffer, b's generators accumulated into it by index_add)."""
     a, b = ins
+    sign = node.op.sign
     nd = max(len(a.z.shape), len(b.z.shape))
     za, ea = _pad_dims(a.z, a.err, nd)
     zb, eb = _pad_dims(b.z, b.err, nd)
-    out_shape = (za.batch,) + tuple(node.shape)
-    if node.op.sign < 0:
-        zb = -zb
-    elif node.op.sign != 1:
-        zb = zb.scale(node.op.sign)
-        eb = eb * abs(node.op.sign)
-    z = za + zb
-    if tuple(z.center.shape) != out_shape:  # broadcasting made the generators a view: materialise
-        z = Zonotope(z.center.expand(out_shape), z.generators.expand(z.batch, z.num_symbols, *out_shape[1:]),
-                     z.ids, z.table)
-    err = ea + eb + run.gamma(2) * (magnitude(za) + magnitude(zb))
-    return ZVal(z, torch.broadcast_to(err, out_shape).clone())
+    B = za.batch
+    out = tuple(node.shape)
+    ids = union_ids(za.ids, zb.ids)
+    Ga = za.generators.expand(B, za.num_symbols, *out)
+    Gb = zb.generators.expand(B, zb.num_symbols, *out)
+    if ids.shape == za.ids.shape and torch.equal(ids, za.ids):
+        G = Ga.clone(memory_format=torch.contiguous_format)
+    else:
+        G = Ga.new_zeros((B, ids.shape[0], *out))
+        G[:, torch.searchsorted(ids, za.ids)] = Ga
+    G.index_add_(1, torch.searchsorted(ids, zb.ids), Gb, alpha=sign)
+    c = (za.center + sign * zb.center).expand(B, *out).contiguous()
+    z = Zonotope(c, G, ids, za.table)
+    base = torch.broadcast_to(ea + abs(sign) * eb, (B, *out)).clone()
+    if abs(sign) == 1.0:  # fl(g_a +- g_b) is off by at most u |result| per coefficient
+        return ZVal(z, base, run.gamma(2))
+    extra = run.gamma(3) * (a.mag.reshape(ea.shape) + abs(sign) * b.mag.reshape(eb.shape))
+    return ZVal(z, torch.broadcast_to(base + extra, (B, *out)).clone(), run.gamma(2))
 
 
 @zonotope_rule("concat")
@@ -298,7 +442,7 @@ def _generic_affine(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal
     n = 1
     for s in v.z.shape:
         n *= s
-    err = absmap(v.err) + run.gamma(n + 1) * (absmap(magnitude(v.z)) + t0.abs())
+    err = absmap(v.err) + run.gamma(n + 1) * (absmap(v.mag) + t0.abs())
     if extra:
         err = err + run.gamma(K + 2) * K * t0.abs() + run.gamma(2) * absmap(v.z.generators.abs().sum(1))
     return ZVal(z, err)
@@ -316,10 +460,11 @@ def _relaxation_fn(run: ZonotopeRun, kind: str):
 def _activation(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
     (v,) = ins
     l, u = hull(run, node.inputs[0], v)
-    rel = _relaxation_fn(run, node.op.kind)(node.op, l, u)
+    with run.ctx.timer("relax:lines"):
+        rel = _relaxation_fn(run, node.op.kind)(node.op, l, u)
     a = rel.lower_slope
     z = v.z.apply_relaxation(rel, label=node.name)
-    err = a.abs() * v.err + run.gamma(3) * (a.abs() * magnitude(v.z) + rel.lower_bias.abs() + rel.upper_bias.abs())
+    err = a.abs() * v.err + run.gamma(3) * (a.abs() * v.mag + rel.lower_bias.abs() + rel.upper_bias.abs())
     return ZVal(z, err)
 
 
@@ -328,7 +473,8 @@ def _product(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
     vx, vy = ins
     lx, ux = hull(run, node.inputs[0], vx)
     ly, uy = hull(run, node.inputs[1], vy)
-    planes = _relaxation_fn(run, node.op.kind)(node.op, lx, ux, ly, uy)
+    with run.ctx.timer("relax:planes"):
+        planes = _relaxation_fn(run, node.op.kind)(node.op, lx, ux, ly, uy)
     z = apply_planes(vx.z, vy.z, planes, label=node.name)
     A = torch.maximum(planes.lower_a.abs(), planes.upper_a.abs())
     Bc = torch.maximum(planes.lower_b.abs(), planes.upper_b.abs())
@@ -340,10 +486,11 @@ def _product(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
     else:
         extra = 0.0
     err = (A * vx.err + Bc * vy.err + extra
-           + run.gamma(4) * (A * magnitude(vx.z) + Bc * magnitude(vy.z) + planes.lower_c.abs() + planes.upper_c.abs()))
+           + run.gamma(4) * (A * vx.mag + Bc * vy.mag + planes.lower_c.abs() + planes.upper_c.abs()))
     return ZVal(z, err)
 
 
+PRUNE_AFTER = ("relu", "leaky_relu", "hardtanh")  # zero slopes (stable inactive / saturated neurons)
 NONLINEAR = ("relu", "leaky_relu", "sigmoid", "tanh", "arctan", "hardtanh", "sigmoid_tanh_mul", "sigmoid_mul", "mul")
 
 
@@ -351,8 +498,10 @@ NONLINEAR = ("relu", "leaky_relu", "sigmoid", "tanh", "arctan", "hardtanh", "sig
 def zonotope_pass(run: ZonotopeRun, keep: set[str] | None = None) -> dict[str, ZVal]:
     """Zonotopes of the output node (and of the nodes in `keep`) after one forward pass; intermediate
     zonotopes are freed after their last use."""
+    g = commute_slices(run.ctx.graph)
+    if g is not run.ctx.graph:  # the same run state (timers, method, spec) over the equivalent graph
+        run.ctx = replace(run.ctx, graph=g, bounds={})
     ctx = run.ctx
-    g = ctx.graph
     names = g.ancestors(g.output_name)
     keep = set(keep or ()) | {g.output_name}
     last_use: dict[str, int] = {}
@@ -372,20 +521,29 @@ def zonotope_pass(run: ZonotopeRun, keep: set[str] | None = None) -> dict[str, Z
         kind = node.op.kind
         with ctx.timer("zonotope"):
             if name == g.input_name:
-                v = input_zonotope(run)
+                diag = input_zonotope(run)
+                v = None
+            elif any(i == g.input_name for i in node.inputs) and kind == "slice":
+                v = diag.slice(node.op.index)
             else:
+                if any(i == g.input_name for i in node.inputs) and g.input_name not in vals:
+                    vals[g.input_name] = diag.slice(())
                 rule = ZONOTOPE_RULES.get(kind)
                 ins = tuple(vals[n] for n in node.inputs)
                 if rule is None:
                     if not isinstance(node.op, AffineOp) or len(node.inputs) != 1:
                         raise _unsupported(kind)
                     rule = _generic_affine
-                v = rule(run, node, ins)
-                if kind in NONLINEAR:
-                    z = _prune(v.z)
-                    if run.max_symbols is not None and z.num_symbols > run.max_symbols:
-                        z = consolidate(run, z, run.max_symbols // 2)
-                    v = ZVal(z, v.err)
+                with ctx.timer(f"zonotope:{kind}"):
+                    v = rule(run, node, ins)
+                if (kind == "slice" and len(node.shape) < len(g.nodes[node.inputs[0]].shape)) or kind in PRUNE_AFTER:
+                    # one frame of a sequence / zero slopes: drop the symbols this node does not depend on
+                    v = v.pruned(_prune(v.z))
+                if kind in NONLINEAR and run.max_symbols is not None and v.z.num_symbols > run.max_symbols:
+                    # consolidation only grows |c| + sum |g|, so the error bound stays valid
+                    v = ZVal(consolidate(run, v.z, run.max_symbols // 2), v.err)
+            if v is None:
+                continue
             run.peak_symbols = max(run.peak_symbols, v.z.num_symbols)
         vals[name] = v
         for inp in node.inputs:
@@ -428,6 +586,7 @@ def zonotope_bounds(ctx: RunContext, C: Tensor | None = None, lower: bool = True
     relaxation table (engine 'zonotope'). Records the symbol count in ctx.timers['symbols']."""
     run = ZonotopeRun(ctx, max_symbols=max_symbols)
     out = zonotope_pass(run)[ctx.graph.output_name]
+    ctx = run.ctx
     with ctx.timer("final"):
         lo, hi = spec_bounds(run, out, C)
     ctx.timers["symbols"] = float(run.table.count)
