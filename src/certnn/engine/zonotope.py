@@ -127,8 +127,8 @@ class ZonotopeRun:
     table: SymbolTable = field(default_factory=SymbolTable)
     #: interval (IBP) bounds of every node over the (clipped) input box, intersected with every hull
     ibp: dict[str, Interval] = field(default_factory=dict)
-    #: collapse the smallest L∞ symbols into one fresh box symbol per neuron when a nonlinear op's output
-    #: has more than this many symbols (None: never; sound, see :func:`consolidate`)
+    #: collapse the smallest relaxation symbols into one fresh box symbol per neuron when a nonlinear op's
+    #: output has more than this many of them (None: never; sound, see :func:`consolidate`)
     max_symbols: int | None = None
     #: largest number of symbols seen on one node
     peak_symbols: int = 0
@@ -195,9 +195,10 @@ def _prune(z: Zonotope) -> Zonotope:
     return Zonotope(z.center, z.generators[:, used], z.ids[used], z.table)
 
 
-def consolidate(run: ZonotopeRun, z: Zonotope, keep: int) -> Zonotope:
-    """Order reduction: keep the `keep` largest symbols (by sum of |g| over batch and neurons; input-group
-    symbols of an L2 / L1 ball are always kept) and replace all other L∞ symbols by one *fresh* symbol per
+def consolidate(run: ZonotopeRun, z: Zonotope, cap: int, keep_input: bool = True) -> Zonotope:
+    """Order reduction: when z has more than `cap` droppable symbols (relaxation symbols; input symbols too
+    unless keep_input; never the jointly constrained symbols of an L2 / L1 input group), keep the cap // 2
+    largest of them (by sum of |g| over batch and neurons) and replace the others by one *fresh* symbol per
     neuron with radius sum |g|.
 
     Soundness: for any values of the removed symbols, each neuron's removed part sum_k g_k eps_k lies in
@@ -206,11 +207,16 @@ def consolidate(run: ZonotopeRun, z: Zonotope, keep: int) -> Zonotope:
     the joint set of (this node, every other live node) is over-approximated, not just this node's hull.
     """
     K = z.num_symbols
-    if K <= keep:
+    if K <= cap:
         return z
     free = torch.ones(K, dtype=torch.bool, device=z.ids.device)
     for g in run.table.norm_groups():
         free &= ~((z.ids >= g.start) & (z.ids < g.stop))
+    if keep_input:
+        free &= ~run.table.is_input(z.ids)
+    if int(free.sum()) <= cap:
+        return z
+    keep = cap // 2 + int((~free).sum())
     score = z.generators.abs().reshape(z.batch, K, -1).sum((0, 2))
     score = torch.where(free, score, torch.full_like(score, math.inf))
     n_drop = K - keep
@@ -541,7 +547,8 @@ def zonotope_pass(run: ZonotopeRun, keep: set[str] | None = None) -> dict[str, Z
                     v = v.pruned(_prune(v.z))
                 if kind in NONLINEAR and run.max_symbols is not None and v.z.num_symbols > run.max_symbols:
                     # consolidation only grows |c| + sum |g|, so the error bound stays valid
-                    v = ZVal(consolidate(run, v.z, run.max_symbols // 2), v.err)
+                    z = consolidate(run, v.z, run.max_symbols)
+                    v = v if z is v.z else ZVal(z, v.err)
             if v is None:
                 continue
             run.peak_symbols = max(run.peak_symbols, v.z.num_symbols)

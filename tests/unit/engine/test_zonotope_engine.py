@@ -412,3 +412,42 @@ def test_certifier_radius_and_certify():
     ar = attack_radius(graph, x, y, "inf", PGDConfig(steps=30, restarts=2, seed=0))
     ok = torch.isfinite(ar.radius)
     assert (res.certified_radius[ok] <= ar.radius[ok].to(DT) + 1e-9).all()
+
+
+def test_commute_slices_is_an_equivalent_graph():
+    """Linear over a (T, d) sequence followed by frame slices is computed per frame: same outputs, the
+    full-sequence Linear is gone, and the bounds are those of the original graph (both exact affine)."""
+    from certnn.engine.zonotope import commute_slices
+
+    torch.manual_seed(0)
+    b = GraphBuilder((4, 3))
+    xp = b.add(Linear(torch.randn(5, 3, dtype=DT), torch.randn(5, dtype=DT)), [b.input_name])
+    frames = [b.add(Slice((4, 5), (t,)), [xp]) for t in range(4)]
+    two = b.add(Slice((4, 5), (slice(1, 3),)), [xp])
+    acc = frames[0]
+    for f in frames[1:]:
+        acc = b.add(Add(), [b.add(Activation("tanh"), [acc]), f])
+    mixed = b.add(Add(), [acc, b.add(Slice((2, 5), (0,)), [two])])
+    graph = b.build(b.add(Linear(torch.randn(2, 5, dtype=DT), None), [mixed]))
+    g2 = commute_slices(graph)
+    assert xp not in g2.nodes and xp in graph.nodes
+    x = torch.randn(3, 4, 3, dtype=DT)
+    assert torch.allclose(g2(x), graph(x), atol=1e-13)
+    for norm in ("inf", "2"):
+        _check_net(graph, x, 0.2, norm, "certrnn")
+
+
+def test_input_used_by_slices_and_directly():
+    """The input feeds a frame slice and a Linear over the whole input: the lazily built diagonal input
+    is materialised once, and both paths share its symbols (x - x = 0 across the two paths)."""
+    b = GraphBuilder((2, 3))
+    s = b.add(Slice((2, 3), (0,)), [b.input_name])
+    e0 = torch.zeros(3, 6, dtype=DT)
+    e0[:, :3] = torch.eye(3, dtype=DT)
+    flat = b.add(Reshape((2, 3), (6,)), [b.input_name])
+    direct = b.add(Linear(e0, None), [flat])  # = x[0] again
+    graph = b.build(b.add(Add(-1.0), [s, direct]))
+    x = torch.randn(2, 2, 3, dtype=DT)
+    for norm in ("inf", "2", "1"):
+        _, lo, hi = _bounds(graph, x, 0.5, norm, "certrnn")
+        assert lo.abs().max() < 1e-12 and hi.abs().max() < 1e-12
