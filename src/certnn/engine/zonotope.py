@@ -50,7 +50,7 @@ from torch import Tensor
 
 from ..domains.interval import Interval
 from ..domains.symbols import SymbolTable, union_ids
-from ..domains.zonotope import Zonotope, apply_planes, concat
+from ..domains.zonotope import Zonotope, _split, apply_planes, concat
 from ..errors import UnsupportedOpError
 from ..graph.ir import Graph, Node
 from ..ops.base import AffineOp
@@ -109,12 +109,12 @@ def _radius_and_magnitude(z: Zonotope) -> tuple[Tensor, Tensor]:
     pos = 0
     for a, b, q in cuts + [(K, K, None)]:
         if a > pos:
-            part = G[:, pos:a].abs().sum(1)
+            part = torch.linalg.vector_norm(G[:, pos:a], ord=1, dim=1)
             radius = radius + part
             absum = absum + part
         if b > a:
             radius = radius + torch.linalg.vector_norm(G[:, a:b], ord=q, dim=1)
-            absum = absum + G[:, a:b].abs().sum(1)
+            absum = absum + torch.linalg.vector_norm(G[:, a:b], ord=1, dim=1)
         pos = max(pos, b)
     return radius, z.center.abs() + absum
 
@@ -462,6 +462,45 @@ def _relaxation_fn(run: ZonotopeRun, kind: str):
     return fn
 
 
+def _combine_fresh(run: ZonotopeRun, parts: list[tuple[Zonotope, Tensor]], c_lo: Tensor, c_hi: Tensor,
+                   label: str) -> Zonotope:
+    """sum_i a_i * z_i + [c_lo, c_hi] elementwise (a_i, c_lo, c_hi of shape (B, *shape)) as one zonotope:
+    symbols of the parts aligned by id, plus one fresh symbol per neuron of radius (c_hi - c_lo)/2 (none
+    for neurons where c_lo == c_hi in every batch row), written into one output buffer (no concatenation
+    copies). The same arithmetic as Zonotope.apply_relaxation / apply_planes with parallel planes."""
+    mid, rad = _split(c_lo, c_hi)
+    z0 = parts[0][0]
+    B, shape = z0.batch, tuple(z0.shape)
+    ids = union_ids(*(z.ids for z, _ in parts)) if len(parts) > 1 else z0.ids
+    Ku = ids.shape[0]
+    rf = rad.reshape(B, -1)
+    cols = (rf != 0).any(0).nonzero().flatten()
+    nf = cols.numel()
+    fresh = run.table.fresh(nf, label=label, device=ids.device)
+    center = mid.clone()
+    first = next((i for i, (z, _) in enumerate(parts) if z.ids.shape == ids.shape and torch.equal(z.ids, ids)), None)
+    if first is None:
+        G = z0.generators.new_zeros((B, Ku + nf, *shape))
+    else:
+        G = z0.generators.new_empty((B, Ku + nf, *shape))
+        G[:, Ku:].zero_()
+    order = list(range(len(parts))) if first is None else [first] + [i for i in range(len(parts)) if i != first]
+    for i in order:  # the part written with out= goes first (the buffer is uninitialised there)
+        z, a = parts[i]
+        center = center + a * z.center
+        ag = a.unsqueeze(1)
+        if i == first:
+            torch.mul(z.generators, ag, out=G[:, :Ku])
+        elif z.ids.shape == ids.shape and torch.equal(z.ids, ids):
+            G[:, :Ku].addcmul_(z.generators, ag)
+        else:
+            G.index_add_(1, torch.searchsorted(ids, z.ids), z.generators * ag)
+    if nf:
+        Gf = G.view(B, Ku + nf, -1)
+        Gf[:, Ku + torch.arange(nf, device=G.device), cols] = rf[:, cols]
+    return Zonotope(center, G, torch.cat([ids, fresh]), z0.table)
+
+
 @zonotope_rule("relu", "leaky_relu", "sigmoid", "tanh", "arctan", "hardtanh")
 def _activation(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
     (v,) = ins
@@ -469,7 +508,9 @@ def _activation(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
     with run.ctx.timer("relax:lines"):
         rel = _relaxation_fn(run, node.op.kind)(node.op, l, u)
     a = rel.lower_slope
-    z = v.z.apply_relaxation(rel, label=node.name)
+    if not torch.equal(a, rel.upper_slope):
+        raise ValueError(f"the zonotope table of {run.ctx.method.name!r} must give parallel lines for {node.op.kind!r}")
+    z = _combine_fresh(run, [(v.z, a)], rel.lower_bias, rel.upper_bias, node.name)
     err = a.abs() * v.err + run.gamma(3) * (a.abs() * v.mag + rel.lower_bias.abs() + rel.upper_bias.abs())
     return ZVal(z, err)
 
@@ -481,7 +522,11 @@ def _product(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
     ly, uy = hull(run, node.inputs[1], vy)
     with run.ctx.timer("relax:planes"):
         planes = _relaxation_fn(run, node.op.kind)(node.op, lx, ux, ly, uy)
-    z = apply_planes(vx.z, vy.z, planes, label=node.name)
+    if torch.equal(planes.lower_a, planes.upper_a) and torch.equal(planes.lower_b, planes.upper_b):
+        z = _combine_fresh(run, [(vx.z, planes.lower_a), (vy.z, planes.lower_b)], planes.lower_c, planes.upper_c,
+                           node.name)
+    else:
+        z = apply_planes(vx.z, vy.z, planes, label=node.name)
     A = torch.maximum(planes.lower_a.abs(), planes.upper_a.abs())
     Bc = torch.maximum(planes.lower_b.abs(), planes.upper_b.abs())
     if not (torch.equal(planes.lower_a, planes.upper_a) and torch.equal(planes.lower_b, planes.upper_b)):
