@@ -455,13 +455,6 @@ def _generic_affine(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal
 
 
 # ---- nonlinear rules --------------------------------------------------------------------------------
-def _relaxation_fn(run: ZonotopeRun, kind: str):
-    fn = run.ctx.method.table.get(kind)
-    if fn is None:
-        raise UnsupportedOpError(f"op {kind!r} for method {run.ctx.method.name!r}", run.ctx.method.table.keys())
-    return fn
-
-
 def _combine_fresh(run: ZonotopeRun, parts: list[tuple[Zonotope, Tensor]], c_lo: Tensor, c_hi: Tensor,
                    label: str) -> Zonotope:
     """sum_i a_i * z_i + [c_lo, c_hi] elementwise (a_i, c_lo, c_hi of shape (B, *shape)) as one zonotope:
@@ -506,7 +499,7 @@ def _activation(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
     (v,) = ins
     l, u = hull(run, node.inputs[0], v)
     with run.ctx.timer("relax:lines"):
-        rel = _relaxation_fn(run, node.op.kind)(node.op, l, u)
+        rel = run.ctx.method.relax(node.op, l, u)
     a = rel.lower_slope
     if not torch.equal(a, rel.upper_slope):
         raise ValueError(f"the zonotope table of {run.ctx.method.name!r} must give parallel lines for {node.op.kind!r}")
@@ -521,7 +514,7 @@ def _product(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
     lx, ux = hull(run, node.inputs[0], vx)
     ly, uy = hull(run, node.inputs[1], vy)
     with run.ctx.timer("relax:planes"):
-        planes = _relaxation_fn(run, node.op.kind)(node.op, lx, ux, ly, uy)
+        planes = run.ctx.method.relax_planes(node.op, lx, ux, ly, uy)
     if torch.equal(planes.lower_a, planes.upper_a) and torch.equal(planes.lower_b, planes.upper_b):
         z = _combine_fresh(run, [(vx.z, planes.lower_a), (vy.z, planes.lower_b)], planes.lower_c, planes.upper_c,
                            node.name)

@@ -10,8 +10,8 @@
 | sigmoid_mul        | Cert-RNN parallel planes (case table)          | same                           |
 | mul                | parallel planes through the box centre         | same                           |
 
-Entries: activations ``fn(op, l, u, alpha=None) -> LinearRelaxation``; products
-``fn(op, lx, ux, ly, uy) -> PlaneRelaxation``.
+Entries: activations (``Method.table``) ``fn(op, l, u, alpha=None) -> LinearRelaxation``; products
+(``Method.planes``) ``fn(op, lx, ux, ly, uy) -> PlaneRelaxation``.
 
 Soundness: every entry's offsets are exact extremes of f - (slope) x (or F - A x - B y) over the box,
 widened by a few ulps (see relax/sshape.py, relax/products.py, relax/relu.py).
@@ -36,8 +36,17 @@ def _sshape(name: str, slope: str):
     return lambda op, l, u, alpha=None: parallel_relaxation(fn_s, l, u, slope)
 
 
+def zonotope_planes() -> Mapping[str, Callable]:
+    """Parallel planes of the recurrent products (Cert-RNN), for ``Method.planes``."""
+    return MappingProxyType({
+        "sigmoid_tanh_mul": lambda op, lx, ux, ly, uy: sigmoid_tanh_planes(lx, ux, ly, uy, mode="certrnn"),
+        "sigmoid_mul": lambda op, lx, ux, ly, uy: sigmoid_mul_planes(lx, ux, ly, uy, mode="certrnn"),
+        "mul": lambda op, lx, ux, ly, uy: mul_parallel_planes(lx, ux, ly, uy),
+    })
+
+
 def zonotope_table(sshape_slope: str = "narrowest") -> Mapping[str, Callable]:
-    """The relaxation table of a zonotope method; sshape_slope in SSHAPE_SLOPES."""
+    """The line table (activations) of a zonotope method; sshape_slope in SSHAPE_SLOPES."""
     if sshape_slope not in SSHAPE_SLOPES:
         raise ValueError(f"unknown slope rule {sshape_slope!r}; use one of {', '.join(SSHAPE_SLOPES)}")
     t: dict[str, Callable] = {
@@ -46,13 +55,10 @@ def zonotope_table(sshape_slope: str = "narrowest") -> Mapping[str, Callable]:
             l, u, op.params.get("negative_slope", 0.01), "parallel"),
         "hardtanh": lambda op, l, u, alpha=None: hardtanh_relaxation(
             l, u, op.params.get("min_val", -1.0), op.params.get("max_val", 1.0)),
-        "sigmoid_tanh_mul": lambda op, lx, ux, ly, uy: sigmoid_tanh_planes(lx, ux, ly, uy, mode="certrnn"),
-        "sigmoid_mul": lambda op, lx, ux, ly, uy: sigmoid_mul_planes(lx, ux, ly, uy, mode="certrnn"),
-        "mul": lambda op, lx, ux, ly, uy: mul_parallel_planes(lx, ux, ly, uy),
     }
     for name in SSHAPES:
         t[name] = _sshape(name, sshape_slope)
     return MappingProxyType(t)
 
 
-__all__ = ["zonotope_table", "SSHAPE_SLOPES"]
+__all__ = ["zonotope_table", "zonotope_planes", "SSHAPE_SLOPES"]
