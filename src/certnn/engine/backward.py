@@ -166,11 +166,24 @@ def _refine_targets(ctx: RunContext, need: set[str]) -> set[str]:
         cur = name
         while True:
             node = g.nodes[cur]
-            if not _exact_image(node.op) or node.inputs[0] == g.input_name:
+            if not _exact_image(node.op) or node.inputs[0] == g.input_name or not _refines_all_rows(ctx, cur):
                 break
             cur = node.inputs[0]
         out.add(cur)
     return out
+
+
+def _refines_all_rows(ctx: RunContext, name: str) -> bool:
+    """True when no consumer of `name` can mark neurons as exact (smooth activations, products), so
+    refining it would use every row anyway (ReLU consumers keep their per-neuron row selection)."""
+    for c in ctx.graph.consumers(name):
+        op = ctx.graph.nodes[c].op
+        if op.kind in ("sigmoid", "tanh", "arctan", "sigmoid_tanh_mul", "sigmoid_mul", "mul"):
+            continue
+        if _exact_image(op) and _refines_all_rows(ctx, c):
+            continue
+        return False
+    return True
 
 
 def _affine_from_input(ctx: RunContext, name: str) -> bool:

@@ -314,6 +314,24 @@ def _cat(b, node, args, kwargs):
     return b.add(Concat(dim - 1, sizes), xs)
 
 
+@register_function(torch.stack)
+def _stack(b, node, args, kwargs):
+    xs = list(args[0])
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if not xs or not all(_is_node_name(b, a) for a in xs):
+        raise UnsupportedOpError("stack of constant tensors", ["stack of layer outputs"])
+    shape = b.shape(xs[0])
+    if any(b.shape(a) != shape for a in xs):
+        raise ModelImportError(f"torch.stack of tensors of different shapes {[b.shape(a) for a in xs]}")
+    dim = dim % (len(shape) + 2)
+    if dim == 0:
+        raise UnsupportedOpError("stack along the batch dimension", ["stack along per-sample dims"])
+    k = dim - 1
+    new = shape[:k] + (1,) + shape[k:]
+    rows = [b.add(Reshape(shape, new), [a]) for a in xs]
+    return rows[0] if len(rows) == 1 else b.add(Concat(k, (1,) * len(rows)), rows)
+
+
 # ---------------------------------------------------------------- recurrent layers (graph/recurrent.py)
 
 @register_module(nn.Embedding)

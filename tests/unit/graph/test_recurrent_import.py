@@ -229,3 +229,25 @@ def test_recurrent_layer_in_sequential_rejected_and_wrong_sizes():
         from_torch(LastStep("GRU", 3, 4, batch_first=True), (3, 2))
     with pytest.raises(ModelImportError, match="sequence"):
         from_torch(LastStep("GRU", 3, 4, batch_first=True), (3,))
+
+
+class CellStack(nn.Module):
+    """A user loop collecting the states with torch.stack, then mean-pooling over time."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = nn.GRUCell(3, 4)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.cell(x[:, 0])
+        hs = [h]
+        for t in range(1, 4):
+            h = self.cell(x[:, t], h)
+            hs.append(h)
+        return self.fc(torch.stack(hs, dim=1).mean(1))
+
+
+def test_cell_loop_with_stack():
+    torch.manual_seed(8)
+    _parity(CellStack(), (4, 3))
