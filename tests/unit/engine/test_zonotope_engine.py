@@ -451,3 +451,23 @@ def test_input_used_by_slices_and_directly():
     for norm in ("inf", "2", "1"):
         _, lo, hi = _bounds(graph, x, 0.5, norm, "certrnn")
         assert lo.abs().max() < 1e-12 and hi.abs().max() < 1e-12
+
+
+def test_cnn_ops_through_the_generic_affine_rule():
+    """Conv / AvgPool (ops/conv.py, when present) have no dedicated rule: their bias-free forward maps the
+    generators. Point balls reproduce forward; sampled points and PGD stay inside."""
+    conv = pytest.importorskip("certnn.ops.conv")
+    torch.manual_seed(2)
+    b = GraphBuilder((2, 6, 6))
+    c1 = b.add(conv.Conv(torch.randn(3, 2, 3, 3, dtype=DT) * 0.5, torch.randn(3, dtype=DT), stride=1, padding=1),
+               [b.input_name])
+    r1 = b.add(Activation("relu"), [c1])
+    p1 = b.add(conv.AvgPool(2, 2), [r1])
+    t1 = b.add(Activation("tanh"), [p1])
+    f = b.add(Reshape((3, 3, 3), (27,)), [t1])
+    graph = b.build(b.add(Linear(torch.randn(3, 27, dtype=DT), torch.randn(3, dtype=DT)), [f]))
+    x = torch.rand(2, 2, 6, 6, dtype=DT)
+    _, lo, hi = _bounds(graph, x, 0.0, "inf", "certrnn")
+    assert torch.allclose(lo, graph(x), atol=1e-12) and torch.allclose(hi, graph(x), atol=1e-12)
+    for norm in ("inf", "2", "1"):
+        _check_net(graph, x, 0.1, norm, "certrnn", C=margin_matrix(graph(x).argmax(1), 3))
