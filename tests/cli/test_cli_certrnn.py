@@ -65,3 +65,21 @@ def test_certify_certrnn(lstm_model):
     assert rc == 0
     acc = json.loads(out.read_text())["summary"]["certified_accuracy"]
     assert acc["0.0001"] == 1.0 and acc["10.0"] == 0.0
+
+
+def test_radius_frames_certrnn_vs_popqorn(lstm_model):
+    """`--frames` with certrnn: only the chosen frames are perturbed (each with its --frame-eps weight);
+    the radius for one frame is at least that for all frames (a subset of the perturbation)."""
+    tmp, model, w, data = lstm_model
+    out_one, out_all = tmp / "one.json", tmp / "all.json"
+    common = ["radius", "--model", model, "--weights", w, "--data", data, "--quiet", "--bisection-steps", "6"]
+    assert main(common + ["--method", "certrnn,popqorn", "--frames", "0,-1", "--frame-eps", "1,0.5",
+                          "--json", str(out_one)]) == 0
+    assert main(common + ["--method", "certrnn", "--json", str(out_all)]) == 0
+    one = json.loads(out_one.read_text())
+    full = json.loads(out_all.read_text())
+    assert one["settings"]["frames"] == [0, -1]
+    for r1, ra in zip(one["samples"], full["samples"]):
+        c1 = r1["certified_radius_by_method"]["certrnn"]
+        assert c1 > 0 and r1["certified_radius_by_method"]["popqorn"] > 0
+        assert c1 >= ra["certified_radius"] * (1 - 0.05)
