@@ -32,8 +32,10 @@ the computed affine form and the exact one, from the standard bound |fl(sum_i a_
 gamma_{n+1} (|W| (|c| + sum_k |g_k|) + |b|) and propagates |W| err; elementwise maps add a few u of their
 magnitudes; relaxations propagate |a| err. Each interval hull is widened by err before a relaxation is
 chosen (so the lines hold for the true values), and the final bounds are widened by err and by
-gamma_K of the concretised radius. (The error bounds themselves are computed in floating point with a
-factor-2 safety.) In float64 these terms are ~1e-13 relative, far below any reported margin.
+gamma_K of the concretised radius. The IBP bounds intersected with hulls do not track their own
+rounding; they are widened by IBP_ULPS ulps of the magnitudes first. (The error bounds themselves are
+computed in floating point with a factor-2 safety.) In float64 these terms are ~1e-13 relative, far below
+any reported margin.
 
 Run state (symbol table, zonotopes, error bounds, timers) lives in a per-call :class:`ZonotopeRun` and in
 the :class:`~certnn.engine.context.RunContext`; nothing is stored on ops or modules.
@@ -143,6 +145,9 @@ class ZonotopeRun:
         return 2.0 * nu / (1.0 - nu) if nu < 0.5 else math.inf
 
 
+#: widening (in ulps of the magnitudes involved) of IBP bounds before they are intersected with hulls
+IBP_ULPS = 1024.0
+
 Rule = Callable[[ZonotopeRun, Node, tuple[ZVal, ...]], ZVal]
 ZONOTOPE_RULES: dict[str, Rule] = {}
 
@@ -173,7 +178,9 @@ def hull(run: ZonotopeRun, name: str, v: ZVal) -> tuple[Tensor, Tensor]:
     lo, hi = c - r - w, c + r + w
     iv = run.ibp.get(name)
     if iv is not None:
-        lo, hi = torch.maximum(lo, iv.lower), torch.minimum(hi, iv.upper)
+        # the IBP pass does not track its own rounding: widen it by IBP_ULPS ulps of the magnitudes
+        tol = IBP_ULPS * run.unit * (iv.lower.abs() + iv.upper.abs() + v.mag)
+        lo, hi = torch.maximum(lo, iv.lower - tol), torch.minimum(hi, iv.upper + tol)
         # both are sound, so they intersect up to rounding; guard against a crossing by rounding
         lo, hi = torch.minimum(lo, hi), torch.maximum(lo, hi)
     return lo, hi
@@ -620,7 +627,9 @@ def spec_bounds(run: ZonotopeRun, v: ZVal, C: Tensor | None) -> tuple[Tensor, Te
     iv = run.ibp.get(run.ctx.graph.output_name)
     if iv is not None:
         ilo, ihi = interval_spec(iv, C)
-        lo, hi = torch.maximum(lo, ilo), torch.minimum(hi, ihi)
+        tol = IBP_ULPS * run.unit * (ilo.abs() + ihi.abs() + (mag if C is None else
+                                                            torch.einsum("bsn,bn->bs", Cf.abs(), mag)))
+        lo, hi = torch.maximum(lo, ilo - tol), torch.minimum(hi, ihi + tol)
         lo, hi = torch.minimum(lo, hi), torch.maximum(lo, hi)
     return lo, hi
 
