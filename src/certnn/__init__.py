@@ -17,11 +17,12 @@ from .errors import (CertnnError, ConfigError, DataError, ModelImportError, Soun
                      UnsupportedOpError)
 from .graph import Graph
 from .graph.from_torch import from_torch
-from .specs import LpBall
+from .graph.recurrent import embed_tokens
+from .specs import LpBall, frame_scale
 
 __version__ = "0.1.0"
 
 __all__ = ["compute_bounds", "certify", "certified_radius", "Certifier", "CertifyConfig", "RadiusConfig",
-           "RadiusResult", "CertifyResult", "Interval", "LpBall", "Graph", "from_torch", "METHODS", "Method",
+           "RadiusResult", "CertifyResult", "Interval", "LpBall", "Graph", "from_torch", "embed_tokens", "frame_scale", "METHODS", "Method",
            "get_method", "register_method", "CertnnError", "ConfigError", "DataError", "ModelImportError",
            "SoundnessError", "SpecError", "UnsupportedOpError", "__version__"]

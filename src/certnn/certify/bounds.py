@@ -72,6 +72,12 @@ def bounds_for_spec(graph: Graph, spec: LpBall, method: str, C: Tensor | None = 
         lo, hi = lo.to(spec.center.dtype), hi.to(spec.center.dtype)
         return (lo if lower else None), (hi if upper else None), {}
     ctx = RunContext(graph, spec, m, max_rows=max_rows)
+    if m.engine == "zonotope":
+        from ..engine.zonotope import zonotope_bounds
+
+        with torch.no_grad():
+            lo, hi = zonotope_bounds(ctx, C, lower, upper)
+        return lo, hi, ctx.timers
     with torch.no_grad():
         lo, hi = bound_output(ctx, C, lower, upper)
     return lo, hi, ctx.timers

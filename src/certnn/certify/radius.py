@@ -38,8 +38,18 @@ class CertifyConfig(Config):
     seed: int = 0
     batch_size: int = 32
     max_rows: int = 4096
+    #: sequence inputs (T, d): perturb only these frames (None: all), each with its relative eps
+    #: (specs/frames.py); the certified radius is then searched for the chosen frames
+    frames: tuple[int, ...] | None = None
+    frame_eps: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.frames is not None:
+            fr = (self.frames,) if isinstance(self.frames, int) else self.frames
+            object.__setattr__(self, "frames", tuple(int(f) for f in fr))
+        if self.frame_eps is not None:
+            fe = (self.frame_eps,) if isinstance(self.frame_eps, (int, float)) else self.frame_eps
+            object.__setattr__(self, "frame_eps", tuple(float(v) for v in fe))
         object.__setattr__(self, "norm", parse_norm(self.norm))
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(sorted(METHODS))}")
@@ -98,6 +108,11 @@ class Certifier:
         self.config = config
         self.graph: Graph = to_graph(model, input_shape, dtype)
         self.dtype = dtype
+        if config.frames is not None or config.frame_eps is not None:
+            from ..specs.frames import frame_scale
+
+            fs = frame_scale(self.graph.input_shape, config.frames, config.frame_eps, dtype)
+            scale = fs if scale is None else fs * torch.as_tensor(scale, dtype=dtype)
         self.scale = scale
         K = 1
         for s in self.graph.output_shape:

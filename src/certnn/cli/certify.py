@@ -6,7 +6,7 @@ import argparse
 from ..certify.radius import CertifyConfig, Certifier
 from ..report.records import SampleRecord, environment, write_json
 from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
-                     load_model_and_data, parse_methods)
+                     frame_options, load_model_and_data, parse_methods)
 
 
 def register(sub) -> None:
@@ -29,7 +29,7 @@ def run(args) -> int:
     model, x, y = load_model_and_data(args)
     clip = tuple(args.clip) if args.clip else None
     cfg = CertifyConfig(method=methods[0], norm=args.norm, target=args.target, clip=clip, seed=args.seed,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, **frame_options(args))
     cert = Certifier(model, cfg, tuple(x.shape[1:]))
     verdicts = {}
     sw = Stopwatch()

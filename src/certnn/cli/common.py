@@ -44,6 +44,21 @@ def add_spec_args(p: argparse.ArgumentParser, methods: bool = True) -> None:
                    help="intersect the ball with the box [LO, HI] (e.g. 0 1 for pixels)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--batch-size", type=int, default=32)
+    if not methods:  # --frames is a certification option (certify / radius)
+        return
+    g.add_argument("--frames", default=None,
+                   help="sequence models: perturb only these frames (time steps / tokens), e.g. 0,3,5 or -1; "
+                        "default all")
+    g.add_argument("--frame-eps", default=None,
+                   help="relative eps per chosen frame, e.g. 1,0.5,1 (default 1 each)")
+
+
+def frame_options(args) -> dict:
+    """CertifyConfig fields frames / frame_eps from --frames / --frame-eps."""
+    from ..specs.frames import parse_frame_eps, parse_frames
+
+    return {"frames": parse_frames(getattr(args, "frames", None)),
+            "frame_eps": parse_frame_eps(getattr(args, "frame_eps", None))}
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:

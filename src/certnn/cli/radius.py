@@ -9,7 +9,7 @@ from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
 from ..errors import SoundnessError
 from ..report.records import SampleRecord, environment, write_json
 from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
-                     load_model_and_data, parse_methods)
+                     frame_options, load_model_and_data, parse_methods)
 
 
 def register(sub) -> None:
@@ -40,7 +40,7 @@ def run(args) -> int:
     base = None
     for m in methods:
         cfg = CertifyConfig(method=m, norm=args.norm, target=args.target, clip=clip, seed=args.seed,
-                            batch_size=args.batch_size)
+                            batch_size=args.batch_size, **frame_options(args))
         cert = Certifier(model, cfg, tuple(x.shape[1:]))
         with con.progress(f"{m} radius", x.shape[0]) as cb:
             res = cert.radius(x, y, search, progress=cb)
@@ -55,7 +55,7 @@ def run(args) -> int:
         with con.progress("attack radius", 1):
             ar = attack_radius(cert.graph, x.to(torch.float64), y, args.norm,
                                PGDConfig(steps=args.attack_steps, restarts=args.attack_restarts, seed=args.seed),
-                               target=res.target, clip=clip, eps_max=args.eps_max)
+                               target=res.target, clip=clip, scale=cert.scale, eps_max=args.eps_max)
         attack = ar.radius.to(torch.float64)
         attack_time = sw()
         worst = torch.nonzero(torch.stack([radii[m] > attack * (1 + 1e-9) + 1e-12 for m in methods]).any(0)).flatten()
@@ -89,7 +89,8 @@ def run(args) -> int:
     if args.json:
         settings = {"model": args.model, "data": args.data, "norm": args.norm, "methods": methods,
                     "method": methods[0], "target": args.target, "clip": clip, "seed": args.seed,
-                    "search": search.to_dict(), "attack": bool(args.attack)}
+                    "search": search.to_dict(), "attack": bool(args.attack),
+                    "frames": cfg.frames, "frame_eps": cfg.frame_eps}
         write_json(args.json, "radius", settings, samples, summary, environment())
         con.print(f"wrote {args.json}")
     return 0

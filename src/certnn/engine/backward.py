@@ -13,7 +13,8 @@ from torch import Tensor
 
 from ..domains.interval import Interval
 from ..errors import SoundnessError
-from ..ops.affine import Linear
+from ..ops.affine import ElementwiseAffine, Linear
+from ..ops.shape import Permute, Reshape, Slice
 from . import patches
 from .context import RunContext
 from .interval import affine_chain, affine_chain_bounds, interval_pass, interval_spec
@@ -159,6 +160,7 @@ def compute_intermediate_bounds(ctx: RunContext, upto: str | None = None) -> Non
     """
     g = ctx.graph
     need = set(nodes_needing_bounds(ctx, upto))
+    refine = _refine_targets(ctx, need)
     if g.input_name not in ctx.bounds:
         ctx.bounds[g.input_name] = ctx.spec.box()
     best: dict[str, Interval] = {g.input_name: ctx.bounds[g.input_name]}
@@ -173,11 +175,50 @@ def compute_intermediate_bounds(ctx: RunContext, upto: str | None = None) -> Non
             # an affine chain from the input: exact over the ball (cheap: coefficients shared by the batch)
             with ctx.timer("intermediate"):
                 iv = affine_chain_bounds(ctx, name, iv)
-        elif name in need and ctx.method.intermediate != "interval":
+        elif name in refine and ctx.method.intermediate != "interval":
             iv = _refine(ctx, name, iv)
         best[name] = iv
         if name in need:
             ctx.bounds[name] = iv
+
+
+def _exact_image(op) -> bool:
+    """Single-input ops whose interval image is exact per neuron (selections and per-neuron affine maps):
+    refining their input and taking the image gives the same bounds as refining them."""
+    return isinstance(op, (Slice, Reshape, Permute, ElementwiseAffine))
+
+
+def _refine_targets(ctx: RunContext, need: set[str]) -> set[str]:
+    """The nodes the backward engine refines so that every node in `need` gets its tightest bounds.
+
+    A needed node made by an exact-image op (e.g. an LSTM gate sliced out of the joint pre-activation,
+    or -z for a GRU) moves the refinement to its input: one backward pass with all rows of the joint node
+    replaces one pass per slice, with the same bounds, since the backward bound of a sliced neuron is the
+    backward bound of that neuron of the input."""
+    g = ctx.graph
+    out = set()
+    for name in need:
+        cur = name
+        while True:
+            node = g.nodes[cur]
+            if not _exact_image(node.op) or node.inputs[0] == g.input_name or not _refines_all_rows(ctx, cur):
+                break
+            cur = node.inputs[0]
+        out.add(cur)
+    return out
+
+
+def _refines_all_rows(ctx: RunContext, name: str) -> bool:
+    """True when no consumer of `name` can mark neurons as exact (smooth activations, products), so
+    refining it would use every row anyway (ReLU consumers keep their per-neuron row selection)."""
+    for c in ctx.graph.consumers(name):
+        op = ctx.graph.nodes[c].op
+        if op.kind in ("sigmoid", "tanh", "arctan", "sigmoid_tanh_mul", "sigmoid_mul", "mul"):
+            continue
+        if _exact_image(op) and _refines_all_rows(ctx, c):
+            continue
+        return False
+    return True
 
 
 def _affine_from_input(ctx: RunContext, name: str) -> bool:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..domains.interval import Interval
 from ..graph.ir import Graph
-from ..relax.types import LinearRelaxation
+from ..relax.types import LinearRelaxation, PlaneRelaxation
 from ..specs.lp import LpBall
 from .methods import Method
 
@@ -41,8 +41,36 @@ class RunContext:
     def batch(self) -> int:
         return self.spec.batch
 
+    #: planes of two-input ops per node, with the interval objects they were computed from
+    plane_cache: dict[str, tuple] = field(default_factory=dict)
+
+    #: lines of activations per node (without alpha), with the bound tensors they were computed from
+    relax_cache: dict[str, tuple] = field(default_factory=dict)
+
     def relaxation(self, op, node_name: str, l: Tensor, u: Tensor) -> LinearRelaxation:
-        return self.method.relax(op, l, u, alpha=self.alphas.get(node_name))
+        """The method's lines for an activation on [l, u]; computed once per node, bounds and alpha
+        (a backward pass through an unrolled RNN meets the same activation once per later step)."""
+        alpha = self.alphas.get(node_name)
+        if alpha is not None:  # optimised slopes may change in place: never cached
+            return self.method.relax(op, l, u, alpha=alpha)
+        key = (l, u)
+        hit = self.relax_cache.get(node_name)
+        if hit is not None and all(a is b for a, b in zip(hit[0], key)):
+            return hit[1]
+        rel = self.method.relax(op, l, u, alpha=alpha)
+        self.relax_cache[node_name] = (key, rel)
+        return rel
+
+    def planes(self, op, node_name: str, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
+        """The method's planes for a two-input op on its input box, computed once per node and box."""
+        key = (lx, ux, ly, uy)
+        hit = self.plane_cache.get(node_name)
+        if hit is not None and all(a is b for a, b in zip(hit[0], key)):
+            return hit[1]
+        with self.timer("planes"):
+            pl = self.method.relax_planes(op, lx, ux, ly, uy)
+        self.plane_cache[node_name] = (key, pl)
+        return pl
 
     @contextmanager
     def timer(self, key: str):

@@ -9,12 +9,23 @@ A method is an engine plus a relaxation table (DESIGN.md, principle 1):
 | crown     | backward  | adaptive (CROWN)       | CROWN tangent/chord | crown               |
 | crown-ibp | backward  | adaptive               | CROWN tangent/chord | interval (IBP)      |
 | cnncert   | backward  | adaptive               | CROWN tangent/chord | cnncert             |
+| popqorn   | backward  | adaptive               | CROWN tangent/chord | popqorn             |
 | lipschitz | lipschitz | -                      | -                   | -                   |
+| certrnn   | zonotope  | parallel (DeepZ)       | narrowest parallel  | - (forward pass)    |
+| deepz     | zonotope  | parallel (DeepZ)       | DeepZ min-area      | - (forward pass)    |
 | lp        | lp        | triangle relaxation (LP, HiGHS) | unsupported | crown (for the big-M bounds) |
 | milp      | milp      | exact (MILP, HiGHS)    | unsupported         | crown (for the big-M bounds) |
 
 `lp` and `milp` (engine/milp.py) are the exact baselines for small ReLU networks: `lp` is the "LP" column
 of the Fast-Lin / CROWN tables (each unstable ReLU replaced by its triangle), `milp` the exact range.
+
+The zonotope methods' tables (lines and the parallel product planes of recurrent cells) are in
+engine/zonotope_table.py.
+
+Two-input products of recurrent cells (ops/product.py) take planes from `Method.planes`: every backward
+method uses POPQORN's lower/upper planes for sigma(x)*tanh(y) and sigma(x)*y and McCormick for x*y, so
+`popqorn` is the backward engine on the unrolled graph exactly as POPQORN defines it, and crown/fastlin/
+crown-ibp run on LSTMs/GRUs too (on these graphs popqorn and crown share their relaxations).
 
 Fast-Lin (Weng et al. 2018) is defined for ReLU networks; for the S-shaped activations it falls back to
 CROWN's lines, which is what "Fast-Lin" means in the CROWN paper's comparisons.
@@ -36,9 +47,13 @@ from torch import Tensor
 
 from ..errors import UnsupportedOpError
 from ..relax import SSHAPES, LinearRelaxation, hardtanh_relaxation, leaky_relu_relaxation, relu_relaxation
+from ..relax.products import mccormick_planes, sigmoid_mul_planes, sigmoid_tanh_planes
 from ..relax.sshape import sshape_relaxation
+from ..relax.types import PlaneRelaxation
+from .zonotope_table import zonotope_planes, zonotope_table
 
 RelaxFn = Callable[..., LinearRelaxation]  # (op, l, u, alpha=None) -> LinearRelaxation
+PlaneFn = Callable[..., PlaneRelaxation]  # (op, lx, ux, ly, uy) -> PlaneRelaxation
 
 
 def _relu(mode: str) -> RelaxFn:
@@ -73,10 +88,12 @@ def _hardtanh(op, l, u, alpha=None):
 @dataclass(frozen=True)
 class Method:
     name: str
-    engine: str  # 'interval' | 'backward' | 'lipschitz' | 'lp' | 'milp' (later: 'zonotope')
+    engine: str  # 'interval' | 'backward' | 'lipschitz' | 'zonotope' | 'lp' | 'milp'
     table: Mapping[str, RelaxFn] = field(default_factory=dict)
     intermediate: str = "self"  # 'self' (same method) or 'interval'
     description: str = ""
+    #: planes for two-input ops (ops/product.py): kind -> fn(op, lx, ux, ly, uy) -> PlaneRelaxation
+    planes: Mapping[str, PlaneFn] = field(default_factory=dict)
 
     def relax(self, op, l: Tensor, u: Tensor, alpha: Tensor | None = None) -> LinearRelaxation:
         fn = self.table.get(op.kind)
@@ -84,12 +101,28 @@ class Method:
             raise UnsupportedOpError(f"activation {op.kind!r} for method {self.name!r}", self.table.keys())
         return fn(op, l, u, alpha=alpha)
 
+    def relax_planes(self, op, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
+        fn = self.planes.get(op.kind)
+        if fn is None:
+            raise UnsupportedOpError(f"two-input op {op.kind!r} for method {self.name!r}", self.planes.keys())
+        return fn(op, lx, ux, ly, uy)
+
 
 def _table(relu_mode: str) -> Mapping[str, RelaxFn]:
     t: dict[str, RelaxFn] = {"relu": _relu(relu_mode), "leaky_relu": _leaky(relu_mode), "hardtanh": _hardtanh}
     for name in SSHAPES:
         t[name] = _sshape(name)
     return MappingProxyType(t)
+
+
+def _plane_table(mode: str) -> Mapping[str, PlaneFn]:
+    """Planes of the recurrent products: `mode` ('popqorn' lower/upper planes, or 'certrnn' parallel
+    planes) for sigma(x) tanh(y) and sigma(x) y, McCormick for x y (relax/products.py)."""
+    return MappingProxyType({
+        "sigmoid_tanh_mul": lambda op, lx, ux, ly, uy: sigmoid_tanh_planes(lx, ux, ly, uy, mode),
+        "sigmoid_mul": lambda op, lx, ux, ly, uy: sigmoid_mul_planes(lx, ux, ly, uy, mode),
+        "mul": lambda op, lx, ux, ly, uy: mccormick_planes(lx, ux, ly, uy),
+    })
 
 
 METHODS: dict[str, Method] = {}
@@ -103,18 +136,30 @@ def register_method(method: Method) -> Method:
 
 
 register_method(Method("ibp", "interval", description="interval bound propagation"))
-register_method(Method("fastlin", "backward", _table("parallel"),
+register_method(Method("fastlin", "backward", _table("parallel"), planes=_plane_table("popqorn"),
                        description="Fast-Lin: backward linear bounds, ReLU lower slope = upper slope"))
-register_method(Method("crown", "backward", _table("adaptive"),
+register_method(Method("crown", "backward", _table("adaptive"), planes=_plane_table("popqorn"),
                        description="CROWN: backward linear bounds, adaptive ReLU lower slope, tangent/chord "
                                    "bounds for sigmoid/tanh/arctan; intermediate bounds by CROWN"))
 register_method(Method("crown-ibp", "backward", _table("adaptive"), intermediate="interval",
+                       planes=_plane_table("popqorn"),
                        description="CROWN on the last layer with IBP intermediate bounds (Zhang et al. 2020)"))
-register_method(Method("cnncert", "backward", _table("adaptive"),
+register_method(Method("cnncert", "backward", _table("adaptive"), planes=_plane_table("popqorn"),
                        description="CNN-Cert: backward linear bounds in convolutional form (transposed convs), "
                                    "CROWN's activation bounds, max-pool window lines; intermediate bounds by CNN-Cert"))
+register_method(Method("popqorn", "backward", _table("adaptive"), planes=_plane_table("popqorn"),
+                       description="POPQORN (Ko et al. 2019): backward linear bounds through the unrolled "
+                                   "recurrent graph, tangent/chord lines for tanh/sigmoid, POPQORN's "
+                                   "lower/upper planes for sigma*tanh and sigma*y (exact offsets), "
+                                   "intermediate bounds by itself"))
 register_method(Method("lipschitz", "lipschitz",
                        description="global Lipschitz baseline: product of operator norms"))
+register_method(Method("certrnn", "zonotope", zonotope_table("narrowest"), planes=zonotope_planes(),
+                       description="Cert-RNN: forward zonotope pass with symbol identities, parallel lines for "
+                                   "activations (narrower of secant and DeepZ slopes) and Cert-RNN's parallel "
+                                   "planes for sigma(x)*tanh(y), sigma(x)*y"))
+register_method(Method("deepz", "zonotope", zonotope_table("deepz"), planes=zonotope_planes(),
+                       description="DeepZ: forward zonotope pass with minimal-area parallel lines"))
 
 
 register_method(Method("lp", "lp", description="LP relaxation (triangle per unstable ReLU) solved by HiGHS; "

@@ -23,6 +23,7 @@ from ..ops.affine import ElementwiseAffine, Linear
 from ..ops.conv import AvgPool, Conv, GlobalAvgPool, ZeroPad
 from ..ops.pooling import MaxPool
 from ..ops.shape import Add, Concat, Permute, Reshape, Slice
+from . import recurrent as rec
 from .ir import Graph, GraphBuilder
 
 ModuleConverter = Callable[[GraphBuilder, nn.Module, str], str]
@@ -450,6 +451,37 @@ def _cat(b, node, args, kwargs):
     return b.add(Concat(dim - 1, sizes), xs)
 
 
+@register_function(torch.stack)
+def _stack(b, node, args, kwargs):
+    xs = list(args[0])
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if not xs or not all(_is_node_name(b, a) for a in xs):
+        raise UnsupportedOpError("stack of constant tensors", ["stack of layer outputs"])
+    shape = b.shape(xs[0])
+    if any(b.shape(a) != shape for a in xs):
+        raise ModelImportError(f"torch.stack of tensors of different shapes {[b.shape(a) for a in xs]}")
+    dim = dim % (len(shape) + 2)
+    if dim == 0:
+        raise UnsupportedOpError("stack along the batch dimension", ["stack along per-sample dims"])
+    k = dim - 1
+    new = shape[:k] + (1,) + shape[k:]
+    rows = [b.add(Reshape(shape, new), [a]) for a in xs]
+    return rows[0] if len(rows) == 1 else b.add(Concat(k, (1,) * len(rows)), rows)
+
+
+# ---------------------------------------------------------------- recurrent layers (graph/recurrent.py)
+
+@register_module(nn.Embedding)
+def _embedding(b: GraphBuilder, m: nn.Embedding, x: str) -> str:
+    return rec.embedding_module(b, m, x, "")
+
+
+def _generic_args(b: GraphBuilder, args: list, where: str, what: str) -> list:
+    """Arguments for the generic converters: batch-first recurrent outputs become their (T, F) node, other
+    virtual values (time-major tensors, h_n, zeros) raise a clear error."""
+    return [rec.materialize(b, a, where, what) for a in args]
+
+
 # ---------------------------------------------------------------- drivers
 
 def _convert_module(b: GraphBuilder, m: nn.Module, x: str, path: str) -> str:
@@ -459,6 +491,11 @@ def _convert_module(b: GraphBuilder, m: nn.Module, x: str, path: str) -> str:
         return x
     if isinstance(m, PASSTHROUGH):
         return x
+    if isinstance(m, rec.RECURRENT_LAYERS + rec.RECURRENT_CELLS):
+        raise UnsupportedOpError(f"nn.{type(m).__name__} outside a traced forward", rec.RECURRENT_SUPPORTED,
+                                 where=path or "<root>",
+                                 hint="recurrent layers return tuples (out, h_n): call them in a module whose "
+                                      "forward unpacks the result, e.g. out, h = self.rnn(x); return self.fc(h[-1])")
     conv = MODULE_CONVERTERS.get(type(m))
     if conv is None:
         for t, c in MODULE_CONVERTERS.items():
@@ -496,25 +533,35 @@ def _trace_into(b: GraphBuilder, module: nn.Module, x: str, path: str) -> str:
         args = [torch.fx.node.map_arg(a, load) for a in n.args]
         kwargs = {k: torch.fx.node.map_arg(v, load) for k, v in n.kwargs.items()}
         if n.op == "placeholder":
-            env[n.name] = x
+            env[n.name] = rec.TimeMajor(x) if (getattr(b, "options", {}).get("time_major") and x == b.input_name) else x
         elif n.op == "get_attr":
             obj = gm
             for part in n.target.split("."):
                 obj = getattr(obj, part)
             env[n.name] = obj.detach() if isinstance(obj, Tensor) else obj
+        elif n.op in ("call_module", "call_function", "call_method") and (res := rec.dispatch(
+                b, n.op, gm.get_submodule(n.target) if n.op == "call_module" else n.target, args, kwargs, where,
+                _convert_module)) is not rec.NOT_HANDLED:
+            env[n.name] = res
+            continue
         elif n.op == "call_module":
+            args = _generic_args(b, args, where, n.target)
             sub = gm.get_submodule(n.target)
             if len(args) != 1 or not _is_node_name(b, args[0]):
                 raise UnsupportedOpError(f"call of {type(sub).__name__} with {len(args)} inputs",
                                          supported_names(), where=where)
             env[n.name] = _convert_module(b, sub, args[0], where)
         elif n.op == "call_function":
+            args = _generic_args(b, args, where, getattr(n.target, "__name__", str(n.target)))
             conv = FUNCTION_CONVERTERS.get(n.target)
             if conv is None:
                 raise UnsupportedOpError(f"function {getattr(n.target, '__name__', n.target)}",
                                          supported_names(), where=where)
             env[n.name] = conv(b, n, args, kwargs)
         elif n.op == "call_method":
+            if n.target in ("view", "reshape"):
+                args = [args[0]] + [-1 if a is rec.BATCH else a for a in args[1:]]
+            args = _generic_args(b, args, where, f"Tensor.{n.target}")
             conv = METHOD_CONVERTERS.get(n.target)
             if conv is None:
                 if n.target in ("contiguous", "clone", "detach", "float", "double") and _is_node_name(b, args[0]):
@@ -527,7 +574,7 @@ def _trace_into(b: GraphBuilder, module: nn.Module, x: str, path: str) -> str:
                 raise UnsupportedOpError(f"method Tensor.{n.target}", supported_names(), where=where)
             env[n.name] = conv(b, n, args, kwargs)
         elif n.op == "output":
-            out_name = args[0]
+            out_name = rec.materialize(b, args[0], where, "the model output")
             if not _is_node_name(b, out_name):
                 raise ModelImportError("the model's output must be a single tensor")
     assert out_name is not None
@@ -535,10 +582,13 @@ def _trace_into(b: GraphBuilder, module: nn.Module, x: str, path: str) -> str:
 
 
 def from_torch(module: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype = torch.float64,
-               check: bool = True) -> Graph:
+               check: bool = True, embedded: bool = False, time_major: bool = False) -> Graph:
     """Convert an nn.Module (in eval mode semantics) to the IR; `input_shape` excludes the batch dim.
 
     With check=True the IR is run on random inputs and compared with the module (import parity).
+    Sequence models (graph/recurrent.py) have input_shape (T, d). embedded=True splits the model's first
+    nn.Embedding off: the IR input is the embedded sequence (T, E) (see recurrent.embed_tokens).
+    time_major=True: the module's forward takes (T, B, d); the IR input is still batch first, (B, T, d).
     """
     if isinstance(module, torch.jit.ScriptModule):
         from .from_script import script_to_sequential
@@ -549,25 +599,49 @@ def from_torch(module: nn.Module, input_shape: tuple[int, ...], dtype: torch.dty
     module.eval()
     try:
         b = GraphBuilder(tuple(input_shape), dtype)
+        b.options = {"embedded": embedded, "time_major": time_major}
         out = _convert_module(b, module, b.input_name, "")
         if out == b.input_name:
             raise ModelImportError("the model is the identity: nothing to certify")
         graph = b.build(out)
         if check:
-            check_parity(module, graph)
+            check_parity(module, graph, embedded=embedded, time_major=time_major)
     finally:
         module.train(was_training)
     return graph
 
 
-def check_parity(module: nn.Module, graph: Graph, n: int = 4, seed: int = 0, rtol: float = 1e-4) -> None:
+def run_module(module: nn.Module, x: Tensor, embedded: bool = False, time_major: bool = False) -> Tensor:
+    """The module on IR-layout inputs x (B, *input_shape), in the module's dtype, output in float64:
+    time_major transposes x to (T, B, ...); embedded feeds x as the output of the first nn.Embedding."""
+    p = next(iter(module.parameters()), None)
+    mdtype = p.dtype if p is not None else torch.float32
+    xm = x.to(mdtype)
+    if time_major:
+        xm = xm.transpose(0, 1)
+    with torch.no_grad():
+        if not embedded:
+            return module(xm).to(torch.float64)
+        emb = rec.first_embedding(module)
+        if emb is None:
+            raise ModelImportError("embedded=True but the model has no nn.Embedding")
+        tokens = torch.zeros(xm.shape[:-1], dtype=torch.long)
+        handle = emb.register_forward_hook(lambda mod, inp, out: xm)
+        try:
+            return module(tokens).to(torch.float64)
+        finally:
+            handle.remove()
+
+
+def check_parity(module: nn.Module, graph: Graph, n: int = 4, seed: int = 0, rtol: float = 1e-4,
+                 embedded: bool = False, time_major: bool = False) -> None:
     """Raise ModelImportError if the IR and the module disagree on random inputs."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand((n,) + graph.input_shape, generator=gen, dtype=torch.float64)
     p = next(iter(module.parameters()), None)
     mdtype = p.dtype if p is not None else torch.float32
     with torch.no_grad():
-        want = module(x.to(mdtype)).to(torch.float64)
+        want = run_module(module, x, embedded, time_major)
         got = graph.forward(x)
     if want.shape != got.shape:
         raise ModelImportError(f"import parity: module output shape {tuple(want.shape)} != IR {tuple(got.shape)}")
