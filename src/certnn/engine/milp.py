@@ -28,7 +28,7 @@ from .context import RunContext
 from .methods import get_method
 
 SUPPORTED = ("linear", "elementwise_affine", "reshape", "relu",
-             "dense_affine (convs and average pools after certnn.graph.passes.unroll_convs)")
+             "conv / zero pad / average pool (unrolled to dense rows)")
 
 
 def _highs():
@@ -73,6 +73,9 @@ def exact_bounds(graph: Graph, spec: LpBall, C: Tensor | None = None, relax: boo
     hp = _highs()
     if spec.norm == "2":
         raise UnsupportedOpError("L2 balls for the MILP/LP methods (not linear)", ["inf", "1"])
+    from ..graph.passes import unroll_convs
+
+    graph = unroll_convs(graph)  # convs / average pools as dense affine rows (the LP needs them anyway)
     ctx = RunContext(graph, spec, get_method("crown"))
     with torch.no_grad():
         compute_intermediate_bounds(ctx)
