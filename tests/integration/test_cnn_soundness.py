@@ -109,14 +109,14 @@ def random_cnn(seed: int, act: str | None = None) -> tuple[nn.Module, tuple[int,
         elif r == 3 and h >= 3:
             layers.append(nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=bool(ri(0, 2))))
         with torch.no_grad():
-            h = nn.Sequential(*layers)(torch.zeros((1,) + shape)).shape[-1]
+            h = nn.Sequential(*layers).eval()(torch.zeros((1,) + shape)).shape[-1]
     if ri(0, 2):
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         width = c
     else:
         layers.append(nn.Flatten())
         with torch.no_grad():
-            width = nn.Sequential(*layers)(torch.zeros((1,) + shape)).shape[1]
+            width = nn.Sequential(*layers).eval()(torch.zeros((1,) + shape)).shape[1]
     if ri(0, 2):
         hid = nn.Linear(width, 6)
         _init(hid, g)
