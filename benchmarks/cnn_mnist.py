@@ -360,11 +360,13 @@ def write_table(jsonl: Path, md: Path) -> None:
         for m, f in (("cnncert", "conv"), ("fastlin", "conv"), ("cnncert", "dense")):
             r = runs.get(k + (m, f))
             row.append(r["seconds_per_sample"] if r else None)
+            row.append(r.get("cpu_s_per_sample") if r else None)
         row.append(max([runs[k + (m, "conv")]["peak_mb"] for m in methods if k + (m, "conv") in runs], default=None))
         row.append(runs.get(k + ("cnncert", "dense"), {}).get("peak_mb"))
         rows.append(row)
     cols = ["model", "clean acc", "norm", "target", "n", "CNN-Cert", "CROWN", "Fast-Lin", "IBP", "attack (upper)",
-            "CNN-Cert dense", "CNN-Cert s/sample", "Fast-Lin s/sample", "dense s/sample", "peak MB", "dense peak MB"]
+            "CNN-Cert dense", "CNN-Cert s/sample", "(CPU)", "Fast-Lin s/sample", "(CPU)", "dense s/sample", "(CPU)",
+            "peak MB", "dense peak MB"]
     speed = [r for r in recs if r.get("kind") == "speed"]
     srows = [[r["model"], r["method"], _form(r), "L" + r["norm"], r["eps"], r["samples"], r["seconds_per_sample"],
               r.get("cpu_s_per_sample"), r.get("unroll_s"), r["mean_margin_lower"], r["peak_mb"]] for r in speed]

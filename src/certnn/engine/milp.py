@@ -198,6 +198,13 @@ def _encode(m: _Model, graph: Graph, ctx: RunContext, b: int, spec: LpBall) -> t
     return cols, binaries
 
 
+def _dense(graph: Graph) -> Graph:
+    """Convs, zero pads and average pools as dense affine rows (the LP needs the rows anyway)."""
+    from ..graph.passes import unroll_convs
+
+    return unroll_convs(graph)
+
+
 def _prepare(graph: Graph, spec: LpBall) -> RunContext:
     if spec.norm == "2":
         raise UnsupportedOpError("L2 balls for the MILP/LP methods (not linear)", ["inf", "1"])
@@ -217,6 +224,7 @@ def exact_bounds(graph: Graph, spec: LpBall, C: Tensor | None = None, relax: boo
     without a bound raises.
     """
     hp = _highs()
+    graph = _dense(graph)
     ctx = _prepare(graph, spec)
     B = spec.batch
     K = int(np.prod(graph.output_shape))
