@@ -11,7 +11,7 @@ untargeted (every other class must be beaten; margins bounded as differences by 
 briefly (Adam, 1 thread) on the 5k MNIST subset + test images 5,000-9,999 and cached in
 benchmarks/out/models. Methods not registered in this build (e.g. certrnn before the zonotope engine is
 merged) are recorded as 'n/a'. 'attack' is PGD's radius (an upper bound). Each run is a subprocess;
-records go to benchmarks/out/rnn_mnist.jsonl and the table to docs/benchmarks_rnn.md.
+records go to benchmarks/out/rnn_mnist.jsonl and the table to benchmarks/out/rnn_mnist.md (recorded in docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="7 frames, 10 images, RNN-2-32, LSTM-1-32, GRU-1-32")
     p.add_argument("--jsonl", default=str(OUT / "rnn_mnist.jsonl"))
-    p.add_argument("--md", default=str(REPO / "docs" / "benchmarks_rnn.md"))
+    p.add_argument("--md", default=str(REPO / "benchmarks" / "out" / "rnn_mnist.md"))
     p.add_argument("--table-only", action="store_true")
     a = p.parse_args()
     if a.child:

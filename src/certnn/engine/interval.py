@@ -66,7 +66,7 @@ def affine_chain_bounds(ctx: RunContext, name: str, iv: Interval) -> Interval:
 
     The chain's coefficients W_eff (n, *in_shape) are the same for every sample (affine ops carry no
     per-sample parameters), so they are computed once, by pushing identity rows back through the ops'
-    transposes in chunks of ctx.max_rows rows: memory O(max_rows x input size), not O(batch x ...).
+    backward rules (transposes; a batch of one) in chunks of ctx.max_rows rows: memory O(max_rows x input size), not O(batch x ...).
     Soundness: value(x) = W_eff x + value(x0) - W_eff x0 exactly (the chain is affine), and
     |W_eff (x - x0)| <= eps ||W_eff ⊙ scale||_q by Hölder for ||(x - x0)/scale||_p <= eps.
     """
@@ -91,7 +91,10 @@ def affine_chain_bounds(ctx: RunContext, name: str, iv: Interval) -> Interval:
         A[0, torch.arange(r), torch.arange(r0, r0 + r)] = 1.0
         A = A.reshape((1, r) + shape)
         for n in reversed(chain):
-            A = g.nodes[n].op.transpose(A)
+            node = g.nodes[n]
+            # the op's own backward rule (it knows its input's shape, e.g. a conv's output padding)
+            ins, _, _ = node.op.backward(ctx, n, node.inputs, A, A)
+            A = ins[0][0]
         A = A.reshape(1, r, -1)
         if scale is not None:
             A = A * scale
