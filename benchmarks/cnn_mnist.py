@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, run_child  # noqa: E402
+from common import OUT, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, matrix_parser, run_child  # noqa: E402
 
 
 class Atan(nn.Module):
@@ -264,31 +264,20 @@ def child(a) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p = matrix_parser(__doc__, models=",".join(list(MNIST_MODELS) + list(CIFAR_MODELS)),
+                      methods="cnncert,crown,fastlin,ibp,attack", jsonl=str(OUT / "cnn_mnist.jsonl"),
+                      quick_help="10 images, 8 models, cnncert/fastlin/ibp/attack, random target")
     p.add_argument("--kind", default="radius", help=argparse.SUPPRESS)
-    p.add_argument("--model")
-    p.add_argument("--method")
-    p.add_argument("--norm")
     p.add_argument("--target", default="random")
     p.add_argument("--form", default="conv", help="conv (patches), conv-full (full-size coefficients) or dense")
     p.add_argument("--eps", type=float, default=0.002)
-    p.add_argument("--models", default=",".join(list(MNIST_MODELS) + list(CIFAR_MODELS)))
-    p.add_argument("--methods", default="cnncert,crown,fastlin,ibp,attack")
-    p.add_argument("--norms", default="inf,2")
     p.add_argument("--targets", default="random,untargeted")
     p.add_argument("--dense-models", default="cnn4_5_relu", help="models also certified in dense form")
-    p.add_argument("--samples", type=int, default=100)
     p.add_argument("--bisection-steps", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--speed-samples", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="10 images, 8 models, cnncert/fastlin/ibp/attack, random target")
     p.add_argument("--speed-only", action="store_true")
     p.add_argument("--no-speed", action="store_true")
-    p.add_argument("--jsonl", default=str(OUT / "cnn_mnist.jsonl"))
-    p.add_argument("--table-only", action="store_true")
     a = p.parse_args()
     if a.child:
         child(a)

@@ -2,6 +2,7 @@
 peak memory can be measured), and writing Markdown tables."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -51,3 +52,24 @@ def read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def matrix_parser(doc: str, *, models: str, methods: str, jsonl: str, norms: str = "inf,2", samples: int = 100,
+                  batch_size: int = 50, threads: int = 1, quick_help: str = "a short run") -> argparse.ArgumentParser:
+    """The flags every model x method x norm benchmark shares: the hidden child-run flags (--child,
+    --model, --method, --norm), the matrix (--models, --methods, --norms), the run size (--samples,
+    --batch-size, --threads, --quick) and the output (--jsonl, --table-only)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    for flag in ("--model", "--method", "--norm"):
+        p.add_argument(flag, help=argparse.SUPPRESS)
+    p.add_argument("--models", default=models)
+    p.add_argument("--methods", default=methods)
+    p.add_argument("--norms", default=norms)
+    p.add_argument("--samples", type=int, default=samples)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--threads", type=int, default=threads)
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--jsonl", default=jsonl)
+    p.add_argument("--table-only", action="store_true")
+    return p

@@ -13,7 +13,6 @@ Writes benchmarks/out/mlp_mnist.jsonl (one record per run) and benchmarks/out/ml
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, run_child  # noqa: E402
+from common import OUT, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, matrix_parser, run_child  # noqa: E402
 
 MODELS = {  # name: (hidden sizes, activation)
     "6x100_relu": ([100] * 6, "relu"),
@@ -112,24 +111,13 @@ def child(a) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--model")
-    p.add_argument("--method")
-    p.add_argument("--norm")
+    p = matrix_parser(__doc__, models=",".join(MODELS), methods="crown,fastlin,ibp,lipschitz,attack",
+                      jsonl=str(OUT / "mlp_mnist.jsonl"), threads=2,
+                      quick_help="20 images, models 6x100_relu and 3x1024_relu, top2")
     p.add_argument("--target")
-    p.add_argument("--models", default=",".join(MODELS))
-    p.add_argument("--methods", default="crown,fastlin,ibp,lipschitz,attack")
-    p.add_argument("--norms", default="inf,2")
     p.add_argument("--targets", default="top2,random,least,untargeted")
-    p.add_argument("--samples", type=int, default=100)
     p.add_argument("--bisection-steps", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--clip", action="store_true", help="[0,1] inputs with the ball clipped to [0,1]")
-    p.add_argument("--quick", action="store_true", help="20 images, models 6x100_relu and 3x1024_relu, top2")
-    p.add_argument("--jsonl", default=str(OUT / "mlp_mnist.jsonl"))
-    p.add_argument("--table-only", action="store_true")
     a = p.parse_args()
     if a.child:
         child(a)

@@ -15,7 +15,6 @@ records go to benchmarks/out/rnn_mnist.jsonl and the table to benchmarks/out/rnn
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, REPO, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, run_child  # noqa: E402
+from common import OUT, REPO, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, matrix_parser, run_child  # noqa: E402
 from rnn_models import MODELS, build  # noqa: E402
 
 
@@ -103,25 +102,14 @@ def child(a) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--model")
-    p.add_argument("--method")
-    p.add_argument("--norm")
-    p.add_argument("--models", default=",".join(MODELS))
+    p = matrix_parser(__doc__, models=",".join(MODELS), methods="certrnn,popqorn,crown,ibp,attack",
+                      jsonl=str(OUT / "rnn_mnist.jsonl"), batch_size=100,
+                      quick_help="7 frames, 10 images, RNN-2-32, LSTM-1-32, GRU-1-32")
     p.add_argument("--frames", type=int, default=28, choices=[4, 7, 14, 28], help="frames per image")
-    p.add_argument("--methods", default="certrnn,popqorn,crown,ibp,attack")
-    p.add_argument("--norms", default="inf,2")
     p.add_argument("--perturb", default="all", help="perturbed frames: all, or e.g. -1 or 0,3")
-    p.add_argument("--samples", type=int, default=100)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--bisection-steps", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="7 frames, 10 images, RNN-2-32, LSTM-1-32, GRU-1-32")
-    p.add_argument("--jsonl", default=str(OUT / "rnn_mnist.jsonl"))
     p.add_argument("--md", default=str(REPO / "benchmarks" / "out" / "rnn_mnist.md"))
-    p.add_argument("--table-only", action="store_true")
     a = p.parse_args()
     if a.child:
         child(a)

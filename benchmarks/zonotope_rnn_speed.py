@@ -16,7 +16,6 @@ Writes benchmarks/out/zonotope_rnn_speed.jsonl and .md.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, run_child  # noqa: E402
+from common import OUT, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, matrix_parser, run_child  # noqa: E402
 
 MODELS = ["rnn-2-32-f7", "lstm-1-32-f7", "gru-1-32-f7", "rnn-2-32-f28", "lstm-1-32-f28"]
 
@@ -118,25 +117,13 @@ def child(a) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--model")
-    p.add_argument("--method")
-    p.add_argument("--norm")
+    p = matrix_parser(__doc__, models=",".join(MODELS), methods="certrnn,deepz,ibp",
+                      jsonl=str(OUT / "zonotope_rnn_speed.jsonl"), samples=30, batch_size=100)
     p.add_argument("--frames", default="all")
     p.add_argument("--max-symbols", type=int)
     p.add_argument("--fixed-eps", type=float)
-    p.add_argument("--models", default=",".join(MODELS))
-    p.add_argument("--methods", default="certrnn,deepz,ibp")
-    p.add_argument("--norms", default="inf,2")
     p.add_argument("--frame-modes", default="all,one")
     p.add_argument("--caps", default="-1,512,256,128", help="consolidation caps (-1: none); '' to skip")
-    p.add_argument("--samples", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--jsonl", default=str(OUT / "zonotope_rnn_speed.jsonl"))
-    p.add_argument("--table-only", action="store_true")
     a = p.parse_args()
     if a.child:
         child(a)
