@@ -11,24 +11,13 @@ from torch import nn
 import certnn
 from certnn.certify.bounds import bounds_for_spec, make_spec
 from certnn.engine.milp import exact_bounds
+from certnn.testing import random_relu_mlp
 
 pytestmark = pytest.mark.solvers
 
 
 def tiny(seed, d=2, h=6, depth=2):
-    g = torch.Generator().manual_seed(seed)
-    layers, w = [], d
-    for _ in range(depth):
-        lin = nn.Linear(w, h).double()
-        with torch.no_grad():
-            lin.weight.copy_(torch.randn(h, w, generator=g, dtype=torch.float64))
-            lin.bias.copy_(torch.randn(h, generator=g, dtype=torch.float64) * 0.3)
-        layers += [lin, nn.ReLU()]
-        w = h
-    out = nn.Linear(w, 2).double()
-    with torch.no_grad():
-        out.weight.copy_(torch.randn(2, w, generator=g, dtype=torch.float64))
-    return nn.Sequential(*layers, out)
+    return random_relu_mlp(seed, d, h, depth)
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -12,6 +12,7 @@ from certnn.engine.milp import exact_bounds
 from certnn.errors import SpecError
 from certnn.graph.from_torch import from_torch
 from certnn.specs.vnnlib import parse_vnnlib, property_violated
+from certnn.testing import random_relu_mlp
 
 pytest.importorskip("highspy")
 
@@ -104,19 +105,7 @@ def test_size_mismatch_is_a_spec_error():
 
 
 def _tiny(seed, d=2, h=8):
-    g = torch.Generator().manual_seed(seed)
-    layers, w = [], d
-    for _ in range(2):
-        lin = nn.Linear(w, h).double()
-        with torch.no_grad():
-            lin.weight.copy_(torch.randn(h, w, generator=g, dtype=torch.float64))
-            lin.bias.copy_(torch.randn(h, generator=g, dtype=torch.float64) * 0.3)
-        layers += [lin, nn.ReLU()]
-        w = h
-    out = nn.Linear(w, 2).double()
-    with torch.no_grad():
-        out.weight.copy_(torch.randn(2, w, generator=g, dtype=torch.float64))
-    return from_torch(nn.Sequential(*layers, out), (d,))
+    return from_torch(random_relu_mlp(seed, d, h), (d,))
 
 
 @pytest.mark.solvers
