@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 import certnn
-from certnn.certify.bounds import bounds_for_spec, make_spec
+from certnn.certify.bounds import make_spec
 from certnn.certify.targets import margin_matrix
-from certnn.testing import check_bounds_contain, pgd_against_bounds, sample_ball
+from certnn.testing import bound_violations
 
 ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "leaky": lambda: nn.LeakyReLU(0.1),
         "hardtanh": nn.Hardtanh}
@@ -56,15 +56,12 @@ def _check(model, d, method, norm, seed, eps, clip=None, scale=None, n=300, pgd=
     spec = make_spec(graph, x, eps, norm, clip, scale)
     y = model(x).argmax(1)
     for C in (None, margin_matrix(y, 3)):
-        lo, hi, _ = bounds_for_spec(graph, spec, method, C)
+        lo, hi, pts, v, vp = bound_violations(model, graph, spec, method, C, n, g, pgd_steps=15 if pgd else 0,
+                                              seed=seed)
         assert (lo <= hi + 1e-12).all()
-        pts = sample_ball(spec, n, g)
         assert spec.contains(pts.reshape(-1, d).reshape(3, -1, d)[:, 0]).all()
-        v = check_bounds_contain(model, pts, lo, hi, C)
         assert v <= TOL, f"sampled point outside {method}/{norm} bounds by {v}"
-        if pgd:
-            v = pgd_against_bounds(model, spec, lo, hi, C, steps=15, restarts=1, seed=seed)
-            assert v <= TOL, f"PGD point outside {method}/{norm} bounds by {v}"
+        assert vp <= TOL, f"PGD point outside {method}/{norm} bounds by {vp}"
 
 
 @pytest.mark.parametrize("method", METHODS)

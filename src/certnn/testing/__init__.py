@@ -1,5 +1,5 @@
 """Soundness-testing helpers (public)."""
 from .nets import random_relu_mlp
-from .soundness import check_bounds_contain, pgd_against_bounds, sample_ball
+from .soundness import bound_violations, check_bounds_contain, pgd_against_bounds, sample_ball
 
-__all__ = ["sample_ball", "check_bounds_contain", "pgd_against_bounds", "random_relu_mlp"]
+__all__ = ["sample_ball", "check_bounds_contain", "pgd_against_bounds", "bound_violations", "random_relu_mlp"]

@@ -147,3 +147,19 @@ def pgd_against_bounds(fn: Callable[[Tensor], Tensor], spec: LpBall, lower: Tens
             x = _project(spec, (x + step * d).detach())
         worst = max(worst, check_bounds_contain(fn, x, lower, upper, C))
     return worst
+
+
+def bound_violations(fn: Callable[[Tensor], Tensor], graph, spec: LpBall, method: str, C: Tensor | None = None,
+                     n: int = 64, generator: torch.Generator | None = None, pgd_steps: int = 0,
+                     restarts: int = 1, seed: int = 0) -> tuple[Tensor, Tensor, Tensor, float, float]:
+    """One network-level soundness check: the bounds (lo, hi) of `method` on C·f over `spec`, the n sampled
+    points per sample (B, n, *in) and the worst violation of the bounds by those points and, when
+    pgd_steps > 0, by PGD pushing against each bound (0.0 when not run). Violations are >= 0; 0 is sound."""
+    from ..certify.bounds import bounds_for_spec
+
+    lo, hi, _ = bounds_for_spec(graph, spec, method, C)
+    pts = sample_ball(spec, n, generator)
+    v_sample = check_bounds_contain(fn, pts, lo, hi, C)
+    v_pgd = (pgd_against_bounds(fn, spec, lo, hi, C, steps=pgd_steps, restarts=restarts, seed=seed)
+             if pgd_steps else 0.0)
+    return lo, hi, pts, v_sample, v_pgd
