@@ -57,8 +57,8 @@ def needs_exact_affine(ctx: RunContext, name: str) -> bool:
     g = ctx.graph
     if name == g.output_name:
         return True
-    return any(not g.nodes[c].op.affine or not isinstance(g.nodes[c].op, AffineOp)
-               or len(g.nodes[c].inputs) != 1 for c in g.consumers(name))
+    # a consumer that does not extend the chain (nonlinear, or several inputs) needs this node's bounds
+    return any(not isinstance(g.nodes[c].op, AffineOp) or len(g.nodes[c].inputs) != 1 for c in g.consumers(name))
 
 
 def affine_chain_bounds(ctx: RunContext, name: str, iv: Interval) -> Interval:
