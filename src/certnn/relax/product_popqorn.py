@@ -58,14 +58,20 @@ def _candidates(fn: ProductFn, lx, ux, ly, uy) -> tuple[Tensor, Tensor]:
     return _finite(torch.stack([c[0] for c in cands])), _finite(torch.stack([c[1] for c in cands]))
 
 
+#: bisection steps for the interior stationary points while *scoring* tilts: the score only ranks tilts
+#: (an approximate maximiser gives a slightly low phi_u, i.e. a near-optimal tilt, never an unsound plane);
+#: the returned tilts' offsets are recomputed by the caller with full iterations.
+SEARCH_ITERS = 20
+
+
 def popqorn_tilts(fn: ProductFn, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
-                  steps: int = 10) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                  steps: int = 10, iters: int = SEARCH_ITERS) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Tilts (A_l, B_l, A_u, B_u) of the lower and upper planes (float64 tensors of the box's shape)."""
     mx, my = (lx + ux) / 2, (ly + uy) / 2
     hx, hy = (ux - lx) / 2, (uy - ly) / 2
     A, B = _candidates(fn, lx, ux, ly, uy)
     box = [t.expand_as(A) for t in (lx, ux, ly, uy)]
-    e = fn.extremes(A, B, *box)
+    e = fn.extremes(A, B, *box, iters=iters)
     phi_u = e.hi + A * mx + B * my
     phi_l = -(e.lo + A * mx + B * my)  # both minimised
     iu, il = phi_u.argmin(0, keepdim=True), phi_l.argmin(0, keepdim=True)
@@ -83,7 +89,7 @@ def popqorn_tilts(fn: ProductFn, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
     fc = torch.stack([fn.f(x, y) for x in (lx, ux) for y in (ly, uy)])
     t0 = 0.1 * (fc.amax(0) - fc.amin(0)) + torch.finfo(A.dtype).tiny
     for k in range(steps):
-        e = fn.extremes(A, B, *box2)
+        e = fn.extremes(A, B, *box2, iters=iters)
         px = torch.where(sign > 0, e.hi_x, e.lo_x)
         py = torch.where(sign > 0, e.hi_y, e.lo_y)
         off = torch.where(sign > 0, e.hi, e.lo)
@@ -96,11 +102,11 @@ def popqorn_tilts(fn: ProductFn, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
         A = A - t * sign * (mx - px) * gx
         B = B - t * sign * (my - py) * gy
     if steps:
-        e = fn.extremes(A, B, *box2)
+        e = fn.extremes(A, B, *box2, iters=iters)
         phi = sign * (torch.where(sign > 0, e.hi, e.lo) + A * mx + B * my)
         better = phi < best
         bA = torch.where(better, A, bA); bB = torch.where(better, B, bB)
     return bA[0], bB[0], bA[1], bB[1]
 
 
-__all__ = ["popqorn_tilts"]
+__all__ = ["popqorn_tilts", "SEARCH_ITERS"]

@@ -290,3 +290,25 @@ def test_bad_inputs():
         mccormick_planes(one, one, one, torch.ones(2))
     with pytest.raises(ValueError):
         sigmoid_tanh_planes(0 * one, one * float("inf"), 0 * one, one)
+
+
+def test_popqorn_tilt_search_iterations_do_not_change_the_planes_materially():
+    """The tilt search scores tilts with SEARCH_ITERS bisection steps (offsets stay exact); the chosen
+    planes' mean gap is within a hair of scoring with the full BISECT_ITERS steps, on random boxes."""
+    from certnn.relax.product_extremes import BISECT_ITERS
+    from certnn.relax.product_popqorn import SEARCH_ITERS, popqorn_tilts
+
+    assert SEARCH_ITERS < BISECT_ITERS
+    g = torch.Generator().manual_seed(5)
+    n = 400
+    r = lambda: (torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * 4  # noqa: E731
+    a, b, c, d = r(), r(), r(), r()
+    box = (torch.minimum(a, b), torch.maximum(a, b), torch.minimum(c, d), torch.maximum(c, d))
+    mx, my = (box[0] + box[1]) / 2, (box[2] + box[3]) / 2
+    for fn in (SIGMOID_TANH, SIGMOID_MUL):
+        gaps = []
+        for iters in (SEARCH_ITERS, BISECT_ITERS):
+            Al, Bl, Au, Bu = popqorn_tilts(fn, *box, iters=iters)
+            lo, hi = fn.extremes(Al, Bl, *box).lo, fn.extremes(Au, Bu, *box).hi  # exact offsets
+            gaps.append(((Au - Al) * mx + (Bu - Bl) * my + hi - lo).mean())
+        assert gaps[0] <= gaps[1] * (1 + 1e-4) + 1e-12
