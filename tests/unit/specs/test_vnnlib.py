@@ -7,6 +7,7 @@ import gzip
 import math
 import re
 import time
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -493,12 +494,11 @@ def test_load_errors_name_the_file(tmp_path):
 # ------------------------------------------------------------------------------------------------------
 
 def _shared_data() -> Path | None:
-    """``../shared/data`` next to the repository root (the first ancestor holding pyproject.toml)."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "pyproject.toml").is_file():
-            data = parent.parent / "shared" / "data"
-            return data if data.is_dir() else None
-    return None
+    """The shared data directory, found as tests/conftest.py finds it: ``CERTNN_SHARED_DATA`` if set,
+    else ``../shared/data`` next to the repository root."""
+    env = os.environ.get("CERTNN_SHARED_DATA")
+    data = Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "data"
+    return data if data.is_dir() else None
 
 
 def _vnncomp_root() -> Path:
