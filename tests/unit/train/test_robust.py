@@ -52,7 +52,7 @@ ARCHS = {  # name: (factory, input shape)
 }
 CASES = [(a, m) for a in ("mlp", "cnn") for m in ("ibp", "crown-ibp")]
 CASES += [(a, m) for a in ("rnn", "lstm", "gru") for m in ("ibp", "crown-ibp", "certrnn")]
-CASES += [("mlp", "certrnn")]
+CASES += [("mlp", "certrnn"), ("cnn", "certrnn")]
 
 
 def _model(arch: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
