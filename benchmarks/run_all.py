@@ -29,6 +29,7 @@ BENCHMARKS = {
     "zonotope_rnn_speed": (True, True),
     "vnncomp": (True, False),
     "clever_validation": (True, True),
+    "robust_training": (True, True),
 }
 
 

@@ -6,6 +6,7 @@ Public API (one re-export per name)::
     graph = certnn.from_torch(model, input_shape=(784,))
     iv = certnn.compute_bounds(graph, x, eps=0.01, norm="inf", method="crown")
     res = certnn.certified_radius(graph, x, y, norm="2", method="crown")
+    log = certnn.train_robust(model, x_train, y_train, (784,), certnn.RobustTrainConfig(method="crown-ibp"))
 """
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from .graph import Graph
 from .graph.from_torch import from_torch
 from .graph.recurrent import embed_tokens
 from .specs import LpBall, frame_scale
+from .train.robust import RobustTrainConfig, TrainLog, train_robust
 
 __version__ = "0.1.0"
 
 __all__ = ["compute_bounds", "certify", "certified_radius", "Certifier", "CertifyConfig", "RadiusConfig",
-           "RadiusResult", "CertifyResult", "Interval", "LpBall", "Graph", "from_torch", "embed_tokens", "frame_scale", "METHODS", "Method",
+           "RadiusResult", "CertifyResult", "Interval", "LpBall", "Graph", "from_torch", "embed_tokens", "frame_scale",
+           "RobustTrainConfig", "TrainLog", "train_robust", "METHODS", "Method",
            "get_method", "register_method", "CertnnError", "ConfigError", "DataError", "ModelImportError",
            "SoundnessError", "SpecError", "UnsupportedOpError", "__version__"]

@@ -37,12 +37,7 @@ def make_spec(graph: Graph, x: Tensor, eps, norm, clip=None, scale=None) -> LpBa
 
 
 def _graph_dtype(graph: Graph) -> torch.dtype:
-    for name in graph.order:
-        op = graph.nodes[name].op
-        for v in vars(op).values():
-            if isinstance(v, Tensor) and torch.is_floating_point(v):
-                return v.dtype
-    return torch.float64
+    return graph.dtype
 
 
 def bounds_for_spec(graph: Graph, spec: LpBall, method: str, C: Tensor | None = None, lower: bool = True,

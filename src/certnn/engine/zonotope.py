@@ -490,7 +490,10 @@ def _combine_fresh(run: ZonotopeRun, parts: list[tuple[Zonotope, Tensor]], c_lo:
         center = center + a * z.center
         ag = a.unsqueeze(1)
         if i == first:
-            torch.mul(z.generators, ag, out=G[:, :Ku])
+            if torch.is_grad_enabled() and (z.generators.requires_grad or ag.requires_grad):
+                G[:, :Ku] = z.generators * ag  # out= is not differentiable (training, train/robust.py)
+            else:
+                torch.mul(z.generators, ag, out=G[:, :Ku])
         elif z.ids.shape == ids.shape and torch.equal(z.ids, ids):
             G[:, :Ku].addcmul_(z.generators, ag)
         else:

@@ -69,9 +69,17 @@ def supported_names() -> list[str]:
 
 # ---------------------------------------------------------------- module converters
 
+def param(b: GraphBuilder, t: Tensor | None) -> Tensor | None:
+    """A module tensor for an IR op: detached (the default), or the tensor itself when the graph is built
+    with keep_grad=True (gradients of bounds then flow to the module's parameters)."""
+    if t is None:
+        return None
+    return t if getattr(b, "options", {}).get("keep_grad") else t.detach()
+
+
 @register_module(nn.Linear)
 def _linear(b: GraphBuilder, m: nn.Linear, x: str) -> str:
-    return b.add(Linear(m.weight.detach(), None if m.bias is None else m.bias.detach()), [x])
+    return b.add(Linear(param(b, m.weight), param(b, m.bias)), [x])
 
 
 def _act(kind: str, **params):
@@ -123,7 +131,7 @@ def _conv(b: GraphBuilder, m: nn.Module, x: str) -> str:
         raise UnsupportedOpError(f"nn.{type(m).__name__} with padding_mode={m.padding_mode!r}",
                                  ["padding_mode='zeros'"])
     pad = _sym_padding(m.padding, f"nn.{type(m).__name__}")
-    return b.add(Conv(m.weight.detach(), None if m.bias is None else m.bias.detach(), m.stride, pad,
+    return b.add(Conv(param(b, m.weight), param(b, m.bias), m.stride, pad,
                       m.dilation, m.groups), [x])
 
 
@@ -171,8 +179,8 @@ def _batchnorm(b: GraphBuilder, m: nn.Module, x: str) -> str:
                                  ["batch norm with running statistics, in eval mode"])
     mean, var = m.running_mean.detach().double(), m.running_var.detach().double()
     inv = 1.0 / torch.sqrt(var + m.eps)
-    gamma = m.weight.detach().double() if m.weight is not None else torch.ones_like(mean)
-    beta = m.bias.detach().double() if m.bias is not None else torch.zeros_like(mean)
+    gamma = param(b, m.weight).double() if m.weight is not None else torch.ones_like(mean)
+    beta = param(b, m.bias).double() if m.bias is not None else torch.zeros_like(mean)
     scale, shift = gamma * inv, beta - mean * gamma * inv
     shape = b.shape(x)
     view = (-1,) + (1,) * (len(shape) - 1)
@@ -538,7 +546,7 @@ def _trace_into(b: GraphBuilder, module: nn.Module, x: str, path: str) -> str:
             obj = gm
             for part in n.target.split("."):
                 obj = getattr(obj, part)
-            env[n.name] = obj.detach() if isinstance(obj, Tensor) else obj
+            env[n.name] = param(b, obj) if isinstance(obj, Tensor) else obj
         elif n.op in ("call_module", "call_function", "call_method") and (res := rec.dispatch(
                 b, n.op, gm.get_submodule(n.target) if n.op == "call_module" else n.target, args, kwargs, where,
                 _convert_module)) is not rec.NOT_HANDLED:
@@ -582,13 +590,22 @@ def _trace_into(b: GraphBuilder, module: nn.Module, x: str, path: str) -> str:
 
 
 def from_torch(module: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype = torch.float64,
-               check: bool = True, embedded: bool = False, time_major: bool = False) -> Graph:
+               check: bool = True, embedded: bool = False, time_major: bool = False,
+               keep_grad: bool = False) -> Graph:
     """Convert an nn.Module (in eval mode semantics) to the IR; `input_shape` excludes the batch dim.
 
     With check=True the IR is run on random inputs and compared with the module (import parity).
     Sequence models (graph/recurrent.py) have input_shape (T, d). embedded=True splits the model's first
     nn.Embedding off: the IR input is the embedded sequence (T, E) (see recurrent.embed_tokens).
     time_major=True: the module's forward takes (T, B, d); the IR input is still batch first, (B, T, d).
+
+    keep_grad=True (for verified training, certnn.train.robust): the IR's weights are the module's
+    parameters themselves (no detach; converted by a differentiable ``.to(dtype)``, which is the identity
+    when dtype is the parameters' dtype) or tensors computed from them (e.g. an RNN's b_ih + b_hh), so
+    bounds computed on the graph are differentiable with respect to the parameters. Such a graph is a
+    snapshot of one step: an optimizer updates parameters in place, which leaves derived tensors stale
+    (and autograd refuses to go back through them), so build a new graph after every update. The default
+    (False) detaches every weight, as certification wants.
     """
     if isinstance(module, torch.jit.ScriptModule):
         from .from_script import script_to_sequential
@@ -599,7 +616,7 @@ def from_torch(module: nn.Module, input_shape: tuple[int, ...], dtype: torch.dty
     module.eval()
     try:
         b = GraphBuilder(tuple(input_shape), dtype)
-        b.options = {"embedded": embedded, "time_major": time_major}
+        b.options = {"embedded": embedded, "time_major": time_major, "keep_grad": keep_grad}
         out = _convert_module(b, module, b.input_name, "")
         if out == b.input_name:
             raise ModelImportError("the model is the identity: nothing to certify")
@@ -642,11 +659,11 @@ def check_parity(module: nn.Module, graph: Graph, n: int = 4, seed: int = 0, rto
     mdtype = p.dtype if p is not None else torch.float32
     with torch.no_grad():
         want = run_module(module, x, embedded, time_major)
-        got = graph.forward(x)
+        got = graph.forward(x.to(graph.dtype)).to(torch.float64)
     if want.shape != got.shape:
         raise ModelImportError(f"import parity: module output shape {tuple(want.shape)} != IR {tuple(got.shape)}")
     err = (want - got).abs().max().item()
     scale = 1 + want.abs().max().item()
-    tol = rtol if mdtype != torch.float64 else 1e-9
+    tol = 1e-9 if mdtype == torch.float64 and graph.dtype == torch.float64 else rtol
     if err > tol * scale:
         raise ModelImportError(f"import parity failed: IR and module differ by {err:.3g} on random inputs")

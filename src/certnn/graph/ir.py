@@ -62,6 +62,15 @@ class Graph:
     def output_shape(self) -> tuple[int, ...]:
         return self.nodes[self.output_name].shape
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the first floating-point tensor held by an op (float64 if none)."""
+        for name in self.order:
+            for v in vars(self.nodes[name].op).values():
+                if isinstance(v, Tensor) and torch.is_floating_point(v):
+                    return v.dtype
+        return torch.float64
+
     def consumers(self, name: str) -> list[str]:
         return self._consumers[name]
 
@@ -125,7 +134,8 @@ class GraphBuilder:
             name = f"{name}_"
         op = op.to(self.dtype)
         try:
-            out = op.forward(*[self._probe[i] for i in inputs])
+            with torch.no_grad():  # shapes only (weights may require grad: from_torch(keep_grad=True))
+                out = op.forward(*[self._probe[i] for i in inputs])
         except Exception as exc:  # noqa: BLE001 - report which node failed and why
             shapes = [self.shape(i) for i in inputs]
             raise ModelImportError(f"cannot apply {op.describe()} to inputs of shape {shapes}: {exc}") from exc

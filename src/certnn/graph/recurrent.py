@@ -175,9 +175,12 @@ def embedding_module(b: GraphBuilder, m: nn.Embedding, x: str, where: str) -> st
 
 # ---------------------------------------------------------------- unrolling
 
-def _w(m: nn.Module, name: str) -> Tensor | None:
+def _w(b: GraphBuilder, m: nn.Module, name: str) -> Tensor | None:
+    """A weight of a recurrent layer, detached unless the graph is built with keep_grad=True."""
     t = getattr(m, name, None)
-    return None if t is None else t.detach()
+    if t is None:
+        return None
+    return t if getattr(b, "options", {}).get("keep_grad") else t.detach()
 
 
 def _slice(b: GraphBuilder, x: str, lo: int, hi: int) -> str:
@@ -270,9 +273,9 @@ def convert_cell(b: GraphBuilder, m: nn.Module, args: list, where: str):
                 h = None  # zero h with given c is fine: no recurrent matmul
         else:
             h = _state_node(st, where, f"{type(m).__name__} state")
-    bias = _input_bias(mode, _w(m, "bias_ih"), _w(m, "bias_hh"), H)
-    xp = b.add(Linear(_w(m, "weight_ih"), bias), [x])
-    h_new, c_new = _step(b, mode, xp, h, c, _w(m, "weight_hh"), _w(m, "bias_hh"), H)
+    bias = _input_bias(mode, _w(b, m, "bias_ih"), _w(b, m, "bias_hh"), H)
+    xp = b.add(Linear(_w(b, m, "weight_ih"), bias), [x])
+    h_new, c_new = _step(b, mode, xp, h, c, _w(b, m, "weight_hh"), _w(b, m, "bias_hh"), H)
     if mode == "lstm":
         return (h_new, c_new)
     return h_new
@@ -331,9 +334,9 @@ def convert_layer(b: GraphBuilder, m: nn.Module, args: list, where: str):
         outs = []
         for d in range(D):
             sfx = f"_l{layer}" + ("_reverse" if d else "")
-            W_ih, W_hh = _w(m, "weight_ih" + sfx), _w(m, "weight_hh" + sfx)
-            b_hh = _w(m, "bias_hh" + sfx)
-            bias = _input_bias(mode, _w(m, "bias_ih" + sfx), b_hh, H)
+            W_ih, W_hh = _w(b, m, "weight_ih" + sfx), _w(b, m, "weight_hh" + sfx)
+            b_hh = _w(b, m, "bias_hh" + sfx)
+            bias = _input_bias(mode, _w(b, m, "bias_ih" + sfx), b_hh, H)
             if node is not None:
                 xp_all = b.add(Linear(W_ih, bias), [node])
                 xps = [b.add(Slice(b.shape(xp_all), (t,)), [xp_all]) for t in range(T)]

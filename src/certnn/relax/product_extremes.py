@@ -76,9 +76,20 @@ def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
 
 
 def _dfinv(fn, a: Tensor) -> Tensor:
-    """The point t >= 0 with f'(t) = a, for a clamped into (0, f'(0)] (finite for every input)."""
+    """The point t >= 0 with f'(t) = a, for a clamped into (0, f'(0)] (finite for every input).
+
+    A candidate point, so computed without gradient (see :func:`_candidate`)."""
+    a = a.detach()
     t = fn.dfinv(a.clamp(min=torch.finfo(a.dtype).tiny, max=fn.peak_slope))
     return torch.nan_to_num(t, nan=0.0, posinf=1e300)
+
+
+def _candidate(v: Tensor, l: Tensor, u: Tensor) -> Tensor:
+    """A stationary-point candidate v (any tensor) as a point of [l, u] for autograd (verified
+    training): v itself carries no gradient (at an interior stationary point of g the gradient of g's
+    value does not depend on where the point moves: envelope theorem), but when it is clipped to a face
+    of the box the gradient flows to that face. The value is exactly _clip(v, l, u)."""
+    return _clip(v.detach(), l, u)
 
 
 def _logit(p: Tensor, one_minus_p: Tensor) -> Tensor:
@@ -101,7 +112,10 @@ def _corners(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> tuple[list[Tenso
 
 def _sigtanh_interior(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
                       iters: int) -> tuple[list[Tensor], list[Tensor]]:
-    """The (at most two) interior stationary points of sigma(x) tanh(y) - A x - B y, clipped into the box."""
+    """The (at most two) interior stationary points of sigma(x) tanh(y) - A x - B y, clipped into the box
+    (found on detached inputs, re-clipped to the live box: :func:`_candidate`)."""
+    box = (lx, ux, ly, uy)
+    A, B, lx, ux, ly, uy = (t.detach() for t in (A, B, lx, ux, ly, uy))
     tiny = torch.finfo(B.dtype).tiny
     one = torch.ones_like(B)
     Bc = B.clamp(min=tiny, max=1 - torch.finfo(B.dtype).eps)
@@ -124,7 +138,9 @@ def _sigtanh_interior(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, 
     sgn = torch.stack([one, -one])
     xs = _bisect(lambda x: sgn * (psi(x) - absA), lo, hi, iters)
     ys = _clip(torch.sign(A) * _dfinv(TANH, Bc / torch.sigmoid(xs)), ly, uy)
-    return [xs[0], xs[1]], [ys[0], ys[1]]
+    lx, ux, ly, uy = box
+    return ([_candidate(xs[0], lx, ux), _candidate(xs[1], lx, ux)],
+            [_candidate(ys[0], ly, uy), _candidate(ys[1], ly, uy)])
 
 
 def sigmoid_tanh_extremes(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
@@ -152,8 +168,8 @@ def sigmoid_mul_extremes(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tenso
             xs.append(x_c); ys.append(y_e)
     # interior saddle (never an extremum, see the module docstring): sigma(x) = B, sigma'(x) y = A
     Bc = B.clamp(min=torch.finfo(B.dtype).tiny, max=1 - torch.finfo(B.dtype).eps)
-    x_s = _clip(_logit(Bc, 1 - Bc), lx, ux)
-    y_s = _clip(_safe_ratio(A, torch.sigmoid(x_s) * torch.sigmoid(-x_s)), ly, uy)
+    x_s = _candidate(_logit(Bc, 1 - Bc), lx, ux)
+    y_s = _candidate(_safe_ratio(A, torch.sigmoid(x_s) * torch.sigmoid(-x_s)), ly, uy)
     xs.append(x_s); ys.append(y_s)
     return _reduce(lambda x, y: torch.sigmoid(x) * y - A * x - B * y, xs, ys)
 

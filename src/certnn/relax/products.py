@@ -64,9 +64,16 @@ def _offsets(fn: ProductFn, A: Tensor, B: Tensor, box: list[Tensor], out_dtype: 
     lo, hi = e.lo - margin, e.hi + margin
     # rounding to out_dtype may move a value inwards by half an ulp: step one ulp outwards if it did
     lo_o, hi_o = lo.to(out_dtype), hi.to(out_dtype)
-    lo_o = torch.where(lo_o.to(WORK_DTYPE) > lo, torch.nextafter(lo_o, torch.full_like(lo_o, -float("inf"))), lo_o)
-    hi_o = torch.where(hi_o.to(WORK_DTYPE) < hi, torch.nextafter(hi_o, torch.full_like(hi_o, float("inf"))), hi_o)
+    lo_o = torch.where(lo_o.to(WORK_DTYPE) > lo, _step(lo_o, -float("inf")), lo_o)
+    hi_o = torch.where(hi_o.to(WORK_DTYPE) < hi, _step(hi_o, float("inf")), hi_o)
     return lo_o, hi_o
+
+
+def _step(v: Tensor, toward: float) -> Tensor:
+    """v moved one ulp toward `toward`; for autograd (verified training) the step has the gradient of v
+    (nextafter's own gradient is 0), the value is exactly nextafter's (v - v.detach() is 0)."""
+    out = torch.nextafter(v.detach(), torch.full_like(v, toward))
+    return out + (v - v.detach()) if v.requires_grad else out
 
 
 def _planes(fn: ProductFn, candidates, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor, mode: str) -> PlaneRelaxation:
@@ -81,7 +88,8 @@ def _planes(fn: ProductFn, candidates, lx: Tensor, ux: Tensor, ly: Tensor, uy: T
         A, B = torch.cat([A, A_cf[None]]), torch.cat([B, B_cf[None]])
         # ranking the candidate tilts needs only approximate widths (SELECT_ITERS bisection steps for the
         # interior stationary points); the chosen tilt's offsets below are exact (full iterations)
-        e = fn.extremes(A, B, *[t.expand_as(A) for t in box], iters=SELECT_ITERS)
+        with torch.no_grad():  # only an argmin: no gradient to keep (verified training)
+            e = fn.extremes(A, B, *[t.expand_as(A) for t in box], iters=SELECT_ITERS)
         k = (e.hi - e.lo).argmin(0, keepdim=True)
         A = A.gather(0, k).squeeze(0).to(out).to(WORK_DTYPE)
         B = B.gather(0, k).squeeze(0).to(out).to(WORK_DTYPE)

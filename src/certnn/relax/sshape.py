@@ -78,8 +78,13 @@ SSHAPES: dict[str, SShape] = {s.name: s for s in (SIGMOID, TANH, ARCTAN)}
 
 def stationary_candidates(fn: SShape, slope: Tensor, l: Tensor, u: Tensor) -> list[Tensor]:
     """Points of [l, u] where f(x) - slope*x can have an extremum: l, u and +-x*(slope) clipped into
-    [l, u] (clipping adds only harmless extra points inside the box)."""
-    a = slope.clamp(min=torch.finfo(slope.dtype).tiny, max=fn.peak_slope)
+    [l, u] (clipping adds only harmless extra points inside the box).
+
+    Gradients (verified training): x*(slope) is computed from the detached slope. At an interior
+    stationary point d/dx [f(x) - a x] = 0, so the extreme's gradient does not depend on dx*/da (envelope
+    theorem) and nothing is lost; where x* is clipped to l or u the gradient flows to that end. This also
+    keeps the inverse derivative's sqrt / log at the ends of its domain out of autograd (they give NaN)."""
+    a = slope.detach().clamp(min=torch.finfo(slope.dtype).tiny, max=fn.peak_slope)
     xs = fn.dfinv(a)
     xs = torch.nan_to_num(xs, nan=0.0, posinf=1e300, neginf=0.0)
     return [l, u, torch.minimum(torch.maximum(xs, l), u), torch.minimum(torch.maximum(-xs, l), u)]
