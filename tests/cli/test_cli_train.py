@@ -116,6 +116,7 @@ def test_radius_on_a_given_sentence(text_bundle, tmp_path):
     assert rc == 0
     samples = json.loads(out.read_text())["samples"]
     assert [s["words"] for s in samples] == [["good"], ["dull"]]
+    assert [s["in_vocabulary"] for s in samples] == [[True], [True]]
     assert [s["frames"] for s in samples] == [[4], [4]]  # T = 6: word 3 of 5, word 1 of 3
     assert [s["label"] for s in samples] == [1, 0] and [s["index"] for s in samples] == [0, 1]
 
@@ -165,3 +166,13 @@ def test_radius_frame_eps_weights_every_word(text_bundle, tiny_text_dir, tmp_pat
     for ra, rb in zip(a, b):
         if ra["certified_radius"] > 0:
             assert rb["certified_radius"] == pytest.approx(2 * ra["certified_radius"], rel=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_train_mnist_and_radius_on_its_test_split(shared_data, tmp_path):
+    out = tmp_path / "mnist.pt"
+    assert main(["train", "--task", "mnist", "--data-dir", str(shared_data), "--limit", "500", "--epochs", "2",
+                 "--hidden", "16", "--quiet", "--out", str(out)]) == 0
+    assert main(["radius", "--model", str(out), "--task", "mnist", "--data-dir", str(shared_data), "--samples", "3",
+                 "--method", "crown", "--clip", "0", "1", "--bisection-steps", "4", "--quiet"]) == 0

@@ -146,8 +146,8 @@ def run(args) -> int:
     for i in range(x.shape[0]):
         extra = {"time_s_by_method": {m: float(times[m][i]) for m in methods}} if len(methods) > 1 else {}
         if text is not None:
-            extra.update({"text": text.texts[i], "words": text.words[i], "frames": list(text.frames[i]),
-                          "length": int(text.lengths[i])})
+            extra.update({"text": text.texts[i], "words": text.words[i], "in_vocabulary": text.known[i],
+                          "frames": list(text.frames[i]), "length": int(text.lengths[i])})
         samples.append(SampleRecord(
             index=text.indices[i] if text is not None else args.start + i, label=int(y[i]),
             predicted=int(res.predicted[i]),

@@ -41,6 +41,7 @@ class TextInputs:
     indices: list[int]  # test-split index per sample (or position among --text)
     texts: list[str]
     words: list[list[str]]  # the perturbed tokens per sample
+    known: list[list[bool]]  # whether each perturbed token is in the vocabulary (else it is <unk>)
     lengths: Tensor  # (N,) kept tokens
     meta: dict[str, Any]
     task: str | None  # None for --text
@@ -143,5 +144,6 @@ def load_text_inputs(args, doc: dict) -> TextInputs:
     L = encoded.lengths[keep]
     off = (enc.max_len - L) if encoded.padding == "left" else torch.zeros_like(L)
     chosen = [[toks[f - int(o)] for f in fs] for toks, fs, o in zip(vocab_tokens, frames, off.tolist())]
+    known = [[w in vocab for w in ws] for ws in chosen]
     return TextInputs(graph, x, y, frames, [indices[i] for i in keep.tolist()], [texts[i] for i in keep.tolist()],
-                      chosen, L, meta, task_name)
+                      chosen, known, L, meta, task_name)
