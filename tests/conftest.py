@@ -17,3 +17,41 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+def write_tiny_text_data(root: Path, n: int = 40, dim: int = 8) -> Path:
+    """A synthetic data directory (text/mr, text/urls, embeddings/ GloVe subset) for fast text tests:
+    positive sentences use 'good'-like words, negative ones 'bad'-like words."""
+    import numpy as np
+
+    gen = np.random.default_rng(0)
+    pos_w, neg_w, filler = ["good", "great", "fun", "superb"], ["bad", "dull", "awful", "boring"], \
+        ["the", "movie", "is", "a", "film", "and", "plot", "it", "was", "very"]
+
+    def sentences(words):
+        return [" ".join(gen.choice(filler, size=gen.integers(1, 5)).tolist() + [gen.choice(words)] +
+                         gen.choice(filler, size=gen.integers(0, 3)).tolist()) + " ." for _ in range(n)]
+
+    mr = root / "text" / "mr"
+    mr.mkdir(parents=True, exist_ok=True)
+    (mr / "rt-polarity.pos").write_text("\n".join(sentences(pos_w)) + "\n", encoding="latin-1")
+    (mr / "rt-polarity.neg").write_text("\n".join(sentences(neg_w)) + "\n", encoding="latin-1")
+    urls = root / "text" / "urls"
+    urls.mkdir(parents=True, exist_ok=True)
+    rows = ["url,label"] + [f"http://site{i}.com/home,0" for i in range(n)] + \
+        [f"https://login-{i}.xyz/verify.php?id={i},1" for i in range(n)]
+    (urls / "phishing_urls_balanced_10k.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    emb = root / "embeddings"
+    emb.mkdir(parents=True, exist_ok=True)
+    words = pos_w + neg_w + filler + ["."]
+    vec = gen.normal(size=(len(words), dim)).astype(np.float32)
+    vec[:4, 0] += 2.0  # positive words share a direction
+    vec[4:8, 0] -= 2.0
+    np.savez(emb / "glove6B_50d_subset_51652w.npz", words=np.array(words), vectors=vec,
+             glove_rank=np.arange(len(words)))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_text_dir(tmp_path_factory) -> Path:
+    return write_tiny_text_data(tmp_path_factory.mktemp("tiny_text"))

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -25,9 +27,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="per-sample input shape if the data must be reshaped, e.g. 1,28,28")
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
+def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--data", required=True, help="npz file with x (N, ...) and y (N,)")
+    g.add_argument("--data", required=required, help="npz file with x (N, ...) and y (N,)")
     g.add_argument("--samples", type=int, help="use the first N samples (after --start)")
     g.add_argument("--start", type=int, default=0, help="index of the first sample")
 
@@ -59,6 +61,20 @@ def frame_options(args) -> dict:
 
     return {"frames": parse_frames(getattr(args, "frames", None)),
             "frame_eps": parse_frame_eps(getattr(args, "frame_eps", None))}
+
+
+def resolve_data_dir(args) -> Path:
+    """The data directory of --data-dir, else of the environment variable CERTNN_DATA_DIR (the folder that
+    holds text/, embeddings/, mnist/, e.g. ../shared/data)."""
+    d = getattr(args, "data_dir", None) or os.environ.get("CERTNN_DATA_DIR")
+    task = getattr(args, "task", None)
+    if not d:
+        raise ConfigError(f"{'--task ' + task if task else 'this command'} reads its files from a data directory: "
+                          "pass --data-dir DIR or set CERTNN_DATA_DIR (the folder holding text/, embeddings/, mnist/)")
+    p = Path(d)
+    if not p.is_dir():
+        raise DataError(f"data directory {p} not found")
+    return p
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:

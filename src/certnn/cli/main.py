@@ -16,7 +16,7 @@ import sys
 from ..errors import CertnnError
 
 #: subcommand modules; each has register(subparsers) setting `func`
-SUBCOMMANDS = ["radius", "certify", "verify", "attack", "clever", "report", "demo"]
+SUBCOMMANDS = ["radius", "certify", "verify", "attack", "clever", "report", "train", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

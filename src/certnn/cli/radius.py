@@ -1,4 +1,9 @@
-"""`certnn radius`: certified radius per sample (one or several methods), optionally with attack radius."""
+"""`certnn radius`: certified radius per sample (one or several methods), optionally with attack radius.
+
+Inputs: a model with --data D.npz (or --task mnist|digits for an image task's test split), or a text
+model bundle (`certnn train`) with sentences of --task / --text, whose chosen --words are perturbed in
+embedding space (cli/text_inputs.py).
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,22 +11,25 @@ import argparse
 import torch
 
 from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
-from ..errors import SoundnessError
+from ..errors import ConfigError, SoundnessError
 from ..report.records import SampleRecord, environment, write_json
 from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
                      frame_options, load_model_and_data, parse_methods)
+from .text_inputs import add_text_args, load_text_inputs, parse_words, text_bundle
 
 
 def register(sub) -> None:
     p = sub.add_parser("radius", help="certified radius per sample (largest eps proved robust)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_args(p)
-    add_data_args(p)
+    add_data_args(p, required=False)
+    add_text_args(p)
     add_spec_args(p)
     g = p.add_argument_group("search")
     g.add_argument("--eps-init", type=float, help="first eps tried (default: 0.01 inf, 0.1 L2, 1 L1)")
     g.add_argument("--eps-max", type=float, default=1e3)
     g.add_argument("--bisection-steps", type=int, default=14)
+    g.add_argument("--eps", type=float, nargs="+", help="also report certified accuracy at these radii")
     g.add_argument("--attack", action="store_true", help="also run PGD to find an attack radius (upper bound)")
     g.add_argument("--attack-steps", type=int, default=100)
     g.add_argument("--attack-restarts", type=int, default=5)
@@ -29,33 +37,105 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _image_task_data(args):
+    from .common import resolve_data_dir
+    from .train import IMAGE_TASKS
+
+    if args.task not in IMAGE_TASKS:
+        raise ConfigError(f"--task {args.task!r} needs a text model bundle (from `certnn train`); with other models "
+                          f"--task takes {', '.join(IMAGE_TASKS)}")
+    if args.task == "mnist":
+        from ..data.mnist import load_mnist_test
+
+        x, y = load_mnist_test(resolve_data_dir(args))
+    else:
+        from ..data.digits import load_digits_split
+
+        _, _, x, y = load_digits_split()
+        x = x.reshape(-1, 1, 8, 8)
+    end = x.shape[0] if args.samples is None else min(x.shape[0], args.start + args.samples)
+    x, y = x[args.start:end].to(torch.float64), y[args.start:end]
+    if args.input_shape:
+        x = x.reshape((x.shape[0],) + tuple(args.input_shape))
+    return x, y
+
+
+def _inputs(args):
+    """(model or graph, x, y, text inputs or None)."""
+    doc = text_bundle(args)
+    if doc is not None:
+        inp = load_text_inputs(args, doc)
+        return inp.graph, inp.x, inp.y, inp
+    for flag in ("text", "words", "label"):
+        if getattr(args, flag) is not None:
+            raise ConfigError(f"--{flag} is for text model bundles (written by "
+                              "`certnn train --task mr|sst2|toxic|urls`)")
+    if args.task is not None:
+        if args.data:
+            raise ConfigError("give either --data or --task")
+        from ..graph.loading import load_model
+
+        model = load_model(args.model, args.weights, args.trust_pickle)
+        x, y = _image_task_data(args)
+        return model, x, y, None
+    if not args.data:
+        raise ConfigError("radius needs inputs: --data D.npz (or --task for a task's test split)")
+    model, x, y = load_model_and_data(args)
+    return model, x, y, None
+
+
 def run(args) -> int:
     con = Console(args.quiet)
     methods = parse_methods(args.method)
-    model, x, y = load_model_and_data(args)
+    model, x, y, text = _inputs(args)
     search = RadiusConfig(eps_init=args.eps_init, eps_max=args.eps_max, bisection_steps=args.bisection_steps)
     clip = tuple(args.clip) if args.clip else None
+    fopts = frame_options(args)
+    if text is not None and fopts["frame_eps"] is not None and parse_words(args.words) is None:
+        # every word of a sentence: one relative eps for all of them
+        if len(fopts["frame_eps"]) != 1:
+            raise ConfigError("--frame-eps with --words all takes one value (the same weight for every word)")
+        fopts["frame_eps"] = fopts["frame_eps"][0]
     radii: dict[str, torch.Tensor] = {}
     times: dict[str, torch.Tensor] = {}
+    certified: dict[str, dict[float, torch.Tensor]] = {}
     base = None
     for m in methods:
         cfg = CertifyConfig(method=m, norm=args.norm, target=args.target, clip=clip, seed=args.seed,
-                            batch_size=args.batch_size, **frame_options(args))
-        cert = Certifier(model, cfg, tuple(x.shape[1:]))
+                            batch_size=args.batch_size, **fopts)
         with con.progress(f"{m} radius", x.shape[0]) as cb:
-            res = cert.radius(x, y, search, progress=cb)
+            if text is None:
+                cert = Certifier(model, cfg, tuple(x.shape[1:]))
+                res = cert.radius(x, y, search, progress=cb)
+                graph, scale = cert.graph, cert.scale
+            else:
+                from ..certify.per_sample_frames import frame_scales, radius_by_frames
+
+                res = radius_by_frames(text.graph, x, y, text.frames, cfg, search, progress=cb)
+                graph, scale = text.graph, frame_scales(tuple(x.shape[1:]), text.frames, cfg.frame_eps)
         radii[m], times[m] = res.certified_radius, res.time_s
-        base = base or (cert, res)
-    cert, res = base
+        if args.eps:
+            certified[m] = {}
+            for e in args.eps:
+                if text is None:
+                    direct = cert.certify(x, y, e).certified
+                else:
+                    from ..certify.per_sample_frames import certify_by_frames
+
+                    direct = certify_by_frames(text.graph, x, y, text.frames, e, cfg)
+                # both are proofs: the ball of radius e lies inside the certified ball when e <= radius
+                certified[m][e] = direct | (res.correct & (res.certified_radius >= e))
+        base = base or (graph, scale, res, cfg)
+    graph, scale, res, cfg = base
     attack = None
     if args.attack:
         from ..attacks import PGDConfig, attack_radius
 
         sw = Stopwatch()
         with con.progress("attack radius", 1):
-            ar = attack_radius(cert.graph, x.to(torch.float64), y, args.norm,
+            ar = attack_radius(graph, x.to(torch.float64), y, args.norm,
                                PGDConfig(steps=args.attack_steps, restarts=args.attack_restarts, seed=args.seed),
-                               target=res.target, clip=clip, scale=cert.scale, eps_max=args.eps_max)
+                               target=res.target, clip=clip, scale=scale, eps_max=args.eps_max)
         attack = ar.radius.to(torch.float64)
         attack_time = sw()
         worst = torch.nonzero(torch.stack([radii[m] > attack * (1 + 1e-9) + 1e-12 for m in methods]).any(0)).flatten()
@@ -64,33 +144,63 @@ def run(args) -> int:
                                  "this is a bug in certnn, please report it with the model and data")
     samples = []
     for i in range(x.shape[0]):
+        extra = {"time_s_by_method": {m: float(times[m][i]) for m in methods}} if len(methods) > 1 else {}
+        if text is not None:
+            extra.update({"text": text.texts[i], "words": text.words[i], "in_vocabulary": text.known[i],
+                          "frames": list(text.frames[i]), "length": int(text.lengths[i])})
         samples.append(SampleRecord(
-            index=args.start + i, label=int(y[i]), predicted=int(res.predicted[i]),
+            index=text.indices[i] if text is not None else args.start + i, label=int(y[i]),
+            predicted=int(res.predicted[i]),
             certified_radius=float(radii[methods[0]][i]), time_s=float(times[methods[0]][i]),
             target=None if res.target is None else int(res.target[i]),
             attack_radius=None if attack is None else float(attack[i]),
             certified_radius_by_method={m: float(radii[m][i]) for m in methods} if len(methods) > 1 else None,
-            extra={"time_s_by_method": {m: float(times[m][i]) for m in methods}} if len(methods) > 1 else {}))
+            certified={str(e): bool(certified[methods[0]][e][i]) for e in args.eps} if args.eps else None,
+            extra=extra))
     correct = res.correct
     summary = {"samples": x.shape[0], "correct": int(correct.sum()),
                "mean_certified_radius": {m: float(radii[m][correct].mean()) if correct.any() else 0.0 for m in methods},
                "seconds_per_sample": {m: float(times[m].mean()) for m in methods}}
+    if args.eps:
+        summary["clean_accuracy"] = float(correct.double().mean())
+        summary["certified_accuracy"] = {str(e): float(certified[methods[0]][e].double().mean()) for e in args.eps}
+        summary["certified_accuracy_by_method"] = {m: {str(e): float(certified[m][e].double().mean())
+                                                       for e in args.eps} for m in methods}
     if attack is not None:
         finite = correct & torch.isfinite(attack)
         summary["mean_attack_radius"] = float(attack[finite].mean()) if finite.any() else None
         summary["attack_seconds_per_sample"] = attack_time / max(1, x.shape[0])
-    cols = ["index", "label", "pred"] + [f"certified[{m}]" for m in methods] + (["attack"] if attack is not None else [])
-    rows = [[s.index, s.label, s.predicted] + [float(radii[m][i]) for m in methods] +
-            ([float(attack[i])] if attack is not None else []) for i, s in enumerate(samples)]
-    con.table(f"certified radius (L{args.norm}, target={args.target})", cols, rows)
+    cols = (["index", "label", "pred"] + (["words"] if text is not None else []) +
+            [f"certified[{m}]" for m in methods] + (["attack"] if attack is not None else []))
+    rows = [[s.index, s.label, s.predicted] + ([_short(" ".join(text.words[i]))] if text is not None else []) +
+            [float(radii[m][i]) for m in methods] + ([float(attack[i])] if attack is not None else [])
+            for i, s in enumerate(samples)]
+    what = "" if text is None else f", perturbing words {args.words or 'all'} of {text.task or '--text'} sentences"
+    con.table(f"certified radius (L{args.norm}, target={args.target}{what})", cols, rows)
     con.print("mean certified radius over correctly classified samples: " +
               ", ".join(f"{m} {summary['mean_certified_radius'][m]:.4g}" for m in methods) +
               (f"; mean attack radius {summary['mean_attack_radius']:.4g}" if attack is not None and summary.get("mean_attack_radius") is not None else ""))
+    if args.eps:
+        by = summary["certified_accuracy_by_method"]
+        con.print(f"clean accuracy {summary['clean_accuracy']:.4g}; certified accuracy " +
+                  "; ".join(f"{m}: " + ", ".join(f"{a:.4g} at eps {e}" for e, a in by[m].items()) for m in methods))
     if args.json:
         settings = {"model": args.model, "data": args.data, "norm": args.norm, "methods": methods,
                     "method": methods[0], "target": args.target, "clip": clip, "seed": args.seed,
                     "search": search.to_dict(), "attack": bool(args.attack),
                     "frames": cfg.frames, "frame_eps": cfg.frame_eps}
+        if args.eps:
+            settings["eps"] = list(args.eps)
+        if args.task is not None or text is not None:
+            settings["task"] = (text.task if text is not None else None) or args.task
+        if text is not None:
+            settings.update({"words": args.words or "all", "max_len": int(text.meta["max_len"]),
+                             "padding": text.meta.get("padding", "left"), "space": "embedding"})
+            settings["frames"] = None
         write_json(args.json, "radius", settings, samples, summary, environment())
         con.print(f"wrote {args.json}")
     return 0
+
+
+def _short(s: str, n: int = 30) -> str:
+    return s if len(s) <= n else s[:n - 1] + "…"

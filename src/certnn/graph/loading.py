@@ -6,6 +6,8 @@
 * a fully pickled module (``torch.save(model)``): only with ``trust_pickle=True``, since unpickling runs
   arbitrary code from the file.
 * ``model.onnx`` or ``model.onnx.gz``: through the ONNX importer (graph/from_onnx.py), when installed.
+* a certnn model bundle (``certnn train``, certnn.models.bundle): plain data read with ``weights_only=True``;
+  the module is rebuilt from the bundle's config.
 """
 from __future__ import annotations
 
@@ -93,6 +95,13 @@ def load_model(spec: str, weights: str | None = None, trust_pickle: bool = False
             if weights:
                 raise ModelImportError("--weights is for FILE.py:FACTORY models; a TorchScript file has its own")
             return m.eval()
+        from ..models.bundle import bundle_module, read_bundle
+
+        doc = read_bundle(path)
+        if doc is not None:
+            if weights:
+                raise ModelImportError("--weights is for FILE.py:FACTORY models; a certnn bundle has its own")
+            return bundle_module(doc, str(path))
     if not trust_pickle:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
