@@ -56,8 +56,43 @@ def test_train_image_task_digits(tmp_path):
     assert len(json.loads((tmp_path / "r.json").read_text())["samples"]) == 3
 
 
+def _certified_accuracy(bundle, tmp_path, eps: str) -> float:
+    out = tmp_path / f"{bundle.stem}.json"
+    assert main(["radius", "--model", str(bundle), "--task", "digits", "--samples", "100", "--method", "ibp",
+                 "--bisection-steps", "4", "--eps", eps, "--quiet", "--json", str(out)]) == 0
+    return json.loads(out.read_text())["summary"]["certified_accuracy"][eps]
+
+
+def test_train_robust_ibp_raises_the_certified_accuracy_of_digits(tmp_path):
+    pytest.importorskip("sklearn")
+    common = ["train", "--task", "digits", "--epochs", "6", "--hidden", "50", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "plain.pt")]) == 0
+    assert main([*common, "--robust", "ibp", "--eps", "0.05", "--out", str(tmp_path / "ibp.pt"),
+                 "--json", str(tmp_path / "t.json")]) == 0
+    from certnn.graph.loading import load_model
+
+    meta = torch.load(tmp_path / "ibp.pt", weights_only=True)["meta"]
+    assert meta["training"]["loss"] == "robust_ibp" and meta["training"]["robust"]["eps"] == 0.05
+    assert meta["training"]["robust"]["ramp_epochs"] == 3 and list(meta["training"]["robust"]["clip"]) == [0.0, 1.0]
+    load_model(str(tmp_path / "ibp.pt"))  # still a plain image bundle
+    plain, robust = (_certified_accuracy(tmp_path / f, tmp_path, "0.02") for f in ("plain.pt", "ibp.pt"))
+    assert robust > plain + 0.2, (plain, robust)
+
+
+def test_train_robust_on_a_text_task(tiny_text_dir, tmp_path):
+    out = tmp_path / "m.pt"
+    assert main(["train", "--task", "mr", "--data-dir", str(tiny_text_dir), "--cell", "lstm", "--hidden", "4",
+                 "--max-len", "6", "--epochs", "3", "--robust", "certrnn", "--eps", "0.01", "--norm", "2",
+                 "--quiet", "--out", str(out)]) == 0
+    _, _, meta = load_text_model(out)
+    assert meta["training"]["loss"] == "robust_certrnn" and meta["training"]["robust"]["embedded"]
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--task", "mr", "--arch", "cnn"], "--arch"),
+    (["--task", "digits", "--robust", "ibp"], "--eps"),
+    (["--task", "digits", "--eps", "0.1"], "--robust"),
+    (["--task", "digits", "--robust", "ibp", "--eps", "0.1", "--epochs", "2", "--warmup-epochs", "3"], "warmup"),
     (["--task", "digits", "--cell", "lstm"], "--cell"),
     (["--task", "mr", "--hidden", "0"], "--hidden"),
     (["--task", "mr", "--dropout", "1.5"], "--dropout"),

@@ -16,7 +16,7 @@ import torch
 
 from ..data.text import TEXT_TASKS
 from ..errors import ConfigError
-from ..train.loop import LossFn, TrainConfig, accuracy, cross_entropy_loss, fit
+from ..train.loop import LossFn, TrainConfig, TrainHistory, accuracy, cross_entropy_loss, fit
 from .common import Console, Stopwatch, resolve_data_dir
 
 IMAGE_TASKS = ("mnist", "digits")
@@ -59,6 +59,19 @@ def register(sub) -> None:
     g.add_argument("--weight-decay", type=float, default=0.0)
     g.add_argument("--grad-clip", type=float, default=5.0, help="cap on the gradient norm")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and dropout")
+    g = p.add_argument_group("verified robust training (certnn.train.robust; docs/training.md)")
+    g.add_argument("--robust", choices=["ibp", "crown-ibp", "certrnn"],
+                   help="train on the robust cross-entropy of this method's margin lower bounds (with an eps "
+                        "schedule) mixed with the clean loss; default: plain cross-entropy")
+    g.add_argument("--eps", type=float, help="final training radius (required with --robust); text tasks: on the "
+                                             "embeddings of every frame, images: pixels in [0, 1]")
+    g.add_argument("--norm", default="inf", choices=["inf", "2"], help="norm of the training ball")
+    g.add_argument("--warmup-epochs", type=int, default=0, help="clean epochs before the eps ramp")
+    g.add_argument("--ramp-epochs", type=int, help="epochs over which eps ramps 0 -> --eps and the clean-loss "
+                                                   "weight 1 -> --kappa-final (default: half the epochs left)")
+    g.add_argument("--kappa-final", type=float, default=0.5, help="final weight of the clean loss")
+    g.add_argument("--beta-final", type=float, default=0.0,
+                   help="crown-ibp: final weight of the CROWN-IBP bound against IBP (1 -> beta-final)")
     p.add_argument("--out", required=True, help="model bundle to write (.pt, read with weights_only=True)")
     p.add_argument("--json", metavar="OUT.json", help="write settings and results (schema_version'd)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -66,8 +79,7 @@ def register(sub) -> None:
 
 
 def training_loss(args) -> LossFn:
-    """The training objective: cross-entropy. Verified robust training adds its losses here
-    (``--robust {ibp,crown-ibp,certrnn} --eps E`` selecting a loss of certnn.train.robust)."""
+    """The objective of plain training: cross-entropy (``--robust`` runs :func:`_fit_robust` instead)."""
     return cross_entropy_loss
 
 
@@ -86,6 +98,12 @@ def _check_flags(args, text: bool) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
     if not 0.0 <= args.dropout < 1.0:
         raise ConfigError(f"--dropout must lie in [0, 1), got {args.dropout}")
+    if args.robust is None:
+        given = [f for f, v in (("--eps", args.eps), ("--ramp-epochs", args.ramp_epochs)) if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --robust {{ibp,crown-ibp,certrnn}}")
+    elif args.eps is None:
+        raise ConfigError("--robust needs --eps (the final training radius)")
 
 
 def run(args) -> int:
@@ -105,7 +123,12 @@ def run(args) -> int:
     def on_epoch(e: int, n: int, loss: float) -> None:
         con.print(f"  epoch {e}/{n}: training loss {loss:.4f} ({sw():.1f} s)")
 
-    hist = fit(model, xtr, ytr, config, training_loss(args), on_epoch)
+    if args.robust:
+        hist, extra = _fit_robust(args, prep, config, text, con, sw)
+        loss_name = f"robust_{args.robust}"
+    else:
+        hist, extra = fit(model, xtr, ytr, config, training_loss(args), on_epoch), {}
+        loss_name = "cross_entropy"
     test_acc = accuracy(model, xte, yte)
     train_acc = accuracy(model, xtr, ytr)
     meta: dict[str, Any] = {**prep["meta"], "task": args.task, "model_name": prep["name"],
@@ -113,7 +136,7 @@ def run(args) -> int:
                             "epoch_loss": list(hist.epoch_loss), "train_size": int(xtr.shape[0]),
                             "test_size": int(xte.shape[0]), "split_seed": args.split_seed,
                             "test_fraction": args.test_fraction, "limit": args.limit,
-                            "training": {**config.to_dict(), "loss": "cross_entropy"}}
+                            "training": {**config.to_dict(), "loss": loss_name, **extra}}
     path = prep["save"](args.out, meta)
     con.print(f"{prep['name']} on {args.task}: test accuracy {test_acc:.4f} ({xte.shape[0]} examples), "
               f"training accuracy {train_acc:.4f}, trained in {hist.seconds:.1f} s; wrote {path}")
@@ -126,6 +149,35 @@ def run(args) -> int:
             environment(torch.float32))
         con.print(f"wrote {args.json}")
     return 0
+
+
+def _fit_robust(args, prep: dict[str, Any], config: TrainConfig, text: bool, con: Console,
+                sw) -> tuple[TrainHistory, dict]:
+    """Verified robust training (certnn.train.robust.train_robust) with the command's settings. Text
+    models are trained with the ball on the embeddings of every frame (padding included: a superset of
+    what `certnn radius --words all` certifies); images with pixels clipped to [0, 1]."""
+    from ..train.robust import RobustTrainConfig, train_robust
+
+    model, (xtr, ytr) = prep["model"], prep["train"]
+    left = config.epochs - args.warmup_epochs
+    ramp = args.ramp_epochs if args.ramp_epochs is not None else max(1, left // 2) if left > 0 else 0
+    if text:
+        input_shape = (int(xtr.shape[1]), model.config.embed_dim)
+    else:
+        input_shape = tuple(int(s) for s in xtr.shape[1:])
+    cfg = RobustTrainConfig(method=args.robust, eps=args.eps, norm=args.norm, epochs=config.epochs, lr=config.lr,
+                            batch_size=config.batch_size, warmup_epochs=args.warmup_epochs, ramp_epochs=ramp,
+                            kappa_final=args.kappa_final, beta_final=args.beta_final, embedded=text,
+                            seed=config.seed, clip=None if text else (0.0, 1.0))
+
+    def progress(done: int, total: int, rec) -> None:
+        rob = "" if rec.robust_loss is None else (f", robust loss {rec.robust_loss:.4f}, verified error on the "
+                                                  f"batches {rec.verified_err:.3f}")
+        con.print(f"  epoch {done}/{total}: eps {rec.eps:.4g}, clean loss {rec.clean_loss:.4f}{rob} ({sw():.1f} s)")
+
+    log = train_robust(model, xtr, ytr, input_shape, cfg, progress)
+    hist = TrainHistory(tuple(e.loss for e in log.epochs), sum(e.steps for e in log.epochs), log.seconds)
+    return hist, {"robust": cfg.to_dict(), "final_verified_err": log.epochs[-1].verified_err}
 
 
 def _prepare_text(args, con: Console) -> dict[str, Any]:
