@@ -9,21 +9,27 @@ import torch
 from ..errors import DataError
 
 
+def read_npz_arrays(p: Path, names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+    """The named arrays of the .npz file p (no pickles); DataError naming the file if one is missing or
+    the file is not a readable .npz."""
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            if not set(names) <= set(f.files):
+                want = " and ".join(repr(n) for n in names)
+                raise DataError(f"{p} must hold arrays {want}; it has {sorted(f.files)}")
+            return tuple(f[n] for n in names)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"cannot read {p} as an .npz file: {exc}") from exc
+
+
 def load_npz(path: str | Path, samples: int | None = None, start: int = 0,
              dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"data file {p} not found")
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            keys = set(f.files)
-            if not {"x", "y"} <= keys:
-                raise DataError(f"{p} must hold arrays 'x' and 'y'; it has {sorted(keys)}")
-            x, y = f["x"], f["y"]
-    except DataError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"cannot read {p} as an .npz file: {exc}") from exc
+    x, y = read_npz_arrays(p, ("x", "y"))
     if x.ndim < 2:
         raise DataError(f"{p}: 'x' must have shape (N, ...) with one row per sample; got {x.shape}")
     if y.ndim != 1 or y.shape[0] != x.shape[0]:

@@ -45,6 +45,7 @@ from torch import Tensor
 
 from ..config import Config
 from ..errors import ConfigError, DataError
+from .npz import read_npz_arrays
 
 #: task name -> (token level, class names)
 TEXT_TASKS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -422,15 +423,7 @@ def load_text_task(name: str, data_dir: str | Path, seed: int = 0, test_fraction
 def load_glove(data_dir: str | Path) -> tuple[list[str], np.ndarray]:
     """GloVe 6B 50d (the 51,652-word subset): (words, vectors float32 (N, 50))."""
     p = _file(data_dir, GLOVE_FILE, "glove")
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            if not {"words", "vectors"} <= set(f.files):
-                raise DataError(f"{p} must hold arrays 'words' and 'vectors'; it has {sorted(f.files)}")
-            words, vectors = f["words"], f["vectors"]
-    except DataError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"cannot read {p} as an .npz file: {exc}") from None
+    words, vectors = read_npz_arrays(p, ("words", "vectors"))
     if vectors.ndim != 2 or words.ndim != 1 or words.shape[0] != vectors.shape[0]:
         raise DataError(f"{p}: 'words' {words.shape} and 'vectors' {vectors.shape} do not match")
     if not np.isfinite(vectors).all():
