@@ -43,6 +43,14 @@ def _boxes(dtype, n=60, seed=0):
             torch.cat([ly, extra[:, 2]]), torch.cat([uy, extra[:, 3]]))
 
 
+def _uniform_boxes(n: int, s: float, seed: int) -> tuple[torch.Tensor, ...]:
+    """n float64 boxes (lx, ux, ly, uy) with ends uniform in [-s, s]."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda: (torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * s  # noqa: E731
+    a, b, c, d = r(), r(), r(), r()
+    return torch.minimum(a, b), torch.maximum(a, b), torch.minimum(c, d), torch.maximum(c, d)
+
+
 def _points(lx, ux, ly, uy, k=41, n_edge=16, n_rand=64, seed=1):
     """(N, P) points: k x k grid, corners, random points on the four edges, random interior points."""
     g = torch.Generator().manual_seed(seed)
@@ -242,11 +250,7 @@ def test_case_table_covered_and_symmetric():
 
 
 def test_certrnn_never_wider_than_corner_fit_and_popqorn_mean_gap_smaller():
-    g = torch.Generator().manual_seed(2)
-    n = 500
-    r = lambda: (torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * 3  # noqa: E731
-    a, b, c, d = r(), r(), r(), r()
-    box = (torch.minimum(a, b), torch.maximum(a, b), torch.minimum(c, d), torch.maximum(c, d))
+    box = _uniform_boxes(500, 3.0, seed=2)
     from certnn.relax.product_tilts import corner_fit
     mx, my = (box[0] + box[1]) / 2, (box[2] + box[3]) / 2
     for fn, planes in ((SIGMOID_TANH, sigmoid_tanh_planes), (SIGMOID_MUL, sigmoid_mul_planes)):
@@ -299,11 +303,7 @@ def test_popqorn_tilt_search_iterations_do_not_change_the_planes_materially():
     from certnn.relax.product_popqorn import SEARCH_ITERS, popqorn_tilts
 
     assert SEARCH_ITERS < BISECT_ITERS
-    g = torch.Generator().manual_seed(5)
-    n = 400
-    r = lambda: (torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * 4  # noqa: E731
-    a, b, c, d = r(), r(), r(), r()
-    box = (torch.minimum(a, b), torch.maximum(a, b), torch.minimum(c, d), torch.maximum(c, d))
+    box = _uniform_boxes(400, 4.0, seed=5)
     mx, my = (box[0] + box[1]) / 2, (box[2] + box[3]) / 2
     for fn in (SIGMOID_TANH, SIGMOID_MUL):
         gaps = []
