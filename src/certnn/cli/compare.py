@@ -54,7 +54,8 @@ def _bundle(path: str) -> dict:
     from ..errors import ModelImportError
 
     if not Path(path).is_file():
-        raise ModelImportError(f"model file {path} not found")
+        raise ModelImportError(f"model file {path} not found (compare takes model bundles written by "
+                               "`certnn train`)")
     doc = read_bundle(path)
     if doc is None:
         raise ModelImportError(f"{path} is not a certnn model bundle (written by `certnn train`)")
