@@ -16,7 +16,7 @@ import sys
 from ..errors import CertnnError
 
 #: subcommand modules; each has register(subparsers) setting `func`
-SUBCOMMANDS = ["radius", "certify", "verify", "attack", "clever", "report", "train", "demo"]
+SUBCOMMANDS = ["radius", "certify", "verify", "attack", "clever", "report", "train", "words", "compare", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -147,3 +147,21 @@ def load_text_inputs(args, doc: dict) -> TextInputs:
     known = [[w in vocab for w in ws] for ws in chosen]
     return TextInputs(graph, x, y, frames, [indices[i] for i in keep.tolist()], [texts[i] for i in keep.tolist()],
                       chosen, known, L, meta, task_name)
+
+
+def task_test_split(args, meta: dict, num_classes: int, task_name: str | None = None):
+    """(texts, labels, task name) of the test split of ``task_name`` (default --task, else the bundle's own
+    task), split with the bundle's ``split_seed`` and ``test_fraction`` (the split the model was trained on)."""
+    from ..data.text import TEXT_TASKS, load_text_task
+    from .common import resolve_data_dir
+
+    name = task_name or getattr(args, "task", None) or meta["task"]
+    if name not in TEXT_TASKS:
+        raise ConfigError(f"--task {name!r} is not a text task ({', '.join(TEXT_TASKS)})")
+    if TEXT_TASKS[name][0] != meta["level"]:
+        raise ConfigError(f"the model reads {meta['level']}s; task {name} is a {TEXT_TASKS[name][0]} task")
+    task = load_text_task(name, resolve_data_dir(args), seed=int(meta.get("split_seed", 0)),
+                          test_fraction=float(meta.get("test_fraction", 0.1)))
+    if task.num_classes != num_classes:
+        raise ConfigError(f"task {name} has {task.num_classes} classes, the model {num_classes}")
+    return list(task.test.texts), task.test.labels, name
