@@ -17,7 +17,7 @@ import torch
 
 from ..certify.radius import CertifyConfig, RadiusConfig
 from ..errors import ConfigError, DataError
-from ..report.records import SCHEMA_VERSION, _clean, environment
+from ..report.records import environment, write_document
 from .common import Console, add_output_args, fmt, parse_methods
 
 
@@ -181,12 +181,7 @@ def run(args) -> int:
                                "mean_certified_radius_correct over correctly classified ones; mean_attack_radius "
                                "(upper bound) over correct samples where PGD found an example"}
     if args.json:
-        import json
-
-        doc = {"schema_version": SCHEMA_VERSION, "command": "compare", "settings": _clean(settings),
-               "environment": environment(), "models": _clean(rows)}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        write_document(args.json, "compare", settings, environment(), models=rows)
         con.print(f"wrote {args.json}")
     if args.md:
         lines = [f"**{title}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

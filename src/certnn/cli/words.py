@@ -16,7 +16,7 @@ import torch
 
 from ..certify.radius import CertifyConfig, RadiusConfig
 from ..errors import ConfigError, DataError, SoundnessError
-from ..report.records import SCHEMA_VERSION, _clean, environment
+from ..report.records import environment, write_document
 from .common import Console, add_output_args
 from .text_inputs import _labels, task_test_split, text_bundle
 
@@ -163,17 +163,11 @@ def run(args) -> int:
         summary["aggregate"] = _aggregate(samples)
     _show(con, args, samples, summary, attack is not None)
     if args.json:
-        import json
-        from pathlib import Path
-
         settings = {"model": args.model, "task": task_name, "method": args.method, "norm": args.norm,
                     "target": args.target, "seed": args.seed, "search": search.to_dict(),
                     "attack": bool(args.attack), "max_len": enc.max_len, "padding": enc.padding,
                     "space": "embedding", "perturbed": "one word at a time"}
-        doc = {"schema_version": SCHEMA_VERSION, "command": "words", "settings": _clean(settings),
-               "environment": environment(), "summary": _clean(summary), "samples": _clean(samples)}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        write_document(args.json, "words", settings, environment(), summary=summary, samples=samples)
         con.print(f"wrote {args.json}")
     return 0
 

@@ -65,9 +65,16 @@ class SampleRecord:
         return _clean(d)
 
 
-def write_json(path: str | Path, command: str, settings: dict[str, Any], samples: list[SampleRecord],
-               summary: dict[str, Any], env: dict[str, Any]) -> None:
-    doc = {"schema_version": SCHEMA_VERSION, "command": command, "settings": _clean(settings),
-           "environment": env, "summary": _clean(summary), "samples": [s.to_dict() for s in samples]}
+def write_document(path: str | Path, command: str, settings: dict[str, Any], env: dict[str, Any],
+                   **sections: Any) -> None:
+    """Write the JSON document of a command: schema_version, command, settings, environment and the given
+    sections (e.g. summary=..., samples=...), with inf as "inf" and NaN as null."""
+    doc = {"schema_version": SCHEMA_VERSION, "command": command, "settings": _clean(settings), "environment": env,
+           **{k: _clean(v) for k, v in sections.items()}}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def write_json(path: str | Path, command: str, settings: dict[str, Any], samples: list[SampleRecord],
+               summary: dict[str, Any], env: dict[str, Any]) -> None:
+    write_document(path, command, settings, env, summary=summary, samples=[s.to_dict() for s in samples])
