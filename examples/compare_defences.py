@@ -2,8 +2,8 @@
 
     CERTNN_DATA_DIR=../shared/data python examples/compare_defences.py [--data-dir D] [--models a.pt b.pt]
 
-Without --models it trains two tiny LSTMs (different seeds) on a slice of the movie-review task; pass a
-defended (verified-robust trained) and an undefended bundle to compare defences.
+Without --models it trains two tiny LSTMs on a slice of the movie-review task, one plainly and one with
+verified robust training (`certnn train --robust ibp`), and compares them; or pass your own bundles.
 """
 from __future__ import annotations
 
@@ -30,10 +30,11 @@ models = args.models
 if models is None:
     tmp = Path(tempfile.mkdtemp())
     models = []
-    for seed in (0, 1):
-        p = str(tmp / f"mr_seed{seed}.pt")
-        assert certnn_cli(["train", "--task", "mr", "--data-dir", args.data_dir, "--limit", "300", "--max-len", "8",
-                           "--hidden", "8", "--epochs", "2", "--seed", str(seed), "--quiet", "--out", p]) == 0
+    base = ["train", "--task", "mr", "--data-dir", args.data_dir, "--limit", "300", "--max-len", "8",
+            "--hidden", "8", "--epochs", "2", "--quiet"]
+    for name, extra in (("plain", []), ("ibp", ["--robust", "ibp", "--eps", "0.05", "--norm", "2"])):
+        p = str(tmp / f"mr_{name}.pt")
+        assert certnn_cli([*base, *extra, "--out", p]) == 0
         models.append(p)
 # the same CLI as `certnn compare --models ... --task mr --samples 4 --words -1 --eps 0.1 0.5`
 rc = certnn_cli(["compare", "--models", *models, "--task", "mr", "--data-dir", args.data_dir, "--samples", "4",
