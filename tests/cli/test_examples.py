@@ -8,12 +8,10 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.py"))
-#: examples that train a model on a slice of shared/data (20-40 s on one loaded thread): slow
-SLOW = {"certify_text.py", "sensitive_words.py", "compare_defences.py"}
 
 
-@pytest.mark.parametrize("script", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW else p
-                                    for p in EXAMPLES], ids=[p.name for p in EXAMPLES])
+# the text examples train a tiny LSTM on a slice of shared/data: 5-9 s each on a quiet core
+@pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_runs(script):
     p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
