@@ -76,6 +76,19 @@ def _step(v: Tensor, toward: float) -> Tensor:
     return out + (v - v.detach()) if v.requires_grad else out
 
 
+#: candidate tilts whose approximate widths are within this relative tolerance of the narrowest count as
+#: tied; the first of them is kept, so rounding noise (e.g. a different matmul blocking for another batch
+#: size) cannot flip the choice between (nearly) equal tilts and make bounds depend on the batch
+TIE_RTOL = 1e-9
+
+
+def _first_narrowest(w: Tensor) -> Tensor:
+    """Index (1, *shape) of the first candidate (dim 0) whose width is within TIE_RTOL of the minimum."""
+    wmin = w.amin(0, keepdim=True)
+    tied = w <= wmin + TIE_RTOL * wmin.abs()
+    return tied.to(torch.int8).argmax(0, keepdim=True)
+
+
 def _planes(fn: ProductFn, candidates, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor, mode: str) -> PlaneRelaxation:
     _check_box(lx, ux, ly, uy)
     if mode not in MODES:
@@ -90,7 +103,7 @@ def _planes(fn: ProductFn, candidates, lx: Tensor, ux: Tensor, ly: Tensor, uy: T
         # interior stationary points); the chosen tilt's offsets below are exact (full iterations)
         with torch.no_grad():  # only an argmin: no gradient to keep (verified training)
             e = fn.extremes(A, B, *[t.expand_as(A) for t in box], iters=SELECT_ITERS)
-        k = (e.hi - e.lo).argmin(0, keepdim=True)
+        k = _first_narrowest(e.hi - e.lo)
         A = A.gather(0, k).squeeze(0).to(out).to(WORK_DTYPE)
         B = B.gather(0, k).squeeze(0).to(out).to(WORK_DTYPE)
         c_lo, c_hi = _offsets(fn, A, B, box, out)
