@@ -231,7 +231,8 @@ def _refine(ctx: RunContext, name: str, iv: Interval) -> Interval:
             len(ctx.graph.nodes[a].inputs) <= 1 for a in ctx.graph.ancestors(name)[1:]):
         # an affine chain of a box: the interval image is already exact per neuron
         return iv
-    rows = _rows_needing_refinement(ctx, name, iv)
+    sel = _rows_needing_refinement(ctx, name, iv)
+    rows, needed = sel if sel is not None else (None, None)
     if rows is not None and rows.numel() == 0:
         return iv
     with ctx.timer("intermediate"):
@@ -239,10 +240,17 @@ def _refine(ctx: RunContext, name: str, iv: Interval) -> Interval:
     shape = (ctx.batch,) + ctx.shape(name)
     if rows is None:
         new = Interval(lo.reshape(shape), hi.reshape(shape))
+        if needed is not None:  # every row was refined for some sample: keep the others' intervals too
+            new = Interval(torch.where(needed.reshape(shape), new.lower, iv.lower),
+                           torch.where(needed.reshape(shape), new.upper, iv.upper))
     else:
-        # every written value is a sound bound of that neuron (padding rows are real neurons too)
-        flo = iv.lower.reshape(ctx.batch, -1).clone().scatter_(1, rows, lo)
-        fhi = iv.upper.reshape(ctx.batch, -1).clone().scatter_(1, rows, hi)
+        # padding rows (another sample's inexact neurons) keep their interval: a sample's bounds must not
+        # depend on which other samples share its batch
+        flo, fhi = iv.lower.reshape(ctx.batch, -1), iv.upper.reshape(ctx.batch, -1)
+        lo = torch.where(needed, lo, flo.gather(1, rows))
+        hi = torch.where(needed, hi, fhi.gather(1, rows))
+        flo = flo.clone().scatter_(1, rows, lo)
+        fhi = fhi.clone().scatter_(1, rows, hi)
         new = Interval(flo.reshape(shape), fhi.reshape(shape))
     out = new.intersect(iv)
     tol = 1e-6 * (1 + out.lower.abs() + out.upper.abs())
@@ -251,9 +259,14 @@ def _refine(ctx: RunContext, name: str, iv: Interval) -> Interval:
     return Interval(torch.minimum(out.lower, out.upper), torch.maximum(out.lower, out.upper))
 
 
-def _rows_needing_refinement(ctx: RunContext, name: str, iv: Interval) -> Tensor | None:
-    """Per-sample flat neuron indices (B, R) of `name` whose bounds can still change a relaxation; None
-    means all of them.
+def _rows_needing_refinement(ctx: RunContext, name: str, iv: Interval) -> tuple[Tensor | None, Tensor] | None:
+    """Per-sample flat neuron indices (B, R) of `name` whose bounds can still change a relaxation, and a
+    (B, R) mask of which of them the sample itself needs (the rest pad to the batch's largest count);
+    (None, mask (B, n)) when some sample needs every neuron; None when every neuron of every sample is
+    needed (consumers whose relaxations are never known to be exact, e.g. smooth activations).
+
+    Only the needed neurons take the backward bounds, the rest keep their interval: a sample's bounds are
+    then the same whichever other samples share its batch.
 
     When every consumer of the node is an activation whose relaxation is exact on the current interval
     (e.g. a ReLU neuron that is stable), tighter bounds for that neuron change nothing downstream, so each
@@ -278,10 +291,11 @@ def _rows_needing_refinement(ctx: RunContext, name: str, iv: Interval) -> Tensor
     need = (~exact_all).reshape(ctx.batch, -1)
     count = int(need.sum(1).max()) if need.numel() else 0
     if count == need.shape[1]:
-        return None
+        return None, need
     # per sample: its own inexact neurons first, padded with other (real) neurons up to the batch maximum
     order = torch.argsort((~need).to(torch.int8), dim=1, stable=True)
-    return order[:, :count]
+    rows = order[:, :count]
+    return rows, need.gather(1, rows)
 
 
 def bound_output(ctx: RunContext, C: Tensor | None = None, lower: bool = True,
