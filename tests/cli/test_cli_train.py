@@ -211,3 +211,14 @@ def test_train_mnist_and_radius_on_its_test_split(shared_data, tmp_path):
                  "--hidden", "16", "--quiet", "--out", str(out)]) == 0
     assert main(["radius", "--model", str(out), "--task", "mnist", "--data-dir", str(shared_data), "--samples", "3",
                  "--method", "crown", "--clip", "0", "1", "--bisection-steps", "4", "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("command", [["certify", "--eps", "0.1"], ["attack"], ["clever"]])
+def test_array_commands_on_a_text_bundle_point_to_the_text_commands(text_bundle, tmp_path, command, capsys):
+    import numpy as np
+
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.zeros((2, 6), dtype=np.float32), y=np.zeros(2, dtype=np.int64))
+    rc = main([command[0], "--model", str(text_bundle), "--data", str(data), *command[1:], "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "text model bundle" in err and "certnn radius --model M --task T" in err
