@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, matrix_parser, run_child  # noqa: E402
+from common import attack_radius_record, certified_radius_record, OUT, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, matrix_parser, run_child  # noqa: E402
 
 
 class Atan(nn.Module):
@@ -193,14 +193,10 @@ def child_radius(a) -> dict:
             t = select_targets(graph.forward(x), y, a.target, seed=0)
         r = attack_radius(graph, x, y, a.norm, PGDConfig(steps=100, restarts=2, seed=0), target=t,
                           eps_max=10.0 if a.norm != "inf" else 1.0).radius
-        rec["mean_radius"] = float(r[torch.isfinite(r)].mean()) if torch.isfinite(r).any() else None
-        rec["found"] = int(torch.isfinite(r).sum())
+        rec.update(attack_radius_record(r))
     else:
-        cert = certnn.Certifier(graph, certnn.CertifyConfig(method=a.method, norm=a.norm, target=a.target,
-                                                            batch_size=a.batch_size))
-        res = cert.radius(x, y, certnn.RadiusConfig(bisection_steps=a.bisection_steps))
-        rec["mean_radius"] = float(res.certified_radius.mean())
-        rec["evaluations"] = res.evaluations
+        cfg = certnn.CertifyConfig(method=a.method, norm=a.norm, target=a.target, batch_size=a.batch_size)
+        rec.update(certified_radius_record(graph, x, y, cfg, a.bisection_steps))
     rec["seconds_per_sample"] = (time.perf_counter() - t0) / len(y)
     rec["cpu_s_per_sample"] = (time.process_time() - c0) / len(y)
     return rec

@@ -19,6 +19,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def certified_radius_record(graph, x, y, config, bisection_steps: int, scale=None) -> dict:
+    """Mean certified radius (a lower bound) of one Certifier.radius search, and its bound evaluations."""
+    import certnn
+
+    res = certnn.Certifier(graph, config, scale=scale).radius(x, y, certnn.RadiusConfig(bisection_steps=bisection_steps))
+    return {"mean_radius": float(res.certified_radius.mean()), "evaluations": res.evaluations}
+
+
+def attack_radius_record(r) -> dict:
+    """Mean attack radius (an upper bound) over the samples where the attack found an example, and their count."""
+    import torch
+
+    found = torch.isfinite(r)
+    return {"mean_radius": float(r[found].mean()) if found.any() else None, "found": int(found.sum())}
+
+
 def run_child(script: Path, args: list[str], timeout: float | None = None) -> dict:
     """Run `python script --child ...args`, which prints one JSON line last; return it."""
     from certnn.cli.allocator import MALLOC_ENV

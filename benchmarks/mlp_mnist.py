@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, matrix_parser, run_child  # noqa: E402
+from common import attack_radius_record, certified_radius_record, OUT, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, matrix_parser, run_child  # noqa: E402
 
 MODELS = {  # name: (hidden sizes, activation)
     "6x100_relu": ([100] * 6, "relu"),
@@ -97,14 +97,10 @@ def child(a) -> None:
             t = select_targets(graph.forward(x), y, a.target, seed=0)
         r = attack_radius(graph, x, y, a.norm, PGDConfig(steps=100, restarts=3, seed=0), target=t, clip=clip,
                           eps_max=10.0 if a.norm != "inf" else 1.0).radius
-        rec["mean_radius"] = float(r[torch.isfinite(r)].mean())
-        rec["found"] = int(torch.isfinite(r).sum())
+        rec.update(attack_radius_record(r))
     else:
-        cert = certnn.Certifier(graph, certnn.CertifyConfig(method=a.method, norm=a.norm, target=a.target, clip=clip,
-                                                            batch_size=a.batch_size))
-        res = cert.radius(x, y, certnn.RadiusConfig(bisection_steps=a.bisection_steps))
-        rec["mean_radius"] = float(res.certified_radius.mean())
-        rec["evaluations"] = res.evaluations
+        cfg = certnn.CertifyConfig(method=a.method, norm=a.norm, target=a.target, clip=clip, batch_size=a.batch_size)
+        rec.update(certified_radius_record(graph, x, y, cfg, a.bisection_steps))
     rec["seconds_per_sample"] = (time.perf_counter() - t0) / len(y)
     rec["peak_mb"] = peak_rss_mb()
     print(__import__("json").dumps(rec))

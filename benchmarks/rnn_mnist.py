@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, REPO, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, matrix_parser, run_child  # noqa: E402
+from common import attack_radius_record, certified_radius_record, OUT, REPO, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, matrix_parser, run_child  # noqa: E402
 from rnn_models import MODELS, build  # noqa: E402
 
 
@@ -88,14 +88,10 @@ def child(a) -> None:
 
         r = attack_radius(graph, x, y, a.norm, PGDConfig(steps=50, restarts=2, seed=0), scale=scale,
                           eps_max={"inf": 1.0, "2": 10.0, "1": 50.0}[a.norm]).radius
-        rec["mean_radius"] = float(r[torch.isfinite(r)].mean()) if torch.isfinite(r).any() else None
-        rec["found"] = int(torch.isfinite(r).sum())
+        rec.update(attack_radius_record(r))
     else:
         cfg = certnn.CertifyConfig(method=a.method, norm=a.norm, batch_size=a.batch_size, frames=frames)
-        cert = certnn.Certifier(graph, cfg)
-        res = cert.radius(x, y, certnn.RadiusConfig(bisection_steps=a.bisection_steps))
-        rec["mean_radius"] = float(res.certified_radius.mean())
-        rec["evaluations"] = res.evaluations
+        rec.update(certified_radius_record(graph, x, y, cfg, a.bisection_steps))
     rec["seconds_per_sample"] = (time.perf_counter() - t0) / len(y)
     rec["peak_mb"] = peak_rss_mb()
     print(json.dumps(rec))

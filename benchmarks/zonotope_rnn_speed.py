@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, matrix_parser, run_child  # noqa: E402
+from common import attack_radius_record, certified_radius_record, OUT, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, matrix_parser, run_child  # noqa: E402
 
 MODELS = ["rnn-2-32-f7", "lstm-1-32-f7", "gru-1-32-f7", "rnn-2-32-f28", "lstm-1-32-f28"]
 
@@ -106,11 +106,8 @@ def child(a) -> None:
                    certified=float((lo > 0).all(1).double().mean()), peak_symbols=ctx.timers["peak_symbols"],
                    seconds_per_eval=time.perf_counter() - t0)
     else:
-        cert = certnn.Certifier(graph, certnn.CertifyConfig(method=a.method, norm=a.norm, batch_size=a.batch_size),
-                                scale=scale)
-        res = cert.radius(x, y, certnn.RadiusConfig(bisection_steps=8))
-        rec["mean_radius"] = float(res.certified_radius.mean())
-        rec["evaluations"] = res.evaluations
+        cfg = certnn.CertifyConfig(method=a.method, norm=a.norm, batch_size=a.batch_size)
+        rec.update(certified_radius_record(graph, x, y, cfg, 8, scale=scale))
         rec["seconds_per_sample"] = (time.perf_counter() - t0) / len(y)
     rec["peak_mb"] = peak_rss_mb()
     print(json.dumps(rec))
