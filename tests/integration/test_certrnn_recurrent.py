@@ -151,24 +151,13 @@ def test_certrnn_radius_on_imported_lstm_and_not_looser_than_ibp():
     assert (r_z >= r_i * (1 - 1e-3)).all() and (r_z > r_i * 1.05).any()
 
 
-class _LastState(nn.Module):
-    def __init__(self, cell: str):
-        super().__init__()
-        self.r = getattr(nn, cell)(6, 8, batch_first=True)
-        self.fc = nn.Linear(8, 4)
-
-    def forward(self, x):
-        out, _ = self.r(x)
-        return self.fc(out[:, -1])
-
-
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])
 @pytest.mark.parametrize("seed", [0, 2])
 def test_certrnn_bounds_do_not_depend_on_the_batch(cell, seed):
     """A sample's bounds are the same in a batch of 6 and alone: rounding noise between batch sizes must not
     flip the choice between (nearly) tied Cert-RNN tilts (it did, moving bounds by ~1e-5)."""
     torch.manual_seed(seed)
-    g = certnn.from_torch(_LastState(cell).eval(), (5, 6))
+    g = certnn.from_torch(Head(cell, 6, 8).eval(), (5, 6))
     x = torch.randn(6, 5, 6, dtype=torch.float64)
     lo6, _, _ = bounds_for_spec(g, make_spec(g, x, 0.05, "inf", None, None), "certrnn", None, upper=False)
     lo1 = torch.cat([bounds_for_spec(g, make_spec(g, x[i:i + 1], 0.05, "inf", None, None), "certrnn", None,
