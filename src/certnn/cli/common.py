@@ -92,14 +92,13 @@ def parse_methods(text: str) -> list[str]:
 
 def load_model_and_data(args) -> tuple[object, torch.Tensor, torch.Tensor]:
     from ..data.npz import load_npz
-    from ..models.bundle import read_bundle
+    from ..models.text import TextClassifier
 
-    doc = read_bundle(args.model) if ":" not in str(args.model) else None
-    if doc is not None and doc["kind"] == "text":
+    model = load_model(args.model, getattr(args, "weights", None), getattr(args, "trust_pickle", False))
+    if isinstance(model, TextClassifier):
         raise ConfigError(f"{args.model} is a text model bundle: its inputs are token sequences, not --data arrays; "
                           f"certify it with `certnn radius --model M --task T` (or --text \"...\"; --eps gives "
                           f"certified accuracy, --attack the attack radius), `certnn words` or `certnn compare`")
-    model = load_model(args.model, getattr(args, "weights", None), getattr(args, "trust_pickle", False))
     x, y = load_npz(args.data, args.samples, args.start)
     if args.input_shape:
         n = 1
