@@ -64,6 +64,24 @@ def _candidates(fn: ProductFn, lx, ux, ly, uy) -> tuple[Tensor, Tensor]:
 SEARCH_ITERS = 20
 
 
+#: scores within this relative tolerance count as tied (the first candidate / the earlier tilt is kept):
+#: the same box can score 1 ulp differently alone and in a batch (vectorised transcendental functions
+#: round differently in SIMD lanes and the scalar tail), and a strict comparison would then pick other
+#: tilts and make a sample's bounds depend on its batch
+TIE_RTOL = 1e-9
+
+
+def _first_min(phi: Tensor) -> Tensor:
+    """Index (1, *shape) of the first candidate (dim 0) within TIE_RTOL of the minimum score."""
+    m = phi.amin(0, keepdim=True)
+    tied = phi <= m + TIE_RTOL * (1 + m.abs())
+    return tied.to(torch.int8).argmax(0, keepdim=True)
+
+
+def _clearly_below(phi: Tensor, best: Tensor) -> Tensor:
+    return phi < best - TIE_RTOL * (1 + best.abs())
+
+
 def popqorn_tilts(fn: ProductFn, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
                   steps: int = 10, iters: int = SEARCH_ITERS) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Tilts (A_l, B_l, A_u, B_u) of the lower and upper planes (float64 tensors of the box's shape)."""
@@ -74,7 +92,7 @@ def popqorn_tilts(fn: ProductFn, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
     e = fn.extremes(A, B, *box, iters=iters)
     phi_u = e.hi + A * mx + B * my
     phi_l = -(e.lo + A * mx + B * my)  # both minimised
-    iu, il = phi_u.argmin(0, keepdim=True), phi_l.argmin(0, keepdim=True)
+    iu, il = _first_min(phi_u), _first_min(phi_l)
     take = lambda T, i: T.gather(0, i).squeeze(0)  # noqa: E731
     # stack (lower, upper) along a new leading axis and refine both together
     A = torch.stack([take(A, il), take(A, iu)])
@@ -94,7 +112,7 @@ def popqorn_tilts(fn: ProductFn, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
         py = torch.where(sign > 0, e.hi_y, e.lo_y)
         off = torch.where(sign > 0, e.hi, e.lo)
         phi = sign * (off + A * mx + B * my)
-        better = phi < best
+        better = _clearly_below(phi, best)
         best = torch.where(better, phi, best)
         bA = torch.where(better, A, bA); bB = torch.where(better, B, bB)
         # subgradient of phi in (A, B): sign * (m - p); normalised step
@@ -104,7 +122,7 @@ def popqorn_tilts(fn: ProductFn, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
     if steps:
         e = fn.extremes(A, B, *box2, iters=iters)
         phi = sign * (torch.where(sign > 0, e.hi, e.lo) + A * mx + B * my)
-        better = phi < best
+        better = _clearly_below(phi, best)
         bA = torch.where(better, A, bA); bB = torch.where(better, B, bB)
     return bA[0], bB[0], bA[1], bB[1]
 
