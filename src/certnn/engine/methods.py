@@ -10,6 +10,7 @@ A method is an engine plus a relaxation table (DESIGN.md, principle 1):
 | crown-ibp | backward  | adaptive               | CROWN tangent/chord | interval (IBP)      |
 | cnncert   | backward  | adaptive               | CROWN tangent/chord | cnncert             |
 | popqorn   | backward  | adaptive               | CROWN tangent/chord | popqorn             |
+| alpha-crown | optimized (backward) | optimised in [0, 1] | optimised slopes | alpha-crown (optimised) |
 | lipschitz | lipschitz | -                      | -                   | -                   |
 | certrnn   | zonotope  | parallel (DeepZ)       | narrowest parallel  | - (forward pass)    |
 | deepz     | zonotope  | parallel (DeepZ)       | DeepZ min-area      | - (forward pass)    |
@@ -88,7 +89,7 @@ def _hardtanh(op, l, u, alpha=None):
 @dataclass(frozen=True)
 class Method:
     name: str
-    engine: str  # 'interval' | 'backward' | 'lipschitz' | 'zonotope' | 'lp' | 'milp'
+    engine: str  # 'interval' | 'backward' | 'optimized' | 'lipschitz' | 'zonotope' | 'lp' | 'milp'
     table: Mapping[str, RelaxFn] = field(default_factory=dict)
     intermediate: str = "self"  # 'self' (same method) or 'interval'
     description: str = ""
@@ -152,6 +153,11 @@ register_method(Method("popqorn", "backward", _table("adaptive"), planes=_plane_
                                    "recurrent graph, tangent/chord lines for tanh/sigmoid, POPQORN's "
                                    "lower/upper planes for sigma*tanh and sigma*y (exact offsets), "
                                    "intermediate bounds by itself"))
+register_method(Method("alpha-crown", "optimized", _table("adaptive"), planes=_plane_table("popqorn"),
+                       description="alpha-CROWN (Xu et al. 2021): CROWN with the relaxations of every ReLU / "
+                                   "leaky ReLU / tanh / sigmoid / arctan optimised per neuron and per spec row "
+                                   "by projected gradient ascent on the bound, intermediate layers included; "
+                                   "warm start from CROWN"))
 register_method(Method("lipschitz", "lipschitz",
                        description="global Lipschitz baseline: product of operator norms"))
 register_method(Method("certrnn", "zonotope", zonotope_table("narrowest"), planes=zonotope_planes(),

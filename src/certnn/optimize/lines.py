@@ -1,0 +1,216 @@
+"""Optimisable relaxations: the free parameters of alpha-CROWN and the sound lines they stand for.
+
+alpha-CROWN (Xu et al., "Fast and Complete", ICLR 2021) keeps CROWN's backward bound but treats the
+choice of each relaxation as a variable, one per neuron *and per output specification row* (each row is
+its own optimisation problem), optimised by projected gradient ascent on the bound. Here:
+
+| op | parameters, shape (B, S or 1, *shape) | line(s) |
+|---|---|---|
+| ReLU | alpha in [0, 1] | lower line alpha * x (unstable neurons); upper line the chord (fixed) |
+| LeakyReLU(a) | alpha in [a, 1] | lower line alpha * x; upper line the chord |
+| tanh / sigmoid / arctan | t_lo, t_up in [0, 1] | slopes k = k_min + t (k_max - k_min) for the lower and upper line |
+| sigma(x) tanh(y), sigma(x) y, x y | d_Al, d_Bl, d_Au, d_Bu in [-1, 1] | tilts A = A0 + d s_x, B = B0 + d s_y of the lower and upper plane |
+
+S is the number of spec rows of the backward pass the parameters belong to (1 = shared by all rows).
+
+Soundness: every parameter value gives sound lines, so every iterate of the optimiser is a sound bound.
+ReLU-like lower lines through the origin with slope in [a, 1] lie below max(x, a x) everywhere. For the
+S-shaped functions any slope (and for the products any tilt) is sound, because the intercepts are the *exact* extremes of f(x) - k x over
+[l, u] (:func:`certnn.relax.sshape.exact_offsets`: endpoints and the closed-form stationary points, plus a
+few ulps; for products relax.products.tilted_planes: corners, edge and interior stationary points),
+whatever k is; the range [k_min, k_max] only steers the search. Gradients reach the slopes (the
+extreme's derivative in k is -x* by the envelope theorem) and the intermediate bounds l, u.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..relax import SSHAPES
+from ..relax.relu import leaky_relu_relaxation, relu_relaxation
+from ..relax.sshape import SShape, exact_offsets, stationary_candidates
+from ..relax.products import PRODUCT_FNS, tilted_planes
+from ..relax.types import LinearRelaxation, PlaneRelaxation
+
+OPTIMISABLE = ("relu", "leaky_relu", "sigmoid", "tanh", "arctan")
+PRODUCTS = ("sigmoid_tanh_mul", "sigmoid_mul", "mul")
+
+
+def _rows(t: Tensor, like: Tensor) -> Tensor:
+    """Per-neuron bounds (B, *shape) as (B, 1, *shape) next to parameters (B, S, *shape)."""
+    return t.unsqueeze(1) if t.dim() == like.dim() - 1 else t
+
+
+def slope_range(fn: SShape, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    """[k_min, k_max] searched for both lines of an S-shaped f on [l, u]: from the smallest of f'(l),
+    f'(u) and the chord slope to the largest of f' on [l, u] (at the point of [l, u] nearest to 0) and
+    the chord slope. Every tangent and chord of f on [l, u] has its slope in this range."""
+    width = u - l
+    tiny = width <= 1e-12 * (1 + torch.maximum(l.abs(), u.abs()))
+    chord = torch.where(tiny, fn.df((l + u) / 2), (fn.f(u) - fn.f(l)) / torch.where(tiny, torch.ones_like(width), width))
+    k_min = torch.minimum(torch.minimum(fn.df(l), fn.df(u)), chord)
+    k_max = torch.maximum(fn.df(torch.clamp(torch.zeros_like(l), l, u)), chord)
+    return k_min, k_max
+
+
+def tie_averaged(value: Tensor, cands: Tensor, side: str) -> Tensor:
+    """`value` (the exact min or max over dim 0 of `cands`, widened) with the gradient of the mean of the
+    candidates within a relative 1e-9 of the extreme. The value is untouched (soundness); the gradient
+    no longer depends on which of two (numerically) tied candidates rounding makes the extreme: CROWN's
+    lines touch f at two points by construction, and an optimiser started there would otherwise follow
+    rounding noise (e.g. different for a sample alone and in a batch)."""
+    ext = cands.amin(0) if side == "min" else cands.amax(0)
+    tol = 1e-9 * (1 + ext.abs())
+    near = ((cands - ext).abs() <= tol).to(cands.dtype).detach()
+    avg = (near * cands).sum(0) / near.sum(0)
+    return value.detach() + (avg - avg.detach())
+
+
+def sshape_lines(fn: SShape, l: Tensor, u: Tensor, k_lo: Tensor, k_up: Tensor) -> LinearRelaxation:
+    """Sound lines with the given slopes (any values, broadcastable with l, u): intercepts are the exact
+    extremes of f(x) - k x on [l, u] widened by a few ulps (:func:`exact_offsets`), with tie-averaged
+    gradients (:func:`tie_averaged`)."""
+    lo_min, _ = exact_offsets(fn, k_lo, l, u)
+    _, up_max = exact_offsets(fn, k_up, l, u)
+    lo_c = torch.stack([fn.f(c) - k_lo * c for c in stationary_candidates(fn, k_lo, l, u)])
+    up_c = torch.stack([fn.f(c) - k_up * c for c in stationary_candidates(fn, k_up, l, u)])
+    return LinearRelaxation(k_lo, tie_averaged(lo_min, lo_c, "min"), k_up, tie_averaged(up_max, up_c, "max"))
+
+
+class ReluSlopes:
+    """Lower slopes alpha (B, S, *shape) of a ReLU or LeakyReLU node (negative_slope a)."""
+
+    def __init__(self, alpha: Tensor, negative_slope: float | None = None):
+        self.alpha = alpha
+        self.a = negative_slope  # None: plain ReLU
+
+    @staticmethod
+    def initial(l: Tensor, u: Tensor, rows: int, negative_slope: float | None = None) -> Tensor:
+        """CROWN's adaptive slope (1 where u >= -l, else 0 or a) repeated over `rows` rows."""
+        lo = 0.0 if negative_slope is None else negative_slope
+        a0 = torch.where(u >= -l, torch.ones_like(l), torch.full_like(l, lo))
+        return a0.unsqueeze(1).expand((l.shape[0], rows) + tuple(l.shape[1:])).clone()
+
+    def tensors(self) -> list[Tensor]:
+        return [self.alpha]
+
+    def project(self) -> None:
+        self.alpha.data.clamp_(0.0 if self.a is None else self.a, 1.0)
+
+    def rows(self, index: Tensor) -> "ReluSlopes":
+        return ReluSlopes(self.alpha if self.alpha.shape[1] == 1 else self.alpha.index_select(1, index), self.a)
+
+    def __call__(self, op, l: Tensor, u: Tensor) -> LinearRelaxation:
+        l, u = _rows(l, self.alpha), _rows(u, self.alpha)
+        if self.a is None:
+            return relu_relaxation(l, u, "alpha", self.alpha)
+        return leaky_relu_relaxation(l, u, self.a, "alpha", self.alpha)
+
+
+class SShapeSlopes:
+    """Normalised slopes t_lo, t_up (B, S, *shape) in [0, 1] of an S-shaped activation's two lines."""
+
+    def __init__(self, fn: SShape, t_lo: Tensor, t_up: Tensor):
+        self.fn = fn
+        self.t_lo = t_lo
+        self.t_up = t_up
+
+    @staticmethod
+    def initial(fn: SShape, base: LinearRelaxation, l: Tensor, u: Tensor, rows: int) -> tuple[Tensor, Tensor]:
+        """The base method's slopes (e.g. CROWN's) as positions in [k_min, k_max], repeated over rows."""
+        k_min, k_max = slope_range(fn, l, u)
+        span = k_max - k_min
+        safe = torch.where(span > 0, span, torch.ones_like(span))
+
+        def pos(k):
+            t = torch.where(span > 0, (k - k_min) / safe, torch.zeros_like(k)).clamp(0.0, 1.0)
+            return t.unsqueeze(1).expand((l.shape[0], rows) + tuple(l.shape[1:])).clone()
+        return pos(base.lower_slope), pos(base.upper_slope)
+
+    def tensors(self) -> list[Tensor]:
+        return [self.t_lo, self.t_up]
+
+    def project(self) -> None:
+        self.t_lo.data.clamp_(0.0, 1.0)
+        self.t_up.data.clamp_(0.0, 1.0)
+
+    def rows(self, index: Tensor) -> "SShapeSlopes":
+        def pick(t):
+            return t if t.shape[1] == 1 else t.index_select(1, index)
+        return SShapeSlopes(self.fn, pick(self.t_lo), pick(self.t_up))
+
+    def __call__(self, op, l: Tensor, u: Tensor) -> LinearRelaxation:
+        l, u = _rows(l, self.t_lo), _rows(u, self.t_lo)
+        with torch.no_grad():  # the range only steers the search; soundness comes from exact offsets
+            k_min, k_max = slope_range(self.fn, l, u)
+        span = k_max - k_min
+        return sshape_lines(self.fn, l, u, k_min + self.t_lo * span, k_min + self.t_up * span)
+
+
+class PlaneTilts:
+    """Tilts of the lower and upper planes of a two-input product (ops/product.py), (B, S, *shape) each,
+    as offsets d from the base method's tilts in units of the box's derivative range:
+    A = A0 + d_A * s_x, B = B0 + d_B * s_y, with d in [-1, 1]. The planes' offsets are exact on the
+    current box (relax.products.tilted_planes), so every tilt is sound."""
+
+    def __init__(self, kind: str, base: tuple[Tensor, ...], scale: tuple[Tensor, Tensor], d: list[Tensor]):
+        self.kind = kind
+        self.base = base  # (Al0, Bl0, Au0, Bu0), (B, 1, *shape)
+        self.scale = scale  # (s_x, s_y), (B, 1, *shape)
+        self.d = d  # [d_Al, d_Bl, d_Au, d_Bu], (B, S, *shape)
+
+    @staticmethod
+    def create(op, pl: PlaneRelaxation, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor, rows: int) -> "PlaneTilts":
+        base = tuple(t.detach().unsqueeze(1) for t in (pl.lower_a, pl.lower_b, pl.upper_a, pl.upper_b))
+        xs = torch.stack([lx, lx, ux, ux, (lx + ux) / 2])
+        ys = torch.stack([ly, uy, ly, uy, (ly + uy) / 2])
+        if op.kind == "mul":
+            fx, fy = ys, xs
+        else:
+            fn = PRODUCT_FNS[op.kind]
+            fx, fy = fn.fx(xs, ys), fn.fy(xs, ys)
+
+        def rng(t):
+            r = t.amax(0) - t.amin(0)
+            return torch.maximum(r, 1e-6 * (1 + t.abs().amax(0))).detach().unsqueeze(1)
+        shape = (lx.shape[0], rows) + tuple(lx.shape[1:])
+        d = [lx.new_zeros(shape) for _ in range(4)]
+        return PlaneTilts(op.kind, base, (rng(fx), rng(fy)), d)
+
+    def tensors(self) -> list[Tensor]:
+        return list(self.d)
+
+    def project(self) -> None:
+        for t in self.d:
+            t.data.clamp_(-1.0, 1.0)
+
+    def rows(self, index: Tensor) -> "PlaneTilts":
+        d = [t if t.shape[1] == 1 else t.index_select(1, index) for t in self.d]
+        return PlaneTilts(self.kind, self.base, self.scale, d)
+
+    def __call__(self, op, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
+        sx, sy = self.scale
+        Al, Bl, Au, Bu = (b + t * s for b, t, s in zip(self.base, self.d, (sx, sy, sx, sy)))
+        box = [t.unsqueeze(1) for t in (lx, ux, ly, uy)]
+        return tilted_planes(self.kind, Al, Bl, Au, Bu, *box)
+
+
+def make_params(op, base: LinearRelaxation, l: Tensor, u: Tensor, rows: int):
+    """Parameters of an activation op on bounds [l, u] (B, *shape) for `rows` spec rows, initialised at
+    the base method's lines; None for ops without optimisable lines."""
+    kind = op.kind
+    if kind == "relu":
+        return ReluSlopes(ReluSlopes.initial(l, u, rows))
+    if kind == "leaky_relu":
+        a = float(op.params.get("negative_slope", 0.01))
+        if not 0.0 <= a <= 1.0:
+            return None
+        return ReluSlopes(ReluSlopes.initial(l, u, rows, a), a)
+    if kind in SSHAPES:
+        fn = SSHAPES[kind]
+        return SShapeSlopes(fn, *SShapeSlopes.initial(fn, base, l, u, rows))
+    return None
+
+
+__all__ = ["OPTIMISABLE", "PRODUCTS", "PlaneTilts", "ReluSlopes", "SShapeSlopes", "make_params", "slope_range",
+           "sshape_lines"]
