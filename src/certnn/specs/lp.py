@@ -92,16 +92,17 @@ class LpBall:
         sign = -1.0 if side == "lower" else 1.0
         box = self.box()
         Af = A.reshape(B, S, -1)
-        mid = box.center.reshape(B, 1, -1)
-        rad = box.radius.reshape(B, 1, -1)
-        box_val = (Af * mid).sum(-1) + sign * (Af.abs() * rad).sum(-1) + bias
+        # batched matrix-vector products: one pass over A (and one over |A|), no (B, S, n) temporaries
+        mid = box.center.reshape(B, -1, 1).to(Af.dtype)
+        rad = box.radius.reshape(B, -1, 1).to(Af.dtype)
+        box_val = torch.bmm(Af, mid).squeeze(-1) + sign * torch.bmm(Af.abs(), rad).squeeze(-1) + bias
         if self.norm == "inf":
             return box_val
         # ball bound: A.x0 +- eps ||A * scale||_q over the whole input of the sample
         As = Af if self.scale is None else Af * torch.broadcast_to(self.scale, self.center.shape[1:]).reshape(1, 1, -1)
         q = dual_exponent(self.norm)
         dual = torch.linalg.vector_norm(As, ord=q, dim=-1)
-        ball_val = (Af * self.center.reshape(B, 1, -1)).sum(-1) + sign * self.eps.reshape(B, 1) * dual + bias
+        ball_val = torch.bmm(Af, self.center.reshape(B, -1, 1)).squeeze(-1) + sign * self.eps.reshape(B, 1) * dual + bias
         if side == "lower":
             return torch.maximum(ball_val, box_val)
         return torch.minimum(ball_val, box_val)
