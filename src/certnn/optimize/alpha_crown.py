@@ -130,14 +130,19 @@ class _Optimiser:
     # -- the loop -------------------------------------------------------------------------------------
     def run(self) -> AlphaResult:
         cfg = self.cfg
-        params = [t for st in self.starts.values() for t in st.tensors()]
+        groups: dict[float, list[Tensor]] = {}
+        for st in self.starts.values():
+            for prm in st.params.values():
+                groups.setdefault(prm.lr_scale, []).extend(prm.tensors())
+        params = [t for g in groups.values() for t in g]
         B = self.ctx.batch
         best = self.crown.clone()
         best_bounds: dict[str, Interval] = {}
         active = torch.ones(B, dtype=torch.bool, device=self.Cs.device)
         stale = torch.zeros(B, dtype=torch.long, device=self.Cs.device)
         best_sum = torch.full((B,), -math.inf, dtype=self.Cs.dtype, device=self.Cs.device)
-        opt = torch.optim.Adam(params, lr=cfg.lr) if params else None
+        opt = torch.optim.Adam([{"params": g, "lr": cfg.lr * k, "scale": k} for k, g in groups.items()],
+                               lr=cfg.lr) if params else None
         it = 0
         for it in range(1, cfg.iterations + 1):
             with torch.enable_grad():
@@ -166,7 +171,7 @@ class _Optimiser:
         _snap_noise(params)
         frozen = [p.detach().clone() for p in params] if not bool(active.all()) else None
         for group in opt.param_groups:
-            group["lr"] = self.cfg.lr * self.cfg.lr_decay ** (it - 1)
+            group["lr"] = self.cfg.lr * group["scale"] * self.cfg.lr_decay ** (it - 1)
         opt.step()
         with torch.no_grad():
             if frozen is not None:  # stopped samples keep their parameters (batch independence)

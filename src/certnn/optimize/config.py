@@ -12,9 +12,12 @@ class AlphaConfig(Config):
     """alpha-CROWN's optimisation settings.
 
     iterations: bound evaluations (the first is CROWN's bound, each later one follows an Adam step on the
-    relaxation parameters). lr / lr_decay: Adam's step size and its decay per iteration. patience: a
+    relaxation parameters). lr / lr_decay: Adam's step size (for ReLU slopes; S-shaped slopes and plane
+    tilts take a fixed fraction of it, optimize/lines.py) and its decay per iteration. patience: a
     sample stops when the sum of its lower bounds has not improved for this many iterations (samples are
-    stopped one by one, so a sample's bounds do not depend on its batch). stop_at: a sample also stops
+    stopped one by one, so a sample's bounds do not depend on its batch; the default never stops before
+    20 iterations: stopping after 10 stale ones saved ~40% of the time on a 6x100 MNIST MLP for 0.25% of
+    alpha's gain). stop_at: a sample also stops
     once every one of its lower bounds exceeds this value (e.g. 0 when only a proof is wanted; None never).
     intermediate: optimise the bounds of intermediate layers too, each with its own parameters per
     neuron (alpha-CROWN); False optimises the output's bound only, on CROWN's intermediate bounds.
@@ -25,7 +28,7 @@ class AlphaConfig(Config):
     iterations: int = 20
     lr: float = 0.5
     lr_decay: float = 0.98
-    patience: int = 10
+    patience: int = 20
     stop_at: float | None = None
     intermediate: bool = True
     max_params: int = 2 ** 25

@@ -77,8 +77,51 @@ def sshape_lines(fn: SShape, l: Tensor, u: Tensor, k_lo: Tensor, k_up: Tensor) -
     return LinearRelaxation(k_lo, tie_averaged(lo_min, lo_c, "min"), k_up, tie_averaged(up_max, up_c, "max"))
 
 
-class ReluSlopes:
+class Params:
+    """Optimised tensors (B, S or 1, *shape) of one node for one start, plus constants with a batch dim.
+
+    Subclasses name their optimised tensors in `opt_fields` and batch-dim constants in `const_fields`;
+    the generic operations below (row and batch selection, projection hooks) act on them."""
+
+    opt_fields: tuple[str, ...] = ()
+    const_fields: tuple[str, ...] = ()
+    #: step size relative to AlphaConfig.lr
+    lr_scale = 1.0
+
+    def tensors(self) -> list[Tensor]:
+        return [getattr(self, f) for f in self.opt_fields]
+
+    def _copy(self, **changes) -> "Params":
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.__dict__.update(changes)
+        return out
+
+    def rows(self, index: Tensor) -> "Params":
+        """The spec rows `index` (shared parameters, row dim 1, are kept)."""
+        return self._copy(**{f: (t if t.shape[1] == 1 else t.index_select(1, index))
+                             for f, t in zip(self.opt_fields, self.tensors())})
+
+    def select(self, index: Tensor) -> "Params":
+        """The samples `index` (batch dim 0), optimised tensors as new leaves requiring grad."""
+        ch = {f: getattr(self, f).detach().index_select(0, index).requires_grad_(True) for f in self.opt_fields}
+        ch.update({f: _select_const(getattr(self, f), index) for f in self.const_fields})
+        return self._copy(**ch)
+
+    def project(self) -> None:
+        raise NotImplementedError
+
+
+def _select_const(v, index: Tensor):
+    if isinstance(v, tuple):
+        return tuple(_select_const(t, index) for t in v)
+    return v.index_select(0, index)
+
+
+class ReluSlopes(Params):
     """Lower slopes alpha (B, S, *shape) of a ReLU or LeakyReLU node (negative_slope a)."""
+
+    opt_fields = ("alpha",)
 
     def __init__(self, alpha: Tensor, negative_slope: float | None = None):
         self.alpha = alpha
@@ -91,14 +134,8 @@ class ReluSlopes:
         a0 = torch.where(u >= -l, torch.ones_like(l), torch.full_like(l, lo))
         return a0.unsqueeze(1).expand((l.shape[0], rows) + tuple(l.shape[1:])).clone()
 
-    def tensors(self) -> list[Tensor]:
-        return [self.alpha]
-
     def project(self) -> None:
         self.alpha.data.clamp_(0.0 if self.a is None else self.a, 1.0)
-
-    def rows(self, index: Tensor) -> "ReluSlopes":
-        return ReluSlopes(self.alpha if self.alpha.shape[1] == 1 else self.alpha.index_select(1, index), self.a)
 
     def __call__(self, op, l: Tensor, u: Tensor) -> LinearRelaxation:
         l, u = _rows(l, self.alpha), _rows(u, self.alpha)
@@ -107,8 +144,13 @@ class ReluSlopes:
         return leaky_relu_relaxation(l, u, self.a, "alpha", self.alpha)
 
 
-class SShapeSlopes:
+class SShapeSlopes(Params):
     """Normalised slopes t_lo, t_up (B, S, *shape) in [0, 1] of an S-shaped activation's two lines."""
+
+    opt_fields = ("t_lo", "t_up")
+    #: a step of lr = 0.5 in t would jump across half the slope range; measured on MNIST tanh / sigmoid
+    #: MLPs, 0.02 in t does best (0.1 and 0.005 are looser)
+    lr_scale = 0.04
 
     def __init__(self, fn: SShape, t_lo: Tensor, t_up: Tensor):
         self.fn = fn
@@ -127,17 +169,9 @@ class SShapeSlopes:
             return t.unsqueeze(1).expand((l.shape[0], rows) + tuple(l.shape[1:])).clone()
         return pos(base.lower_slope), pos(base.upper_slope)
 
-    def tensors(self) -> list[Tensor]:
-        return [self.t_lo, self.t_up]
-
     def project(self) -> None:
         self.t_lo.data.clamp_(0.0, 1.0)
         self.t_up.data.clamp_(0.0, 1.0)
-
-    def rows(self, index: Tensor) -> "SShapeSlopes":
-        def pick(t):
-            return t if t.shape[1] == 1 else t.index_select(1, index)
-        return SShapeSlopes(self.fn, pick(self.t_lo), pick(self.t_up))
 
     def __call__(self, op, l: Tensor, u: Tensor) -> LinearRelaxation:
         l, u = _rows(l, self.t_lo), _rows(u, self.t_lo)
@@ -147,17 +181,22 @@ class SShapeSlopes:
         return sshape_lines(self.fn, l, u, k_min + self.t_lo * span, k_min + self.t_up * span)
 
 
-class PlaneTilts:
+class PlaneTilts(Params):
     """Tilts of the lower and upper planes of a two-input product (ops/product.py), (B, S, *shape) each,
     as offsets d from the base method's tilts in units of the box's derivative range:
     A = A0 + d_A * s_x, B = B0 + d_B * s_y, with d in [-1, 1]. The planes' offsets are exact on the
     current box (relax.products.tilted_planes), so every tilt is sound."""
 
+    opt_fields = ("d_al", "d_bl", "d_au", "d_bu")
+    const_fields = ("base", "scale")
+    #: d spans [-1, 1]
+    lr_scale = 0.04
+
     def __init__(self, kind: str, base: tuple[Tensor, ...], scale: tuple[Tensor, Tensor], d: list[Tensor]):
         self.kind = kind
         self.base = base  # (Al0, Bl0, Au0, Bu0), (B, 1, *shape)
         self.scale = scale  # (s_x, s_y), (B, 1, *shape)
-        self.d = d  # [d_Al, d_Bl, d_Au, d_Bu], (B, S, *shape)
+        self.d_al, self.d_bl, self.d_au, self.d_bu = d
 
     @staticmethod
     def create(op, pl: PlaneRelaxation, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor, rows: int) -> "PlaneTilts":
@@ -177,20 +216,13 @@ class PlaneTilts:
         d = [lx.new_zeros(shape) for _ in range(4)]
         return PlaneTilts(op.kind, base, (rng(fx), rng(fy)), d)
 
-    def tensors(self) -> list[Tensor]:
-        return list(self.d)
-
     def project(self) -> None:
-        for t in self.d:
+        for t in self.tensors():
             t.data.clamp_(-1.0, 1.0)
-
-    def rows(self, index: Tensor) -> "PlaneTilts":
-        d = [t if t.shape[1] == 1 else t.index_select(1, index) for t in self.d]
-        return PlaneTilts(self.kind, self.base, self.scale, d)
 
     def __call__(self, op, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
         sx, sy = self.scale
-        Al, Bl, Au, Bu = (b + t * s for b, t, s in zip(self.base, self.d, (sx, sy, sx, sy)))
+        Al, Bl, Au, Bu = (b + t * s for b, t, s in zip(self.base, self.tensors(), (sx, sy, sx, sy)))
         box = [t.unsqueeze(1) for t in (lx, ux, ly, uy)]
         return tilted_planes(self.kind, Al, Bl, Au, Bu, *box)
 
@@ -212,5 +244,5 @@ def make_params(op, base: LinearRelaxation, l: Tensor, u: Tensor, rows: int):
     return None
 
 
-__all__ = ["OPTIMISABLE", "PRODUCTS", "PlaneTilts", "ReluSlopes", "SShapeSlopes", "make_params", "slope_range",
+__all__ = ["OPTIMISABLE", "PRODUCTS", "Params", "PlaneTilts", "ReluSlopes", "SShapeSlopes", "make_params", "slope_range",
            "sshape_lines"]
