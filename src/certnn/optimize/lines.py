@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..relax import SSHAPES
 from ..relax.relu import leaky_relu_relaxation, relu_relaxation
-from ..relax.sshape import SShape, exact_offsets, stationary_candidates
+from ..relax.sshape import SShape, exact_offsets, sshape_slope_range as slope_range, stationary_candidates
 from ..relax.products import PRODUCT_FNS, tilted_planes
 from ..relax.types import LinearRelaxation, PlaneRelaxation
 
@@ -39,18 +39,6 @@ PRODUCTS = ("sigmoid_tanh_mul", "sigmoid_mul", "mul")
 def _rows(t: Tensor, like: Tensor) -> Tensor:
     """Per-neuron bounds (B, *shape) as (B, 1, *shape) next to parameters (B, S, *shape)."""
     return t.unsqueeze(1) if t.dim() == like.dim() - 1 else t
-
-
-def slope_range(fn: SShape, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-    """[k_min, k_max] searched for both lines of an S-shaped f on [l, u]: from the smallest of f'(l),
-    f'(u) and the chord slope to the largest of f' on [l, u] (at the point of [l, u] nearest to 0) and
-    the chord slope. Every tangent and chord of f on [l, u] has its slope in this range."""
-    width = u - l
-    tiny = width <= 1e-12 * (1 + torch.maximum(l.abs(), u.abs()))
-    chord = torch.where(tiny, fn.df((l + u) / 2), (fn.f(u) - fn.f(l)) / torch.where(tiny, torch.ones_like(width), width))
-    k_min = torch.minimum(torch.minimum(fn.df(l), fn.df(u)), chord)
-    k_max = torch.maximum(fn.df(torch.clamp(torch.zeros_like(l), l, u)), chord)
-    return k_min, k_max
 
 
 def tie_averaged(value: Tensor, cands: Tensor, side: str) -> Tensor:
@@ -66,10 +54,9 @@ def tie_averaged(value: Tensor, cands: Tensor, side: str) -> Tensor:
     return value.detach() + (avg - avg.detach())
 
 
-def sshape_lines(fn: SShape, l: Tensor, u: Tensor, k_lo: Tensor, k_up: Tensor) -> LinearRelaxation:
-    """Sound lines with the given slopes (any values, broadcastable with l, u): intercepts are the exact
-    extremes of f(x) - k x on [l, u] widened by a few ulps (:func:`exact_offsets`), with tie-averaged
-    gradients (:func:`tie_averaged`)."""
+def tied_sshape_lines(fn: SShape, l: Tensor, u: Tensor, k_lo: Tensor, k_up: Tensor) -> LinearRelaxation:
+    """relax.sshape.sshape_lines (sound lines with the given slopes: exact offsets plus a few ulps) with
+    tie-averaged gradients (:func:`tie_averaged`) for the optimiser."""
     lo_min, _ = exact_offsets(fn, k_lo, l, u)
     _, up_max = exact_offsets(fn, k_up, l, u)
     lo_c = torch.stack([fn.f(c) - k_lo * c for c in stationary_candidates(fn, k_lo, l, u)])
@@ -178,7 +165,7 @@ class SShapeSlopes(Params):
         with torch.no_grad():  # the range only steers the search; soundness comes from exact offsets
             k_min, k_max = slope_range(self.fn, l, u)
         span = k_max - k_min
-        return sshape_lines(self.fn, l, u, k_min + self.t_lo * span, k_min + self.t_up * span)
+        return tied_sshape_lines(self.fn, l, u, k_min + self.t_lo * span, k_min + self.t_up * span)
 
 
 class PlaneTilts(Params):
@@ -244,5 +231,5 @@ def make_params(op, base: LinearRelaxation, l: Tensor, u: Tensor, rows: int):
     return None
 
 
-__all__ = ["OPTIMISABLE", "PRODUCTS", "Params", "PlaneTilts", "ReluSlopes", "SShapeSlopes", "make_params", "slope_range",
-           "sshape_lines"]
+__all__ = ["OPTIMISABLE", "PRODUCTS", "Params", "PlaneTilts", "ReluSlopes", "SShapeSlopes", "make_params", "tie_averaged",
+           "tied_sshape_lines"]
