@@ -9,14 +9,18 @@ lines (warm start: the first iterate is CROWN's bound). One iteration recomputes
 every refined intermediate bound with its start's parameters (intersected with CROWN's, both sound) and
 then the output bound; the loss is minus the sum of the output lower bounds, and Adam updates every
 parameter (intermediate ones through the intermediate bounds' effect on later relaxations), followed by a
-projection onto the parameters' ranges. Upper bounds are lower bounds of -C.
+projection onto the parameters' ranges (optimize/loop.py). Upper bounds are lower bounds of -C.
+
+With split constraints (branch and bound, optimize/beta.py) the intermediate bounds are given (the
+sub-domain's), only the output's parameters and the split multipliers beta are optimised.
 
 Soundness: every parameter value in its range gives sound relaxations (optimize/lines.py), the
 intermediate bounds of every iterate are sound, so every iterate's bound is sound, and the best bound
-seen per sample and row (their elementwise maximum) is too.
+seen per sample and row (their elementwise maximum, floored at CROWN's own bound) is too.
 
 Batch independence: the loss is a sum over samples, Adam acts elementwise, and early stopping is per
-sample (a stopped sample's parameters are frozen), so a sample's bounds do not depend on its batch.
+sample (a stopped sample's parameters are frozen, then it leaves the batch), so a sample's bounds depend
+on its batch only through floating-point rounding of batched products.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from torch import Tensor
 from ..domains.interval import Interval
 from ..engine.backward import compute_intermediate_bounds, identity_start, merge_rows, propagate, rows_per_pass
 from ..engine.context import RunContext
+from .beta import SplitBetas
 from .config import AlphaConfig
 from .plan import ReferenceRecorder, Start, bind, build_start, stack_negated, unbind
 
@@ -37,13 +42,15 @@ from .plan import ReferenceRecorder, Start, bind, build_start, stack_negated, un
 @dataclass
 class AlphaResult:
     """Best bounds found (B, S) (None for a side not asked for), the tightest intermediate bounds seen
-    (node -> Interval, detached), iterations run, and the starts (their optimised parameters)."""
+    (node -> Interval, detached), iterations run, and the best parameters per sample (detached, for warm
+    starts): `params` maps (start, node) -> lines.Params, `betas` maps a ReLU node -> SplitBetas."""
 
     lower: Tensor | None
     upper: Tensor | None
     bounds: dict
     iterations: int
-    starts: dict
+    params: dict
+    betas: dict
 
 
 def _spec_rows(C: Tensor, lower: bool, upper: bool) -> Tensor:
@@ -51,38 +58,70 @@ def _spec_rows(C: Tensor, lower: bool, upper: bool) -> Tensor:
     return torch.cat(parts, 1)
 
 
-class _Optimiser:
-    def __init__(self, ctx: RunContext, C: Tensor, lower: bool, upper: bool, cfg: AlphaConfig,
-                 on_iterate: Callable | None = None):
-        self.ctx, self.cfg = ctx, cfg
-        self.on_iterate = on_iterate
-        self.lower, self.upper = lower, upper
-        self.S = C.shape[1]
-        self.Cs = _spec_rows(C, lower, upper)
-        # CROWN's bounds: the reference every iterate is intersected with, and the parameters' warm start
-        rec = ReferenceRecorder()
-        with torch.no_grad():
-            compute_intermediate_bounds(ctx, refine=rec)
-        self.ref = dict(ctx.bounds)
-        self.refined = {k: v for k, v in rec.record.items()}
+class _Problem:
+    """Everything with a batch dim: the context, spec rows, reference bounds and parameters.
+    `select(index)` keeps the samples `index` (for stopping samples that are done)."""
+
+    def __init__(self, ctx: RunContext, Cs: Tensor, cfg: AlphaConfig, reference: dict | None,
+                 splits: dict | None, warm: dict | None):
+        self.ctx, self.Cs, self.cfg = ctx, Cs, cfg
+        if reference is None:
+            # CROWN's bounds: the reference every iterate is intersected with, and the warm start
+            rec = ReferenceRecorder()
+            with torch.no_grad():
+                compute_intermediate_bounds(ctx, refine=rec)
+            self.ref = dict(ctx.bounds)
+            self.refined = dict(rec.record)
+        else:
+            self.ref, self.refined = dict(reference), {}
+        self.ref_all = dict(self.ref)
+        self.ref_all.update({k: v[2] for k, v in self.refined.items()})
         self.starts: dict[str, Start] = {}
-        ref_all = dict(self.ref)
-        ref_all.update({k: v[2] for k, v in self.refined.items()})
-        self.ref_all = ref_all
-        if cfg.intermediate:
+        if cfg.intermediate and reference is None:
             for name, (rows, needed, _) in self.refined.items():
-                R = ctx.graph.nodes[name].shape if rows is None else None
-                n = rows.shape[1] if rows is not None else math.prod(R)
-                if n == 0:
-                    continue
-                self.starts[name] = build_start(ctx, name, rows, needed, 2 * n, ref_all, cfg.max_params)
+                n = rows.shape[1] if rows is not None else math.prod(ctx.graph.nodes[name].shape)
+                if n:
+                    self.starts[name] = build_start(ctx, name, rows, needed, 2 * n, self.ref_all, cfg.max_params,
+                                                    warm)
         out = ctx.graph.output_name
-        self.starts[out] = build_start(ctx, out, None, None, self.Cs.shape[1], ref_all, cfg.max_params)
-        # CROWN's own output bound starts the best-so-far: the result is never looser than CROWN, even where
-        # rounding moves the first iterate (a 1e-16 change of a box can change a product's plane choice)
+        self.starts[out] = build_start(ctx, out, None, None, Cs.shape[1], self.ref_all, cfg.max_params, warm)
+        self.betas = {}
+        for node, sign in (splits or {}).items():
+            b0 = sign.new_zeros((sign.shape[0], Cs.shape[1]) + tuple(sign.shape[1:]))
+            w = (warm or {}).get(("beta", node))
+            if w is not None and w.beta.shape == b0.shape:
+                b0 = w.beta.detach().clone() * (sign.unsqueeze(1) != 0)
+            self.betas[node] = SplitBetas(sign, b0.requires_grad_(True))
+        # CROWN's own output bound floors the best-so-far: never looser than CROWN, even where rounding
+        # moves the first iterate (a 1e-16 change of a box can change a product's plane choice)
         with torch.no_grad():
-            zeros = self.Cs.new_zeros(ctx.batch, self.Cs.shape[1])
-            self.crown, _ = propagate(ctx, out, self.Cs, None, zeros, zeros)
+            ctx.bounds = dict(self.ref)
+            ctx.split_terms = {k: b.term() for k, b in self.betas.items()}
+            zeros = Cs.new_zeros(ctx.batch, Cs.shape[1])
+            self.crown, _ = propagate(ctx, out, Cs, None, zeros, zeros)
+            ctx.split_terms = {}
+
+    def params(self) -> list:
+        """(key, Params) pairs: key (start, node) for lines, ('beta', node) for split multipliers."""
+        out = [((s, k), p) for s, st in self.starts.items() for k, p in st.params.items()]
+        return out + [(("beta", k), b) for k, b in self.betas.items()]
+
+    def select(self, index: Tensor) -> None:
+        ctx = self.ctx
+        self.ctx = RunContext(ctx.graph, ctx.spec.select(index), ctx.method, max_rows=ctx.max_rows,
+                              max_elements=ctx.max_elements, patches=ctx.patches)
+        self.ctx.timers = ctx.timers
+        self.Cs, self.crown = self.Cs[index], self.crown[index]
+        pick = lambda iv: Interval(iv.lower[index], iv.upper[index])  # noqa: E731
+        self.ref = {k: pick(v) for k, v in self.ref.items()}
+        self.ref_all = {k: pick(v) for k, v in self.ref_all.items()}
+        self.refined = {k: (None if r is None else r[index], None if n is None else n[index], pick(iv))
+                        for k, (r, n, iv) in self.refined.items()}
+        for st in self.starts.values():
+            st.rows = None if st.rows is None else st.rows[index]
+            st.needed = None if st.needed is None else st.needed[index]
+            st.params = {k: p.select(index) for k, p in st.params.items()}
+        self.betas = {k: b.select(index) for k, b in self.betas.items()}
 
     # -- one evaluation -----------------------------------------------------------------------------
     def refine(self, ctx: RunContext, name: str, iv: Interval) -> Interval:
@@ -116,88 +155,18 @@ class _Optimiser:
         g = ctx.graph
         ctx.relax_cache.clear()
         ctx.plane_cache.clear()
-        if self.cfg.intermediate:
+        if self.starts.keys() - {g.output_name}:
             ctx.bounds = {g.input_name: self.ref[g.input_name]}
             compute_intermediate_bounds(ctx, refine=self.refine)
         else:
             ctx.bounds = dict(self.ref)
         bind(ctx, self.starts[g.output_name])
+        ctx.split_terms = {k: b.term() for k, b in self.betas.items()}
         zeros = self.Cs.new_zeros(ctx.batch, self.Cs.shape[1])
         lo, _ = propagate(ctx, g.output_name, self.Cs, None, zeros, zeros)
         unbind(ctx)
+        ctx.split_terms = {}
         return lo
-
-    # -- the loop -------------------------------------------------------------------------------------
-    def run(self) -> AlphaResult:
-        cfg = self.cfg
-        groups: dict[float, list[Tensor]] = {}
-        for st in self.starts.values():
-            for prm in st.params.values():
-                groups.setdefault(prm.lr_scale, []).extend(prm.tensors())
-        params = [t for g in groups.values() for t in g]
-        B = self.ctx.batch
-        best = self.crown.clone()
-        best_bounds: dict[str, Interval] = {}
-        active = torch.ones(B, dtype=torch.bool, device=self.Cs.device)
-        stale = torch.zeros(B, dtype=torch.long, device=self.Cs.device)
-        best_sum = torch.full((B,), -math.inf, dtype=self.Cs.dtype, device=self.Cs.device)
-        opt = torch.optim.Adam([{"params": g, "lr": cfg.lr * k, "scale": k} for k, g in groups.items()],
-                               lr=cfg.lr) if params else None
-        it = 0
-        for it in range(1, cfg.iterations + 1):
-            with torch.enable_grad():
-                lo = self.evaluate()
-            with torch.no_grad():
-                if self.on_iterate is not None:
-                    self.on_iterate(it, *self._split(lo.detach()))
-                best = torch.maximum(best, lo.detach())
-                self._keep_bounds(best_bounds)
-                total = lo.detach().sum(1)
-                improved = total > best_sum + 1e-12 * (1 + best_sum.abs())
-                best_sum = torch.where(improved, total, best_sum)
-                stale = torch.where(improved, torch.zeros_like(stale), stale + 1)
-                active &= stale < cfg.patience
-                if cfg.stop_at is not None:
-                    active &= ~(best > cfg.stop_at).all(1)
-            if it == cfg.iterations or opt is None or not bool(active.any()):
-                break
-            self._step(opt, params, lo, active, it)
-        return self._result(best, best_bounds, it)
-
-    def _step(self, opt, params: list[Tensor], lo: Tensor, active: Tensor, it: int) -> None:
-        loss = -(lo * active.to(lo.dtype).unsqueeze(1)).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        _snap_noise(params)
-        frozen = [p.detach().clone() for p in params] if not bool(active.all()) else None
-        for group in opt.param_groups:
-            group["lr"] = self.cfg.lr * group["scale"] * self.cfg.lr_decay ** (it - 1)
-        opt.step()
-        with torch.no_grad():
-            if frozen is not None:  # stopped samples keep their parameters (batch independence)
-                for p, f in zip(params, frozen):
-                    keep = active.reshape((-1,) + (1,) * (p.dim() - 1))
-                    p.copy_(torch.where(keep, p, f))
-            for st in self.starts.values():
-                for prm in st.params.values():
-                    prm.project()
-
-    def _keep_bounds(self, best_bounds: dict[str, Interval]) -> None:
-        for name, iv in self.ctx.bounds.items():
-            iv = Interval(iv.lower.detach(), iv.upper.detach())
-            best_bounds[name] = iv if name not in best_bounds else best_bounds[name].intersect(iv)
-
-    def _split(self, stacked: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        """Bounds of the stacked rows [C; -C] as (lower of C, upper of C)."""
-        S = self.S
-        lower = stacked[:, :S] if self.lower else None
-        upper = None
-        if self.upper:
-            upper = -(stacked[:, S:] if self.lower else stacked)
-        return lower, upper
-
-    def _result(self, best: Tensor, best_bounds: dict, it: int) -> AlphaResult:
-        return AlphaResult(*self._split(best), best_bounds, it, self.starts)
 
 
 def _intersect_reference(iv: Interval, ref: Interval) -> Interval:
@@ -209,26 +178,20 @@ def _intersect_reference(iv: Interval, ref: Interval) -> Interval:
     return Interval(lo, hi)
 
 
-def _snap_noise(params: list[Tensor]) -> None:
-    """Zero gradient entries at rounding-noise level (<= 1000 ulps of the sample's largest gradient entry
-    of that tensor, or absolute for tensors of gradients near 0; bounds are O(1)). Adam divides by the gradient's running magnitude, so a pure-noise gradient would take
-    a full step, and noise differs between batch compositions: without this, bounds of the same sample
-    differ ~1e-8 between batches; with it, to rounding."""
-    for p in params:
-        g = p.grad
-        if g is None:
-            continue
-        flat = g.reshape(g.shape[0], -1).abs()
-        tol = 1000 * torch.finfo(g.dtype).eps * (1 + flat.amax(1, keepdim=True))
-        g.masked_fill_((flat <= tol).reshape(g.shape), 0.0)
-
-
 def optimized_bounds(ctx: RunContext, C: Tensor | None, lower: bool = True, upper: bool = True,
-                     config: AlphaConfig = AlphaConfig(), on_iterate: Callable | None = None) -> AlphaResult:
+                     config: AlphaConfig = AlphaConfig(), on_iterate: Callable | None = None,
+                     reference: dict | None = None, splits: dict | None = None,
+                     warm: dict | None = None) -> AlphaResult:
     """alpha-CROWN bounds of C · output (C (B, S, *out) or None for every output) over ctx.spec, with
     ctx.method's relaxations (CROWN's) as the warm start. See the module docstring.
 
-    on_iterate(iteration, lower, upper) sees every iterate's bounds (None for a side not asked for)."""
+    on_iterate(iteration, lower, upper) sees every iterate's bounds (of the samples still optimised, in
+    their original positions; None for a side not asked for). reference: given intermediate bounds
+    (node -> Interval, e.g. a branch-and-bound sub-domain's; then only the output is optimised). splits:
+    ReLU node -> sign (B, *shape) in {-1, 0, 1} of split constraints on its input (beta-CROWN; lower
+    bounds only). warm: parameters to start from, as AlphaResult.params (used where shapes match)."""
+    from .loop import run
+
     g = ctx.graph
     if C is None:
         K = math.prod(g.output_shape)
@@ -236,4 +199,18 @@ def optimized_bounds(ctx: RunContext, C: Tensor | None, lower: bool = True, uppe
         C = C.reshape((1, K) + g.output_shape).expand((ctx.batch, K) + g.output_shape)
     if not (lower or upper):
         raise ValueError("ask for at least one side")
-    return _Optimiser(ctx, C, lower, upper, config, on_iterate).run()
+    if splits and upper:
+        raise ValueError("split constraints (beta) bound the lower side only; bound -C for upper bounds")
+    S = C.shape[1]
+    prob = _Problem(ctx, _spec_rows(C, lower, upper), config, reference, splits, warm)
+
+    def split(stacked: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        lo = stacked[:, :S] if lower else None
+        hi = -(stacked[:, S:] if lower else stacked) if upper else None
+        return lo, hi
+
+    hook = None if on_iterate is None else (lambda it, stacked: on_iterate(it, *split(stacked)))
+    best, bounds, its, params = run(prob, config, hook)
+    return AlphaResult(*split(best), bounds, its,
+                       {k: p for k, p in params.items() if k[0] != "beta"},
+                       {k[1]: p for k, p in params.items() if k[0] == "beta"})

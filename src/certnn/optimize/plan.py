@@ -76,8 +76,9 @@ def _needs_params(ctx: RunContext, node_name: str, bounds: dict[str, Interval]) 
 
 
 def build_start(ctx: RunContext, name: str, rows: Tensor | None, needed: Tensor | None, n_rows: int,
-                bounds: dict[str, Interval], max_params: int) -> Start:
-    """A start with parameters initialised at the base method's lines on `bounds` (the reference)."""
+                bounds: dict[str, Interval], max_params: int, warm: dict | None = None) -> Start:
+    """A start with parameters initialised at the base method's lines on `bounds` (the reference), or
+    taken from `warm` ((start, node) -> Params of the same kind and shape, e.g. a parent domain's)."""
     st = Start(name, rows, needed, n_rows)
     B = ctx.batch
     for act in upstream_optimisable(ctx, name):
@@ -93,6 +94,10 @@ def build_start(ctx: RunContext, name: str, rows: Tensor | None, needed: Tensor 
         else:
             base = ctx.method.relax(node.op, ivs[0].lower, ivs[0].upper)
             p = make_params(node.op, base, ivs[0].lower.detach(), ivs[0].upper.detach(), r)
+        w = (warm or {}).get((name, act))
+        if p is not None and w is not None and type(w) is type(p) and all(
+                a.shape == b.shape for a, b in zip(w.tensors(), p.tensors())):
+            p = w._copy(**{f: t.detach().clone() for f, t in zip(w.opt_fields, w.tensors())})
         if p is not None:
             for t in p.tensors():
                 t.requires_grad_(True)

@@ -73,6 +73,14 @@ class LpBall:
     def batch(self) -> int:
         return self.center.shape[0]
 
+    def select(self, index: Tensor) -> "LpBall":
+        """The samples `index` of this set (clip bounds with a batch dim are cut too)."""
+        clip = None
+        if self.clip is not None:
+            clip = tuple(c[index] if c.dim() == self.center.dim() and c.shape[0] == self.batch else c
+                         for c in self.clip)
+        return LpBall(self.center[index], self.eps[index], self.norm, clip, self.scale)
+
     def _eps_b(self) -> Tensor:
         return self.eps.reshape((-1,) + (1,) * (self.center.ndim - 1))
 

@@ -160,3 +160,41 @@ def test_inside_exact_milp_range_on_tiny_relu_nets():
         lo_c, hi_c, _ = bounds_for_spec(graph, spec, "crown", None)
         assert (lo_a <= lo_m + 1e-7).all() and (hi_a >= hi_m - 1e-7).all()
         assert (lo_a >= lo_c - 1e-9).all() and (hi_a <= hi_c + 1e-9).all()
+
+
+def test_samples_leave_the_batch_when_proved_and_results_stay_sound():
+    """stop_at=0: proved samples stop and leave the batch (compaction); every sample's bound is still
+    sound, proved samples stay proved, and the others match an uncompacted run closely."""
+    model = random_relu_mlp(11, d=6, h=24, depth=3, out=4)
+    graph = certnn.from_torch(model, (6,))
+    x = torch.rand(8, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
+    y = model(x).argmax(1)
+    C = margin_matrix(y, 4)
+    eps = torch.linspace(0.005, 0.2, 8, dtype=torch.float64)
+    spec = make_spec(graph, x, eps, "inf")
+    cfg = AlphaConfig(iterations=10)
+    lo_all, _, _ = bounds_for_spec(graph, spec, "alpha-crown", C, upper=False, alpha=cfg)
+    lo_stop, _, _ = bounds_for_spec(graph, spec, "alpha-crown", C, upper=False, alpha=cfg.replace(stop_at=0.0))
+    proved = (lo_stop > 0).all(1)
+    assert 0 < int(proved.sum()) < 8  # some samples leave early, some stay
+    assert torch.equal(proved, (lo_all > 0).all(1))
+    pts = sample_ball(spec, 200, torch.Generator().manual_seed(1))
+    assert check_bounds_contain(model, pts, lo_stop, torch.full_like(lo_stop, float("inf")), C) <= TOL
+    rest = ~proved
+    assert ((lo_stop[rest] - lo_all[rest]).abs() / (1 + lo_all[rest].abs())).max() <= 1e-6
+
+
+def test_radius_search_warm_starts_and_attack_never_beats_it():
+    from certnn.attacks import attack_radius
+    from certnn.certify.radius import CertifyConfig, Certifier, RadiusConfig
+
+    model = random_relu_mlp(1, d=8, h=30, depth=3, out=4)
+    x = torch.rand(6, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    y = model(x).argmax(1)
+    search = RadiusConfig(bisection_steps=8)
+    r_c = Certifier(model, CertifyConfig(method="crown"), (8,)).radius(x, y, search).certified_radius
+    r_a = Certifier(model, CertifyConfig(method="alpha-crown", alpha=AlphaConfig(iterations=10)), (8,)).radius(
+        x, y, search).certified_radius
+    assert (r_a >= r_c * (1 - 1e-9)).all() and (r_a > r_c).any()
+    att = attack_radius(model, x, y, "inf").radius
+    assert (att >= r_a).all()
