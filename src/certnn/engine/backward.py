@@ -59,6 +59,8 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
             continue
         node = g.nodes[name]
         cl, cu = coeffs.pop(name)
+        if name in ctx.capture:  # e.g. branch and bound's branching scores: coefficients of a node's output
+            ctx.captured[name] = patches.densify(cl)
         res = None
         if patches.is_patches(cl) or patches.is_patches(cu):
             res = patches.backward(ctx, node, cl, cu)
@@ -77,6 +79,8 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
             coeffs[inp] = (il, iu)
     A_in = coeffs.get(g.input_name, (None, None))
     spec = ctx.spec
+    if g.input_name in ctx.capture:
+        ctx.captured[g.input_name] = patches.densify(A_in[0])
 
     def conc(A, bias, side):
         if A is None:

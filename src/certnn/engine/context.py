@@ -31,6 +31,10 @@ class RunContext:
     #: Lagrangian terms of split constraints (beta-CROWN, certnn.bab): node of an activation -> a tensor
     #: (B, S or 1, *input shape) added to the *lower-bound* coefficients of that activation's input
     split_terms: dict[str, Tensor] = field(default_factory=dict)
+    #: node names whose lower-bound coefficients (of the node's output, (B, S, *shape)) a backward pass
+    #: stores in `captured` (the input node's: the final linear function of the input)
+    capture: set = field(default_factory=set)
+    captured: dict[str, Tensor] = field(default_factory=dict)
     #: at most this many spec rows per backward pass (bounds memory for wide layers)
     max_rows: int = 4096
     #: at most this many coefficient entries per tensor in one backward pass of intermediate bounds

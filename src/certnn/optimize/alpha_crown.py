@@ -214,3 +214,26 @@ def optimized_bounds(ctx: RunContext, C: Tensor | None, lower: bool = True, uppe
     return AlphaResult(*split(best), bounds, its,
                        {k: p for k, p in params.items() if k[0] != "beta"},
                        {k[1]: p for k, p in params.items() if k[0] == "beta"})
+
+
+def bound_with(ctx: RunContext, C: Tensor, reference: dict, params: dict | None = None, betas: dict | None = None,
+               capture: tuple[str, ...] = ()) -> Tensor:
+    """Lower bounds (B, S) of C · output in one backward pass with given intermediate bounds
+    (`reference`), output-start parameters (`params`, as AlphaResult.params; missing ones take the
+    method's lines) and split multipliers (`betas`, node -> SplitBetas); the lower-bound coefficients of
+    the `capture` nodes are left in ctx.captured. Sound for any parameter values in their ranges."""
+    out = ctx.graph.output_name
+    ctx.bounds = dict(reference)
+    ctx.relax_cache.clear()
+    ctx.plane_cache.clear()
+    st = Start(out, None, None, C.shape[1], {k[1]: p for k, p in (params or {}).items() if k[0] == out})
+    bind(ctx, st)
+    ctx.split_terms = {k: b.term() for k, b in (betas or {}).items()}
+    ctx.capture, ctx.captured = set(capture), {}
+    zeros = C.new_zeros(ctx.batch, C.shape[1])
+    try:
+        lo, _ = propagate(ctx, out, C, None, zeros, zeros)
+    finally:
+        unbind(ctx)
+        ctx.split_terms, ctx.capture = {}, set()
+    return lo

@@ -27,8 +27,9 @@ class SplitBetas(Params):
 
     opt_fields = ("beta",)
     const_fields = ("sign",)
-    #: beta-CROWN's default step (0.05) against alpha's (0.5)
-    lr_scale = 0.1
+
+    def step_size(self, cfg) -> float:
+        return cfg.beta_lr
 
     def __init__(self, sign: Tensor, beta: Tensor):
         self.sign = sign

@@ -27,6 +27,8 @@ class AlphaConfig(Config):
 
     iterations: int = 20
     lr: float = 0.5
+    #: Adam step size of beta-CROWN's split multipliers (optimize/beta.py)
+    beta_lr: float = 0.05
     lr_decay: float = 0.98
     patience: int = 20
     stop_at: float | None = None
@@ -37,7 +39,7 @@ class AlphaConfig(Config):
         super().__post_init__()
         if self.iterations < 1:
             raise ConfigError("alpha iterations must be >= 1")
-        if not self.lr > 0 or not 0 < self.lr_decay <= 1:
+        if not self.lr > 0 or not self.beta_lr > 0 or not 0 < self.lr_decay <= 1:
             raise ConfigError("alpha lr must be > 0 and lr_decay in (0, 1]")
         if self.patience < 1 or self.max_params < 1:
             raise ConfigError("alpha patience and max_params must be >= 1")

@@ -75,6 +75,10 @@ class Params:
     #: step size relative to AlphaConfig.lr
     lr_scale = 1.0
 
+    def step_size(self, cfg) -> float:
+        """Adam's step size for these parameters under AlphaConfig `cfg`."""
+        return cfg.lr * self.lr_scale
+
     def tensors(self) -> list[Tensor]:
         return [getattr(self, f) for f in self.opt_fields]
 
@@ -97,6 +101,19 @@ class Params:
 
     def project(self) -> None:
         raise NotImplementedError
+
+
+def cat_params(items: list["Params"]) -> "Params":
+    """Several batches of the same parameters joined along the batch dim (detached leaves)."""
+    first = items[0]
+
+    def cat(vals):
+        if isinstance(vals[0], tuple):
+            return tuple(cat([v[i] for v in vals]) for i in range(len(vals[0])))
+        return torch.cat([v.detach() for v in vals], 0)
+    ch = {f: cat([getattr(p, f) for p in items]).requires_grad_(True) for f in first.opt_fields}
+    ch.update({f: cat([getattr(p, f) for p in items]) for f in first.const_fields})
+    return first._copy(**ch)
 
 
 def _select_const(v, index: Tensor):
@@ -231,5 +248,5 @@ def make_params(op, base: LinearRelaxation, l: Tensor, u: Tensor, rows: int):
     return None
 
 
-__all__ = ["OPTIMISABLE", "PRODUCTS", "Params", "PlaneTilts", "ReluSlopes", "SShapeSlopes", "make_params", "tie_averaged",
+__all__ = ["OPTIMISABLE", "PRODUCTS", "Params", "cat_params", "PlaneTilts", "ReluSlopes", "SShapeSlopes", "make_params", "tie_averaged",
            "tied_sshape_lines"]

@@ -22,10 +22,10 @@ def _adam(prob, cfg: AlphaConfig, state: dict | None = None, old: list | None = 
     state, already cut to the kept samples) is carried over to the new tensors (same order as `old`)."""
     groups: dict[float, list[Tensor]] = {}
     for _, p in prob.params():
-        groups.setdefault(p.lr_scale, []).extend(p.tensors())
+        groups.setdefault(p.step_size(cfg), []).extend(p.tensors())
     if not groups:
         return None
-    opt = torch.optim.Adam([{"params": g, "lr": cfg.lr * k, "scale": k} for k, g in groups.items()], lr=cfg.lr)
+    opt = torch.optim.Adam([{"params": g, "lr": k, "base_lr": k} for k, g in groups.items()], lr=cfg.lr)
     if state is not None:
         new = _flat(prob)
         for o, n in zip(old, new):
@@ -101,7 +101,8 @@ def run(prob, cfg: AlphaConfig, hook=None):
             best = torch.maximum(best, lo.detach())
             _keep_bounds(prob, bounds)
             total = lo.detach().sum(1)
-            improved = total > best_sum + 1e-12 * (1 + best_sum.abs())
+            tol = torch.where(torch.isfinite(best_sum), 1e-12 * (1 + best_sum.abs()), torch.zeros_like(best_sum))
+            improved = total > best_sum + tol
             best_sum = torch.where(improved, total, best_sum)
             stale = torch.where(improved, torch.zeros_like(stale), stale + 1)
             for k, p in prob.params():
@@ -140,7 +141,7 @@ def _step(prob, opt, lo: Tensor, active: Tensor, cfg: AlphaConfig, it: int) -> N
     _snap_noise(params)
     frozen = [p.detach().clone() for p in params] if not bool(active.all()) else None
     for group in opt.param_groups:
-        group["lr"] = cfg.lr * group["scale"] * cfg.lr_decay ** (it - 1)
+        group["lr"] = group["base_lr"] * cfg.lr_decay ** (it - 1)
     opt.step()
     with torch.no_grad():
         if frozen is not None:  # stopped samples keep their parameters (batch independence)

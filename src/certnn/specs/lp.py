@@ -115,6 +115,25 @@ class LpBall:
             return torch.maximum(ball_val, box_val)
         return torch.minimum(ball_val, box_val)
 
+    def minimizer(self, A: Tensor) -> Tensor:
+        """A point of each sample's set (B, *in_shape) where the linear function A[b] . x (A (B, *in_shape))
+        is small: the exact minimiser for L-inf (a box), the ball's minimiser clipped into the box for L2
+        / L1 (a candidate point, e.g. for a counterexample search, not a bound)."""
+        box = self.box()
+        if self.norm == "inf":
+            return torch.where(A > 0, box.lower, box.upper)
+        B = self.batch
+        s = torch.ones_like(self.center) if self.scale is None else torch.broadcast_to(self.scale, self.center.shape)
+        As = (A * s).reshape(B, -1)
+        if self.norm == "2":
+            z = -As / torch.linalg.vector_norm(As, dim=1, keepdim=True).clamp(min=1e-300)
+        else:
+            z = torch.zeros_like(As)
+            k = As.abs().argmax(1)
+            z[torch.arange(B), k] = -torch.sign(As[torch.arange(B), k])
+        x = self.center + self.eps.reshape((-1,) + (1,) * (self.center.dim() - 1)) * z.reshape(A.shape) * s
+        return torch.minimum(torch.maximum(x, box.lower), box.upper)
+
     def contains(self, x: Tensor, tol: float = 1e-9) -> Tensor:
         """Per-sample membership test of concrete points x (B, *in_shape)."""
         d = x - self.center
