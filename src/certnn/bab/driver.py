@@ -33,7 +33,7 @@ from torch import Tensor
 from ..engine.context import RunContext
 from ..engine.methods import get_method
 from ..graph.ir import Graph
-from ..optimize import bound_with, optimized_bounds
+from ..optimize import SplitBetas, bound_with, optimized_bounds
 from ..specs.lp import LpBall
 from .branching import choose, scores
 from .config import BabConfig
@@ -72,6 +72,20 @@ class Problem:
         row = torch.where(in_j, g, torch.full_like(g, -math.inf)).argmax(1)
         return margin, row
 
+    def relevant(self, lb: Tensor, root: Tensor) -> Tensor:
+        """(D, S): rows of open conjunctions not yet proved by lb (the only rows a sub-domain's children
+        need bounds of: a proved row stays proved in every sub-domain, its parent's bound holds there)."""
+        D = lb.shape[0]
+        J = self.open.shape[1]
+        g = lb - self.d[root]
+        fin = torch.isfinite(self.d[root])
+        g = torch.where(fin, g, torch.full_like(g, -math.inf))
+        conj = self.rowconj[root]
+        cm = g.new_full((D, J + 1), -math.inf).scatter_reduce(1, conj, g, "amax", include_self=True)
+        open_ = torch.cat([self.open[root], self.open.new_zeros(D, 1)], 1)
+        pending = open_ & (cm <= 0)
+        return pending.gather(1, conj) & fin
+
 
 @dataclass
 class BabResult:
@@ -109,39 +123,64 @@ class _BaB:
                        torch.zeros(R, dtype=torch.long))
         return doms, margin
 
+    def rows(self, doms: Domains, idx: Tensor) -> tuple[Tensor, dict, dict]:
+        """Spec rows idx (D, S') of each domain: C (D, S', *out), and its parameters for those rows."""
+        C = self.p.C[doms.root]
+        ix = idx.reshape(idx.shape + (1,) * (C.dim() - 2)).expand((C.shape[0], idx.shape[1]) + C.shape[2:])
+        return (C.gather(1, ix), {k: p.gather_rows(idx) for k, p in doms.params.items()},
+                {k: b.gather_rows(idx) for k, b in doms.betas.items()})
+
+    def pending_rows(self, doms: Domains) -> Tensor:
+        """(D, S') indices of each domain's unproved rows, padded with other rows (bounding a padding row
+        again is harmless: its new bound is as sound as the old, the larger is kept)."""
+        rel = self.p.relevant(doms.lb, doms.root)
+        k = max(1, int(rel.sum(1).max()))
+        return torch.argsort((~rel).to(torch.int8), dim=1, stable=True)[:, :k]
+
     def capture(self, doms: Domains) -> tuple[dict, Tensor]:
         """Coefficients of every ReLU output for each domain's decisive row, and the minimiser of that
         row's linear bound over the input set (a candidate counterexample)."""
         ctx = self.ctx(doms.root)
-        with torch.no_grad():
-            bound_with(ctx, self.p.C[doms.root], doms.bounds, doms.params, doms.betas,
-                       capture=tuple(self.relus) + (self.g.input_name,))
         _, row = self.p.margin(doms.lb, doms.root)
-        D = len(doms)
-        lam = {n: ctx.captured[n][torch.arange(D), row] for n in self.relus}
-        A = ctx.captured[self.g.input_name][torch.arange(D), row]
-        return lam, ctx.spec.minimizer(A)
+        C, params, betas = self.rows(doms, row[:, None])
+        with torch.no_grad():
+            bound_with(ctx, C, doms.bounds, params, betas, capture=tuple(self.relus) + (self.g.input_name,))
+        lam = {n: ctx.captured[n][:, 0] for n in self.relus}
+        return lam, ctx.spec.minimizer(ctx.captured[self.g.input_name][:, 0])
 
     def child_margin(self, kids: Domains, chunk: int = 1024) -> Tensor:
         """Margins of children bounded in one pass with the parent's parameters (FSB's estimate)."""
         out = []
         for i in range(0, len(kids), chunk):
             part = kids.index(torch.arange(i, min(len(kids), i + chunk)))
+            idx = self.pending_rows(part)
+            C, params, betas = self.rows(part, idx)
             with torch.no_grad():
-                lb = bound_with(self.ctx(part.root), self.p.C[part.root], part.bounds, part.params, part.betas)
-            out.append(self.p.margin(torch.maximum(lb, part.lb), part.root)[0])
+                lb = bound_with(self.ctx(part.root), C, part.bounds, params, betas)
+            full = part.lb.scatter(1, idx, torch.maximum(lb, part.lb.gather(1, idx)))
+            out.append(self.p.margin(full, part.root)[0])
         return torch.cat(out)
 
     def bound(self, kids: Domains, config=None) -> Domains:
+        """Optimised bounds of the domains' unproved rows (alpha and beta warm-started from the parent)."""
         splits = {n: s for n, s in kids.signs.items() if bool((s != 0).any())}
-        warm = dict(kids.params)
-        warm.update({("beta", n): b for n, b in kids.betas.items()})
-        res = optimized_bounds(self.ctx(kids.root), self.p.C[kids.root], lower=True, upper=False,
+        idx = self.pending_rows(kids)
+        C, params, betas = self.rows(kids, idx)
+        warm = dict(params)
+        warm.update({("beta", n): b for n, b in betas.items()})
+        res = optimized_bounds(self.ctx(kids.root), C, lower=True, upper=False,
                                config=config or self.cfg.domains, reference=kids.bounds, splits=splits, warm=warm)
-        kids.lb = torch.maximum(res.lower, kids.lb)
+        kids.lb = kids.lb.scatter(1, idx, torch.maximum(res.lower, kids.lb.gather(1, idx)))
         kids.margin, _ = self.p.margin(kids.lb, kids.root)
-        kids.params = {k: p for k, p in res.params.items() if k in kids.params}
-        kids.betas = res.betas
+        kids.params = {k: p.scatter_rows(idx, res.params[k]) for k, p in kids.params.items() if k in res.params}
+        S = kids.lb.shape[1]
+        betas = {}
+        for n, b in res.betas.items():
+            full = kids.betas.get(n)
+            if full is None:
+                full = SplitBetas(b.sign, b.beta.new_zeros((b.beta.shape[0], S) + tuple(b.beta.shape[2:])))
+            betas[n] = full._copy(sign=b.sign).scatter_rows(idx, b)
+        kids.betas = betas
         return kids
 
     def branch(self, cur: Domains) -> tuple[Domains, Tensor]:

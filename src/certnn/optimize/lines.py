@@ -93,6 +93,24 @@ class Params:
         return self._copy(**{f: (t if t.shape[1] == 1 else t.index_select(1, index))
                              for f, t in zip(self.opt_fields, self.tensors())})
 
+    def gather_rows(self, idx: Tensor) -> "Params":
+        """Per-sample spec rows: idx (B, S') picks rows of each sample (shared parameters are kept)."""
+        def g(t):
+            if t.shape[1] == 1:
+                return t.detach().clone().requires_grad_(True)
+            ix = idx.reshape(idx.shape + (1,) * (t.dim() - 2)).expand((t.shape[0], idx.shape[1]) + t.shape[2:])
+            return t.detach().gather(1, ix).requires_grad_(True)
+        return self._copy(**{f: g(getattr(self, f)) for f in self.opt_fields})
+
+    def scatter_rows(self, idx: Tensor, part: "Params") -> "Params":
+        """These parameters with the rows idx (B, S') of each sample replaced by `part`'s (detached)."""
+        def s(t, v):
+            if t.shape[1] == 1:
+                return v.detach().clone()
+            ix = idx.reshape(idx.shape + (1,) * (t.dim() - 2)).expand((t.shape[0], idx.shape[1]) + t.shape[2:])
+            return t.detach().clone().scatter_(1, ix, v.detach())
+        return self._copy(**{f: s(getattr(self, f), getattr(part, f)) for f in self.opt_fields})
+
     def select(self, index: Tensor) -> "Params":
         """The samples `index` (batch dim 0), optimised tensors as new leaves requiring grad."""
         ch = {f: getattr(self, f).detach().index_select(0, index).requires_grad_(True) for f in self.opt_fields}
