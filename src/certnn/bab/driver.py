@@ -111,9 +111,10 @@ class _BaB:
     def ctx(self, root: Tensor) -> RunContext:
         return RunContext(self.g, self.p.spec.select(root), self.method)
 
-    def root(self) -> tuple[Domains, Tensor]:
+    def root(self, deadline: float | None = None) -> tuple[Domains, Tensor]:
         R = self.p.spec.batch
-        res = optimized_bounds(self.ctx(torch.arange(R)), self.p.C, lower=True, upper=False, config=self.cfg.root)
+        res = optimized_bounds(self.ctx(torch.arange(R)), self.p.C, lower=True, upper=False, config=self.cfg.root,
+                               deadline=deadline)
         margin, _ = self.p.margin(res.lower, torch.arange(R))
         out = self.g.output_name
         doms = Domains(torch.arange(R), res.bounds,
@@ -161,7 +162,7 @@ class _BaB:
             out.append(self.p.margin(full, part.root)[0])
         return torch.cat(out)
 
-    def bound(self, kids: Domains, config=None) -> Domains:
+    def bound(self, kids: Domains, config=None, deadline: float | None = None) -> Domains:
         """Optimised bounds of the domains' unproved rows (alpha and beta warm-started from the parent)."""
         splits = {n: s for n, s in kids.signs.items() if bool((s != 0).any())}
         idx = self.pending_rows(kids)
@@ -169,7 +170,8 @@ class _BaB:
         warm = dict(params)
         warm.update({("beta", n): b for n, b in betas.items()})
         res = optimized_bounds(self.ctx(kids.root), C, lower=True, upper=False,
-                               config=config or self.cfg.domains, reference=kids.bounds, splits=splits, warm=warm)
+                               config=config or self.cfg.domains, reference=kids.bounds, splits=splits, warm=warm,
+                               deadline=deadline)
         kids.lb = kids.lb.scatter(1, idx, torch.maximum(res.lower, kids.lb.gather(1, idx)))
         kids.margin, _ = self.p.margin(kids.lb, kids.root)
         kids.params = {k: p.scatter_rows(idx, res.params[k]) for k, p in kids.params.items() if k in res.params}
@@ -194,6 +196,18 @@ class _BaB:
         return kids, ~ok
 
 
+def _adapt(batch: int, cap: int, seconds: float, deadline: float | None) -> int:
+    """Sub-domains per round: halved while a round takes more than an eighth of the time left (so the
+    deadline is kept: a round is never cut short), doubled back up to `cap` while rounds are quick."""
+    left = math.inf if deadline is None else deadline - time.perf_counter()
+    target = max(0.5, left / 8)
+    if seconds > target and batch > 4:
+        return batch // 2
+    if seconds < target / 4 and batch < cap:
+        return min(cap, batch * 2)
+    return batch
+
+
 def branch_and_bound(graph: Graph, problem: Problem, config: BabConfig = BabConfig(), deadline: float | None = None,
                      falsify: Falsify | None = None, method: str = "alpha-crown",
                      progress: Callable[[dict], None] | None = None) -> BabResult:
@@ -204,11 +218,12 @@ def branch_and_bound(graph: Graph, problem: Problem, config: BabConfig = BabConf
     bab = _BaB(graph, problem, config, method)
     R = problem.spec.batch
     t0 = time.perf_counter()
-    pool, margin = bab.root()
+    pool, margin = bab.root(deadline)
     violated = torch.zeros(R, dtype=torch.bool)
     unprovable = torch.zeros(R, dtype=torch.bool)
     pool = pool.index(torch.nonzero(margin <= 0).reshape(-1))
     rounds, bounded, depth, reason = 0, R, 0, "done"
+    batch = config.batch
     if pool.root.numel() and not bab.relus:
         unprovable[pool.root] = True
         pool = pool.index(torch.zeros(0, dtype=torch.long))
@@ -217,8 +232,9 @@ def branch_and_bound(graph: Graph, problem: Problem, config: BabConfig = BabConf
             reason = "timeout"
             break
         rounds += 1
+        t_round = time.perf_counter()
         order = torch.argsort(pool.margin)
-        cur, pool = pool.index(order[:config.batch]), pool.index(order[config.batch:])
+        cur, pool = pool.index(order[:batch]), pool.index(order[batch:])
         bab.lam_x = bab.capture(cur)
         if falsify is not None:
             hit = falsify(bab.lam_x[1], cur.root, rounds % config.attack_every == 1)
@@ -231,13 +247,14 @@ def branch_and_bound(graph: Graph, problem: Problem, config: BabConfig = BabConf
                 bab.lam_x = bab.capture(cur)
         kids, stuck = bab.branch(cur)
         if stuck.any():  # every unstable ReLU split: converge beta to the exact (LP) bound, or give up
-            done = bab.bound(cur.index(torch.nonzero(stuck).reshape(-1)), config.finish)
+            done = bab.bound(cur.index(torch.nonzero(stuck).reshape(-1)), config.finish, deadline)
             unprovable[done.root[done.margin <= 0]] = True
         if len(kids):
-            kids = bab.bound(kids)
+            kids = bab.bound(kids, deadline=deadline)
             bounded += len(kids)
             depth = max(depth, int(kids.depth.max()))
             pool = Domains.cat([pool, kids.index(torch.nonzero(kids.margin <= 0).reshape(-1))])
+        batch = _adapt(batch, config.batch, time.perf_counter() - t_round, deadline)
         if progress is not None:
             progress({"round": rounds, "open": len(pool), "bounded": bounded, "depth": depth,
                       "seconds": time.perf_counter() - t0})

@@ -181,7 +181,7 @@ def _intersect_reference(iv: Interval, ref: Interval) -> Interval:
 def optimized_bounds(ctx: RunContext, C: Tensor | None, lower: bool = True, upper: bool = True,
                      config: AlphaConfig = AlphaConfig(), on_iterate: Callable | None = None,
                      reference: dict | None = None, splits: dict | None = None,
-                     warm: dict | None = None) -> AlphaResult:
+                     warm: dict | None = None, deadline: float | None = None) -> AlphaResult:
     """alpha-CROWN bounds of C · output (C (B, S, *out) or None for every output) over ctx.spec, with
     ctx.method's relaxations (CROWN's) as the warm start. See the module docstring.
 
@@ -189,7 +189,8 @@ def optimized_bounds(ctx: RunContext, C: Tensor | None, lower: bool = True, uppe
     their original positions; None for a side not asked for). reference: given intermediate bounds
     (node -> Interval, e.g. a branch-and-bound sub-domain's; then only the output is optimised). splits:
     ReLU node -> sign (B, *shape) in {-1, 0, 1} of split constraints on its input (beta-CROWN; lower
-    bounds only). warm: parameters to start from, as AlphaResult.params (used where shapes match)."""
+    bounds only). warm: parameters to start from, as AlphaResult.params (used where shapes match).
+    deadline: a time.perf_counter() value after which no further iteration starts."""
     from .loop import run
 
     g = ctx.graph
@@ -210,7 +211,7 @@ def optimized_bounds(ctx: RunContext, C: Tensor | None, lower: bool = True, uppe
         return lo, hi
 
     hook = None if on_iterate is None else (lambda it, stacked: on_iterate(it, *split(stacked)))
-    best, bounds, its, params = run(prob, config, hook)
+    best, bounds, its, params = run(prob, config, hook, deadline)
     return AlphaResult(*split(best), bounds, its,
                        {k: p for k, p in params.items() if k[0] != "beta"},
                        {k[1]: p for k, p in params.items() if k[0] == "beta"})

@@ -75,9 +75,12 @@ class _Record:
                 getattr(self.params[k], f)[orig] = t[rows]
 
 
-def run(prob, cfg: AlphaConfig, hook=None):
+def run(prob, cfg: AlphaConfig, hook=None, deadline: float | None = None):
     """Optimise `prob` (optimize.alpha_crown._Problem); returns (best (B, S'), intermediate bounds,
-    iterations, best parameters per sample)."""
+    iterations, best parameters per sample). Stops early at `deadline` (a time.perf_counter() value):
+    every iterate is sound, so the best so far is a valid result."""
+    import time
+
     rec = _Record(prob)
     B0 = prob.ctx.batch
     dev = prob.Cs.device
@@ -112,6 +115,8 @@ def run(prob, cfg: AlphaConfig, hook=None):
             if cfg.stop_at is not None:
                 active &= ~(best > cfg.stop_at).all(1)
         if it == cfg.iterations or opt is None or not bool(active.any()):
+            break
+        if deadline is not None and time.perf_counter() > deadline:
             break
         _step(prob, opt, lo, active, cfg, it)
         if prob.ctx.batch > 1 and int((~active).sum()) * 4 >= prob.ctx.batch:

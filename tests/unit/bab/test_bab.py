@@ -100,8 +100,8 @@ def test_sub_domain_bounds_are_sound():
     seen = []
     orig = driver._BaB.bound
 
-    def spy(self, kids, config=None):
-        out = orig(self, kids, config)
+    def spy(self, kids, config=None, deadline=None):
+        out = orig(self, kids, config, deadline)
         seen.append((self, out))
         return out
 
