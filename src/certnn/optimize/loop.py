@@ -103,6 +103,7 @@ def run(prob, cfg: AlphaConfig, hook=None, deadline: float | None = None):
                 hook(it, full)
             best = torch.maximum(best, lo.detach())
             _keep_bounds(prob, bounds)
+            prob.tighten_reference()
             total = lo.detach().sum(1)
             tol = torch.where(torch.isfinite(best_sum), 1e-12 * (1 + best_sum.abs()), torch.zeros_like(best_sum))
             improved = total > best_sum + tol
