@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..engine.backward import _refine, compute_intermediate_bounds
 from ..engine.context import RunContext
 from ..engine.methods import get_method
 from ..graph.ir import Graph
@@ -162,8 +163,26 @@ class _BaB:
             out.append(self.p.margin(full, part.root)[0])
         return torch.cat(out)
 
+    def tighten(self, kids: Domains) -> None:
+        """Recompute the domains' intermediate bounds with CROWN, node by node, each intersected with the
+        domain's bounds (the root's, split neurons clipped) before the next node uses it: a split makes
+        later layers' bounds tighter (neurons become stable, relaxations narrower). Both are sound."""
+        ctx = self.ctx(kids.root)
+        stored = kids.bounds
+
+        def refine(c, name, iv):
+            out = _refine(c, name, iv)
+            return out.intersect(stored[name]) if name in stored else out
+
+        ctx.bounds = {self.g.input_name: stored[self.g.input_name]}
+        with torch.no_grad():
+            compute_intermediate_bounds(ctx, refine=refine)
+        kids.bounds = {k: (v.intersect(ctx.bounds[k]) if k in ctx.bounds else v) for k, v in stored.items()}
+
     def bound(self, kids: Domains, config=None, deadline: float | None = None) -> Domains:
         """Optimised bounds of the domains' unproved rows (alpha and beta warm-started from the parent)."""
+        if self.cfg.recompute_intermediate:
+            self.tighten(kids)
         splits = {n: s for n, s in kids.signs.items() if bool((s != 0).any())}
         idx = self.pending_rows(kids)
         C, params, betas = self.rows(kids, idx)
@@ -197,10 +216,11 @@ class _BaB:
 
 
 def _adapt(batch: int, cap: int, seconds: float, deadline: float | None) -> int:
-    """Sub-domains per round: halved while a round takes more than an eighth of the time left (so the
-    deadline is kept: a round is never cut short), doubled back up to `cap` while rounds are quick."""
+    """Sub-domains per round: halved while a round takes more than half the time left (the optimiser
+    stops at the deadline anyway, but a round's other passes do not), doubled back up to `cap` while
+    rounds are quick."""
     left = math.inf if deadline is None else deadline - time.perf_counter()
-    target = max(0.5, left / 8)
+    target = max(2.0, left / 2)
     if seconds > target and batch > 4:
         return batch // 2
     if seconds < target / 4 and batch < cap:
