@@ -25,7 +25,7 @@ class BabConfig(Config):
     neurons clipped) before bounding it: tighter, but ~25x the cost of a round on MNIST 256x6 MLPs
     (VNN-COMP mnist_fc), where it did not change the outcome; off by default (beta carries the splits)."""
 
-    root: AlphaConfig = AlphaConfig(iterations=30, lr=0.1)
+    root: AlphaConfig = AlphaConfig(iterations=50, lr=0.5)
     domains: AlphaConfig = AlphaConfig(iterations=10, lr=0.05, beta_lr=0.05)
     finish: AlphaConfig = AlphaConfig(iterations=200, lr=0.05, beta_lr=0.5, lr_decay=0.99)
     batch: int = 256

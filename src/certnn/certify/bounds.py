@@ -112,3 +112,6 @@ class CertifyResult:
     certified: Tensor  # (B,) bool: correct and every margin lower bound > 0
     margin_lower: Tensor  # (B, S) lower bounds of f_y - f_j
     target: Tensor | None  # (B,) or None (untargeted)
+    #: complete certification (CertifyConfig.complete): 'holds' / 'violated' (a checked adversarial example) /
+    #: 'unknown' per sample ('misclassified' where the model is wrong at the centre); None otherwise
+    status: list | None = None

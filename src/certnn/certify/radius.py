@@ -22,6 +22,7 @@ from ..engine.methods import METHODS
 from ..errors import ConfigError, DataError
 from ..graph.ir import Graph
 from ..optimize.config import AlphaConfig
+from .complete import CompleteConfig, complete_status
 from .bounds import CertifyResult, Model, bounds_for_spec, make_spec, to_graph
 from .targets import TARGETS, margin_matrix, select_targets
 
@@ -45,6 +46,8 @@ class CertifyConfig(Config):
     frame_eps: tuple[float, ...] | None = None
     #: the optimiser of method 'alpha-crown' (iterations, step size, early stop)
     alpha: AlphaConfig = AlphaConfig()
+    #: complete certification: samples the method does not prove go to branch and bound (certify/complete.py)
+    complete: CompleteConfig | None = None
 
     def __post_init__(self) -> None:
         if self.frames is not None:
@@ -101,6 +104,9 @@ class RadiusResult:
     target: Tensor | None  # (B,) target class or None (untargeted)
     time_s: Tensor  # (B,) wall time attributed per sample (batch time / batch size)
     evaluations: int  # batched bound computations
+    #: complete search only: the smallest eps at which a checked adversarial example was found (an upper
+    #: bound of the minimal adversarial distortion; inf where none was found), else None
+    violated_at: Tensor | None = None
 
 
 class Certifier:
@@ -189,7 +195,25 @@ class Certifier:
             t = None if target is None else target[idx]
             ml[idx] = self.margin_lower(x[idx], y[idx], eps_t[idx], t, proof_only=True)
         certified = correct & (ml > 0).all(1)
-        return CertifyResult(pred, correct, certified, ml, target)
+        status = None
+        if self.config.complete is not None:
+            status = ["misclassified"] * B
+            for i in range(0, B, bs):
+                idx = torch.nonzero(correct[i:i + bs]).flatten() + i
+                if idx.numel():
+                    st, _ = self._complete(x[idx], y[idx], eps_t[idx], None if target is None else target[idx],
+                                           certified[idx])
+                    for k, j in enumerate(idx.tolist()):
+                        status[j] = st[k]
+            certified = torch.tensor([s == "holds" for s in status], dtype=torch.bool)
+        return CertifyResult(pred, correct, certified, ml, target, status)
+
+    def _complete(self, x, y, eps, t, proved) -> tuple[list, Tensor | None]:
+        """Complete verdicts (certify/complete.py) for samples the method did (not) prove (`proved`)."""
+        spec = make_spec(self.graph, x, eps, self.config.norm, self.config.clip, self.scale)
+        C = margin_matrix(y, self.num_classes, t, self.dtype)
+        res = complete_status(self.graph, spec, C, self.config.complete, proved, model=self.graph, y=y, target=t)
+        return res.status, res.x_adv
 
     def certified_accuracy(self, x: Tensor, y: Tensor, eps_list: Sequence[float],
                            progress: Progress | None = None) -> dict[float, float]:
@@ -213,6 +237,7 @@ class Certifier:
         correct = pred == y
         radius = torch.zeros(B, dtype=torch.float64)
         times = torch.zeros(B, dtype=torch.float64)
+        violated = torch.full((B,), math.inf, dtype=torch.float64)
         evals = 0
         bs = self.config.batch_size
         done = 0
@@ -223,25 +248,34 @@ class Certifier:
             if idx.numel():
                 r, n = self._search(x[idx], y[idx], None if target is None else target[idx], search)
                 radius[idx] = r
+                violated[idx] = self._violated
                 evals += n
             times[sl] = (time.perf_counter() - t0) / len(sl)
             done += len(sl)
             if progress:
                 progress(done, B)
-        return RadiusResult(radius, pred, correct, target, times, evals)
+        return RadiusResult(radius, pred, correct, target, times, evals,
+                            violated if self.config.complete is not None else None)
 
     def _certified_at(self, x, y, t, eps, warm: "_Warm | None" = None, index: Tensor | None = None) -> Tensor:
         if warm is None:
-            return (self.margin_lower(x, y, eps, t, proof_only=True) > 0).all(1)
-        box = {"params": warm.get(index)}
-        ok = (self.margin_lower(x, y, eps, t, proof_only=True, warm=box) > 0).all(1)
-        warm.put(index, box["params"])
-        return ok
+            ok = (self.margin_lower(x, y, eps, t, proof_only=True) > 0).all(1)
+        else:
+            box = {"params": warm.get(index)}
+            ok = (self.margin_lower(x, y, eps, t, proof_only=True, warm=box) > 0).all(1)
+            warm.put(index, box["params"])
+        if self.config.complete is None:
+            return ok
+        status, _ = self._complete(x, y, eps, t, ok)
+        viol = torch.tensor([s == "violated" for s in status], dtype=torch.bool)
+        self._violated[index[viol]] = torch.minimum(self._violated[index[viol]], eps[viol].to(torch.float64).cpu())
+        return torch.tensor([s == "holds" for s in status], dtype=torch.bool)
 
     def _search(self, x: Tensor, y: Tensor, t: Tensor | None, cfg: RadiusConfig) -> tuple[Tensor, int]:
         if self.config.method == "lipschitz":
             return self._lipschitz_radius(x, y, t), 1
         n = x.shape[0]
+        self._violated = torch.full((n,), math.inf, dtype=torch.float64)
         # alpha-crown: each step starts from the parameters the previous step ended with (where shapes match)
         warm = _Warm(n) if METHODS[self.config.method].engine == "optimized" else None
         lo = torch.zeros(n, dtype=torch.float64)  # largest certified eps (0 = none yet)

@@ -69,6 +69,26 @@ def add_alpha_args(p: argparse.ArgumentParser) -> None:
                    help="stop a sample after this many iterations without a better bound")
 
 
+def add_complete_args(p: argparse.ArgumentParser) -> None:
+    """Complete certification: branch and bound (beta-CROWN) for samples the method does not prove."""
+    from ..certify.complete import CompleteConfig
+
+    g = p.add_argument_group("complete certification (branch and bound)")
+    g.add_argument("--complete", action="store_true",
+                   help="samples the method does not prove go to branch and bound on ReLU splits (beta-CROWN): "
+                        "each ends proved, violated (a checked adversarial example) or unknown (time)")
+    g.add_argument("--complete-timeout", type=float, default=CompleteConfig().timeout, metavar="SECONDS",
+                   help="branch-and-bound seconds per sample (per eps; per step of a radius search)")
+
+
+def complete_config(args):
+    from ..certify.complete import CompleteConfig
+
+    if not args.complete:
+        return None
+    return CompleteConfig(timeout=args.complete_timeout)
+
+
 def alpha_config(args):
     from ..optimize.config import AlphaConfig
 

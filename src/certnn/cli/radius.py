@@ -13,8 +13,9 @@ import torch
 from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
 from ..errors import ConfigError, SoundnessError
 from ..report.records import SampleRecord, environment, write_json
-from .common import (Console, Stopwatch, add_alpha_args, add_data_args, add_model_args, add_output_args,
-                     add_spec_args, alpha_config, frame_options, load_model_and_data, parse_methods)
+from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
+                     add_output_args, add_spec_args, alpha_config, complete_config, frame_options,
+                     load_model_and_data, parse_methods)
 from .text_inputs import add_text_args, load_text_inputs, parse_words, text_bundle
 
 
@@ -26,6 +27,7 @@ def register(sub) -> None:
     add_text_args(p)
     add_spec_args(p)
     add_alpha_args(p)
+    add_complete_args(p)
     g = p.add_argument_group("search")
     g.add_argument("--eps-init", type=float, help="first eps tried (default: 0.01 inf, 0.1 L2, 1 L1)")
     g.add_argument("--eps-max", type=float, default=1e3)
@@ -97,13 +99,17 @@ def run(args) -> int:
         if len(fopts["frame_eps"]) != 1:
             raise ConfigError("--frame-eps with --words all takes one value (the same weight for every word)")
         fopts["frame_eps"] = fopts["frame_eps"][0]
+    if args.complete and text is not None:
+        raise ConfigError("--complete is for --data / --task image inputs (text models use sigmoid/tanh cells)")
     radii: dict[str, torch.Tensor] = {}
     times: dict[str, torch.Tensor] = {}
+    violated_at: dict[str, torch.Tensor] = {}
     certified: dict[str, dict[float, torch.Tensor]] = {}
     base = None
     for m in methods:
         cfg = CertifyConfig(method=m, norm=args.norm, target=args.target, clip=clip, seed=args.seed,
-                            batch_size=args.batch_size, alpha=alpha_config(args), **fopts)
+                            batch_size=args.batch_size, alpha=alpha_config(args), complete=complete_config(args),
+                            **fopts)
         with con.progress(f"{m} radius", x.shape[0]) as cb:
             if text is None:
                 cert = Certifier(model, cfg, tuple(x.shape[1:]))
@@ -115,6 +121,8 @@ def run(args) -> int:
                 res = radius_by_frames(text.graph, x, y, text.frames, cfg, search, progress=cb)
                 graph, scale = text.graph, frame_scales(tuple(x.shape[1:]), text.frames, cfg.frame_eps)
         radii[m], times[m] = res.certified_radius, res.time_s
+        if res.violated_at is not None:
+            violated_at[m] = res.violated_at
         if args.eps:
             certified[m] = {}
             for e in args.eps:
@@ -146,6 +154,8 @@ def run(args) -> int:
     samples = []
     for i in range(x.shape[0]):
         extra = {"time_s_by_method": {m: float(times[m][i]) for m in methods}} if len(methods) > 1 else {}
+        if violated_at:  # --complete: an upper bound, from a checked adversarial example
+            extra["adversarial_found_at_eps"] = {m: float(violated_at[m][i]) for m in violated_at}
         if text is not None:
             extra.update({"text": text.texts[i], "words": text.words[i], "in_vocabulary": text.known[i],
                           "frames": list(text.frames[i]), "length": int(text.lengths[i])})
@@ -188,7 +198,8 @@ def run(args) -> int:
     if args.json:
         settings = {"model": args.model, "data": args.data, "norm": args.norm, "methods": methods,
                     "method": methods[0], "target": args.target, "clip": clip, "seed": args.seed,
-                    "search": search.to_dict(), "attack": bool(args.attack),
+                    "search": search.to_dict(), "attack": bool(args.attack), "complete": bool(args.complete),
+                    "complete_timeout": args.complete_timeout if args.complete else None,
                     "frames": cfg.frames, "frame_eps": cfg.frame_eps}
         if args.eps:
             settings["eps"] = list(args.eps)
