@@ -20,7 +20,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", required=True, help="FILE.py:FACTORY, TorchScript .pt, .onnx, or a pickled module "
                                                    "(with --trust-pickle)")
-    g.add_argument("--weights", help="state_dict for FILE.py:FACTORY models (loaded with weights_only=True)")
+    g.add_argument("--weights", help="weights for FILE.py:FACTORY models: a state_dict or a checkpoint "
+                                     "({'state_dict': ...}, {'model': ...}, lists of state dicts, 'module.' "
+                                     "prefixes), loaded with weights_only=True")
+    g.add_argument("--weights-key", help="which state_dict of a checkpoint holding several, e.g. state_dict.0 or ema")
     g.add_argument("--trust-pickle", action="store_true",
                    help="allow loading a fully pickled module (runs code from the file)")
     g.add_argument("--input-shape", type=lambda s: tuple(int(v) for v in s.split(",")),
@@ -90,11 +93,34 @@ def parse_methods(text: str) -> list[str]:
     return names
 
 
+def cli_load_model(args):
+    """load_model with the CLI's flags; says on stderr where in a checkpoint the weights were found and keeps
+    it for the JSON settings (model_settings)."""
+    info: dict = {}
+    model = load_model(args.model, getattr(args, "weights", None), getattr(args, "trust_pickle", False),
+                       getattr(args, "weights_key", None), info)
+    args.weights_found = info.get("weights_key")
+    if args.weights_found and not getattr(args, "quiet", False):
+        import sys
+
+        print(f"certnn: weights from {args.weights_found}", file=sys.stderr)
+    return model
+
+
+def model_settings(args) -> dict:
+    """The model entries of a JSON document's settings: model, weights and where they were found."""
+    out = {"model": args.model}
+    if getattr(args, "weights", None):
+        out["weights"] = args.weights
+        out["weights_key"] = getattr(args, "weights_found", None)
+    return out
+
+
 def load_model_and_data(args) -> tuple[object, torch.Tensor, torch.Tensor]:
     from ..data.npz import load_npz
     from ..models.text import TextClassifier
 
-    model = load_model(args.model, getattr(args, "weights", None), getattr(args, "trust_pickle", False))
+    model = cli_load_model(args)
     if isinstance(model, TextClassifier):
         raise ConfigError(f"{args.model} is a text model bundle: its inputs are token sequences, not --data arrays; "
                           f"certify it with `certnn radius --model M --task T` (or --text \"...\"; --eps gives "

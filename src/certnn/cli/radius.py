@@ -14,7 +14,7 @@ from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
 from ..errors import ConfigError, SoundnessError
 from ..report.records import SampleRecord, environment, write_json
 from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
-                     frame_options, load_model_and_data, parse_methods)
+                     frame_options, load_model_and_data, model_settings, parse_methods)
 from .text_inputs import add_text_args, load_text_inputs, parse_words, text_bundle
 
 
@@ -73,9 +73,9 @@ def _inputs(args):
     if args.task is not None:
         if args.data:
             raise ConfigError("give either --data or --task")
-        from ..graph.loading import load_model
+        from .common import cli_load_model
 
-        model = load_model(args.model, args.weights, args.trust_pickle)
+        model = cli_load_model(args)
         x, y = _image_task_data(args)
         return model, x, y, None
     if not args.data:
@@ -185,7 +185,7 @@ def run(args) -> int:
         con.print(f"clean accuracy {summary['clean_accuracy']:.4g}; certified accuracy " +
                   "; ".join(f"{m}: " + ", ".join(f"{a:.4g} at eps {e}" for e, a in by[m].items()) for m in methods))
     if args.json:
-        settings = {"model": args.model, "data": args.data, "norm": args.norm, "methods": methods,
+        settings = {**model_settings(args), "data": args.data, "norm": args.norm, "methods": methods,
                     "method": methods[0], "target": args.target, "clip": clip, "seed": args.seed,
                     "search": search.to_dict(), "attack": bool(args.attack),
                     "frames": cfg.frames, "frame_eps": cfg.frame_eps}
