@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import Config, parse_norm
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, SpecError
+from ..specs.lp import clamp_to_box
 from .projections import lp_norm, project_box_ball, project_l1_ball, project_l2_ball
 
 __all__ = ["PGDConfig", "AttackResult", "pgd_attack", "as_dtype"]
@@ -226,8 +227,11 @@ def _prepare(model64: Model, x: Tensor, y: object, target: object, clip: object,
         lo_t, hi_t = _broadcast(clip[0], "clip lo", x), _broadcast(clip[1], "clip hi", x)
         if (lo_t > hi_t).any():
             raise DataError("clip: lo must be <= hi everywhere")
-        if ((x_flat < lo_t) | (x_flat > hi_t)).any():
-            raise DataError("x lies outside the clip box [lo, hi]; clip the data first")
+        # within float rounding of the box: clamped into it (specs/lp.py clamp_to_box); farther: an error
+        try:
+            x_flat, _ = clamp_to_box(x_flat, lo_t, hi_t)
+        except SpecError as exc:
+            raise DataError(f"x lies outside the clip box [lo, hi]: {exc}") from None
     with torch.no_grad():
         logits = _logits(model64, x_flat.double(), in_shape) if batch else None
     n_classes = logits.shape[1] if logits is not None else 0

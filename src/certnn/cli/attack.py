@@ -12,7 +12,7 @@ from ..certify.bounds import to_graph
 from ..certify.targets import select_targets
 from ..report.records import environment
 from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
-                     load_model_and_data, model_settings)
+                     load_model_and_data, input_settings)
 
 
 def register(sub) -> None:
@@ -49,7 +49,7 @@ def run(args) -> int:
         def clean(v):
             return "inf" if v == float("inf") else v
         doc = {"schema_version": 1, "command": "attack",
-               "settings": {**model_settings(args), "data": args.data, "norm": args.norm, "target": args.target,
+               "settings": {**input_settings(args), "data": args.data, "norm": args.norm, "target": args.target,
                             "clip": clip, "seed": args.seed, "steps": args.steps, "restarts": args.restarts,
                             "eps_max": args.eps_max},
                "environment": environment(), "summary": {"samples": len(y), "seconds_per_sample": per},

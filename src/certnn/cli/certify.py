@@ -6,7 +6,7 @@ import argparse
 from ..certify.radius import CertifyConfig, Certifier
 from ..report.records import SampleRecord, environment, write_json
 from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
-                     frame_options, load_model_and_data, model_settings, parse_methods)
+                     frame_options, load_model_and_data, input_settings, parse_methods)
 
 
 def register(sub) -> None:
@@ -54,7 +54,7 @@ def run(args) -> int:
               [[e, acc[e]] for e in args.eps])
     con.print(f"clean accuracy {clean:.4g} on {x.shape[0]} samples")
     if args.json:
-        settings = {**model_settings(args), "data": args.data, "norm": args.norm, "method": methods[0],
+        settings = {**input_settings(args), "data": args.data, "norm": args.norm, "method": methods[0],
                     "target": args.target, "clip": clip, "seed": args.seed, "eps": list(args.eps)}
         summary = {"samples": x.shape[0], "clean_accuracy": clean, "certified_accuracy": {str(e): acc[e] for e in args.eps},
                    "seconds_per_sample": per}

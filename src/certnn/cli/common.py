@@ -95,7 +95,7 @@ def parse_methods(text: str) -> list[str]:
 
 def cli_load_model(args):
     """load_model with the CLI's flags; says on stderr where in a checkpoint the weights were found and keeps
-    it for the JSON settings (model_settings)."""
+    it for the JSON settings (input_settings)."""
     info: dict = {}
     model = load_model(args.model, getattr(args, "weights", None), getattr(args, "trust_pickle", False),
                        getattr(args, "weights_key", None), info)
@@ -107,13 +107,34 @@ def cli_load_model(args):
     return model
 
 
-def model_settings(args) -> dict:
-    """The model entries of a JSON document's settings: model, weights and where they were found."""
+def input_settings(args) -> dict:
+    """Entries of a JSON document's settings about the inputs: model, weights and where in the checkpoint
+    they were found, and clip_clamped (centres clamped into the --clip box, see clamp_data)."""
     out = {"model": args.model}
     if getattr(args, "weights", None):
         out["weights"] = args.weights
         out["weights_key"] = getattr(args, "weights_found", None)
+    if getattr(args, "clip_clamped", None) is not None:
+        out["clip_clamped"] = args.clip_clamped
     return out
+
+
+def clamp_data(args, x: torch.Tensor) -> torch.Tensor:
+    """Clamp data lying within float rounding (a few float32 ulps) outside --clip into the box, say so on
+    stderr and record it for the JSON settings (clip_clamped); data farther outside is an error."""
+    if not getattr(args, "clip", None):
+        return x
+    from ..specs.lp import clamp_to_box
+
+    x64 = x.to(torch.float64)
+    x2, rep = clamp_to_box(x64, float(args.clip[0]), float(args.clip[1]))
+    args.clip_clamped = rep.as_dict()
+    if rep.values and not getattr(args, "quiet", False):
+        import sys
+
+        print(f"certnn: {rep.values} input values of {rep.samples} samples lay up to {rep.max_shift:.3g} outside "
+              f"the clip box (float rounding) and were clamped into it", file=sys.stderr)
+    return x2 if rep.values else x
 
 
 def load_model_and_data(args) -> tuple[object, torch.Tensor, torch.Tensor]:
@@ -139,7 +160,7 @@ def load_model_and_data(args) -> tuple[object, torch.Tensor, torch.Tensor]:
             n *= s
         if x[0].numel() == n:
             x = x.reshape((x.shape[0],) + model.input_shape)
-    return model, x, y
+    return model, clamp_data(args, x), y
 
 
 class Console:

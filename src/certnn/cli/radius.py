@@ -14,7 +14,7 @@ from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
 from ..errors import ConfigError, SoundnessError
 from ..report.records import SampleRecord, environment, write_json
 from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
-                     frame_options, load_model_and_data, model_settings, parse_methods)
+                     clamp_data, frame_options, load_model_and_data, input_settings, parse_methods)
 from .text_inputs import add_text_args, load_text_inputs, parse_words, text_bundle
 
 
@@ -77,7 +77,7 @@ def _inputs(args):
 
         model = cli_load_model(args)
         x, y = _image_task_data(args)
-        return model, x, y, None
+        return model, clamp_data(args, x), y, None
     if not args.data:
         raise ConfigError("radius needs inputs: --data D.npz (or --task for a task's test split)")
     model, x, y = load_model_and_data(args)
@@ -185,7 +185,7 @@ def run(args) -> int:
         con.print(f"clean accuracy {summary['clean_accuracy']:.4g}; certified accuracy " +
                   "; ".join(f"{m}: " + ", ".join(f"{a:.4g} at eps {e}" for e, a in by[m].items()) for m in methods))
     if args.json:
-        settings = {**model_settings(args), "data": args.data, "norm": args.norm, "methods": methods,
+        settings = {**input_settings(args), "data": args.data, "norm": args.norm, "methods": methods,
                     "method": methods[0], "target": args.target, "clip": clip, "seed": args.seed,
                     "search": search.to_dict(), "attack": bool(args.attack),
                     "frames": cfg.frames, "frame_eps": cfg.frame_eps}

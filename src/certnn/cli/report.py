@@ -8,7 +8,8 @@ from ..certify.bounds import to_graph
 from ..errors import SoundnessError
 from ..report.build import build_report
 from ..report.render import write_report
-from .common import Console, add_data_args, add_model_args, add_spec_args, load_model_and_data, parse_methods
+from .common import (Console, add_data_args, add_model_args, add_spec_args, input_settings, load_model_and_data,
+                     parse_methods)
 
 
 def register(sub) -> None:
@@ -45,7 +46,7 @@ def run(args) -> int:
                             search=RadiusConfig(bisection_steps=args.bisection_steps), clever_config=clever_cfg,
                             index_offset=args.start, batch_size=args.batch_size,
                             progress=lambda what, d, t: cb(d, t))
-    files = write_report(data, args.out, {"model": args.model, "data": args.data})
+    files = write_report(data, args.out, {**input_settings(args), "data": args.data})
     s = data.summary
     rows = [[f"certified: {m}", "lower bound", s["mean_certified_radius"][m], s["seconds_per_sample"][m]] for m in methods]
     if data.attack_radius is not None:

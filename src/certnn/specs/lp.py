@@ -4,6 +4,10 @@ The set for sample b is
 
     { x0[b] + scale * z  :  ||z||_p <= eps[b] }  ∩  [clip_lo, clip_hi]
 
+A centre that lies outside the clip box by float rounding only (a few float32 ulps, e.g. float32-normalised
+pixels against a float64 box) is clamped into it (:func:`clamp_to_box`; the CLI reports it in its JSON);
+farther outside is an error.
+
 `scale` (broadcastable to one sample) is a nonnegative weight per input feature: 0 freezes a feature,
 so a mask of chosen frames, tokens or pixels is a 0/1 scale; p is 'inf', '2' or '1'.
 
@@ -25,6 +29,58 @@ from ..errors import SpecError
 
 def _as_tensor(v, like: Tensor) -> Tensor:
     return torch.as_tensor(v, dtype=like.dtype, device=like.device)
+
+
+#: centres at most this many float32 ulps (at the box's scale) outside the clip box are clamped into it
+CLIP_TOLERANCE_ULPS = 4
+
+
+def clip_tolerance(lo: Tensor, hi: Tensor, center: Tensor) -> Tensor:
+    """How far (absolute, per feature) a centre may lie outside [lo, hi] and still be clamped into it:
+    CLIP_TOLERANCE_ULPS float32 ulps at the scale max(|lo|, |hi|, |center|, 1e-30) of the feature. Data
+    normalised in float32 ((x - mean) / std) misses a float64 box computed from the same constants by
+    about one such ulp."""
+    scale = torch.maximum(torch.maximum(torch.nan_to_num(lo.abs(), posinf=0.0), torch.nan_to_num(hi.abs(), posinf=0.0)),
+                          center.abs()).clamp(min=1e-30)
+    return CLIP_TOLERANCE_ULPS * float(torch.finfo(torch.float32).eps) * scale
+
+
+@dataclass(frozen=True)
+class ClampReport:
+    """What clamp_to_box changed: how many samples / values moved and by how much at most."""
+
+    samples: int
+    values: int
+    max_shift: float
+
+    def as_dict(self) -> dict:
+        return {"samples": self.samples, "values": self.values, "max_shift": self.max_shift,
+                "tolerance_float32_ulps": CLIP_TOLERANCE_ULPS}
+
+
+def clamp_to_box(center: Tensor, lo, hi) -> tuple[Tensor, ClampReport]:
+    """Clamp centres (B, *shape) that lie within float rounding (clip_tolerance) outside the box [lo, hi]
+    into it; raise SpecError naming the worst sample when a centre lies farther outside."""
+    lo_t, hi_t = _as_tensor(lo, center), _as_tensor(hi, center)
+    if (lo_t > hi_t).any():
+        raise SpecError("clip box has lo > hi")
+    below = (lo_t - center).clamp(min=0)
+    above = (center - hi_t).clamp(min=0)
+    out_by = torch.maximum(below, above)
+    if not bool((out_by > 0).any()):
+        return center, ClampReport(0, 0, 0.0)
+    tol = clip_tolerance(lo_t, hi_t, center)
+    bad = out_by > tol
+    if bool(bad.any()):
+        per = out_by.reshape(center.shape[0], -1).amax(1)
+        b = int(per.argmax())
+        raise SpecError(f"the ball's center (sample {b}) lies {float(per[b]):.3g} outside the clip box, more than "
+                        f"float rounding ({CLIP_TOLERANCE_ULPS} float32 ulps); the input set would be empty or "
+                        "shifted (check the data's scale, e.g. [0, 1] vs [-0.5, 0.5], or the normalisation)")
+    moved = out_by > 0
+    clamped = torch.minimum(torch.maximum(center, lo_t), hi_t)
+    rep = ClampReport(int(moved.reshape(center.shape[0], -1).any(1).sum()), int(moved.sum()), float(out_by.max()))
+    return clamped, rep
 
 
 @dataclass(frozen=True)
@@ -50,12 +106,8 @@ class LpBall:
         clip_t = None
         if clip is not None:
             lo, hi = (_as_tensor(c, center) for c in clip)
-            if (lo > hi).any():
-                raise SpecError("clip box has lo > hi")
-            tol = 1e-9 * (1 + center.abs())
-            if ((center < lo - tol) | (center > hi + tol)).any():
-                raise SpecError("the ball's center lies outside the clip box; the input set would be empty "
-                                "(check the data's scale, e.g. [0, 1] vs [-0.5, 0.5])")
+            # a centre within float rounding outside the box is clamped into it (clamp_to_box)
+            center, _ = clamp_to_box(center, lo, hi)
             clip_t = (lo, hi)
         scale_t = None
         if scale is not None:
