@@ -687,6 +687,33 @@ def _fold(node, ins: list[Val | None], opset: int) -> list[np.ndarray]:
     return [np.asarray(o) for o in ReferenceEvaluator(m).run(None, feeds)]
 
 
+def _element_types(model, inp, env: dict) -> tuple[str, str, str]:
+    """(input dtype, output dtype, lowest float precision used) of an ONNX model; raises for inputs that
+    are not floating point (certnn certifies real-valued inputs)."""
+    def elem(vi) -> int:
+        return vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
+
+    it = elem(inp)
+    if it not in FLOAT_TYPES:
+        raise ModelImportError(f"the ONNX input {inp.name!r} has element type {onnx_type_name(it)}; certnn imports "
+                               f"floating-point inputs ({', '.join(FLOAT_TYPES.values())}) that onnxruntime runs")
+    ot = elem(model.graph.output[0])
+    if ot not in FLOAT_TYPES and ot != 0:
+        raise ModelImportError(f"the ONNX output {model.graph.output[0].name!r} has element type {onnx_type_name(ot)}; "
+                               f"certnn bounds floating-point outputs ({', '.join(FLOAT_TYPES.values())})")
+    used = {FLOAT_TYPES[it]} | ({FLOAT_TYPES[ot]} if ot in FLOAT_TYPES else set())
+    for v in env.values():
+        if v.is_const and np.asarray(v.const).dtype.kind == "f" and np.asarray(v.const).size > 1:
+            used.add(str(np.asarray(v.const).dtype))
+    for n in model.graph.node:
+        if n.op_type == "Cast":
+            for a in n.attribute:
+                if a.name == "to" and a.i in FLOAT_TYPES:
+                    used.add(FLOAT_TYPES[a.i])
+    precision = max(used, key=lambda t: float(np.finfo(np.dtype(t)).eps))
+    return FLOAT_TYPES[it], FLOAT_TYPES.get(ot, FLOAT_TYPES[it]), precision
+
+
 def _dims(value_info) -> list:
     t = value_info.type.tensor_type
     if not t.HasField("shape"):
@@ -694,19 +721,45 @@ def _dims(value_info) -> list:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
 
 
+#: ONNX element types certnn imports as inputs, and their numpy types (onnxruntime runs these)
+FLOAT_TYPES = {1: "float32", 11: "float64", 10: "float16"}
+ONNX_TYPE_NAMES = {0: "undefined", 1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32",
+                   7: "int64", 8: "string", 9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64",
+                   14: "complex64", 15: "complex128", 16: "bfloat16", 17: "float8e4m3fn", 18: "float8e4m3fnuz",
+                   19: "float8e5m2", 20: "float8e5m2fnuz", 21: "uint4", 22: "int4", 23: "float4e2m1"}
+
+
+def onnx_type_name(elem_type: int) -> str:
+    """The ONNX element type's name as VNN-LIB writes it (float32, float64, int64, ...)."""
+    return ONNX_TYPE_NAMES.get(int(elem_type), f"type{int(elem_type)}")
+
+
 @dataclass(frozen=True, eq=False)
 class OnnxModel:
-    """An imported ONNX model: the certnn graph and what is needed to run the original with onnxruntime."""
+    """An imported ONNX model: the certnn graph and what is needed to run the original with onnxruntime.
+
+    ``input_dtype`` is the ONNX input's element type (float32, float64 or float16): certnn's graph runs in
+    float64 whatever it is; onnxruntime is fed arrays of this type (cast at the boundary).
+    ``precision`` is the lowest floating-point precision the model computes in (its input, output,
+    initializers and Cast targets), which sets the tolerance of the import parity check."""
 
     graph: Graph
     model_bytes: bytes
     input_name: str
     onnx_input_shape: tuple  # with the batch entry (int, or str / None when symbolic)
     batched: bool  # whether the ONNX input's dim 0 is the batch
+    input_dtype: str = "float32"
+    output_dtype: str = "float32"
+    precision: str = "float32"
+    #: time-major recurrent inputs: the ONNX input is (T, B, ...) while certnn samples are (B, T, ...)
+    time_major: bool = False
 
     def onnx_input(self, x: np.ndarray) -> np.ndarray:
-        """certnn samples (B, *shape) -> the ONNX input array (B, *shape) (or (*shape) without batch)."""
-        x = np.asarray(x, dtype=np.float32)
+        """certnn samples (B, *shape) -> the ONNX input array (B, *shape) (or (*shape) without batch, or
+        (T, B, *rest) for a time-major input), cast to the ONNX input's element type."""
+        x = np.asarray(x, dtype=np.dtype(self.input_dtype))
+        if self.time_major:
+            return np.ascontiguousarray(np.swapaxes(x, 0, 1))
         return x if self.batched else x.reshape(x.shape[1:])
 
     def session(self):
@@ -790,6 +843,7 @@ def onnx_to_model(source, dtype: torch.dtype = torch.float64, check: bool = True
     if len(g.output) != 1:
         raise ModelImportError(f"the ONNX graph has {len(g.output)} outputs; certnn supports exactly one")
     inp = real_inputs[0]
+    input_dtype, output_dtype, precision = _element_types(model, inp, env)
     dims = _dims(inp)
     if not dims:
         raise ModelImportError(f"the ONNX input {inp.name!r} has no shape")
@@ -864,21 +918,30 @@ def onnx_to_model(source, dtype: torch.dtype = torch.float64, check: bool = True
     if out.is_const or out.name == builder.input_name:
         raise ModelImportError("the ONNX output does not depend on the input: nothing to certify")
     graph = builder.build(out.name)
-    om = OnnxModel(graph, raw, inp.name, tuple(dims), batched)
+    om = OnnxModel(graph, raw, inp.name, tuple(dims), batched, input_dtype, output_dtype, precision)
     if check:
         check_onnx_parity(om)
     return om
 
 
-def check_onnx_parity(om: OnnxModel, n: int = 3, seed: int = 0, rtol: float = 1e-4) -> None:
+def parity_tolerance(precision: str) -> float:
+    """Relative tolerance of the import parity check for a model computing in `precision`: 1e-4 for
+    float32 / float64, 32 ulps (3e-2) for float16, whose rounding grows with every layer. Import bugs
+    (a wrong op, axis or layout) show up as O(1) differences."""
+    return max(1e-4, 32 * float(np.finfo(np.dtype(precision)).eps))
+
+
+def check_onnx_parity(om: OnnxModel, n: int = 3, seed: int = 0, rtol: float | None = None) -> None:
     """Raise ModelImportError when the IR and onnxruntime disagree on random inputs (skipped when
-    onnxruntime is not installed)."""
+    onnxruntime is not installed). The inputs are drawn in [-1, 1] and rounded to the ONNX input's
+    element type, so both run on the same points."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:  # pragma: no cover
         return
+    rtol = parity_tolerance(om.precision) if rtol is None else rtol
     rng = np.random.default_rng(seed)
-    x = rng.uniform(-1, 1, size=(n,) + om.graph.input_shape).astype(np.float32)
+    x = rng.uniform(-1, 1, size=(n,) + om.graph.input_shape).astype(np.dtype(om.input_dtype))
     try:
         want = om.run_onnxruntime(x)
     except Exception as exc:  # noqa: BLE001
@@ -888,8 +951,9 @@ def check_onnx_parity(om: OnnxModel, n: int = 3, seed: int = 0, rtol: float = 1e
     if want.shape != got.shape:
         raise ModelImportError(f"import parity: onnxruntime output shape {want.shape} != IR {got.shape}")
     err = float(np.abs(want - got).max())
-    if err > rtol * (1 + float(np.abs(want).max())):
-        raise ModelImportError(f"import parity failed: the IR and onnxruntime differ by {err:.3g} on random inputs")
+    if not np.isfinite(err) or err > rtol * (1 + float(np.abs(want).max())):
+        raise ModelImportError(f"import parity failed: the IR and onnxruntime differ by {err:.3g} on random inputs "
+                               f"(tolerance {rtol:.2g} relative, the model computes in {om.precision})")
 
 
 def onnx_to_graph(source, dtype: torch.dtype = torch.float64, check: bool = True) -> Graph:
