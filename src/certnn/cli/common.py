@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..engine.methods import METHODS
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, ModelImportError
 from ..graph.ir import Graph
 from ..graph.loading import load_model
 
@@ -93,12 +93,21 @@ def parse_methods(text: str) -> list[str]:
     return names
 
 
-def cli_load_model(args):
+def cli_load_model(args, sample_shape: tuple[int, ...] | None = None):
     """load_model with the CLI's flags; says on stderr where in a checkpoint the weights were found and keeps
-    it for the JSON settings (input_settings)."""
+    it for the JSON settings (input_settings). An ONNX input with symbolic per-sample dimensions (a
+    sequence length) takes them from --input-shape, else from `sample_shape` (the data's)."""
     info: dict = {}
-    model = load_model(args.model, getattr(args, "weights", None), getattr(args, "trust_pickle", False),
-                       getattr(args, "weights_key", None), info)
+    shape = getattr(args, "input_shape", None)
+    try:
+        model = load_model(args.model, getattr(args, "weights", None), getattr(args, "trust_pickle", False),
+                           getattr(args, "weights_key", None), info, input_shape=shape)
+    except ModelImportError as exc:
+        from ..graph.from_onnx import SymbolicShapeError
+
+        if not isinstance(exc, SymbolicShapeError) or shape is not None or sample_shape is None:
+            raise
+        model = load_model(args.model, None, False, None, info, input_shape=tuple(sample_shape))
     args.weights_found = info.get("weights_key")
     if args.weights_found and not getattr(args, "quiet", False):
         import sys
@@ -141,12 +150,15 @@ def load_model_and_data(args) -> tuple[object, torch.Tensor, torch.Tensor]:
     from ..data.npz import load_npz
     from ..models.text import TextClassifier
 
-    model = cli_load_model(args)
+    is_onnx = args.model.endswith(".onnx") or args.model.endswith(".onnx.gz")
+    x, y = load_npz(args.data, args.samples, args.start) if is_onnx else (None, None)
+    model = cli_load_model(args, None if x is None else tuple(x.shape[1:]))
     if isinstance(model, TextClassifier):
         raise ConfigError(f"{args.model} is a text model bundle: its inputs are token sequences, not --data arrays; "
                           f"certify it with `certnn radius --model M --task T` (or --text \"...\"; --eps gives "
                           f"certified accuracy, --attack the attack radius), `certnn words` or `certnn compare`")
-    x, y = load_npz(args.data, args.samples, args.start)
+    if x is None:
+        x, y = load_npz(args.data, args.samples, args.start)
     if args.input_shape:
         n = 1
         for s in args.input_shape:

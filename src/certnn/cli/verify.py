@@ -28,7 +28,9 @@ def register(sub) -> None:
     g.add_argument("--weights-key", help="which state_dict of a checkpoint holding several")
     g.add_argument("--trust-pickle", action="store_true", help="allow loading a fully pickled module")
     g.add_argument("--input-shape", type=lambda s: tuple(int(v) for v in s.split(",")),
-                   help="per-sample input shape of a torch model (default: the property's inputs, flat)")
+                   help="per-sample input shape of a torch model (default: the property's inputs, flat), or of an "
+                        "ONNX model whose input has symbolic dimensions besides the batch (default: solved from the "
+                        "property's number of inputs when one dimension is symbolic)")
     p.add_argument("--spec", required=True, help="VNN-LIB property (.vnnlib or .vnnlib.gz)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole property")
     p.add_argument("--method", default="ibp,crown,lp,milp",
@@ -58,7 +60,14 @@ def run(args) -> int:
     input_dtype = "float32"
     if args.model.endswith(".onnx") or args.model.endswith(".onnx.gz"):
         from ..graph.from_onnx import onnx_to_model
-        om = onnx_to_model(args.model)
+        from ..graph.from_onnx import SymbolicShapeError
+        try:
+            om = onnx_to_model(args.model, input_shape=args.input_shape)
+        except SymbolicShapeError as exc:  # a symbolic sequence length: from the property's number of inputs
+            shape = exc.complete(prop.n_inputs)
+            if shape is None:
+                raise
+            om = onnx_to_model(args.model, input_shape=shape)
         graph = om.graph
         input_dtype = om.input_dtype
         try:

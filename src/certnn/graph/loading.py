@@ -53,12 +53,13 @@ def _load_factory(spec: str) -> nn.Module:
 
 
 def load_model(spec: str, weights: str | None = None, trust_pickle: bool = False, weights_key: str | None = None,
-               info: dict | None = None):
+               info: dict | None = None, input_shape: tuple[int, ...] | None = None):
     """An nn.Module (or, for .onnx, a certnn Graph) from a model spec; see the module docstring.
 
     ``weights`` may be any common checkpoint layout (graph/checkpoints.py); ``weights_key`` picks one
     state_dict when the file holds several. When ``info`` is a dict, ``info['weights_key']`` is set to
-    where in the file the weights were found."""
+    where in the file the weights were found. ``input_shape`` (per sample) fixes symbolic dimensions of an
+    ONNX model's input (a sequence length)."""
     if weights_key is not None and not weights:
         raise ModelImportError("--weights-key chooses a state_dict inside --weights; give --weights too")
     if ":" in spec and spec.rpartition(":")[0].endswith(".py"):
@@ -77,7 +78,7 @@ def load_model(spec: str, weights: str | None = None, trust_pickle: bool = False
             from .from_onnx import load_onnx
         except ImportError as exc:
             raise ModelImportError(f"ONNX import is not available: {exc}") from exc
-        return load_onnx(str(path))
+        return load_onnx(str(path), input_shape=input_shape)
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             is_script = any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
