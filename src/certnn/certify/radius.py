@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..config import Config, parse_norm
 from ..engine.methods import METHODS
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, SpecError
 from ..graph.ir import Graph
 from .bounds import CertifyResult, Model, bounds_for_spec, make_spec, to_graph
 from .targets import TARGETS, margin_matrix, select_targets
@@ -42,6 +42,9 @@ class CertifyConfig(Config):
     #: (specs/frames.py); the certified radius is then searched for the chosen frames
     frames: tuple[int, ...] | None = None
     frame_eps: tuple[float, ...] | None = None
+    #: per-frame balls (specs/lp.py): the norm within each frame, frames independent (norm must be 'inf');
+    #: POPQORN's threat model is frame_norm='2'
+    frame_norm: str | None = None
 
     def __post_init__(self) -> None:
         if self.frames is not None:
@@ -51,6 +54,15 @@ class CertifyConfig(Config):
             fe = (self.frame_eps,) if isinstance(self.frame_eps, (int, float)) else self.frame_eps
             object.__setattr__(self, "frame_eps", tuple(float(v) for v in fe))
         object.__setattr__(self, "norm", parse_norm(self.norm))
+        if self.frame_norm is not None:
+            from ..specs.lp import check_frame_norm
+
+            fn = parse_norm(self.frame_norm)
+            try:
+                check_frame_norm(self.norm, fn, (1, 1))
+            except SpecError as exc:
+                raise ConfigError(str(exc)) from None
+            object.__setattr__(self, "frame_norm", fn)
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(sorted(METHODS))}")
         if self.target not in TARGETS:
@@ -114,6 +126,10 @@ class Certifier:
             fs = frame_scale(self.graph.input_shape, config.frames, config.frame_eps, dtype)
             scale = fs if scale is None else fs * torch.as_tensor(scale, dtype=dtype)
         self.scale = scale
+        if config.frame_norm is not None:
+            from ..specs.lp import check_frame_norm
+
+            check_frame_norm(config.norm, config.frame_norm, self.graph.input_shape)
         K = 1
         for s in self.graph.output_shape:
             K *= s
@@ -144,7 +160,7 @@ class Certifier:
 
     def margin_lower(self, x: Tensor, y: Tensor, eps: Tensor, target: Tensor | None) -> Tensor:
         """Lower bounds (B, S) of f_y - f_j over the ball (no batching/chunking)."""
-        spec = make_spec(self.graph, x, eps, self.config.norm, self.config.clip, self.scale)
+        spec = make_spec(self.graph, x, eps, self.config.norm, self.config.clip, self.scale, self.config.frame_norm)
         C = margin_matrix(y, self.num_classes, target, self.dtype)
         lo, _, _ = bounds_for_spec(self.graph, spec, self.config.method, C, lower=True, upper=False,
                                    max_rows=self.config.max_rows)
@@ -222,7 +238,7 @@ class Certifier:
         n = x.shape[0]
         lo = torch.zeros(n, dtype=torch.float64)  # largest certified eps (0 = none yet)
         hi = torch.full((n,), math.inf, dtype=torch.float64)  # smallest failed eps
-        eps = torch.full((n,), cfg.initial(self.config.norm), dtype=torch.float64)
+        eps = torch.full((n,), cfg.initial(self.config.frame_norm or self.config.norm), dtype=torch.float64)
         evals = 0
         for _ in range(cfg.bracket_steps):
             active = (hi == math.inf) | (lo == 0)

@@ -55,7 +55,8 @@ def run(args) -> int:
     con.print(f"clean accuracy {clean:.4g} on {x.shape[0]} samples")
     if args.json:
         settings = {**input_settings(args), "data": args.data, "norm": args.norm, "method": methods[0],
-                    "target": args.target, "clip": clip, "seed": args.seed, "eps": list(args.eps)}
+                    "target": args.target, "clip": clip, "seed": args.seed, "eps": list(args.eps),
+                    "frames": cfg.frames, "frame_eps": cfg.frame_eps, "frame_norm": cfg.frame_norm}
         summary = {"samples": x.shape[0], "clean_accuracy": clean, "certified_accuracy": {str(e): acc[e] for e in args.eps},
                    "seconds_per_sample": per}
         write_json(args.json, "certify", settings, samples, summary, environment())

@@ -56,14 +56,27 @@ def add_spec_args(p: argparse.ArgumentParser, methods: bool = True) -> None:
                         "default all")
     g.add_argument("--frame-eps", default=None,
                    help="relative eps per chosen frame, e.g. 1,0.5,1 (default 1 each)")
+    add_frame_norm_arg(g)
+
+
+def add_frame_norm_arg(g) -> None:
+    g.add_argument("--frame-norm", default=None, choices=["2", "1", "inf"],
+                   help="sequence models: a ball of this norm per frame, the frames independent (L-inf across "
+                        "frames; POPQORN's threat model is --frame-norm 2); --norm must be inf")
 
 
 def frame_options(args) -> dict:
-    """CertifyConfig fields frames / frame_eps from --frames / --frame-eps."""
+    """CertifyConfig fields frames / frame_eps / frame_norm from --frames / --frame-eps / --frame-norm."""
     from ..specs.frames import parse_frame_eps, parse_frames
 
     return {"frames": parse_frames(getattr(args, "frames", None)),
-            "frame_eps": parse_frame_eps(getattr(args, "frame_eps", None))}
+            "frame_eps": parse_frame_eps(getattr(args, "frame_eps", None)),
+            "frame_norm": getattr(args, "frame_norm", None)}
+
+
+def threat_model(norm: str, frame_norm: str | None) -> str:
+    """'L2' or 'L2 per frame, Linf across frames' for tables."""
+    return f"L{norm}" if frame_norm in (None, "inf") else f"L{frame_norm} per frame, Linf across frames"
 
 
 def resolve_data_dir(args) -> Path:

@@ -14,7 +14,8 @@ from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
 from ..errors import ConfigError, SoundnessError
 from ..report.records import SampleRecord, environment, write_json
 from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
-                     clamp_data, frame_options, load_model_and_data, input_settings, parse_methods)
+                     clamp_data, frame_options, input_settings, load_model_and_data, parse_methods,
+                     threat_model)
 from .text_inputs import add_text_args, load_text_inputs, parse_words, text_bundle
 
 
@@ -135,7 +136,8 @@ def run(args) -> int:
         with con.progress("attack radius", 1):
             ar = attack_radius(graph, x.to(torch.float64), y, args.norm,
                                PGDConfig(steps=args.attack_steps, restarts=args.attack_restarts, seed=args.seed),
-                               target=res.target, clip=clip, scale=scale, eps_max=args.eps_max)
+                               target=res.target, clip=clip, scale=scale, eps_max=args.eps_max,
+                               frame_norm=cfg.frame_norm)
         attack = ar.radius.to(torch.float64)
         attack_time = sw()
         worst = torch.nonzero(torch.stack([radii[m] > attack * (1 + 1e-9) + 1e-12 for m in methods]).any(0)).flatten()
@@ -176,7 +178,7 @@ def run(args) -> int:
             [float(radii[m][i]) for m in methods] + ([float(attack[i])] if attack is not None else [])
             for i, s in enumerate(samples)]
     what = "" if text is None else f", perturbing words {args.words or 'all'} of {text.task or '--text'} sentences"
-    con.table(f"certified radius (L{args.norm}, target={args.target}{what})", cols, rows)
+    con.table(f"certified radius ({threat_model(args.norm, cfg.frame_norm)}, target={args.target}{what})", cols, rows)
     con.print("mean certified radius over correctly classified samples: " +
               ", ".join(f"{m} {summary['mean_certified_radius'][m]:.4g}" for m in methods) +
               (f"; mean attack radius {summary['mean_attack_radius']:.4g}" if attack is not None and summary.get("mean_attack_radius") is not None else ""))
@@ -188,7 +190,7 @@ def run(args) -> int:
         settings = {**input_settings(args), "data": args.data, "norm": args.norm, "methods": methods,
                     "method": methods[0], "target": args.target, "clip": clip, "seed": args.seed,
                     "search": search.to_dict(), "attack": bool(args.attack),
-                    "frames": cfg.frames, "frame_eps": cfg.frame_eps}
+                    "frames": cfg.frames, "frame_eps": cfg.frame_eps, "frame_norm": cfg.frame_norm}
         if args.eps:
             settings["eps"] = list(args.eps)
         if args.task is not None or text is not None:

@@ -171,7 +171,7 @@ def compute_intermediate_bounds(ctx: RunContext, upto: str | None = None) -> Non
             continue
         with ctx.timer("interval"):
             iv = node.op.interval(ctx, *[best[i] for i in node.inputs])
-        if name in need and ctx.spec.norm != "inf" and affine_chain(ctx, name) is not None:
+        if name in need and not ctx.spec.is_box and affine_chain(ctx, name) is not None:
             # an affine chain from the input: exact over the ball (cheap: coefficients shared by the batch)
             with ctx.timer("intermediate"):
                 iv = affine_chain_bounds(ctx, name, iv)
@@ -227,7 +227,7 @@ def _affine_from_input(ctx: RunContext, name: str) -> bool:
 
 
 def _refine(ctx: RunContext, name: str, iv: Interval) -> Interval:
-    if ctx.spec.norm == "inf" and _affine_from_input(ctx, name) and all(
+    if ctx.spec.is_box and _affine_from_input(ctx, name) and all(
             len(ctx.graph.nodes[a].inputs) <= 1 for a in ctx.graph.ancestors(name)[1:]):
         # an affine chain of a box: the interval image is already exact per neuron
         return iv

@@ -14,6 +14,24 @@ so a mask of chosen frames, tokens or pixels is a 0/1 scale; p is 'inf', '2' or 
 Linear functions are concretised over the *whole* input of a sample: the dual norm is taken over all
 features at once, whatever reshapes or slices follow in the network (a per-slice dual norm is unsound
 for p = 2 and p = 1).
+
+Per-frame balls (``frame_norm``)
+--------------------------------
+For a sequence input (T, ...) per sample, ``frame_norm=q`` with ``norm='inf'`` is the set in which every
+frame moves inside its own Lq ball and the frames move independently (L-inf across frames), the threat
+model of POPQORN (Ko et al., ICML 2019):
+
+    { x0 + scale * z  :  ||z_t||_q <= eps  for every frame t }  ∩  [clip_lo, clip_hi]
+
+(z_t = z[t] flattened; per-frame weights and frozen frames go into ``scale`` as usual). Its support
+function, used to concretise A . x, is the mixed dual norm
+
+    max over the set of A . (x - x0) = eps * sum_t ||(A * scale)_t||_{q*}        (1/q + 1/q* = 1),
+
+because the frames' constraints are independent (the max of a sum of terms in separate variables is the
+sum of the maxima) and each term is Hoelder's inequality, attained on frame t's sphere. Every coordinate
+still satisfies |z_i| <= ||z_t||_q <= eps, so :meth:`LpBall.box` stays a sound bounding box, and code that
+knows nothing about frames and reads ``norm == 'inf'`` as "the box" computes bounds over a superset.
 """
 from __future__ import annotations
 
@@ -29,6 +47,20 @@ from ..errors import SpecError
 
 def _as_tensor(v, like: Tensor) -> Tensor:
     return torch.as_tensor(v, dtype=like.dtype, device=like.device)
+
+
+def check_frame_norm(norm: str, frame_norm, sample_shape: tuple[int, ...]) -> str | None:
+    """The validated per-frame norm (None: a plain ball). Per-frame balls are L-inf across frames, so
+    `norm` must be 'inf'; L-inf within frames is the plain L-inf ball (None)."""
+    if frame_norm is None:
+        return None
+    frame_norm = parse_norm(frame_norm)
+    if norm != "inf":
+        raise SpecError(f"a per-frame L{frame_norm} ball is L-inf across frames: use norm 'inf' with frame norm "
+                        f"{frame_norm} (got norm {norm!r}); for one joint ball over all frames omit the frame norm")
+    if len(sample_shape) < 2:
+        raise SpecError(f"per-frame balls need a sequence input (T, ...) per sample; the input is {sample_shape}")
+    return None if frame_norm == "inf" else frame_norm
 
 
 #: centres at most this many float32 ulps (at the box's scale) outside the clip box are clamped into it
@@ -90,12 +122,15 @@ class LpBall:
     norm: str
     clip: tuple[Tensor, Tensor] | None = None  # each broadcastable to center
     scale: Tensor | None = None  # broadcastable to center[0]
+    #: per-frame balls: the norm within each frame (dim 0 of a sample); norm is then 'inf' (across frames)
+    frame_norm: str | None = None
 
     @staticmethod
-    def make(center: Tensor, eps, norm, clip=None, scale=None) -> "LpBall":
+    def make(center: Tensor, eps, norm, clip=None, scale=None, frame_norm=None) -> "LpBall":
         if not torch.is_floating_point(center):
             raise SpecError("the ball's center must be a floating-point tensor")
         norm = parse_norm(norm)
+        frame_norm = check_frame_norm(norm, frame_norm, tuple(center.shape[1:]))
         eps_t = _as_tensor(eps, center)
         if eps_t.ndim == 0:
             eps_t = eps_t.expand(center.shape[0]).clone()
@@ -119,11 +154,37 @@ class LpBall:
             except RuntimeError as exc:
                 raise SpecError(f"scale of shape {tuple(scale_t.shape)} does not broadcast to one input "
                                 f"of shape {tuple(center.shape[1:])}") from exc
-        return LpBall(center, eps_t, norm, clip_t, scale_t)
+        return LpBall(center, eps_t, norm, clip_t, scale_t, frame_norm)
 
     @property
     def batch(self) -> int:
         return self.center.shape[0]
+
+    @property
+    def is_box(self) -> bool:
+        """Whether the set is exactly the box ``box()`` (plain L-inf, or L-inf frames)."""
+        return self.norm == "inf" and self.frame_norm is None
+
+    @property
+    def frames(self) -> int:
+        """Number of frames of a per-frame spec (dim 0 of a sample)."""
+        return self.center.shape[1]
+
+    def dual_norm(self, As: Tensor) -> Tensor:
+        """The support function's norm of coefficients As (..., n) over one sample's flattened features
+        (already multiplied by ``scale``): ||As||_{p*}, or sum over frames of ||As_t||_{q*} for per-frame
+        balls. Shape (...)."""
+        if self.frame_norm is None:
+            return torch.linalg.vector_norm(As, ord=dual_exponent(self.norm), dim=-1)
+        T = self.frames
+        At = As.reshape(As.shape[:-1] + (T, As.shape[-1] // T))
+        return torch.linalg.vector_norm(At, ord=dual_exponent(self.frame_norm), dim=-1).sum(-1)
+
+    def describe(self) -> str:
+        """'L2' or 'L2 per frame, L-inf across frames'."""
+        if self.frame_norm is None:
+            return f"L{self.norm}"
+        return f"L{self.frame_norm} per frame, Linf across frames"
 
     def _eps_b(self) -> Tensor:
         return self.eps.reshape((-1,) + (1,) * (self.center.ndim - 1))
@@ -147,12 +208,12 @@ class LpBall:
         mid = box.center.reshape(B, 1, -1)
         rad = box.radius.reshape(B, 1, -1)
         box_val = (Af * mid).sum(-1) + sign * (Af.abs() * rad).sum(-1) + bias
-        if self.norm == "inf":
+        if self.is_box:
             return box_val
-        # ball bound: A.x0 +- eps ||A * scale||_q over the whole input of the sample
+        # ball bound: A.x0 +- eps ||A * scale||_q over the whole input of the sample (per frame: the sum over
+        # frames of the frames' dual norms)
         As = Af if self.scale is None else Af * torch.broadcast_to(self.scale, self.center.shape[1:]).reshape(1, 1, -1)
-        q = dual_exponent(self.norm)
-        dual = torch.linalg.vector_norm(As, ord=q, dim=-1)
+        dual = self.dual_norm(As)
         ball_val = (Af * self.center.reshape(B, 1, -1)).sum(-1) + sign * self.eps.reshape(B, 1) * dual + bias
         if side == "lower":
             return torch.maximum(ball_val, box_val)
@@ -169,8 +230,11 @@ class LpBall:
         else:
             z = d
             ok_frozen = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-        p = {"inf": float("inf"), "2": 2.0, "1": 1.0}[self.norm]
-        n = torch.linalg.vector_norm(z.reshape(x.shape[0], -1), ord=p, dim=1)
+        p = {"inf": float("inf"), "2": 2.0, "1": 1.0}[self.frame_norm or self.norm]
+        if self.frame_norm is None:
+            n = torch.linalg.vector_norm(z.reshape(x.shape[0], -1), ord=p, dim=1)
+        else:  # the largest frame norm (L-inf across frames)
+            n = torch.linalg.vector_norm(z.reshape(x.shape[0], self.frames, -1), ord=p, dim=2).amax(1)
         ok = (n <= self.eps * (1 + tol) + tol) & ok_frozen
         if self.clip is not None:
             ok &= ((x >= self.clip[0] - tol) & (x <= self.clip[1] + tol)).reshape(x.shape[0], -1).all(1)
