@@ -12,8 +12,9 @@ Batch convention
 ----------------
 certnn values are (B, *shape). The ONNX graph must have exactly one input that is not an initializer
 (initializers listed among the graph inputs, as older exporters write them, are constants). If that input
-has rank >= 2, one of its dimensions is the batch, whatever it is called or sized (symbolic ``N``, ``None``
-or a fixed 1, as in ACAS Xu's (1, 1, 1, 5)): the first one, except for a *time-major* sequence input
+has rank >= 2, one of its dimensions is the batch, whatever it is called (symbolic ``N``, ``None`` or a
+fixed 1, as in ACAS Xu's (1, 1, 1, 5); a fixed size above 1 is not a batch, and the input then has none):
+the first one, except for a *time-major* sequence input
 (T, B, d) that feeds an ONNX ``RNN`` / ``LSTM`` / ``GRU`` with ``layout=0`` (MATLAB exports sequences this
 way), whose batch is dimension 1. The per-sample shape is the input shape without the batch dimension, so
 ACAS Xu samples are (1, 1, 5) and a time-major (T, B, d) input gives samples (T, d). A rank-1 input (n,)
@@ -1091,6 +1092,17 @@ class SymbolicShapeError(ModelImportError):
         return tuple(n_values // known if d is None else d for d in self.per)
 
 
+def _batch_axis(g, name: str, dims: list) -> int | None:
+    """The ONNX axis of the input's batch: 1 for a time-major sequence feeding a recurrent op, else 0; None
+    for a rank-1 input, or when that dimension is a fixed size above 1 (a matrix input, not a batch)."""
+    if len(dims) < 2:
+        return None
+    b = 1 if len(dims) >= 3 and _time_major_input(g, name) else 0
+    if isinstance(dims[b], int) and dims[b] > 1:
+        return None
+    return b
+
+
 def _resolve_shape(name: str, dims: list, batch: int | None, input_shape) -> tuple[int, ...]:
     """The per-sample shape: the ONNX input's dims without the batch, symbolic ones taken from input_shape."""
     per = [d for i, d in enumerate(dims) if i != batch]
@@ -1113,6 +1125,40 @@ def _resolve_shape(name: str, dims: list, batch: int | None, input_shape) -> tup
                                  f"--input-shape {','.join(str(d) if i not in symbolic else 'T' for i, d in enumerate(per))}",
                                  tuple(None if i in symbolic else int(d) for i, d in enumerate(per)))
     return tuple(int(d) for d in per)
+
+
+@dataclass(frozen=True)
+class OnnxSignature:
+    """An ONNX model's single input and output as declared: names, dims (int, or str / None when
+    symbolic), element type names (float32, ...) and the input's batch axis (None: no batch; 1 for a
+    time-major sequence input)."""
+
+    input_name: str
+    input_dims: tuple
+    input_type: str
+    output_name: str
+    output_dims: tuple
+    output_type: str
+    batch_axis: int | None
+
+
+def onnx_signature(source) -> OnnxSignature:
+    """The declared input and output of an ONNX model (see OnnxSignature), without importing it."""
+    model, _ = _read_model(source)
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+    real_inputs = [i for i in g.input if i.name not in inits]
+    if len(real_inputs) != 1 or len(g.output) != 1:
+        raise ModelImportError(f"the ONNX graph has {len(real_inputs)} inputs and {len(g.output)} outputs; certnn "
+                               "supports exactly one of each")
+    inp, out = real_inputs[0], g.output[0]
+
+    def elem(vi) -> str:
+        return onnx_type_name(vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0)
+
+    dims = _dims(inp)
+    batch = _batch_axis(g, inp.name, dims)
+    return OnnxSignature(inp.name, tuple(dims), elem(inp), out.name, tuple(_dims(out)), elem(out), batch)
 
 
 def onnx_to_model(source, dtype: torch.dtype = torch.float64, check: bool = True,
@@ -1148,8 +1194,8 @@ def onnx_to_model(source, dtype: torch.dtype = torch.float64, check: bool = True
     dims = _dims(inp)
     if not dims:
         raise ModelImportError(f"the ONNX input {inp.name!r} has no shape")
-    batched = len(dims) >= 2
-    batch_axis = (1 if len(dims) >= 3 and _time_major_input(g, inp.name) else 0) if batched else None
+    batch_axis = _batch_axis(g, inp.name, dims)
+    batched = batch_axis is not None
     per = _resolve_shape(inp.name, dims, batch_axis, input_shape)
     builder = GraphBuilder(per, dtype)
     consumers: dict[str, int] = {}
