@@ -193,3 +193,12 @@ def test_radius_cli_on_a_time_major_onnx_lstm(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert doc["summary"]["samples"] == 4
     assert all(s["certified_radius"] > 0 for s in doc["samples"])
+
+
+@pytest.mark.parametrize("opset", [7, 11, 13, 18, 21])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_opset_range(kind, opset):
+    """certnn-vnnlib reports opsets 7..21: the recurrent ops (and the ops around them) import at both ends."""
+    m = make_rnn_model(kind=kind, opset=opset, use="Y_last", batch=1)
+    om = onnx_to_model(m, input_shape=(4, 3))
+    _ort_parity(om, np.random.default_rng(opset).uniform(-1, 1, size=(2, 4, 3)).astype(np.float32))
