@@ -315,7 +315,19 @@ def _add_sub(imp: _Importer, node, ins, attrs):
 def _mul_div(imp: _Importer, node, ins, attrs):
     a, b = ins
     if not a.is_const and not b.is_const:
-        raise imp.unsupported(f"{node.op_type} of two layer outputs (a product of variables)")
+        if node.op_type == "Div":
+            raise imp.unsupported("Div of two layer outputs (no relaxation of x / y)")
+        # x * y of two layer outputs of the same shape: the product op (McCormick planes)
+        from ..ops.product import Mul
+        ra, rb = imp.rank(a), imp.rank(b)
+        if ra < rb:
+            a = _lift_rank(imp, a, np.empty((1,) * rb))
+        elif rb < ra:
+            b = _lift_rank(imp, b, np.empty((1,) * ra))
+        if a.batch != b.batch or imp.b.shape(a.name) != imp.b.shape(b.name):
+            raise imp.unsupported(f"Mul of two layer outputs of shapes {imp.shape(a)} and {imp.shape(b)} "
+                                  "(the same shape is supported)")
+        return [imp.add(Mul(), [a, b], a.batch)]
     if node.op_type == "Div":
         if a.is_const:
             raise imp.unsupported("Div of a constant by a layer output")
@@ -677,11 +689,39 @@ def _transpose(imp: _Importer, node, ins, attrs):
     return [imp.add(Permute(p), [x], batch)]
 
 
+def const_node(imp: _Importer, like: str, value: np.ndarray) -> str:
+    """A node holding a constant per sample (the same for every sample), made exactly from a node of the
+    graph: a zero-weight Linear of its first element plus the value as bias."""
+    b = imp.b
+    flat = b.add(Reshape(b.shape(like), (int(np.prod(b.shape(like))),)), [like])
+    first = b.add(Slice(b.shape(flat), (slice(0, 1),)), [flat])
+    value = np.asarray(value, dtype=np.float64)
+    n = int(value.size)
+    node = b.add(Linear(torch.zeros((n, 1), dtype=b.dtype), imp.torch_const(value.reshape(-1))), [first])
+    return node if value.shape == (n,) else b.add(Reshape((n,), tuple(value.shape)), [node])
+
+
 @register_onnx("Concat")
 def _concat(imp: _Importer, node, ins, attrs):
     xs = [v for v in ins if v is not None]
-    if any(v.is_const for v in xs):
-        raise imp.unsupported("Concat of layer outputs with constants")
+    var = [v for v in xs if not v.is_const]
+    if var and any(v.is_const for v in xs):
+        # constants beside layer outputs: constant nodes, per sample (their batch entry must be 1)
+        ref = var[0]
+        r = imp.rank(ref)
+        out = []
+        for v in xs:
+            if v.is_const:
+                c = np.asarray(v.const, dtype=np.float64)
+                if c.ndim != r:
+                    raise imp.error(f"Concat of a rank-{c.ndim} constant with a rank-{r} tensor")
+                if ref.batched:
+                    if c.shape[ref.batch] != 1:
+                        raise imp.unsupported("Concat of a constant that differs between samples")
+                    c = np.take(c, 0, axis=ref.batch)
+                v = Val(name=const_node(imp, imp.b.input_name, c), batch=ref.batch)
+            out.append(v)
+        xs = out
     if len({v.batch for v in xs}) != 1:
         raise imp.unsupported("Concat of tensors with the batch in different dimensions (or none)")
     dim = imp.axis(xs[0], int(attrs["axis"]))
@@ -818,6 +858,33 @@ def _reduce(imp: _Importer, node, ins, attrs):
     if not out_per:
         raise imp.unsupported(f"{node.op_type} to a scalar per sample")
     return [imp.add(Reshape(imp.b.shape(cur), out_per), [Val(name=cur)], batch)]
+
+
+@register_onnx("Split")
+def _split(imp: _Importer, node, ins, attrs):
+    """Consecutive Slices along one axis (sizes from the `split` attribute or input, or equal parts)."""
+    x = _var(imp, ins[0])
+    per = imp.b.shape(x.name)
+    a = int(attrs.get("axis", 0)) % imp.rank(x)
+    d = imp.axis(x, a)
+    n_out = len(node.output)
+    if "split" in attrs:
+        sizes = [int(s) for s in attrs["split"]]
+    elif len(ins) > 1 and ins[1] is not None:
+        sizes = _ints(ins[1], imp, "split")
+    else:
+        k = int(attrs.get("num_outputs", n_out))
+        step = -(-per[d] // k)
+        sizes = [min(step, per[d] - i * step) for i in range(k)]
+    if sum(sizes) != per[d] or len(sizes) != n_out:
+        raise imp.error(f"Split sizes {sizes} do not fit a dimension of {per[d]} into {n_out} outputs")
+    outs, start = [], 0
+    for s in sizes:
+        index = [slice(None)] * len(per)
+        index[d] = slice(start, start + s)
+        outs.append(imp.add(Slice(per, tuple(index)), [x], x.batch))
+        start += s
+    return outs
 
 
 @register_onnx("Shape")
@@ -1260,8 +1327,11 @@ def onnx_to_model(source, dtype: torch.dtype = torch.float64, check: bool = True
     out = env.get(g.output[0].name)
     if out is None:
         raise ModelImportError(f"the ONNX output {g.output[0].name!r} is never computed")
-    if out.is_const or out.name == builder.input_name:
+    if out.is_const:
         raise ModelImportError("the ONNX output does not depend on the input: nothing to certify")
+    if out.name == builder.input_name:  # the output is the input (up to layout): an identity node
+        per_in = builder.shape(out.name)
+        out = Val(name=builder.add(Reshape(per_in, per_in), [out.name]), batch=out.batch)
     from .passes import simplify_selections
     graph = simplify_selections(_prune(builder.build(out.name)))
     shown = tuple(d if i == batch_axis or not (d is None or isinstance(d, str) or d <= 0) else

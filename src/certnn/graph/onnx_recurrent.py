@@ -39,7 +39,7 @@ from ..ops.activation import Activation
 from ..ops.affine import ElementwiseAffine, Linear
 from ..ops.product import Mul, SigmoidMul, SigmoidTanhMul
 from ..ops.shape import Add, Concat, Reshape, Slice
-from .from_onnx import Val, _Importer, _var, register_onnx
+from .from_onnx import Val, _Importer, _var, const_node, register_onnx
 from .recurrent import _input_bias, _step
 
 #: ONNX gate blocks in PyTorch's order
@@ -473,11 +473,4 @@ def _recurrent(imp: _Importer, node, ins, attrs):
 
 
 def _const_node(imp: _Importer, like: str, value: np.ndarray) -> str:
-    """A node holding a constant (per sample), made from a node of the graph times zero plus the value."""
-    b = imp.b
-    flat = b.add(Reshape(b.shape(like), (int(np.prod(b.shape(like))),)), [like])
-    first = b.add(Slice(b.shape(flat), (slice(0, 1),)), [flat])
-    n = int(np.prod(value.shape)) if value.shape else 1
-    w = torch.zeros((n, 1), dtype=b.dtype)
-    node = b.add(Linear(w, imp.torch_const(value.reshape(-1))), [first])
-    return node if value.shape == (n,) else b.add(Reshape((n,), tuple(value.shape)), [node])
+    return const_node(imp, like, value)
