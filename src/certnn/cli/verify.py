@@ -31,7 +31,8 @@ def register(sub) -> None:
                    help="per-sample input shape of a torch model (default: the property's inputs, flat), or of an "
                         "ONNX model whose input has symbolic dimensions besides the batch (default: solved from the "
                         "property's number of inputs when one dimension is symbolic)")
-    p.add_argument("--spec", required=True, help="VNN-LIB property (.vnnlib or .vnnlib.gz)")
+    p.add_argument("--spec", required=True, help="VNN-LIB property (.vnnlib or .vnnlib.gz): VNN-LIB 1.0, or a 2.0 query "
+                                                 "over one network with one input and one output")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole property")
     p.add_argument("--method", default="ibp,crown,lp,milp",
                    help="stages to try after the attack, cheapest first; lp/milp run only on small ReLU nets")
@@ -102,7 +103,7 @@ def run(args) -> int:
         doc = {"schema_version": 1, "command": "verify",
                "settings": {**input_settings(args), "spec": args.spec, "timeout": args.timeout,
                             "methods": list(methods), "attack": not args.no_attack, "split": cfg.split,
-                            "seed": args.seed},
+                            "seed": args.seed, "vnnlib_parser": prop.parser},
                "environment": environment(),
                "result": {**res.as_dict(), "vnncomp": word,
                           "counterexample_checked_by": (["certnn float64"] + (["onnxruntime"] if reference else []))
