@@ -13,40 +13,14 @@ import certnn
 from certnn.certify.bounds import make_spec
 from certnn.certify.targets import margin_matrix
 from certnn.testing import bound_violations
+from certnn.testing.nets import ACTS, random_mlp
 
-ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "leaky": lambda: nn.LeakyReLU(0.1),
-        "hardtanh": nn.Hardtanh}
-
-
-class Atan(nn.Module):
-    def forward(self, x):
-        return torch.atan(x)
-
-
-ACTS["arctan"] = Atan
 METHODS = ["ibp", "fastlin", "crown", "crown-ibp", "lipschitz"]
 TOL = 1e-9
 
 
 def random_net(seed: int, act: str | None = None, d_in: int | None = None) -> tuple[nn.Module, int]:
-    g = torch.Generator().manual_seed(seed)
-    depth = int(torch.randint(1, 5, (1,), generator=g))
-    d = d_in or int(torch.randint(2, 9, (1,), generator=g))
-    layers: list[nn.Module] = []
-    width = d
-    names = list(ACTS)
-    for _ in range(depth):
-        w = int(torch.randint(2, 17, (1,), generator=g))
-        lin = nn.Linear(width, w)
-        with torch.no_grad():
-            lin.weight.copy_(torch.randn(w, width, generator=g) * (1.5 / width ** 0.5))
-            lin.bias.copy_(torch.randn(w, generator=g) * 0.5)
-        a = act or names[int(torch.randint(0, len(names), (1,), generator=g))]
-        layers += [lin, ACTS[a]()]
-        width = w
-    out = nn.Linear(width, 3)
-    layers.append(out)
-    return nn.Sequential(*layers).double(), d
+    return random_mlp(seed, act, d_in)
 
 
 def _check(model, d, method, norm, seed, eps, clip=None, scale=None, n=300, pgd=True):

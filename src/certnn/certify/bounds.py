@@ -14,6 +14,7 @@ from ..engine.methods import get_method
 from ..errors import DataError, UnsupportedOpError
 from ..graph.from_torch import from_torch
 from ..graph.ir import Graph
+from ..optimize.config import AlphaConfig
 from ..specs.lp import LpBall
 
 Model = nn.Module | Graph
@@ -41,8 +42,10 @@ def _graph_dtype(graph: Graph) -> torch.dtype:
 
 
 def bounds_for_spec(graph: Graph, spec: LpBall, method: str, C: Tensor | None = None, lower: bool = True,
-                    upper: bool = True, max_rows: int = 4096) -> tuple[Tensor | None, Tensor | None, dict]:
-    """Lower/upper bounds (B, S) of C · f(x) over `spec` with the named method, plus timers."""
+                    upper: bool = True, max_rows: int = 4096,
+                    alpha: AlphaConfig | None = None) -> tuple[Tensor | None, Tensor | None, dict]:
+    """Lower/upper bounds (B, S) of C · f(x) over `spec` with the named method, plus timers.
+    `alpha` sets the optimiser of `alpha-crown` (default AlphaConfig())."""
     m = get_method(method)
     if spec.frame_norm is not None:
         _check_frames_supported(m.name, m.engine, spec)
@@ -69,6 +72,11 @@ def bounds_for_spec(graph: Graph, spec: LpBall, method: str, C: Tensor | None = 
         lo, hi = lo.to(spec.center.dtype), hi.to(spec.center.dtype)
         return (lo if lower else None), (hi if upper else None), {}
     ctx = RunContext(graph, spec, m, max_rows=max_rows)
+    if m.engine == "optimized":
+        from ..optimize import optimized_bounds
+
+        res = optimized_bounds(ctx, C, lower, upper, alpha or AlphaConfig())
+        return res.lower, res.upper, ctx.timers
     if m.engine == "zonotope":
         from ..engine.zonotope import zonotope_bounds
 

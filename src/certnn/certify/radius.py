@@ -21,6 +21,7 @@ from ..config import Config, parse_norm
 from ..engine.methods import METHODS
 from ..errors import ConfigError, DataError, SpecError
 from ..graph.ir import Graph
+from ..optimize.config import AlphaConfig
 from .bounds import CertifyResult, Model, bounds_for_spec, make_spec, to_graph
 from .targets import TARGETS, margin_matrix, select_targets
 
@@ -45,6 +46,8 @@ class CertifyConfig(Config):
     #: per-frame balls (specs/lp.py): the norm within each frame, frames independent (norm must be 'inf');
     #: POPQORN's threat model is frame_norm='2'
     frame_norm: str | None = None
+    #: the optimiser of method 'alpha-crown' (iterations, step size, early stop)
+    alpha: AlphaConfig = AlphaConfig()
 
     def __post_init__(self) -> None:
         if self.frames is not None:
@@ -158,10 +161,24 @@ class Certifier:
     def targets(self, logits: Tensor, y: Tensor) -> Tensor | None:
         return select_targets(logits, y, self.config.target, self.config.seed)
 
-    def margin_lower(self, x: Tensor, y: Tensor, eps: Tensor, target: Tensor | None) -> Tensor:
-        """Lower bounds (B, S) of f_y - f_j over the ball (no batching/chunking)."""
+    def margin_lower(self, x: Tensor, y: Tensor, eps: Tensor, target: Tensor | None, proof_only: bool = False,
+                     warm: dict | None = None) -> Tensor:
+        """Lower bounds (B, S) of f_y - f_j over the ball (no batching/chunking). proof_only: the optimiser
+        of alpha-crown may stop a sample as soon as every bound is positive. warm: a dict the optimised
+        parameters are read from and written to (alpha-crown; see _search)."""
         spec = make_spec(self.graph, x, eps, self.config.norm, self.config.clip, self.scale, self.config.frame_norm)
         C = margin_matrix(y, self.num_classes, target, self.dtype)
+        if METHODS[self.config.method].engine == "optimized":
+            from ..optimize import optimized_bounds
+            from ..engine.context import RunContext
+
+            cfg = self.config.alpha.replace(stop_at=0.0) if proof_only else self.config.alpha
+            ctx = RunContext(self.graph, spec, METHODS[self.config.method], max_rows=self.config.max_rows)
+            res = optimized_bounds(ctx, C, lower=True, upper=False, config=cfg,
+                                   warm=None if warm is None else warm.get("params"))
+            if warm is not None:
+                warm["params"] = res.params
+            return res.lower
         lo, _, _ = bounds_for_spec(self.graph, spec, self.config.method, C, lower=True, upper=False,
                                    max_rows=self.config.max_rows)
         return lo
@@ -186,7 +203,7 @@ class Certifier:
             if idx.numel() == 0:
                 continue
             t = None if target is None else target[idx]
-            ml[idx] = self.margin_lower(x[idx], y[idx], eps_t[idx], t)
+            ml[idx] = self.margin_lower(x[idx], y[idx], eps_t[idx], t, proof_only=True)
         certified = correct & (ml > 0).all(1)
         return CertifyResult(pred, correct, certified, ml, target)
 
@@ -229,13 +246,20 @@ class Certifier:
                 progress(done, B)
         return RadiusResult(radius, pred, correct, target, times, evals)
 
-    def _certified_at(self, x, y, t, eps) -> Tensor:
-        return (self.margin_lower(x, y, eps, t) > 0).all(1)
+    def _certified_at(self, x, y, t, eps, warm: "_Warm | None" = None, index: Tensor | None = None) -> Tensor:
+        if warm is None:
+            return (self.margin_lower(x, y, eps, t, proof_only=True) > 0).all(1)
+        box = {"params": warm.get(index)}
+        ok = (self.margin_lower(x, y, eps, t, proof_only=True, warm=box) > 0).all(1)
+        warm.put(index, box["params"])
+        return ok
 
     def _search(self, x: Tensor, y: Tensor, t: Tensor | None, cfg: RadiusConfig) -> tuple[Tensor, int]:
         if self.config.method == "lipschitz":
             return self._lipschitz_radius(x, y, t), 1
         n = x.shape[0]
+        # alpha-crown: each step starts from the parameters the previous step ended with (where shapes match)
+        warm = _Warm(n) if METHODS[self.config.method].engine == "optimized" else None
         lo = torch.zeros(n, dtype=torch.float64)  # largest certified eps (0 = none yet)
         hi = torch.full((n,), math.inf, dtype=torch.float64)  # smallest failed eps
         eps = torch.full((n,), cfg.initial(self.config.frame_norm or self.config.norm), dtype=torch.float64)
@@ -246,7 +270,7 @@ class Certifier:
             if not active.any():
                 break
             a = torch.nonzero(active).flatten()
-            ok = self._certified_at(x[a], y[a], None if t is None else t[a], eps[a].to(self.dtype)).cpu()
+            ok = self._certified_at(x[a], y[a], None if t is None else t[a], eps[a].to(self.dtype), warm, a).cpu()
             evals += 1
             lo[a[ok]] = eps[a[ok]]
             hi[a[~ok]] = torch.minimum(hi[a[~ok]], eps[a[~ok]])
@@ -260,7 +284,7 @@ class Certifier:
             if a.numel() == 0:
                 break
             mid = torch.sqrt(lo[a] * hi[a]) if cfg.log_space else (lo[a] + hi[a]) / 2
-            ok = self._certified_at(x[a], y[a], None if t is None else t[a], mid.to(self.dtype)).cpu()
+            ok = self._certified_at(x[a], y[a], None if t is None else t[a], mid.to(self.dtype), warm, a).cpu()
             evals += 1
             lo[a[ok]] = mid[ok]
             hi[a[~ok]] = mid[~ok]
@@ -278,6 +302,50 @@ class Certifier:
         r = (margins / L).min(1).values.clamp(min=0)
         # the ball of radius r touches the boundary; report a radius a hair below it (strict inequality)
         return (r * (1 - 1e-9)).to(torch.float64)
+
+
+class _Warm:
+    """alpha-crown's parameters per sample across the steps of a radius search: the samples of a step
+    start from what they ended the last step with (parameters whose shape changed, e.g. intermediate
+    starts with other unstable neurons at the new eps, start again from CROWN)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.params: dict = {}
+        self.written: dict = {}
+
+    def get(self, index: Tensor) -> dict | None:
+        out = {k: p.select(index) for k, p in self.params.items() if bool(self.written[k][index].all())}
+        return out or None
+
+    def put(self, index: Tensor, params: dict) -> None:
+        for k, p in params.items():
+            full = self.params.get(k)
+            if full is None or any(a.shape[1:] != b.shape[1:] for a, b in zip(full.tensors(), p.tensors())):
+                full = p._copy(**{f: t.new_zeros((self.n,) + tuple(t.shape[1:]))
+                                  for f, t in zip(p.opt_fields, p.tensors())})
+                full = full._copy(**{f: _expand_const(getattr(p, f), self.n) for f in p.const_fields})
+                self.params[k] = full
+                self.written[k] = torch.zeros(self.n, dtype=torch.bool)
+            self.written[k][index] = True
+            for f, t in zip(p.opt_fields, p.tensors()):
+                getattr(full, f)[index] = t.detach()
+            for f in p.const_fields:
+                _put_const(getattr(full, f), getattr(p, f), index)
+
+
+def _expand_const(v, n: int):
+    if isinstance(v, tuple):
+        return tuple(_expand_const(t, n) for t in v)
+    return v.new_zeros((n,) + tuple(v.shape[1:]))
+
+
+def _put_const(full, part, index: Tensor) -> None:
+    if isinstance(full, tuple):
+        for a, b in zip(full, part):
+            _put_const(a, b, index)
+    else:
+        full[index] = part
 
 
 def certified_radius(model: Model, x: Tensor, y: Tensor, norm="inf", method: str = "crown",

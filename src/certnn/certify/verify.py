@@ -11,12 +11,17 @@ Stages, cheapest first, until the time limit:
 
 1. attack: PGD on max_i g_i over each box (attacks/box.py), starting at the centre and random points;
 2. whole-box bounds with each method of ``methods`` (default ibp, crown) on every open conjunction;
-3. input splitting (branch and bound on input dims) with CROWN, for low-dimensional inputs: boxes are
-   processed in batches, a box whose every open conjunction is proved is dropped, the others are
-   bisected along the input with the largest width x |sensitivity| (gradient of the open rows at the
-   centre); centres and a short PGD from them look for counterexamples on the way;
+3. complete search, chosen by the input size:
+   a. input splitting (certify/input_split.py) for low-dimensional inputs: boxes are processed in
+      batches, bounded with CROWN and then alpha-CROWN; a box whose every open conjunction is proved is
+      dropped, the others are bisected along the input with the largest width x |sensitivity|; centres
+      and a short PGD from them look for counterexamples on the way;
+   b. otherwise, for ReLU networks, branch and bound on ReLU splits with beta-CROWN
+      (certify/verify_bab.py, certnn.bab): alpha-CROWN at the root, then batches of sub-domains split and
+      bounded with optimised alpha and beta; sub-domains' bound minimisers and a short PGD from them look
+      for counterexamples;
 4. ``lp`` then ``milp`` (engine/milp.py solve_conjunction) for ReLU networks with at most
-   ``exact_max_relus`` unstable-or-not ReLUs: infeasible -> proved; a MILP solution is a candidate.
+   ``exact_max_relus`` ReLUs, with the time left: infeasible -> proved; a MILP solution is a candidate.
 
 A counterexample is reported only after it is checked: it is rounded to float32 (the precision ONNX
 models run in) inside the box, and both the certnn graph in float64 and the reference (onnxruntime when
@@ -40,7 +45,12 @@ from ..errors import SpecError, UnsupportedOpError
 from ..graph.ir import Graph
 from ..specs.lp import LpBall
 from ..specs.vnnlib import VnnlibProperty, property_violated
+from ..bab.config import BabConfig
+from ..engine.methods import get_method
+from ..optimize.config import AlphaConfig
 from .bounds import bounds_for_spec
+from .input_split import input_split
+from .verify_bab import relu_bab
 
 __all__ = ["VerifyConfig", "VerifyResult", "verify_property"]
 
@@ -53,12 +63,16 @@ class VerifyConfig(Config):
 
     timeout: seconds for the whole property. methods: bound methods for whole boxes, in order.
     attack_steps / attack_restarts: the initial PGD (attack_restarts_small restarts for inputs of at
-    most 64 values; at most attack_max_points points in all), stopped after attack_share * timeout seconds. split: input branch and bound with CROWN when the
-    input has at most split_max_inputs values; split_batch boxes per bound computation, bounded with each
-    of split_methods in turn (the later ones only on boxes still open). exact: 'auto'
-    (lp then milp when the network can be encoded and has at most exact_max_relus ReLUs), 'lp', 'milp',
-    or 'none'. seed: seed of the attacks. input_dtype: the element type of the model's input
-    (float32, float64, float16); counterexamples are rounded to it before they are checked.
+    most 64 values; at most attack_max_points points in all), stopped after attack_share * timeout
+    seconds. split: input branch and bound when the input has at most split_max_inputs values;
+    split_batch boxes per bound computation, bounded with each of split_methods in turn (the later ones
+    only on boxes still open; alpha-crown with split_alpha; on small nets CROWN alone proved acasxu
+    prop_1 twice as fast as CROWN then alpha-CROWN). bab: otherwise branch and bound on ReLU
+    splits (beta-CROWN, bab_config) for ReLU networks, with bab_share of the remaining time when an exact
+    stage follows. exact: 'auto' (lp then milp when the network can be encoded and has at most
+    exact_max_relus ReLUs), 'lp', 'milp', or 'none'. seed: seed of the attacks. input_dtype: the element
+    type of the model's input (float32, float64, float16); counterexamples are rounded to it before they
+    are checked.
     """
 
     timeout: float = 60.0
@@ -73,6 +87,10 @@ class VerifyConfig(Config):
     split_max_inputs: int = 32
     split_batch: int = 512
     split_methods: tuple = ("crown",)
+    split_alpha: AlphaConfig = AlphaConfig(iterations=5, lr=0.1)
+    bab: bool = True
+    bab_config: BabConfig = BabConfig()
+    bab_share: float = 0.85
     exact: str = "auto"
     exact_max_relus: int = 2000
     seed: int = 0
@@ -130,6 +148,13 @@ class _Problem:
                 self.rowconj[r, s:s + k] = j
                 s += k
 
+    @property
+    def multi_row(self) -> bool:
+        """Whether some conjunction has more than one row."""
+        counts = torch.zeros(self.rowconj.shape[0], self.J + 1, dtype=torch.long)
+        counts.scatter_add_(1, self.rowconj, torch.isfinite(self.d).long())
+        return bool((counts[:, :self.J] > 1).any())
+
     def conj_max(self, rid: Tensor, g: Tensor) -> Tensor:
         """Per box and conjunction, the max over its rows of g (N, S) -> (N, J); -inf for empty ones."""
         N = g.shape[0]
@@ -150,7 +175,8 @@ def _box_spec(lo: Tensor, hi: Tensor, shape: tuple[int, ...]) -> LpBall:
 
 
 class _Verifier:
-    def __init__(self, graph: Graph, prop: VnnlibProperty, cfg: VerifyConfig, reference: Reference | None):
+    def __init__(self, graph: Graph, prop: VnnlibProperty, cfg: VerifyConfig, reference: Reference | None,
+                 started_at: float | None = None):
         n = int(np.prod(graph.input_shape))
         K = int(np.prod(graph.output_shape))
         if prop.n_inputs != n or prop.n_outputs != K:
@@ -161,7 +187,7 @@ class _Verifier:
         self.cfg = cfg
         self.reference = reference
         self.p = _Problem(prop)
-        self.t0 = time.perf_counter()
+        self.t0 = time.perf_counter() if started_at is None else started_at
         self.deadline = self.t0 + cfg.timeout
         self.stages: list[dict] = []
         # open[r, j]: conjunction j of region r not yet proved
@@ -233,10 +259,26 @@ class _Verifier:
 
     def box_bounds(self, method: str, rid: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
         """Lower bounds (N, J) of max_i g_i per box and conjunction (-inf where unknown)."""
+        return self.p.conj_max(rid, self.row_bounds(method, rid, lo, hi)[0])
+
+    def row_bounds(self, method: str, rid: Tensor, lo: Tensor, hi: Tensor,
+                   coefficients: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Lower bounds (N, S) of g = C f - d per box and row; with `coefficients` (backward methods) also
+        the linear lower bounds' input coefficients (N, S, n) (e.g. for choosing an input to split)."""
         spec = _box_spec(lo, hi, self.graph.input_shape)
-        lb, _, _ = bounds_for_spec(self.graph, spec, method, self.p.C[rid], upper=False)
-        g = lb - self.p.d[rid]
-        return self.p.conj_max(rid, g)
+        C = self.p.C[rid]
+        if coefficients and get_method(method).engine == "backward":
+            from ..engine.backward import bound_output
+            from ..engine.context import RunContext
+
+            ctx = RunContext(self.graph, spec, get_method(method))
+            ctx.capture = {self.graph.input_name}
+            with torch.no_grad():
+                lb, _ = bound_output(ctx, C, upper=False)
+            A = ctx.captured.get(self.graph.input_name)
+            return lb - self.p.d[rid], None if A is None else A.reshape(A.shape[0], A.shape[1], -1)
+        lb, _, _ = bounds_for_spec(self.graph, spec, method, C, upper=False, alpha=self.cfg.split_alpha)
+        return lb - self.p.d[rid], None
 
     def whole_boxes(self, method: str) -> None:
         t = time.perf_counter()
@@ -245,71 +287,6 @@ class _Verifier:
         proved = self.box_bounds(method, rid, self.p.lo, self.p.hi) > 0
         self.open &= ~proved
         self.log(method, t, open=int(self.open.sum()))
-
-    def branch_and_bound(self, budget: float) -> None:
-        t = time.perf_counter()
-        stop = time.perf_counter() + budget
-        rid = torch.nonzero(self.open.any(1)).reshape(-1)
-        lo, hi, op = self.p.lo[rid], self.p.hi[rid], self.open[rid]
-        width0 = (self.p.hi - self.p.lo).clamp(min=1e-12)
-        done_all, it, boxes = True, 0, 0
-        while rid.numel():
-            if time.perf_counter() > stop:
-                done_all = False
-                break
-            it += 1
-            nb = min(rid.numel(), self.cfg.split_batch)
-            brid, blo, bhi, bop = rid[:nb], lo[:nb], hi[:nb], op[:nb]
-            rid, lo, hi, op = rid[nb:], lo[nb:], hi[nb:], op[nb:]
-            boxes += nb
-            for method in self.cfg.split_methods:  # cheap first; the next only on what is still open
-                proved = self.box_bounds(method, brid, blo, bhi) > 0
-                bop = bop & ~proved
-                keep = bop.any(1)
-                brid, blo, bhi, bop = brid[keep], blo[keep], bhi[keep], bop[keep]
-                if brid.numel() == 0:
-                    break
-            if brid.numel() == 0:
-                continue
-            # counterexamples: centres, then a short PGD
-            centre = (blo + bhi) / 2
-            with torch.no_grad():
-                gc = torch.einsum("nsk,nk->ns", self.p.C[brid], self.fn(centre)) - self.p.d[brid]
-            cv = self.p.conj_max(brid, gc)
-            hit = ((cv <= 0) & bop).any(1)
-            if hit.any() and self.check(centre[hit], brid[hit]):
-                return self.log("split", t, iterations=it, boxes=boxes, result="violated")
-            if it % 4 == 1 and self.attack(brid, blo, bhi, bop, steps=10, restarts=1, start=centre, seed=it):
-                return self.log("split", t, iterations=it, boxes=boxes, result="violated")
-            # bisect along the input with the largest width x |d open rows / dx| at the centre
-            x = centre.clone().requires_grad_(True)
-            y = self.fn(x)
-            rowmask = torch.gather(torch.cat([bop, bop.new_zeros(bop.shape[0], 1)], 1), 1, self.p.rowconj[brid])
-            Cm = self.p.C[brid] * rowmask.unsqueeze(-1)
-            score = torch.zeros_like(x)
-            for k in range(y.shape[1]):  # K outputs (few): one gradient each, batched over boxes
-                (gk,) = torch.autograd.grad(y[:, k].sum(), x, retain_graph=k + 1 < y.shape[1])
-                score = score + Cm[:, :, k].abs().sum(1, keepdim=True) * gk.abs()
-            w = bhi - blo
-            score = score.detach() * w + 1e-12 * w / width0[brid]
-            score = torch.where(w > 0, score, torch.full_like(score, -1.0))
-            dim = score.argmax(1)
-            if (w.gather(1, dim[:, None]) <= 0).any():
-                done_all = False  # a point box that is not proved: cannot split further
-                break
-            mid = ((blo + bhi) / 2).gather(1, dim[:, None])
-            lo1, hi1 = blo.clone(), bhi.clone()
-            hi1.scatter_(1, dim[:, None], mid)
-            lo2 = blo.clone()
-            lo2.scatter_(1, dim[:, None], mid)
-            rid = torch.cat([brid, brid, rid])
-            lo = torch.cat([lo1, lo2, lo])
-            hi = torch.cat([hi1, bhi, hi])
-            op = torch.cat([bop, bop, op])
-        if done_all and rid.numel() == 0:
-            touched = torch.nonzero(self.open.any(1)).reshape(-1)
-            self.open[touched] = False
-        self.log("split", t, iterations=it, boxes=boxes, result="holds" if not self.open.any() else "open")
 
     def exact(self, kind: str) -> None:
         from ..engine.milp import solve_conjunction
@@ -379,11 +356,17 @@ class _Verifier:
                                           "with linear layers)"})
             exact_stages = []
         if cfg.split and self.prop.n_inputs <= cfg.split_max_inputs and self.left() > 0:
-            self.branch_and_bound(self.left() * (0.7 if exact_stages else 1.0))
+            input_split(self, self.left() * (0.7 if exact_stages else 1.0))
             if self.found is not None:
                 return self.result("violated", "split")
             if not self.open.any():
                 return self.result("holds", "split")
+        elif cfg.bab and self.left() > 0 and any(self.graph.nodes[n].op.kind == "relu" for n in self.graph.order):
+            relu_bab(self, self.left() * (cfg.bab_share if exact_stages else 1.0))
+            if self.found is not None:
+                return self.result("violated", "bab")
+            if not self.open.any():
+                return self.result("holds", "bab")
         for kind in exact_stages:
             if self.left() <= 0.05:
                 break
@@ -402,8 +385,10 @@ class _Verifier:
 
 
 def verify_property(graph: Graph, prop: VnnlibProperty, config: VerifyConfig = VerifyConfig(),
-                    reference: Reference | None = None) -> VerifyResult:
+                    reference: Reference | None = None, started_at: float | None = None) -> VerifyResult:
     """Decide a VNN-LIB property on a certnn graph: 'holds', 'violated' (with a checked counterexample) or
     'unknown'. ``reference`` (e.g. onnxruntime on the original ONNX model) must agree that a
-    counterexample is one. See the module docstring for the stages and their soundness."""
-    return _Verifier(graph, prop, config, reference).run()
+    counterexample is one. The timeout counts from `started_at` (a time.perf_counter() value, e.g. the
+    process start, so that imports and model loading count too; default: now). See the module docstring
+    for the stages and their soundness."""
+    return _Verifier(graph, prop, config, reference, started_at).run()

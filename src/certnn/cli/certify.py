@@ -5,8 +5,8 @@ import argparse
 
 from ..certify.radius import CertifyConfig, Certifier
 from ..report.records import SampleRecord, environment, write_json
-from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
-                     frame_options, load_model_and_data, input_settings, parse_methods)
+from .common import (Console, Stopwatch, add_alpha_args, add_data_args, add_model_args, add_output_args,
+                     add_spec_args, alpha_config, frame_options, input_settings, load_model_and_data, parse_methods)
 
 
 def register(sub) -> None:
@@ -15,6 +15,7 @@ def register(sub) -> None:
     add_model_args(p)
     add_data_args(p)
     add_spec_args(p)
+    add_alpha_args(p)
     p.add_argument("--eps", type=float, nargs="+", required=True, help="radii to certify at")
     add_output_args(p)
     p.set_defaults(func=run)
@@ -29,7 +30,7 @@ def run(args) -> int:
     model, x, y = load_model_and_data(args)
     clip = tuple(args.clip) if args.clip else None
     cfg = CertifyConfig(method=methods[0], norm=args.norm, target=args.target, clip=clip, seed=args.seed,
-                        batch_size=args.batch_size, **frame_options(args))
+                        batch_size=args.batch_size, alpha=alpha_config(args), **frame_options(args))
     cert = Certifier(model, cfg, tuple(x.shape[1:]))
     verdicts = {}
     sw = Stopwatch()

@@ -65,6 +65,26 @@ def add_frame_norm_arg(g) -> None:
                         "frames; POPQORN's threat model is --frame-norm 2); --norm must be inf")
 
 
+def add_alpha_args(p: argparse.ArgumentParser) -> None:
+    """Settings of the alpha-crown optimiser (optimize.AlphaConfig)."""
+    from ..optimize.config import AlphaConfig
+
+    d = AlphaConfig()
+    g = p.add_argument_group("alpha-crown (optimised bounds)")
+    g.add_argument("--alpha-iterations", type=int, default=d.iterations,
+                   help="bound evaluations of alpha-crown (the first is CROWN's bound)")
+    g.add_argument("--alpha-lr", type=float, default=d.lr, help="Adam step size of the ReLU slopes (S-shaped "
+                                                               "slopes and plane tilts take 0.04 x this)")
+    g.add_argument("--alpha-patience", type=int, default=d.patience,
+                   help="stop a sample after this many iterations without a better bound")
+
+
+def alpha_config(args):
+    from ..optimize.config import AlphaConfig
+
+    return AlphaConfig(iterations=args.alpha_iterations, lr=args.alpha_lr, patience=args.alpha_patience)
+
+
 def frame_options(args) -> dict:
     """CertifyConfig fields frames / frame_eps / frame_norm from --frames / --frame-eps / --frame-norm."""
     from ..specs.frames import parse_frame_eps, parse_frames

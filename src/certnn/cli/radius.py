@@ -13,9 +13,9 @@ import torch
 from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
 from ..errors import ConfigError, SoundnessError
 from ..report.records import SampleRecord, environment, write_json
-from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
-                     clamp_data, frame_options, input_settings, load_model_and_data, parse_methods,
-                     threat_model)
+from .common import (Console, Stopwatch, add_alpha_args, add_data_args, add_model_args, add_output_args,
+                     add_spec_args, alpha_config, clamp_data, frame_options, input_settings, load_model_and_data,
+                     parse_methods, threat_model)
 from .text_inputs import add_text_args, load_text_inputs, parse_words, text_bundle
 
 
@@ -26,6 +26,7 @@ def register(sub) -> None:
     add_data_args(p, required=False)
     add_text_args(p)
     add_spec_args(p)
+    add_alpha_args(p)
     g = p.add_argument_group("search")
     g.add_argument("--eps-init", type=float, help="first eps tried (default: 0.01 inf, 0.1 L2, 1 L1)")
     g.add_argument("--eps-max", type=float, default=1e3)
@@ -103,7 +104,7 @@ def run(args) -> int:
     base = None
     for m in methods:
         cfg = CertifyConfig(method=m, norm=args.norm, target=args.target, clip=clip, seed=args.seed,
-                            batch_size=args.batch_size, **fopts)
+                            batch_size=args.batch_size, alpha=alpha_config(args), **fopts)
         with con.progress(f"{m} radius", x.shape[0]) as cb:
             if text is None:
                 cert = Certifier(model, cfg, tuple(x.shape[1:]))

@@ -8,8 +8,8 @@ from ..certify.bounds import to_graph
 from ..errors import SoundnessError
 from ..report.build import build_report
 from ..report.render import write_report
-from .common import (Console, add_data_args, add_model_args, add_spec_args, input_settings, load_model_and_data,
-                     parse_methods)
+from .common import (Console, add_alpha_args, add_data_args, add_model_args, add_spec_args, alpha_config,
+                     input_settings, load_model_and_data, parse_methods)
 
 
 def register(sub) -> None:
@@ -18,6 +18,7 @@ def register(sub) -> None:
     add_model_args(p)
     add_data_args(p)
     add_spec_args(p, methods=False)
+    add_alpha_args(p)
     p.add_argument("--methods", default="crown,fastlin,ibp", help="comma-separated certification methods")
     p.add_argument("--clever", action="store_true", help="add CLEVER estimates")
     p.add_argument("--attack", action="store_true", help="add PGD attack radii (upper bounds)")
@@ -44,7 +45,7 @@ def run(args) -> int:
         data = build_report(graph, x, y, args.norm, methods, args.target, clip, attack=args.attack,
                             clever=args.clever, seed=args.seed,
                             search=RadiusConfig(bisection_steps=args.bisection_steps), clever_config=clever_cfg,
-                            index_offset=args.start, batch_size=args.batch_size,
+                            index_offset=args.start, batch_size=args.batch_size, alpha=alpha_config(args),
                             progress=lambda what, d, t: cb(d, t))
     files = write_report(data, args.out, {**input_settings(args), "data": args.data})
     s = data.summary

@@ -175,7 +175,9 @@ def build_parser(prog: str = SOLVER) -> argparse.ArgumentParser:
     v.add_argument("--serialise-assignments", "--assignments", dest="serialise", metavar="DIR",
                    help="write a satisfying assignment as DIR/NAME.pb ONNX TensorProtos instead of stdout")
     v.add_argument("--method", default="ibp,crown,lp,milp",
-                   help="certnn option: bound methods tried after the attack, cheapest first")
+                   help="certnn option: bound methods tried after the attack, cheapest first (with crown or "
+                        "alpha-crown: input splitting and ReLU branch and bound; lp/milp: exact stages on small "
+                        "ReLU nets)")
     v.add_argument("--seed", type=int, default=0, help="certnn option: seed of the attacks")
     v.add_argument("--assume-real", action="store_true",
                    help="certnn option: consent to analysing floating-point declarations as real-valued "
@@ -462,7 +464,8 @@ def _verify_inner(args, ans: _Answer, prog: str, deadline: float | None) -> int:
         if budget <= 0:
             ans.write("timed-out\n")
             return EXIT_OK
-    cfg = VerifyConfig(timeout=budget, methods=bounds or ("ibp",), attack=True, split="crown" in bounds,
+    backward = any(m in bounds for m in ("crown", "alpha-crown"))  # input splitting and ReLU branch and bound
+    cfg = VerifyConfig(timeout=budget, methods=bounds or ("ibp",), attack=True, split=backward, bab=backward,
                        exact="auto" if len(exact) == 2 else (exact[0] if exact else "none"), seed=args.seed,
                        input_dtype=om.input_dtype)
     res = verify_property(om.graph, prop, cfg, om.run_onnxruntime)

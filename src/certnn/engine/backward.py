@@ -8,6 +8,8 @@ concretised over the input set by the spec (dual norm over the whole input).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -46,8 +48,10 @@ def _identity_rows(ctx: RunContext, name: str, rows: Tensor) -> tuple[Tensor, st
     return eye.reshape((B, r) + node.shape), name, None
 
 
-def _propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
-               lbias: Tensor, ubias: Tensor) -> tuple[Tensor | None, Tensor | None]:
+def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
+              lbias: Tensor, ubias: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """Push coefficients lA / uA (B, S, *shape of `start`) with biases (B, S) back to the input and
+    concretise them over ctx.spec: lower / upper bounds (B, S) of the linear functions they stand for."""
     g = ctx.graph
     coeffs: dict[str, tuple[Tensor | None, Tensor | None]] = {start: (lA, uA)}
     for name in reversed(g.ancestors(start)):
@@ -55,6 +59,8 @@ def _propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None
             continue
         node = g.nodes[name]
         cl, cu = coeffs.pop(name)
+        if name in ctx.capture:  # e.g. branch and bound's branching scores: coefficients of a node's output
+            ctx.captured[name] = patches.densify(cl)
         res = None
         if patches.is_patches(cl) or patches.is_patches(cu):
             res = patches.backward(ctx, node, cl, cu)
@@ -73,6 +79,8 @@ def _propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None
             coeffs[inp] = (il, iu)
     A_in = coeffs.get(g.input_name, (None, None))
     spec = ctx.spec
+    if g.input_name in ctx.capture:
+        ctx.captured[g.input_name] = patches.densify(A_in[0])
 
     def conc(A, bias, side):
         if A is None:
@@ -97,7 +105,7 @@ def backward_bounds(ctx: RunContext, target: str, C: Tensor | None = None, lower
     ref = ctx.spec.center
     if C is not None:
         zeros = ref.new_zeros(B, C.shape[1])
-        return _propagate(ctx, target, C if lower else None, C if upper else None, zeros, zeros)
+        return propagate(ctx, target, C if lower else None, C if upper else None, zeros, zeros)
     if rows is None:
         n = 1
         for s in ctx.shape(target):
@@ -105,24 +113,26 @@ def backward_bounds(ctx: RunContext, target: str, C: Tensor | None = None, lower
         rows = torch.arange(n, device=ref.device)
     los, his = [], []
     step = rows_per_pass(ctx, target)
-    # CNN-Cert's patches mode: identity rows of a (C, H, W) node start as 1x1 windows (engine/patches.py)
-    use_patches = ctx.patches and len(ctx.shape(target)) == 3
     R = rows.shape[-1]
     for r0 in range(0, R, step):
-        chunk = rows[..., r0:r0 + step]
-        if use_patches:
-            A = patches.identity_patches(chunk if chunk.ndim == 2 else chunk.unsqueeze(0).expand(B, -1),
-                                         ctx.shape(target), ref)
-            start, bias = target, None
-        else:
-            A, start, bias = _identity_rows(ctx, target, chunk)
+        A, start, bias = identity_start(ctx, target, rows[..., r0:r0 + step])
         b0 = ref.new_zeros(B, A.shape[1]) if bias is None else bias.clone()
-        lo, hi = _propagate(ctx, start, A if lower else None, A if upper else None, b0, b0)
+        lo, hi = propagate(ctx, start, A if lower else None, A if upper else None, b0, b0)
         los.append(lo)
         his.append(hi)
     lo = torch.cat(los, 1) if lower and los else (ref.new_zeros(B, 0) if lower else None)
     hi = torch.cat(his, 1) if upper and his else (ref.new_zeros(B, 0) if upper else None)
     return lo, hi
+
+
+def identity_start(ctx: RunContext, target: str, rows: Tensor):
+    """Coefficients (B, R, ...) of the identity rows `rows` ((R,) or (B, R) flat neuron indices) of
+    `target`, the node to start the backward pass from, and a bias (B, R) or None: 1x1 patches for a
+    (C, H, W) node in patches mode (CNN-Cert, engine/patches.py), W[rows] for a Linear on a 1-D input."""
+    if ctx.patches and len(ctx.shape(target)) == 3:
+        chunk = rows if rows.ndim == 2 else rows.unsqueeze(0).expand(ctx.batch, -1)
+        return patches.identity_patches(chunk, ctx.shape(target), ctx.spec.center), target, None
+    return _identity_rows(ctx, target, rows)
 
 
 def rows_per_pass(ctx: RunContext, target: str) -> int:
@@ -150,17 +160,20 @@ def nodes_needing_bounds(ctx: RunContext, upto: str | None = None) -> list[str]:
     return [n for n in g.order if n in need]
 
 
-def compute_intermediate_bounds(ctx: RunContext, upto: str | None = None) -> None:
+def compute_intermediate_bounds(ctx: RunContext, upto: str | None = None,
+                                refine: Callable[[RunContext, str, Interval], Interval] | None = None) -> None:
     """Fill ctx.bounds for every node that a nonlinear op needs bounds of.
 
     One forward sweep in topological order keeps the best known interval of every node: the interval
     image of its inputs' best intervals, intersected, for nodes that feed a nonlinear op, with the bounds
     of the backward engine on the neurons where tighter bounds can matter (see
-    `_rows_needing_refinement`). Both are sound, so their intersection is too.
+    `rows_needing_refinement`). Both are sound, so their intersection is too. `refine(ctx, name, iv)`
+    replaces the backward engine's refinement (e.g. alpha-CROWN's optimised passes, certnn.optimize).
     """
+    refine = refine or _refine
     g = ctx.graph
     need = set(nodes_needing_bounds(ctx, upto))
-    refine = _refine_targets(ctx, need)
+    targets = refine_targets(ctx, need)
     if g.input_name not in ctx.bounds:
         ctx.bounds[g.input_name] = ctx.spec.box()
     best: dict[str, Interval] = {g.input_name: ctx.bounds[g.input_name]}
@@ -175,8 +188,8 @@ def compute_intermediate_bounds(ctx: RunContext, upto: str | None = None) -> Non
             # an affine chain from the input: exact over the ball (cheap: coefficients shared by the batch)
             with ctx.timer("intermediate"):
                 iv = affine_chain_bounds(ctx, name, iv)
-        elif name in refine and ctx.method.intermediate != "interval":
-            iv = _refine(ctx, name, iv)
+        elif name in targets and ctx.method.intermediate != "interval":
+            iv = refine(ctx, name, iv)
         best[name] = iv
         if name in need:
             ctx.bounds[name] = iv
@@ -188,7 +201,7 @@ def _exact_image(op) -> bool:
     return isinstance(op, (Slice, Reshape, Permute, ElementwiseAffine))
 
 
-def _refine_targets(ctx: RunContext, need: set[str]) -> set[str]:
+def refine_targets(ctx: RunContext, need: set[str]) -> set[str]:
     """The nodes the backward engine refines so that every node in `need` gets its tightest bounds.
 
     A needed node made by an exact-image op (e.g. an LSTM gate sliced out of the joint pre-activation,
@@ -226,17 +239,29 @@ def _affine_from_input(ctx: RunContext, name: str) -> bool:
     return all(g.nodes[a].op.affine for a in g.ancestors(name)[1:])
 
 
+def interval_is_exact(ctx: RunContext, name: str) -> bool:
+    """True when `name` is an affine chain of an L-inf box: its interval image is exact per neuron."""
+    return ctx.spec.is_box and _affine_from_input(ctx, name) and all(
+        len(ctx.graph.nodes[a].inputs) <= 1 for a in ctx.graph.ancestors(name)[1:])
+
+
 def _refine(ctx: RunContext, name: str, iv: Interval) -> Interval:
-    if ctx.spec.is_box and _affine_from_input(ctx, name) and all(
-            len(ctx.graph.nodes[a].inputs) <= 1 for a in ctx.graph.ancestors(name)[1:]):
-        # an affine chain of a box: the interval image is already exact per neuron
+    if interval_is_exact(ctx, name):
         return iv
-    sel = _rows_needing_refinement(ctx, name, iv)
+    sel = rows_needing_refinement(ctx, name, iv)
     rows, needed = sel if sel is not None else (None, None)
     if rows is not None and rows.numel() == 0:
         return iv
     with ctx.timer("intermediate"):
         lo, hi = backward_bounds(ctx, name, rows=rows)
+    return merge_rows(ctx, name, iv, rows, needed, lo, hi)
+
+
+def merge_rows(ctx: RunContext, name: str, iv: Interval, rows: Tensor | None, needed: Tensor | None,
+               lo: Tensor, hi: Tensor) -> Interval:
+    """`iv` with the backward bounds lo / hi (B, R) of `rows` ((B, R) flat indices, or None for all
+    neurons) written in where the sample needs them (`needed`, (B, R) or (B, n), or None for all), then
+    intersected with iv. Raises SoundnessError when an interval comes out empty."""
     shape = (ctx.batch,) + ctx.shape(name)
     if rows is None:
         new = Interval(lo.reshape(shape), hi.reshape(shape))
@@ -259,7 +284,7 @@ def _refine(ctx: RunContext, name: str, iv: Interval) -> Interval:
     return Interval(torch.minimum(out.lower, out.upper), torch.maximum(out.lower, out.upper))
 
 
-def _rows_needing_refinement(ctx: RunContext, name: str, iv: Interval) -> tuple[Tensor | None, Tensor] | None:
+def rows_needing_refinement(ctx: RunContext, name: str, iv: Interval) -> tuple[Tensor | None, Tensor] | None:
     """Per-sample flat neuron indices (B, R) of `name` whose bounds can still change a relaxation, and a
     (B, R) mask of which of them the sample itself needs (the rest pad to the batch's largest count);
     (None, mask (B, n)) when some sample needs every neuron; None when every neuron of every sample is

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torch import Tensor
@@ -21,8 +22,19 @@ class RunContext:
     method: Method
     #: cached interval bounds per node name (intermediate bounds)
     bounds: dict[str, Interval] = field(default_factory=dict)
-    #: optional per-node lower slopes for ReLU-like activations (alpha-CROWN style)
-    alphas: dict[str, Tensor] = field(default_factory=dict)
+    #: optimised lines per activation node (alpha-CROWN, certnn.optimize): node -> fn(op, l, u) returning a
+    #: LinearRelaxation whose tensors may carry a spec-row dim, (B, S or 1, *shape); set per backward pass
+    line_params: dict[str, Callable] = field(default_factory=dict)
+    #: optimised planes per two-input product node: node -> fn(op, lx, ux, ly, uy) -> PlaneRelaxation
+    #: (tensors (B, S or 1, *shape))
+    plane_params: dict[str, Callable] = field(default_factory=dict)
+    #: Lagrangian terms of split constraints (beta-CROWN, certnn.bab): node of an activation -> a tensor
+    #: (B, S or 1, *input shape) added to the *lower-bound* coefficients of that activation's input
+    split_terms: dict[str, Tensor] = field(default_factory=dict)
+    #: node names whose lower-bound coefficients (of the node's output, (B, S, *shape)) a backward pass
+    #: stores in `captured` (the input node's: the final linear function of the input)
+    capture: set = field(default_factory=set)
+    captured: dict[str, Tensor] = field(default_factory=dict)
     #: at most this many spec rows per backward pass (bounds memory for wide layers)
     max_rows: int = 4096
     #: at most this many coefficient entries per tensor in one backward pass of intermediate bounds
@@ -48,21 +60,26 @@ class RunContext:
     relax_cache: dict[str, tuple] = field(default_factory=dict)
 
     def relaxation(self, op, node_name: str, l: Tensor, u: Tensor) -> LinearRelaxation:
-        """The method's lines for an activation on [l, u]; computed once per node, bounds and alpha
-        (a backward pass through an unrolled RNN meets the same activation once per later step)."""
-        alpha = self.alphas.get(node_name)
-        if alpha is not None:  # optimised slopes may change in place: never cached
-            return self.method.relax(op, l, u, alpha=alpha)
+        """The method's lines for an activation on [l, u]; computed once per node and bounds (a backward
+        pass through an unrolled RNN meets the same activation once per later step). Optimised lines
+        (`line_params`) take precedence; they may carry a spec-row dim and are never cached."""
+        opt = self.line_params.get(node_name)
+        if opt is not None:
+            return opt(op, l, u)
         key = (l, u)
         hit = self.relax_cache.get(node_name)
         if hit is not None and all(a is b for a, b in zip(hit[0], key)):
             return hit[1]
-        rel = self.method.relax(op, l, u, alpha=alpha)
+        rel = self.method.relax(op, l, u)
         self.relax_cache[node_name] = (key, rel)
         return rel
 
     def planes(self, op, node_name: str, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
-        """The method's planes for a two-input op on its input box, computed once per node and box."""
+        """The method's planes for a two-input op on its input box, computed once per node and box
+        (optimised planes in `plane_params` take precedence and are never cached)."""
+        opt = self.plane_params.get(node_name)
+        if opt is not None:
+            return opt(op, lx, ux, ly, uy)
         key = (lx, ux, ly, uy)
         hit = self.plane_cache.get(node_name)
         if hit is not None and all(a is b for a, b in zip(hit[0], key)):

@@ -5,11 +5,12 @@ A method is an engine plus a relaxation table (DESIGN.md, principle 1):
 | name      | engine    | ReLU lower line        | sigmoid/tanh/arctan | intermediate bounds |
 |-----------|-----------|------------------------|---------------------|---------------------|
 | ibp       | interval  | -                      | -                   | interval            |
-| fastlin   | backward  | parallel (Fast-Lin)    | CROWN tangent/chord | fastlin             |
-| crown     | backward  | adaptive (CROWN)       | CROWN tangent/chord | crown               |
-| crown-ibp | backward  | adaptive               | CROWN tangent/chord | interval (IBP)      |
-| cnncert   | backward  | adaptive               | CROWN tangent/chord | cnncert             |
-| popqorn   | backward  | adaptive               | CROWN tangent/chord | popqorn             |
+| fastlin   | backward  | parallel (Fast-Lin)    | blend tangent/chord | fastlin             |
+| crown     | backward  | adaptive (CROWN)       | blend tangent/chord | crown               |
+| crown-ibp | backward  | adaptive               | blend tangent/chord | interval (IBP)      |
+| cnncert   | backward  | adaptive               | blend tangent/chord | cnncert             |
+| popqorn   | backward  | adaptive               | blend tangent/chord | popqorn             |
+| alpha-crown | optimized (backward) | optimised in [0, 1] | optimised slopes (from blend) | alpha-crown (optimised) |
 | lipschitz | lipschitz | -                      | -                   | -                   |
 | certrnn   | zonotope  | parallel (DeepZ)       | narrowest parallel  | - (forward pass)    |
 | deepz     | zonotope  | parallel (DeepZ)       | DeepZ min-area      | - (forward pass)    |
@@ -22,10 +23,17 @@ of the Fast-Lin / CROWN tables (each unstable ReLU replaced by its triangle), `m
 The zonotope methods' tables (lines and the parallel product planes of recurrent cells) are in
 engine/zonotope_table.py.
 
+"blend tangent/chord" (relax/sshape.py): the supporting lines of f's convex / concave envelope on [l, u]
+that optimise (1 - kappa) * mean + kappa * worst value of the line over [l, u] (kappa = 0.2); CROWN's
+tangent/chord lines except for where the tangent touches (rule="crown" and rule="min-area" keep CROWN's
+and the minimal-area choices).
+
 Two-input products of recurrent cells (ops/product.py) take planes from `Method.planes`: every backward
-method uses POPQORN's lower/upper planes for sigma(x)*tanh(y) and sigma(x)*y and McCormick for x*y, so
-`popqorn` is the backward engine on the unrolled graph exactly as POPQORN defines it, and crown/fastlin/
-crown-ibp run on LSTMs/GRUs too (on these graphs popqorn and crown share their relaxations).
+method uses the "blend" lower/upper planes for sigma(x)*tanh(y) and sigma(x)*y (POPQORN's plane search
+with the same mean/worst criterion as the lines; relax/products.py mode "popqorn" keeps POPQORN's
+least-volume planes) and McCormick for x*y, so `popqorn` is the backward engine on the unrolled graph as
+POPQORN defines it, with these planes, and crown/fastlin/crown-ibp run on LSTMs/GRUs too (on these graphs
+popqorn and crown share their relaxations).
 
 Fast-Lin (Weng et al. 2018) is defined for ReLU networks; for the S-shaped activations it falls back to
 CROWN's lines, which is what "Fast-Lin" means in the CROWN paper's comparisons.
@@ -88,7 +96,7 @@ def _hardtanh(op, l, u, alpha=None):
 @dataclass(frozen=True)
 class Method:
     name: str
-    engine: str  # 'interval' | 'backward' | 'lipschitz' | 'zonotope' | 'lp' | 'milp'
+    engine: str  # 'interval' | 'backward' | 'optimized' | 'lipschitz' | 'zonotope' | 'lp' | 'milp'
     table: Mapping[str, RelaxFn] = field(default_factory=dict)
     intermediate: str = "self"  # 'self' (same method) or 'interval'
     description: str = ""
@@ -116,8 +124,8 @@ def _table(relu_mode: str) -> Mapping[str, RelaxFn]:
 
 
 def _plane_table(mode: str) -> Mapping[str, PlaneFn]:
-    """Planes of the recurrent products: `mode` ('popqorn' lower/upper planes, or 'certrnn' parallel
-    planes) for sigma(x) tanh(y) and sigma(x) y, McCormick for x y (relax/products.py)."""
+    """Planes of the recurrent products: `mode` ('blend' or 'popqorn' lower/upper planes, or 'certrnn'
+    parallel planes) for sigma(x) tanh(y) and sigma(x) y, McCormick for x y (relax/products.py)."""
     return MappingProxyType({
         "sigmoid_tanh_mul": lambda op, lx, ux, ly, uy: sigmoid_tanh_planes(lx, ux, ly, uy, mode),
         "sigmoid_mul": lambda op, lx, ux, ly, uy: sigmoid_mul_planes(lx, ux, ly, uy, mode),
@@ -136,22 +144,27 @@ def register_method(method: Method) -> Method:
 
 
 register_method(Method("ibp", "interval", description="interval bound propagation"))
-register_method(Method("fastlin", "backward", _table("parallel"), planes=_plane_table("popqorn"),
+register_method(Method("fastlin", "backward", _table("parallel"), planes=_plane_table("blend"),
                        description="Fast-Lin: backward linear bounds, ReLU lower slope = upper slope"))
-register_method(Method("crown", "backward", _table("adaptive"), planes=_plane_table("popqorn"),
+register_method(Method("crown", "backward", _table("adaptive"), planes=_plane_table("blend"),
                        description="CROWN: backward linear bounds, adaptive ReLU lower slope, tangent/chord "
-                                   "bounds for sigmoid/tanh/arctan; intermediate bounds by CROWN"))
+                                   "bounds for sigmoid/tanh/arctan (blend rule); intermediate bounds by CROWN"))
 register_method(Method("crown-ibp", "backward", _table("adaptive"), intermediate="interval",
-                       planes=_plane_table("popqorn"),
+                       planes=_plane_table("blend"),
                        description="CROWN on the last layer with IBP intermediate bounds (Zhang et al. 2020)"))
-register_method(Method("cnncert", "backward", _table("adaptive"), planes=_plane_table("popqorn"),
+register_method(Method("cnncert", "backward", _table("adaptive"), planes=_plane_table("blend"),
                        description="CNN-Cert: backward linear bounds in convolutional form (transposed convs), "
                                    "CROWN's activation bounds, max-pool window lines; intermediate bounds by CNN-Cert"))
-register_method(Method("popqorn", "backward", _table("adaptive"), planes=_plane_table("popqorn"),
+register_method(Method("popqorn", "backward", _table("adaptive"), planes=_plane_table("blend"),
                        description="POPQORN (Ko et al. 2019): backward linear bounds through the unrolled "
                                    "recurrent graph, tangent/chord lines for tanh/sigmoid, POPQORN's "
-                                   "lower/upper planes for sigma*tanh and sigma*y (exact offsets), "
-                                   "intermediate bounds by itself"))
+                                   "lower/upper plane search for sigma*tanh and sigma*y (blend criterion, "
+                                   "exact offsets), intermediate bounds by itself"))
+register_method(Method("alpha-crown", "optimized", _table("adaptive"), planes=_plane_table("blend"),
+                       description="alpha-CROWN (Xu et al. 2021): CROWN with the relaxations of every ReLU / "
+                                   "leaky ReLU / tanh / sigmoid / arctan and the planes of LSTM/GRU products "
+                                   "optimised per neuron and per spec row by projected gradient ascent on the "
+                                   "bound, intermediate layers included; warm start from CROWN"))
 register_method(Method("lipschitz", "lipschitz",
                        description="global Lipschitz baseline: product of operator norms"))
 register_method(Method("certrnn", "zonotope", zonotope_table("narrowest"), planes=zonotope_planes(),

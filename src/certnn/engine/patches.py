@@ -55,11 +55,14 @@ class Patches:
         return flat.reshape(B, R, ph * pw), valid.reshape(B, R, ph * pw)
 
     def gather(self, t: Tensor) -> Tensor:
-        """Values of a per-neuron tensor t (broadcastable to (B, C, H, W)) on every row's window (B, R, C, ph, pw),
-        0 outside the image."""
+        """Values of a per-neuron tensor t (broadcastable to (B, C, H, W), or per row (B, R or 1, C, H, W))
+        on every row's window (B, R, C, ph, pw), 0 outside the image."""
         B, R, C, ph, pw = self.data.shape
         H, W = self.spatial
-        t = torch.broadcast_to(t, (B, C, H, W)).reshape(B, 1, C, H * W).expand(B, R, C, H * W)
+        if t.dim() == 5:  # a row dim (optimised lines)
+            t = torch.broadcast_to(t, (B, R, C, H, W)).reshape(B, R, C, H * W)
+        else:
+            t = torch.broadcast_to(t, (B, C, H, W)).reshape(B, 1, C, H * W).expand(B, R, C, H * W)
         flat, valid = self.positions()
         g = torch.gather(t, 3, flat.unsqueeze(2).expand(B, R, C, ph * pw))
         g = g * valid.unsqueeze(2).to(g.dtype)
@@ -182,7 +185,8 @@ def _activation(ctx, op: Activation, node, lA, uA):
     def flat_sum(t):
         return t.reshape(t.shape[0], t.shape[1], -1).sum(-1)
 
-    if lA is not None and lA is uA and torch.equal(rel.lower_slope, rel.upper_slope):
+    split = ctx.split_terms.get(node.name)
+    if lA is not None and lA is uA and split is None and torch.equal(rel.lower_slope, rel.upper_slope):
         A = lA.data
         pos, neg = A.clamp(min=0), A.clamp(max=0)
         out = lA.with_data(A * ls)
@@ -190,9 +194,11 @@ def _activation(ctx, op: Activation, node, lA, uA):
     lA_in = uA_in = lbias = ubias = None
     if lA is not None:
         pos, neg = lA.data.clamp(min=0), lA.data.clamp(max=0)
-        lA_in = lA.with_data(pos * ls + neg * us)
+        lA_in = lA.with_data(pos * ls + neg * us + (0 if split is None else lA.gather(split)))
         lbias = flat_sum(pos * lb + neg * ub)
     if uA is not None:
+        if split is not None:
+            raise ValueError("split constraints apply to lower bounds only (bound -C for upper bounds)")
         gl, gu = (ls, us) if uA is P else (uA.gather(rel.lower_slope), uA.gather(rel.upper_slope))
         gbl, gbu = (lb, ub) if uA is P else (uA.gather(rel.lower_bias), uA.gather(rel.upper_bias))
         pos, neg = uA.data.clamp(min=0), uA.data.clamp(max=0)

@@ -60,12 +60,17 @@ class Activation(Op):
         return None
 
     def backward(self, ctx, node_name, inputs, lA, uA):
+        """Lines of the method (or optimised lines, ctx.line_params, which may differ per spec row) per
+        sign of the coefficients; a split constraint's Lagrangian term (ctx.split_terms, beta-CROWN) is
+        added to the lower-bound coefficients of the input."""
         bounds = ctx.bounds[inputs[0]]
         rel = ctx.relaxation(self, node_name, bounds.lower, bounds.upper)
-        ls, lb = rel.lower_slope.unsqueeze(1), rel.lower_bias.unsqueeze(1)
-        us, ub = rel.upper_slope.unsqueeze(1), rel.upper_bias.unsqueeze(1)
+        like = lA if lA is not None else uA
+        ls, lb, us, ub = (per_row(t, like) for t in (rel.lower_slope, rel.lower_bias, rel.upper_slope,
+                                                     rel.upper_bias))
+        split = ctx.split_terms.get(node_name)
         lA_in = uA_in = lbias = ubias = None
-        if lA is not None and lA is uA and torch.equal(rel.lower_slope, rel.upper_slope):
+        if lA is not None and lA is uA and split is None and torch.equal(rel.lower_slope, rel.upper_slope):
             # parallel lines (Fast-Lin): one coefficient tensor serves both sides
             A_in = lA * ls
             pos, neg = lA.clamp(min=0), lA.clamp(max=0)
@@ -74,7 +79,11 @@ class Activation(Op):
             pos, neg = lA.clamp(min=0), lA.clamp(max=0)
             lA_in = pos * ls + neg * us
             lbias = _flat_sum(pos * lb + neg * ub)
+            if split is not None:
+                lA_in = lA_in + split
         if uA is not None:
+            if split is not None:
+                raise ValueError("split constraints apply to lower bounds only (bound -C for upper bounds)")
             pos, neg = uA.clamp(min=0), uA.clamp(max=0)
             uA_in = pos * us + neg * ls
             ubias = _flat_sum(pos * ub + neg * lb)
@@ -82,6 +91,12 @@ class Activation(Op):
 
     def describe(self) -> str:
         return self.kind
+
+
+def per_row(t: Tensor, A: Tensor) -> Tensor:
+    """A per-neuron tensor (B, *shape) as (B, 1, *shape) to broadcast over the spec rows of coefficients
+    A (B, S, *shape); tensors that already carry a row dim (optimised lines, (B, S or 1, *shape)) pass."""
+    return t if t.dim() == A.dim() else t.unsqueeze(1)
 
 
 def _flat_sum(t: Tensor) -> Tensor:

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..domains.interval import Interval
+from .activation import per_row
 from .base import Op, sum_out
 
 
@@ -54,8 +55,9 @@ class _Product(Op):
         """
         bx, by = ctx.bounds[inputs[0]], ctx.bounds[inputs[1]]
         pl = ctx.planes(self, node_name, bx.lower, bx.upper, by.lower, by.upper)
-        al, bl, cl = (t.unsqueeze(1) for t in (pl.lower_a, pl.lower_b, pl.lower_c))
-        au, bu, cu = (t.unsqueeze(1) for t in (pl.upper_a, pl.upper_b, pl.upper_c))
+        like = lA if lA is not None else uA
+        al, bl, cl = (per_row(t, like) for t in (pl.lower_a, pl.lower_b, pl.lower_c))
+        au, bu, cu = (per_row(t, like) for t in (pl.upper_a, pl.upper_b, pl.upper_c))
         lx = ly = ux = uy = lbias = ubias = None
         if lA is not None:
             pos, neg = lA.clamp(min=0), lA.clamp(max=0)

@@ -14,7 +14,9 @@ Our version, vectorised over all elements:
      lower plane maximises phi_l = C_l + A m_x + B m_y. phi_u is convex in (A, B) (a max of affine
      functions) and phi_l concave;
   3. ``steps`` projected-subgradient steps on phi_u / phi_l from the best candidate, keeping the best
-     tilt seen. The subgradient of phi_u is (m_x - x*, m_y - y*) at the maximiser (x*, y*), which the
+     tilt seen.
+With ``kappa > 0`` (the 'blend' planes of :mod:`certnn.relax.products`) the scores weigh in the plane's
+worst value over the box (see :func:`popqorn_tilts`). The subgradient of phi_u is (m_x - x*, m_y - y*) at the maximiser (x*, y*), which the
      exact-extremes routine returns. Steps are taken in box-normalised coordinates (A * half-width).
 
 Soundness: the search only chooses tilts. The offsets of the returned planes are computed by the caller
@@ -64,17 +66,46 @@ def _candidates(fn: ProductFn, lx, ux, ly, uy) -> tuple[Tensor, Tensor]:
 SEARCH_ITERS = 20
 
 
+#: scores within this relative tolerance count as tied (the first candidate / the earlier tilt is kept):
+#: the same box can score 1 ulp differently alone and in a batch (vectorised transcendental functions
+#: round differently in SIMD lanes and the scalar tail), and a strict comparison would then pick other
+#: tilts and make a sample's bounds depend on its batch
+TIE_RTOL = 1e-9
+
+
+def _first_min(phi: Tensor) -> Tensor:
+    """Index (1, *shape) of the first candidate (dim 0) within TIE_RTOL of the minimum score."""
+    m = phi.amin(0, keepdim=True)
+    tied = phi <= m + TIE_RTOL * (1 + m.abs())
+    return tied.to(torch.int8).argmax(0, keepdim=True)
+
+
+def _clearly_below(phi: Tensor, best: Tensor) -> Tensor:
+    return phi < best - TIE_RTOL * (1 + best.abs())
+
+
 def popqorn_tilts(fn: ProductFn, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
-                  steps: int = 10, iters: int = SEARCH_ITERS) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Tilts (A_l, B_l, A_u, B_u) of the lower and upper planes (float64 tensors of the box's shape)."""
+                  steps: int = 10, iters: int = SEARCH_ITERS, kappa: float = 0.0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Tilts (A_l, B_l, A_u, B_u) of the lower and upper planes (float64 tensors of the box's shape).
+
+    kappa = 0 (POPQORN): the least volume between plane and F. kappa in (0, 1] ('blend' planes): the lower
+    plane maximises (1 - kappa) * its mean + kappa * its minimum over the box, i.e.
+        phi_l = C_l + A m_x + B m_y - kappa (|A| h_x + |B| h_y)
+    (the plane's minimum over the box is its centre value minus |A| h_x + |B| h_y), still concave in
+    (A, B); the upper plane minimises phi_u = C_u + A m_x + B m_y + kappa (|A| h_x + |B| h_y), convex. The
+    subgradient steps get the extra term kappa (sign(A) h_x, sign(B) h_y).
+    """
+    if not 0.0 <= kappa <= 1.0:
+        raise ValueError(f"kappa must lie in [0, 1], got {kappa}")
     mx, my = (lx + ux) / 2, (ly + uy) / 2
     hx, hy = (ux - lx) / 2, (uy - ly) / 2
     A, B = _candidates(fn, lx, ux, ly, uy)
     box = [t.expand_as(A) for t in (lx, ux, ly, uy)]
     e = fn.extremes(A, B, *box, iters=iters)
-    phi_u = e.hi + A * mx + B * my
-    phi_l = -(e.lo + A * mx + B * my)  # both minimised
-    iu, il = phi_u.argmin(0, keepdim=True), phi_l.argmin(0, keepdim=True)
+    spread = kappa * (A.abs() * hx + B.abs() * hy)
+    phi_u = e.hi + A * mx + B * my + spread
+    phi_l = -(e.lo + A * mx + B * my) + spread  # both minimised
+    iu, il = _first_min(phi_u), _first_min(phi_l)
     take = lambda T, i: T.gather(0, i).squeeze(0)  # noqa: E731
     # stack (lower, upper) along a new leading axis and refine both together
     A = torch.stack([take(A, il), take(A, iu)])
@@ -93,18 +124,18 @@ def popqorn_tilts(fn: ProductFn, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
         px = torch.where(sign > 0, e.hi_x, e.lo_x)
         py = torch.where(sign > 0, e.hi_y, e.lo_y)
         off = torch.where(sign > 0, e.hi, e.lo)
-        phi = sign * (off + A * mx + B * my)
-        better = phi < best
+        phi = sign * (off + A * mx + B * my) + kappa * (A.abs() * hx + B.abs() * hy)
+        better = _clearly_below(phi, best)
         best = torch.where(better, phi, best)
         bA = torch.where(better, A, bA); bB = torch.where(better, B, bB)
         # subgradient of phi in (A, B): sign * (m - p); normalised step
         t = t0 / (k + 1)
-        A = A - t * sign * (mx - px) * gx
-        B = B - t * sign * (my - py) * gy
+        A = A - t * (sign * (mx - px) + kappa * torch.sign(A) * hx) * gx
+        B = B - t * (sign * (my - py) + kappa * torch.sign(B) * hy) * gy
     if steps:
         e = fn.extremes(A, B, *box2, iters=iters)
-        phi = sign * (torch.where(sign > 0, e.hi, e.lo) + A * mx + B * my)
-        better = phi < best
+        phi = sign * (torch.where(sign > 0, e.hi, e.lo) + A * mx + B * my) + kappa * (A.abs() * hx + B.abs() * hy)
+        better = _clearly_below(phi, best)
         bA = torch.where(better, A, bA); bB = torch.where(better, B, bB)
     return bA[0], bB[0], bA[1], bB[1]
 

@@ -22,6 +22,15 @@ mode "popqorn" (Ko et al., ICML 2019): separate lower and upper planes, each cho
 volume between it and F (:mod:`certnn.relax.product_popqorn`). Tighter on average for the backward
 (linear-bounds) engine, but not parallel, hence not a zonotope transformer by itself.
 
+mode "blend" (the backward methods' planes): POPQORN's candidates and search, but the lower plane
+maximises (1 - kappa) * its mean + kappa * its minimum over the box (the upper one minimises
+(1 - kappa) * mean + kappa * max), kappa = :data:`~certnn.relax.types.BLEND_KAPPA`; the same criterion as
+the S-shaped lines' default rule (:mod:`certnn.relax.sshape`). The least-volume plane is optimal only if
+the backward pass evaluated it at the box centre; weighing in the worst value favours smaller tilts,
+which shrink the coefficients propagated further back. Measured on LSTM / GRU MNIST classifiers
+(docs/benchmarks.md, issue 12): tighter than mode "popqorn", and than auto_LiRPA's CROWN on unrolled twins
+(sigmoid and tanh lines followed by a McCormick plane) on every LSTM margin and on average on a GRU.
+
 Soundness: whatever the mode, the offsets are the exact extremes of F - A x - B y over the box, found by
 enumerating corners, stationary points on the four edges and interior stationary points
 (:mod:`certnn.relax.product_extremes`; all candidates are box points, and the enumeration provably
@@ -39,9 +48,9 @@ from .product_extremes import WORK_DTYPE
 from .product_fns import SIGMOID_MUL, SIGMOID_TANH, ProductFn
 from .product_popqorn import popqorn_tilts
 from .product_tilts import certrnn_sigmoid_mul_candidates, certrnn_sigmoid_tanh_candidates, corner_fit
-from .types import PlaneRelaxation, safety_margin
+from .types import BLEND_KAPPA, PlaneRelaxation, safety_margin
 
-MODES = ("certrnn", "popqorn")
+MODES = ("certrnn", "popqorn", "blend")
 SELECT_ITERS = 20
 
 
@@ -89,6 +98,15 @@ def _first_narrowest(w: Tensor) -> Tensor:
     return tied.to(torch.int8).argmax(0, keepdim=True)
 
 
+def _search_grid(box: list[Tensor]) -> list[Tensor]:
+    """The box rounded to float32's grid, for the *search* of tilts only: the search makes discrete
+    choices (argmin over candidates, subgradient steps), so box bounds that differ by rounding noise (e.g.
+    the same sample bounded alone or in a batch) could pick different tilts; on the coarser grid they
+    coincide except within an ulp of a float32 boundary. Offsets are then computed on the true box, so
+    the planes stay sound whatever box the search saw."""
+    return [t.to(torch.float32).to(t.dtype) for t in box]
+
+
 def _planes(fn: ProductFn, candidates, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor, mode: str) -> PlaneRelaxation:
     _check_box(lx, ux, ly, uy)
     if mode not in MODES:
@@ -109,20 +127,51 @@ def _planes(fn: ProductFn, candidates, lx: Tensor, ux: Tensor, ly: Tensor, uy: T
         c_lo, c_hi = _offsets(fn, A, B, box, out)
         A, B = A.to(out), B.to(out)
         return PlaneRelaxation(A, B, c_lo, A.clone(), B.clone(), c_hi)
-    Al, Bl, Au, Bu = (t.to(out).to(WORK_DTYPE) for t in popqorn_tilts(fn, *box))
+    kappa = BLEND_KAPPA if mode == "blend" else 0.0
+    Al, Bl, Au, Bu = (t.to(out).to(WORK_DTYPE) for t in popqorn_tilts(fn, *_search_grid(box), kappa=kappa))
     c_lo, _ = _offsets(fn, Al, Bl, box, out)
     _, c_hi = _offsets(fn, Au, Bu, box, out)
     return PlaneRelaxation(Al.to(out), Bl.to(out), c_lo, Au.to(out), Bu.to(out), c_hi)
 
 
 def sigmoid_tanh_planes(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor, mode: str = "certrnn") -> PlaneRelaxation:
-    """Planes bounding sigma(x) * tanh(y) on [lx, ux] x [ly, uy]; mode 'certrnn' (parallel) or 'popqorn'."""
+    """Planes bounding sigma(x) * tanh(y) on [lx, ux] x [ly, uy]; mode 'certrnn' (parallel), 'popqorn' or
+    'blend'."""
     return _planes(SIGMOID_TANH, certrnn_sigmoid_tanh_candidates, lx, ux, ly, uy, mode)
 
 
 def sigmoid_mul_planes(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor, mode: str = "certrnn") -> PlaneRelaxation:
-    """Planes bounding sigma(x) * y on [lx, ux] x [ly, uy]; mode 'certrnn' (parallel) or 'popqorn'."""
+    """Planes bounding sigma(x) * y on [lx, ux] x [ly, uy]; mode 'certrnn' (parallel), 'popqorn' or 'blend'."""
     return _planes(SIGMOID_MUL, certrnn_sigmoid_mul_candidates, lx, ux, ly, uy, mode)
+
+
+PRODUCT_FNS = {"sigmoid_tanh_mul": SIGMOID_TANH, "sigmoid_mul": SIGMOID_MUL}
+
+
+def tilted_planes(kind: str, Al: Tensor, Bl: Tensor, Au: Tensor, Bu: Tensor, lx: Tensor, ux: Tensor, ly: Tensor,
+                  uy: Tensor) -> PlaneRelaxation:
+    """Sound planes with *given* tilts (lower (Al, Bl), upper (Au, Bu); any values, broadcastable with the
+    box) for the product `kind` ('sigmoid_tanh_mul', 'sigmoid_mul' or 'mul') on [lx, ux] x [ly, uy]: the
+    offsets are the exact extremes of F - A x - B y on the box (for x*y a bilinear residual, extreme at
+    a corner), widened by a few ulps. Used by optimisers that choose tilts (alpha-CROWN)."""
+    if kind == "mul":
+        xs = torch.stack(torch.broadcast_tensors(lx, lx, ux, ux))
+        ys = torch.stack(torch.broadcast_tensors(ly, uy, ly, uy))
+        lo = (xs * ys - Al * xs - Bl * ys)
+        hi = (xs * ys - Au * xs - Bu * ys)
+        mag = ((lx.abs() + ux.abs()) * (ly.abs() + uy.abs()) + (Al.abs() + Au.abs()) * (lx.abs() + ux.abs())
+               + (Bl.abs() + Bu.abs()) * (ly.abs() + uy.abs()))
+        margin = safety_margin(mag)
+        return PlaneRelaxation(Al, Bl, lo.amin(0) - margin, Au, Bu, hi.amax(0) + margin)
+    fn = PRODUCT_FNS[kind]
+    out = lx.dtype
+    shape = torch.broadcast_shapes(Al.shape, Bl.shape, Au.shape, Bu.shape, lx.shape, ly.shape)
+    box = [torch.broadcast_to(t, shape).to(WORK_DTYPE) for t in (lx, ux, ly, uy)]
+    c_lo, _ = _offsets(fn, torch.broadcast_to(Al, shape).to(WORK_DTYPE), torch.broadcast_to(Bl, shape).to(WORK_DTYPE),
+                       box, out)
+    _, c_hi = _offsets(fn, torch.broadcast_to(Au, shape).to(WORK_DTYPE), torch.broadcast_to(Bu, shape).to(WORK_DTYPE),
+                       box, out)
+    return PlaneRelaxation(Al, Bl, c_lo, Au, Bu, c_hi)
 
 
 def mccormick_planes(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
@@ -150,4 +199,5 @@ def mul_parallel_planes(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> Plane
     return PlaneRelaxation(my, mx, c - r - margin, my.clone(), mx.clone(), c + r + margin)
 
 
-__all__ = ["sigmoid_tanh_planes", "sigmoid_mul_planes", "mccormick_planes", "mul_parallel_planes", "MODES"]
+__all__ = ["sigmoid_tanh_planes", "sigmoid_mul_planes", "mccormick_planes", "mul_parallel_planes", "tilted_planes",
+           "MODES"]

@@ -5,12 +5,28 @@ derivative f' that is unimodal with its peak f'(0). For such f, f(x) - a*x on [l
 at l, u, or the (at most two) points where f'(x) = a, which are +-x*(a) with x*(a) = (f')^{-1}(a) >= 0.
 That makes the *exact* worst violation of any line computable in closed form.
 
-CROWN (Zhang et al., NeurIPS 2018, Table 1 / Sec. 3.3) uses, on [l, u]:
-  * u <= 0 (convex part):  upper = chord,            lower = tangent at d = (l+u)/2;
-  * l >= 0 (concave part): upper = tangent at d,      lower = chord;
-  * l < 0 < u (crossing):  upper = line through (l, f(l)) tangent at d_u >= 0 (chord when d_u > u);
-                           lower = line through (u, f(u)) tangent at d_l <= 0 (chord when d_l < l).
-The tangent points d_u, d_l are found by a batched bisection (no per-neuron loops).
+Non-optimised lines (:func:`sshape_relaxation`, used by crown, fastlin, crown-ibp, cnncert, popqorn) are
+supporting lines of f's envelopes on [l, u]: the lower line is the supporting line at a point q_lo of f's
+lower convex envelope, the upper line the supporting line at q_up of its upper concave envelope; a line
+below f that touches the envelope at q is the highest of all such lines at q. Per case, with d_l <= 0
+CROWN's tangent point of the lower line through (u, f(u)) and d_u >= 0 that of the upper line through
+(l, f(l)) (chords where the tangent point leaves [l, u]):
+  * u <= 0 (convex part):  upper = chord,                  lower = tangent at q_lo;
+  * l >= 0 (concave part): upper = tangent at q_up,         lower = chord;
+  * l < 0 < u (crossing):  upper = tangent at max(q_up, d_u), lower = tangent at min(q_lo, d_l).
+Rules for the points (:func:`sshape_slopes`):
+  * 'min-area': q_lo = q_up = m = (l+u)/2, the lines with the least area between them and f (auto_LiRPA's
+    CROWN lines, whose crossing-case switch to the tangent at m is this rule);
+  * 'blend' (default): q_lo = m - kappa (u-l)/2, q_up = m + kappa (u-l)/2, the lines that optimise
+    (1 - kappa) * mean + kappa * worst value over [l, u] (kappa = :data:`~certnn.relax.types.BLEND_KAPPA`
+    = 0.2); measured tighter than min-area on every model of docs/benchmarks.md (issue 12, part 1);
+  * 'crown' (Zhang et al., NeurIPS 2018, Table 1 / Sec. 3.3): min-area except that the crossing case always
+    uses the tangents at d_l, d_u.
+The tangent points are found by a batched bisection (no per-neuron loops).
+
+For optimisers (alpha-CROWN style): :func:`sshape_lines` builds sound lines for arbitrary given slopes
+(any broadcastable shapes; gradients flow to slopes and bounds) and :func:`sshape_slope_range` gives the
+slope range that contains every non-dominated line.
 
 Soundness: whatever slope a line was chosen with, its intercept is then set from the exact extremes of
 f(x) - a*x over [l, u] (:func:`exact_offsets`) plus a few ulps (:func:`~certnn.relax.types.safety_margin`),
@@ -25,7 +41,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .types import LinearRelaxation, safety_margin
+from .types import BLEND_KAPPA, LinearRelaxation, safety_margin
 
 
 @dataclass(frozen=True)
@@ -91,17 +107,14 @@ def stationary_candidates(fn: SShape, slope: Tensor, l: Tensor, u: Tensor) -> li
 
 
 def exact_offsets(fn: SShape, slope: Tensor, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-    """min and max over x in [l, u] of f(x) - slope*x, widened by a few ulps (sound offsets)."""
+    """min and max over x in [l, u] of f(x) - slope*x, widened by a few ulps (sound offsets); slope, l and u
+    broadcast against each other and the result has their broadcast shape."""
     cands = stationary_candidates(fn, slope, l, u)
-    vals = torch.stack([fn.f(c) - slope * c for c in cands])
-    mags = torch.stack([torch.maximum(fn.f(c).abs(), (slope * c).abs()) for c in cands]).amax(0)
+    vals = torch.stack(torch.broadcast_tensors(*[fn.f(c) - slope * c for c in cands]))
+    mags = torch.stack(torch.broadcast_tensors(*[torch.maximum(fn.f(c).abs(), (slope * c).abs())
+                                                 for c in cands])).amax(0)
     margin = safety_margin(mags)
     return vals.amin(0) - margin, vals.amax(0) + margin
-
-
-def _tangent(fn: SShape, d: Tensor) -> tuple[Tensor, Tensor]:
-    k = fn.df(d)
-    return k, fn.f(d) - k * d
 
 
 def _chord(fn: SShape, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
@@ -122,42 +135,156 @@ def _bisect(h: Callable[[Tensor], Tensor], lo: Tensor, hi: Tensor, iters: int) -
     return hi
 
 
-def sshape_relaxation(fn: SShape, l: Tensor, u: Tensor, iters: int = 40) -> LinearRelaxation:
-    """CROWN's tangent/chord lines for an S-shaped f on [l, u], made sound by exact offsets."""
+def lower_envelope_point(fn: SShape, l: Tensor, u: Tensor, iters: int = 40) -> tuple[Tensor, Tensor]:
+    """The lower convex envelope of f on [l, u] (all tensors of one shape), as (d, chord):
+
+        env(x) = f(x) on [l, d],  then the segment from (d, f(d)) to (u, f(u)) on [d, u];
+
+    chord is True where the envelope is the chord of [l, u] (d <= l). By case:
+      * u <= 0 (f convex on [l, u]): env = f, d = u;
+      * l >= 0 (f concave on [l, u]): env = chord;
+      * l < 0 < u: d <= 0 is CROWN's lower tangent point, the root of
+            h(d) = f(d) + f'(d) (u - d) - f(u)    (tangent at d, evaluated at u, minus f(u)),
+        increasing on (-inf, 0] (h' = f''(d)(u - d) > 0) with h(0) >= 0; chord where h(l) >= 0.
+        The root is bracketed in s = log1p(-d) in [0, log1p(-l)] (relative precision ~2^-iters even for
+        |l| ~ 1e8, where d itself is only ~ -log(u)). The returned d is the bracket end with h(d) <= 0.
+
+    d only steers a slope choice (offsets are exact, see :func:`exact_offsets`), so it carries no
+    gradient (it is computed from detached bounds).
+    """
+    l, u = l.detach(), u.detach()
+    zero = torch.zeros_like(l)
+    lz, uz = torch.minimum(l, zero), torch.maximum(u, zero)
+
+    def g(s: Tensor) -> Tensor:  # -h(-expm1(s)): increasing in s >= 0
+        d = -torch.expm1(s)
+        return fn.f(uz) - fn.f(d) - fn.df(d) * (uz - d)
+
+    crossing = (l < 0) & (u > 0)
+    s_max = torch.log1p(-lz)
+    d_cross = -torch.expm1(_bisect(g, zero, s_max, iters))
+    chord = (l >= 0) | (crossing & (g(s_max) <= 0))
+    d = torch.where(u <= 0, u, torch.maximum(d_cross, l))
+    return d, chord
+
+
+def upper_envelope_point(fn: SShape, l: Tensor, u: Tensor, iters: int = 40) -> tuple[Tensor, Tensor]:
+    """The upper concave envelope of f on [l, u] as (d, chord): the segment from (l, f(l)) to (d, f(d)),
+    then f on [d, u]; chord where the envelope is the chord (d >= u). By the point symmetry
+    f(-x) = 2 f(0) - f(x) of an S-shaped f, this is :func:`lower_envelope_point` on [-u, -l], mirrored."""
+    d, chord = lower_envelope_point(fn, -u, -l, iters)
+    return -d, chord
+
+
+def lower_support_slope(fn: SShape, l: Tensor, u: Tensor, p: Tensor, iters: int = 40) -> Tensor:
+    """Slope of the supporting line at p in [l, u] of f's lower convex envelope on [l, u]
+    (:func:`lower_envelope_point`): f'(min(p, d)) on the curved part, the segment's slope beyond it, the
+    chord's slope where the envelope is the chord. (The segment's slope is f'(d): it is tangent at d.)"""
+    d, chord = lower_envelope_point(fn, l, u, iters)
+    k_chord, _ = _chord(fn, l, u)
+    return torch.where(chord, k_chord, fn.df(torch.minimum(p, d)))
+
+
+def upper_support_slope(fn: SShape, l: Tensor, u: Tensor, p: Tensor, iters: int = 40) -> Tensor:
+    """Slope of the supporting line at p in [l, u] of f's upper concave envelope on [l, u]
+    (:func:`upper_envelope_point`): f'(max(p, d)), or the chord's slope where the envelope is the chord.
+    (Evaluated on [l, u] itself, not mirrored: f near +1 has no digits to spare for f(u) - f(l).)"""
+    d, chord = upper_envelope_point(fn, l, u, iters)
+    k_chord, _ = _chord(fn, l, u)
+    return torch.where(chord, k_chord, fn.df(torch.maximum(p, d)))
+
+
+RULES = ("blend", "min-area", "crown")
+
+
+def sshape_slopes(fn: SShape, l: Tensor, u: Tensor, rule: str = "blend", kappa: float = BLEND_KAPPA,
+                  iters: int = 40) -> tuple[Tensor, Tensor]:
+    """(lower slope, upper slope) of the non-optimised lines on [l, u] (tensors of one shape).
+
+    rule 'blend' (default): the lower line maximises (1 - kappa) * mean + kappa * min of the line over
+    [l, u] among all lines below f; the upper line minimises (1 - kappa) * mean + kappa * max among all
+    lines above f (criterion: :data:`~certnn.relax.types.BLEND_KAPPA`). Every useful slope a is >= 0, so
+    the mean of a line is its value at m = (l+u)/2 and its min its value at l:
+        (1 - kappa) line(m) + kappa line(l) = line(q_lo),   q_lo = m - kappa (u - l) / 2,
+    and the lower line highest at one point q_lo is the supporting line at q_lo of f's lower convex
+    envelope on [l, u]: slope f'(min(q_lo, d_l)), with d_l the envelope point of
+    :func:`lower_envelope_point` (the chord's slope where the envelope is the chord). The upper line is the
+    concave envelope's supporting line at q_up = m + kappa (u - l) / 2: slope f'(max(q_up, d_u)).
+
+    rule 'min-area': 'blend' with kappa = 0, the supporting lines at m. Among the lines below f, the area
+    between line and f is  int f - (u - l) line(m),  so this is the line with the least area (auto_LiRPA's
+    CROWN lines: its switch to the tangent at m when the crossing-case tangent point passes m is this rule).
+
+    rule 'crown' (Zhang et al. NeurIPS 2018, Sec. 3.3): u <= 0: chord above, tangent at m below; l >= 0:
+    tangent at m above, chord below; l < 0 < u: the line through (l, f(l)) tangent at d_u >= 0 above and the
+    line through (u, f(u)) tangent at d_l <= 0 below (chords where the tangent point leaves [l, u]).
+
+    Why kappa > 0: in a backward bound the line is evaluated where the input set puts the neuron, which
+    is its centre when the coefficients of many neurons cancel and its worst end when they do not;
+    min-area optimises only for the centre, where moving the tangent point costs only second order
+    (d line(m) / d q = f''(q)(m - q) vanishes at q = m) while the slope it saves shrinks every
+    coefficient propagated further back. Measured (docs/benchmarks.md, issue 12): kappa = 0.2 gives
+    tighter margins than min-area on every model tried.
+    """
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; supported: {', '.join(RULES)}")
+    m = (l + u) / 2
+    if rule == "crown":  # the segment's slope in the crossing case (any point beyond the envelope point)
+        crossing = (l < 0) & (u > 0)
+        q_lo, q_up = torch.where(crossing, u, m), torch.where(crossing, l, m)
+    else:
+        k = 0.0 if rule == "min-area" else kappa
+        if not 0.0 <= k <= 1.0:
+            raise ValueError(f"kappa must lie in [0, 1], got {k}")
+        half = k * (u - l) / 2
+        q_lo, q_up = m - half, m + half
+    return lower_support_slope(fn, l, u, q_lo, iters), upper_support_slope(fn, l, u, q_up, iters)
+
+
+def sshape_relaxation(fn: SShape, l: Tensor, u: Tensor, rule: str = "blend", kappa: float = BLEND_KAPPA,
+                      iters: int = 40) -> LinearRelaxation:
+    """Lines a_lo x + b_lo <= f(x) <= a_up x + b_up on [l, u] for an S-shaped f (tensors of one shape):
+    slopes by :func:`sshape_slopes` (default: the 'blend' lines), offsets exact (:func:`sshape_lines`).
+
+    Soundness: the slope is only a choice; each intercept is the exact extreme of f(x) - a x over [l, u]
+    plus a few ulps, so the lines bound f on the whole interval whatever the slope.
+    """
     if (u < l).any():
         raise ValueError("sshape_relaxation needs l <= u")
-    mid = (l + u) / 2
-    chord_k, _ = _chord(fn, l, u)
-    tan_k, _ = _tangent(fn, mid)
+    lo_k, up_k = sshape_slopes(fn, l, u, rule, kappa, iters)
+    return sshape_lines(fn, l, u, lo_k, up_k)
 
-    # crossing case: tangent point d_u >= 0 of the upper line through (l, f(l)).
-    lz = torch.minimum(l, torch.zeros_like(l))
-    uz = torch.maximum(u, torch.zeros_like(u))
 
-    def h_up(d: Tensor) -> Tensor:  # increasing in d >= 0
-        return fn.f(d) + fn.df(d) * (lz - d) - fn.f(lz)
+def sshape_lines(fn: SShape, l: Tensor, u: Tensor, lower_slope: Tensor, upper_slope: Tensor) -> LinearRelaxation:
+    """Sound lines with the given slopes: lower_slope x + b_lo <= f(x) <= upper_slope x + b_up on [l, u].
 
-    def h_lo(e: Tensor) -> Tensor:  # e = -d >= 0; minus the gap of the tangent at d = -e at u; increasing
-        return fn.f(uz) - fn.f(-e) - fn.df(-e) * (uz + e)
+    Any slopes (negative, zero, beyond f'(0)) and any broadcastable shapes, e.g. l, u (B, 1, n) and slopes
+    (B, S, n) for per-spec slopes of an optimiser; the result has the broadcast shape.
+        b_lo = min_{x in [l, u]} f(x) - lower_slope x,   b_up = max_{x in [l, u]} f(x) - upper_slope x
+    (exact, :func:`exact_offsets`, plus a few ulps). Gradients flow from b_lo, b_up to the slopes and to
+    l, u (envelope theorem: d b_lo / d a = -x_min, and to l or u where the extreme sits at an end).
+    """
+    if (u < l).any():
+        raise ValueError("sshape_lines needs l <= u")
+    lo_b, _ = exact_offsets(fn, lower_slope, l, u)
+    _, up_b = exact_offsets(fn, upper_slope, l, u)
+    return LinearRelaxation(lower_slope.expand_as(lo_b), lo_b, upper_slope.expand_as(up_b), up_b)
 
-    up_use_chord = h_up(uz) <= 0  # tangent point beyond u: the chord is above f
-    d_u = _bisect(h_up, torch.zeros_like(l), uz, iters)
-    # lower: tangent point d_l <= 0 with the line through (u, f(u)); search e = -d_l in [0, -l]
-    lo_use_chord = h_lo(-lz) <= 0
-    e = _bisect(h_lo, torch.zeros_like(l), -lz, iters)
-    d_l = -e
 
-    k_up_cross = torch.where(up_use_chord, chord_k, fn.df(d_u))
-    k_lo_cross = torch.where(lo_use_chord, chord_k, fn.df(d_l))
+def sshape_slope_range(fn: SShape, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    """(k_min, k_max) with every useful slope of a lower or an upper line on [l, u] inside [k_min, k_max]:
 
-    convex = u <= 0
-    concave = l >= 0
-    up_k = torch.where(convex, chord_k, torch.where(concave, tan_k, k_up_cross))
-    lo_k = torch.where(convex, tan_k, torch.where(concave, chord_k, k_lo_cross))
+        k_min = min(f'(l), f'(u), chord),   k_max = max(f'(clip(0, l, u)), chord).
 
-    lo_min, _ = exact_offsets(fn, lo_k, l, u)
-    _, up_max = exact_offsets(fn, up_k, l, u)
-    return LinearRelaxation(lo_k, lo_min, up_k, up_max)
+    A line below f is dominated (lower everywhere on [l, u] than another line below f) unless its slope is
+    a supporting slope of f's convex envelope on [l, u], which lies between the envelope's end slopes:
+    f'(l) or the chord's slope at l, and f'(d_l) <= f'(clip(0, l, u)) or the chord's slope at u; likewise
+    for the upper line and the concave envelope. So an optimiser loses nothing by projecting slopes into
+    this range (any slope is still sound with :func:`sshape_lines`)."""
+    k_chord, _ = _chord(fn, l, u)
+    peak = fn.df(torch.minimum(torch.maximum(torch.zeros_like(l), l), u))
+    k_min = torch.minimum(torch.minimum(fn.df(l), fn.df(u)), k_chord)
+    return k_min, torch.maximum(peak, k_chord)
 
 
 def parallel_relaxation(fn: SShape, l: Tensor, u: Tensor, slope: str = "secant") -> LinearRelaxation:
@@ -182,6 +309,7 @@ def interval_image(fn: SShape, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
     return fn.f(l), fn.f(u)
 
 
-__all__ = ["SShape", "SIGMOID", "TANH", "ARCTAN", "SSHAPES", "sshape_relaxation", "parallel_relaxation",
-           "exact_offsets", "stationary_candidates", "interval_image"]
+__all__ = ["SShape", "SIGMOID", "TANH", "ARCTAN", "SSHAPES", "RULES", "sshape_relaxation", "sshape_slopes",
+           "sshape_lines", "sshape_slope_range", "lower_envelope_point", "upper_envelope_point", "lower_support_slope",
+           "upper_support_slope", "parallel_relaxation", "exact_offsets", "stationary_candidates", "interval_image"]
 

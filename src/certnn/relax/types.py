@@ -46,6 +46,13 @@ class PlaneRelaxation:
         return lo, hi
 
 
+#: Weight of the worst case in the criterion that chooses non-optimised lines and planes ("blend"): a lower
+#: line (plane) maximises (1 - BLEND_KAPPA) * its mean + BLEND_KAPPA * its minimum over the box, an upper
+#: one minimises (1 - BLEND_KAPPA) * mean + BLEND_KAPPA * max. 0 is the minimal-area (volume) choice, 1 the
+#: interval worst case. 0.2 measured best over the models of docs/benchmarks.md (issue 12, part 1).
+BLEND_KAPPA = 0.2
+
+
 def safety_margin(*values: Tensor) -> Tensor:
     """A few ulps of the largest magnitude involved: added to offsets computed in floating point so that
     rounding in the evaluation of f cannot push a bound across f."""

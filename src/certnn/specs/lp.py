@@ -186,6 +186,14 @@ class LpBall:
             return f"L{self.norm}"
         return f"L{self.frame_norm} per frame, Linf across frames"
 
+    def select(self, index: Tensor) -> "LpBall":
+        """The samples `index` of this set (clip bounds with a batch dim are cut too)."""
+        clip = None
+        if self.clip is not None:
+            clip = tuple(c[index] if c.dim() == self.center.dim() and c.shape[0] == self.batch else c
+                         for c in self.clip)
+        return LpBall(self.center[index], self.eps[index], self.norm, clip, self.scale, self.frame_norm)
+
     def _eps_b(self) -> Tensor:
         return self.eps.reshape((-1,) + (1,) * (self.center.ndim - 1))
 
@@ -205,19 +213,44 @@ class LpBall:
         sign = -1.0 if side == "lower" else 1.0
         box = self.box()
         Af = A.reshape(B, S, -1)
-        mid = box.center.reshape(B, 1, -1)
-        rad = box.radius.reshape(B, 1, -1)
-        box_val = (Af * mid).sum(-1) + sign * (Af.abs() * rad).sum(-1) + bias
+        # batched matrix-vector products: one pass over A (and one over |A|), no (B, S, n) temporaries
+        mid = box.center.reshape(B, -1, 1).to(Af.dtype)
+        rad = box.radius.reshape(B, -1, 1).to(Af.dtype)
+        box_val = torch.bmm(Af, mid).squeeze(-1) + sign * torch.bmm(Af.abs(), rad).squeeze(-1) + bias
         if self.is_box:
             return box_val
         # ball bound: A.x0 +- eps ||A * scale||_q over the whole input of the sample (per frame: the sum over
         # frames of the frames' dual norms)
         As = Af if self.scale is None else Af * torch.broadcast_to(self.scale, self.center.shape[1:]).reshape(1, 1, -1)
         dual = self.dual_norm(As)
-        ball_val = (Af * self.center.reshape(B, 1, -1)).sum(-1) + sign * self.eps.reshape(B, 1) * dual + bias
+        ball_val = torch.bmm(Af, self.center.reshape(B, -1, 1)).squeeze(-1) + sign * self.eps.reshape(B, 1) * dual + bias
         if side == "lower":
             return torch.maximum(ball_val, box_val)
         return torch.minimum(ball_val, box_val)
+
+    def minimizer(self, A: Tensor) -> Tensor:
+        """A point of each sample's set (B, *in_shape) where the linear function A[b] . x (A (B, *in_shape))
+        is small: the exact minimiser for L-inf (a box), the ball's minimiser clipped into the box for L2
+        / L1 (a candidate point, e.g. for a counterexample search, not a bound); per-frame balls take each
+        frame's minimiser (clipping into the box keeps every frame inside its ball)."""
+        box = self.box()
+        if self.is_box:
+            return torch.where(A > 0, box.lower, box.upper)
+        B = self.batch
+        s = torch.ones_like(self.center) if self.scale is None else torch.broadcast_to(self.scale, self.center.shape)
+        rows = B * self.frames if self.frame_norm else B
+        As = (A * s).reshape(rows, -1)
+        norm = self.frame_norm or self.norm
+        if norm == "inf":  # L-inf within frames: the frame's corner
+            z = -torch.sign(As)
+        elif norm == "2":
+            z = -As / torch.linalg.vector_norm(As, dim=1, keepdim=True).clamp(min=1e-300)
+        else:
+            z = torch.zeros_like(As)
+            k = As.abs().argmax(1)
+            z[torch.arange(rows), k] = -torch.sign(As[torch.arange(rows), k])
+        x = self.center + self.eps.reshape((-1,) + (1,) * (self.center.dim() - 1)) * z.reshape(A.shape) * s
+        return torch.minimum(torch.maximum(x, box.lower), box.upper)
 
     def contains(self, x: Tensor, tol: float = 1e-9) -> Tensor:
         """Per-sample membership test of concrete points x (B, *in_shape)."""

@@ -170,7 +170,7 @@ def test_milp_stage_on_a_tiny_conv_net_uses_the_dense_form():
     smax = float(v.max())
     # unsafe: Y_0 - Y_1 >= c. Reachable (sampled) just below the sampled max -> violated
     p = parse_vnnlib(_header(9, 2) + _box(lo, hi) + f"(assert (>= (- Y_0 Y_1) {smax - 1e-3!r}))")
-    r = verify_property(g, p, VerifyConfig(timeout=20.0, exact="milp", split=False, attack=False))
+    r = verify_property(g, p, VerifyConfig(timeout=20.0, exact="milp", split=False, attack=False, bab=False))
     assert r.verdict == "violated" and r.decided_by == "milp" and property_violated(p, r.x, r.y)
     # the exact max from the MILP on the dense form, a bit above it -> holds
     from certnn.graph.passes import unroll_convs

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from certnn.domains import Interval
-from certnn.engine.backward import _propagate
+from certnn.engine.backward import propagate as _propagate
 from certnn.engine.context import RunContext
 from certnn.engine.methods import get_method
 from certnn.graph import GraphBuilder

@@ -74,7 +74,7 @@ def test_add_concat_backward_is_vjp():
     A = torch.randn((2, 3) + tuple(y.shape[1:]), dtype=D)
     spec = LpBall.make(x.detach(), 0.0, "inf")
     ctx = RunContext(g, spec, certnn.get_method("crown"))
-    from certnn.engine.backward import _propagate
+    from certnn.engine.backward import propagate as _propagate
     lo, _ = _propagate(ctx, c, A, None, torch.zeros(2, 3, dtype=D), torch.zeros(2, 3, dtype=D))
     want = (A * y.unsqueeze(1)).reshape(2, 3, -1).sum(-1)
     assert torch.allclose(lo, want.detach(), atol=1e-12)

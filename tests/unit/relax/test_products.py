@@ -89,12 +89,15 @@ def _assert_sound(rel, F, box):
         assert torch.isfinite(v).all() and v.dtype == lx.dtype and v.shape == lx.shape
 
 
+MODES = ["certrnn", "popqorn", "blend"]
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("mode", ["certrnn", "popqorn"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("product", sorted(PRODUCTS))
 def test_planes_sound(product, mode, dtype):
     planes, F = PRODUCTS[product]
-    box = _boxes(dtype, seed=2 * sorted(PRODUCTS).index(product) + (mode == "popqorn"))
+    box = _boxes(dtype, seed=2 * sorted(PRODUCTS).index(product) + (mode == "popqorn") + 10 * (mode == "blend"))
     rel = planes(*box, mode=mode)
     _assert_sound(rel, F, box)
     if mode == "certrnn":  # parallel planes for the zonotope transformer
@@ -102,7 +105,7 @@ def test_planes_sound(product, mode, dtype):
         assert (rel.upper_c >= rel.lower_c).all()
 
 
-@pytest.mark.parametrize("mode", ["certrnn", "popqorn"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("product", sorted(PRODUCTS))
 def test_float32_planes_hold_in_float64(product, mode):
     """float32 planes (coefficients and box are exact float64 numbers) still enclose F when everything is
@@ -168,7 +171,7 @@ def _true_extreme(F, A, B, box, sign):
 NP_F = {"sigmoid_tanh": lambda x, y: np.tanh(y) / (1 + np.exp(-x)), "sigmoid_mul": lambda x, y: y / (1 + np.exp(-x))}
 
 
-@pytest.mark.parametrize("mode", ["certrnn", "popqorn"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("product", sorted(PRODUCTS))
 def test_offsets_are_the_true_extremes(product, mode):
     """The computed C_l (C_u) is within 1e-6 of the true min (max) of F - A x - B y: the enumerated
@@ -263,13 +266,40 @@ def test_certrnn_never_wider_than_corner_fit_and_popqorn_mean_gap_smaller():
         assert gap_p.mean() <= (rc.upper_c - rc.lower_c).mean()
 
 
+def _plane_scores(rel, box, kappa):
+    """(1 - kappa) * mean + kappa * worst value over the box of the lower plane (higher is better) and of
+    the upper plane (lower is better): the 'blend' criterion; kappa = 0 is the volume criterion."""
+    lx, ux, ly, uy = box
+    mx, my, hx, hy = (lx + ux) / 2, (ly + uy) / 2, (ux - lx) / 2, (uy - ly) / 2
+    lo = rel.lower_a * mx + rel.lower_b * my + rel.lower_c - kappa * (rel.lower_a.abs() * hx + rel.lower_b.abs() * hy)
+    hi = rel.upper_a * mx + rel.upper_b * my + rel.upper_c + kappa * (rel.upper_a.abs() * hx + rel.upper_b.abs() * hy)
+    return lo, hi
+
+
+@pytest.mark.parametrize("product", sorted(PRODUCTS))
+def test_blend_planes_optimise_their_criterion(product):
+    """On random boxes the 'blend' planes score better than POPQORN's least-volume planes under the blend
+    criterion, and POPQORN's score better under the volume criterion (each search optimises its own)."""
+    from certnn.relax.types import BLEND_KAPPA
+
+    planes, _ = PRODUCTS[product]
+    box = _uniform_boxes(400, 4.0, seed=9)
+    rb, rp = planes(*box, mode="blend"), planes(*box, mode="popqorn")
+    lo_b, hi_b = _plane_scores(rb, box, BLEND_KAPPA)
+    lo_p, hi_p = _plane_scores(rp, box, BLEND_KAPPA)
+    assert lo_b.mean() > lo_p.mean() and hi_b.mean() < hi_p.mean()
+    lo_b, hi_b = _plane_scores(rb, box, 0.0)
+    lo_p, hi_p = _plane_scores(rp, box, 0.0)
+    assert lo_p.mean() > lo_b.mean() and hi_p.mean() < hi_b.mean()
+
+
 @pytest.mark.parametrize("product", sorted(PRODUCTS))
 def test_degenerate_and_shapes(product):
     planes, F = PRODUCTS[product]
     # a point box: both planes pass (within ulps) through F at the point
     x = torch.tensor([-3.0, 0.0, 2.5, 700.0, -800.0], dtype=torch.float64)
     y = torch.tensor([1.0, 0.0, -4.0, -2.0, 3.0], dtype=torch.float64)
-    for mode in ("certrnn", "popqorn"):
+    for mode in MODES:
         rel = planes(x, x.clone(), y, y.clone(), mode=mode)
         lo, hi = rel.evaluate(x, y)
         assert torch.allclose(lo, F(x, y), atol=1e-9) and torch.allclose(hi, F(x, y), atol=1e-9)

@@ -49,9 +49,10 @@ def _check(rel, f, l, u, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("fn", [SIGMOID, TANH, ARCTAN], ids=lambda f: f.name)
-def test_sshape_crown_sound(fn, dtype):
+@pytest.mark.parametrize("rule", ["blend", "min-area", "crown"])
+def test_sshape_lines_sound(fn, dtype, rule):
     l, u = _intervals(dtype)
-    _check(sshape_relaxation(fn, l, u), fn.f, l, u, dtype)
+    _check(sshape_relaxation(fn, l, u, rule=rule), fn.f, l, u, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -85,7 +86,7 @@ def test_tight_points_touch():
     touches at the midpoint; the crossing-case upper line passes through (l, f(l))."""
     l = torch.tensor([-3.0, 0.5, -2.0], dtype=torch.float64)
     u = torch.tensor([-1.0, 2.5, 3.0], dtype=torch.float64)
-    rel = sshape_relaxation(TANH, l, u)
+    rel = sshape_relaxation(TANH, l, u, rule="crown")
     f = torch.tanh
     # convex case: upper chord through both ends
     assert torch.allclose(rel.upper_slope[0] * l[0] + rel.upper_bias[0], f(l[0]), atol=1e-12)

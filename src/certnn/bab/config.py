@@ -1,0 +1,39 @@
+"""Settings of branch and bound (beta-CROWN on ReLU splits)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..config import Config
+from ..errors import ConfigError
+from ..optimize.config import AlphaConfig
+
+
+@dataclass(frozen=True)
+class BabConfig(Config):
+    """root: alpha-CROWN at the root (intermediate bounds optimised too; its bounds are every sub-domain's
+    starting intermediate bounds). domains: the optimiser of each round's sub-domains (alpha of the output
+    and the split multipliers beta, warm-started from the parent). batch: sub-domains split per round
+    (twice as many children are bounded in one batched computation). branching: 'fsb' (filtered smart
+    branching: the `candidates` best neurons by the babsr score are tried and the one whose children's
+    worse bound is best is split) or 'babsr' (the score alone). max_domains: the open sub-domains kept
+    at most (beyond it the search gives up: unknown). attack_every: every this many rounds, a short PGD
+    from the most violated sub-domains' points looks for counterexamples. finish: the optimiser of
+    sub-domains with every unstable ReLU split (their exact bound is a linear program, which beta-CROWN
+    reaches as beta converges: more and larger steps before giving up on them)."""
+
+    root: AlphaConfig = AlphaConfig(iterations=30, lr=0.1)
+    domains: AlphaConfig = AlphaConfig(iterations=10, lr=0.05, beta_lr=0.05)
+    finish: AlphaConfig = AlphaConfig(iterations=200, lr=0.05, beta_lr=0.5, lr_decay=0.99)
+    batch: int = 256
+    branching: str = "fsb"
+    candidates: int = 3
+    max_domains: int = 200_000
+    attack_every: int = 4
+
+    choices: ClassVar[dict] = {"branching": ("fsb", "babsr")}
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.batch < 1 or self.candidates < 1 or self.max_domains < 1 or self.attack_every < 1:
+            raise ConfigError("BabConfig: batch, candidates, max_domains and attack_every must be >= 1")

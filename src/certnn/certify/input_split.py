@@ -1,0 +1,113 @@
+"""Input splitting for VNN-LIB properties with low-dimensional inputs (branch and bound on input boxes).
+
+Soundness: a box is dropped only when its bounds prove every open conjunction (some row's lower bound
+above its threshold, certify/verify.py); the boxes of a region always cover it (each bisection keeps both
+halves), so a region whose boxes are all dropped holds. Counterexamples go through the verifier's check.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .conjunctions import conj_combined
+
+
+def input_split(v, budget: float) -> None:
+    """Input branch and bound: the open regions' boxes in batches of cfg.split_batch, each bounded with
+    cfg.split_methods in turn (the later ones only on boxes still open); proved boxes are dropped, the
+    others are checked for counterexamples (centres, a short PGD every 4th batch) and bisected along the
+    input with the largest width x |sensitivity| of the open rows at the centre."""
+    t = time.perf_counter()
+    stop = time.perf_counter() + budget
+    rid = torch.nonzero(v.open.any(1)).reshape(-1)
+    lo, hi, op = v.p.lo[rid], v.p.hi[rid], v.open[rid]
+    width0 = (v.p.hi - v.p.lo).clamp(min=1e-12)
+    done_all, it, boxes = True, 0, 0
+    while rid.numel():
+        if time.perf_counter() > stop:
+            done_all = False
+            break
+        it += 1
+        nb = min(rid.numel(), v.cfg.split_batch)
+        brid, blo, bhi, bop = rid[:nb], lo[:nb], hi[:nb], op[:nb]
+        rid, lo, hi, op = rid[nb:], lo[nb:], hi[nb:], op[nb:]
+        boxes += nb
+        A = gbest = None
+        for method in v.cfg.split_methods:  # cheap first; the next only on what is still open
+            g, coef = v.row_bounds(method, brid, blo, bhi, coefficients=A is None)
+            cm = v.p.conj_max(brid, g)
+            if coef is not None:
+                A, gbest = coef, g
+                if v.p.multi_row:  # conjunctions of several rows: their rows' linear bounds jointly
+                    cm = torch.maximum(cm, conj_combined(coef, g, blo, bhi, v.p.rowconj[brid],
+                                                         torch.isfinite(v.p.d[brid]), v.p.J))
+            proved = cm > 0
+            bop = bop & ~proved
+            keep = bop.any(1)
+            brid, blo, bhi, bop = brid[keep], blo[keep], bhi[keep], bop[keep]
+            if A is not None and A.shape[0] != brid.shape[0]:
+                A, gbest = A[keep], gbest[keep]
+            if brid.numel() == 0:
+                break
+        if brid.numel() == 0:
+            continue
+        # counterexamples: centres, then a short PGD
+        centre = (blo + bhi) / 2
+        with torch.no_grad():
+            gc = torch.einsum("nsk,nk->ns", v.p.C[brid], v.fn(centre)) - v.p.d[brid]
+        cv = v.p.conj_max(brid, gc)
+        hit = ((cv <= 0) & bop).any(1)
+        if hit.any() and v.check(centre[hit], brid[hit]):
+            return v.log("split", t, iterations=it, boxes=boxes, result="violated")
+        if it % 4 == 1 and v.attack(brid, blo, bhi, bop, steps=10, restarts=1, start=centre, seed=it):
+            return v.log("split", t, iterations=it, boxes=boxes, result="violated")
+        w = bhi - blo
+        score = _sb_scores(v, brid, bop, gbest, A, w) if A is not None else _gradient_scores(v, brid, bop, centre, w)
+        score = score + 1e-12 * w / width0[brid]
+        score = torch.where(w > 0, score, torch.full_like(score, -1.0))
+        dim = score.argmax(1)
+        if (w.gather(1, dim[:, None]) <= 0).any():
+            done_all = False  # a point box that is not proved: cannot split further
+            break
+        mid = ((blo + bhi) / 2).gather(1, dim[:, None])
+        lo1, hi1 = blo.clone(), bhi.clone()
+        hi1.scatter_(1, dim[:, None], mid)
+        lo2 = blo.clone()
+        lo2.scatter_(1, dim[:, None], mid)
+        rid = torch.cat([brid, brid, rid])
+        lo = torch.cat([lo1, lo2, lo])
+        hi = torch.cat([hi1, bhi, hi])
+        op = torch.cat([bop, bop, op])
+    if done_all and rid.numel() == 0:
+        touched = torch.nonzero(v.open.any(1)).reshape(-1)
+        v.open[touched] = False
+    v.log("split", t, iterations=it, boxes=boxes, result="holds" if not v.open.any() else "open")
+
+
+def _sb_scores(v, rid, open_conj, g, A, w):
+    """Smart branching on inputs: for each open conjunction, its best row (largest lower bound: the one
+    closest to a proof), whose linear lower bound loses |A_i| w_i / 2 over the box through input i
+    (halving input i would save about half of that); summed over the open conjunctions. (N, n)."""
+    N, S = g.shape
+    conj = v.p.rowconj[rid]
+    gm = torch.where(torch.isfinite(v.p.d[rid]), g, torch.full_like(g, -float("inf")))
+    best = gm.new_full((N, v.p.J + 1), -float("inf")).scatter_reduce(1, conj, gm, "amax", include_self=True)
+    is_best = (gm >= best.gather(1, conj)) & torch.isfinite(gm)
+    open_row = torch.cat([open_conj, open_conj.new_zeros(N, 1)], 1).gather(1, conj)
+    weight = (is_best & open_row).to(A.dtype)
+    return torch.einsum("ns,nsi->ni", weight, A.abs()) * w
+
+
+def _gradient_scores(v, rid, open_conj, centre, w):
+    """width x |d open rows / d input| at the box centre (when no bound coefficients are at hand)."""
+    x = centre.clone().requires_grad_(True)
+    y = v.fn(x)
+    rowmask = torch.gather(torch.cat([open_conj, open_conj.new_zeros(open_conj.shape[0], 1)], 1), 1,
+                           v.p.rowconj[rid])
+    Cm = v.p.C[rid] * rowmask.unsqueeze(-1)
+    score = torch.zeros_like(x)
+    for k in range(y.shape[1]):  # K outputs (few): one gradient each, batched over boxes
+        (gk,) = torch.autograd.grad(y[:, k].sum(), x, retain_graph=k + 1 < y.shape[1])
+        score = score + Cm[:, :, k].abs().sum(1, keepdim=True) * gk.abs()
+    return score.detach() * w

@@ -1,0 +1,270 @@
+"""Optimisable relaxations: the free parameters of alpha-CROWN and the sound lines they stand for.
+
+alpha-CROWN (Xu et al., "Fast and Complete", ICLR 2021) keeps CROWN's backward bound but treats the
+choice of each relaxation as a variable, one per neuron *and per output specification row* (each row is
+its own optimisation problem), optimised by projected gradient ascent on the bound. Here:
+
+| op | parameters, shape (B, S or 1, *shape) | line(s) |
+|---|---|---|
+| ReLU | alpha in [0, 1] | lower line alpha * x (unstable neurons); upper line the chord (fixed) |
+| LeakyReLU(a) | alpha in [a, 1] | lower line alpha * x; upper line the chord |
+| tanh / sigmoid / arctan | t_lo, t_up in [0, 1] | slopes k = k_min + t (k_max - k_min) for the lower and upper line |
+| sigma(x) tanh(y), sigma(x) y, x y | d_Al, d_Bl, d_Au, d_Bu in [-1, 1] | tilts A = A0 + d s_x, B = B0 + d s_y of the lower and upper plane |
+
+S is the number of spec rows of the backward pass the parameters belong to (1 = shared by all rows).
+
+Soundness: every parameter value gives sound lines, so every iterate of the optimiser is a sound bound.
+ReLU-like lower lines through the origin with slope in [a, 1] lie below max(x, a x) everywhere. For the
+S-shaped functions any slope (and for the products any tilt) is sound, because the intercepts are the *exact* extremes of f(x) - k x over
+[l, u] (:func:`certnn.relax.sshape.exact_offsets`: endpoints and the closed-form stationary points, plus a
+few ulps; for products relax.products.tilted_planes: corners, edge and interior stationary points),
+whatever k is; the range [k_min, k_max] only steers the search. Gradients reach the slopes (the
+extreme's derivative in k is -x* by the envelope theorem) and the intermediate bounds l, u.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..relax import SSHAPES
+from ..relax.relu import leaky_relu_relaxation, relu_relaxation
+from ..relax.sshape import SShape, exact_offsets, sshape_slope_range as slope_range, stationary_candidates
+from ..relax.products import PRODUCT_FNS, tilted_planes
+from ..relax.types import LinearRelaxation, PlaneRelaxation
+
+OPTIMISABLE = ("relu", "leaky_relu", "sigmoid", "tanh", "arctan")
+PRODUCTS = ("sigmoid_tanh_mul", "sigmoid_mul", "mul")
+
+
+def _rows(t: Tensor, like: Tensor) -> Tensor:
+    """Per-neuron bounds (B, *shape) as (B, 1, *shape) next to parameters (B, S, *shape)."""
+    return t.unsqueeze(1) if t.dim() == like.dim() - 1 else t
+
+
+def tie_averaged(value: Tensor, cands: Tensor, side: str) -> Tensor:
+    """`value` (the exact min or max over dim 0 of `cands`, widened) with the gradient of the mean of the
+    candidates within a relative 1e-9 of the extreme. The value is untouched (soundness); the gradient
+    no longer depends on which of two (numerically) tied candidates rounding makes the extreme: CROWN's
+    lines touch f at two points by construction, and an optimiser started there would otherwise follow
+    rounding noise (e.g. different for a sample alone and in a batch)."""
+    ext = cands.amin(0) if side == "min" else cands.amax(0)
+    tol = 1e-9 * (1 + ext.abs())
+    near = ((cands - ext).abs() <= tol).to(cands.dtype).detach()
+    avg = (near * cands).sum(0) / near.sum(0)
+    return value.detach() + (avg - avg.detach())
+
+
+def tied_sshape_lines(fn: SShape, l: Tensor, u: Tensor, k_lo: Tensor, k_up: Tensor) -> LinearRelaxation:
+    """relax.sshape.sshape_lines (sound lines with the given slopes: exact offsets plus a few ulps) with
+    tie-averaged gradients (:func:`tie_averaged`) for the optimiser."""
+    lo_min, _ = exact_offsets(fn, k_lo, l, u)
+    _, up_max = exact_offsets(fn, k_up, l, u)
+    lo_c = torch.stack([fn.f(c) - k_lo * c for c in stationary_candidates(fn, k_lo, l, u)])
+    up_c = torch.stack([fn.f(c) - k_up * c for c in stationary_candidates(fn, k_up, l, u)])
+    return LinearRelaxation(k_lo, tie_averaged(lo_min, lo_c, "min"), k_up, tie_averaged(up_max, up_c, "max"))
+
+
+class Params:
+    """Optimised tensors (B, S or 1, *shape) of one node for one start, plus constants with a batch dim.
+
+    Subclasses name their optimised tensors in `opt_fields` and batch-dim constants in `const_fields`;
+    the generic operations below (row and batch selection, projection hooks) act on them."""
+
+    opt_fields: tuple[str, ...] = ()
+    const_fields: tuple[str, ...] = ()
+    #: step size relative to AlphaConfig.lr
+    lr_scale = 1.0
+
+    def step_size(self, cfg) -> float:
+        """Adam's step size for these parameters under AlphaConfig `cfg`."""
+        return cfg.lr * self.lr_scale
+
+    def tensors(self) -> list[Tensor]:
+        return [getattr(self, f) for f in self.opt_fields]
+
+    def _copy(self, **changes) -> "Params":
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.__dict__.update(changes)
+        return out
+
+    def rows(self, index: Tensor) -> "Params":
+        """The spec rows `index` (shared parameters, row dim 1, are kept)."""
+        return self._copy(**{f: (t if t.shape[1] == 1 else t.index_select(1, index))
+                             for f, t in zip(self.opt_fields, self.tensors())})
+
+    def gather_rows(self, idx: Tensor) -> "Params":
+        """Per-sample spec rows: idx (B, S') picks rows of each sample (shared parameters are kept)."""
+        def g(t):
+            if t.shape[1] == 1:
+                return t.detach().clone().requires_grad_(True)
+            ix = idx.reshape(idx.shape + (1,) * (t.dim() - 2)).expand((t.shape[0], idx.shape[1]) + t.shape[2:])
+            return t.detach().gather(1, ix).requires_grad_(True)
+        return self._copy(**{f: g(getattr(self, f)) for f in self.opt_fields})
+
+    def scatter_rows(self, idx: Tensor, part: "Params") -> "Params":
+        """These parameters with the rows idx (B, S') of each sample replaced by `part`'s (detached)."""
+        def s(t, v):
+            if t.shape[1] == 1:
+                return v.detach().clone()
+            ix = idx.reshape(idx.shape + (1,) * (t.dim() - 2)).expand((t.shape[0], idx.shape[1]) + t.shape[2:])
+            return t.detach().clone().scatter_(1, ix, v.detach())
+        return self._copy(**{f: s(getattr(self, f), getattr(part, f)) for f in self.opt_fields})
+
+    def select(self, index: Tensor) -> "Params":
+        """The samples `index` (batch dim 0), optimised tensors as new leaves requiring grad."""
+        ch = {f: getattr(self, f).detach().index_select(0, index).requires_grad_(True) for f in self.opt_fields}
+        ch.update({f: _select_const(getattr(self, f), index) for f in self.const_fields})
+        return self._copy(**ch)
+
+    def project(self) -> None:
+        raise NotImplementedError
+
+
+def cat_params(items: list["Params"]) -> "Params":
+    """Several batches of the same parameters joined along the batch dim (detached leaves)."""
+    first = items[0]
+
+    def cat(vals):
+        if isinstance(vals[0], tuple):
+            return tuple(cat([v[i] for v in vals]) for i in range(len(vals[0])))
+        return torch.cat([v.detach() for v in vals], 0)
+    ch = {f: cat([getattr(p, f) for p in items]).requires_grad_(True) for f in first.opt_fields}
+    ch.update({f: cat([getattr(p, f) for p in items]) for f in first.const_fields})
+    return first._copy(**ch)
+
+
+def _select_const(v, index: Tensor):
+    if isinstance(v, tuple):
+        return tuple(_select_const(t, index) for t in v)
+    return v.index_select(0, index)
+
+
+class ReluSlopes(Params):
+    """Lower slopes alpha (B, S, *shape) of a ReLU or LeakyReLU node (negative_slope a)."""
+
+    opt_fields = ("alpha",)
+
+    def __init__(self, alpha: Tensor, negative_slope: float | None = None):
+        self.alpha = alpha
+        self.a = negative_slope  # None: plain ReLU
+
+    @staticmethod
+    def initial(l: Tensor, u: Tensor, rows: int, negative_slope: float | None = None) -> Tensor:
+        """CROWN's adaptive slope (1 where u >= -l, else 0 or a) repeated over `rows` rows."""
+        lo = 0.0 if negative_slope is None else negative_slope
+        a0 = torch.where(u >= -l, torch.ones_like(l), torch.full_like(l, lo))
+        return a0.unsqueeze(1).expand((l.shape[0], rows) + tuple(l.shape[1:])).clone()
+
+    def project(self) -> None:
+        self.alpha.data.clamp_(0.0 if self.a is None else self.a, 1.0)
+
+    def __call__(self, op, l: Tensor, u: Tensor) -> LinearRelaxation:
+        l, u = _rows(l, self.alpha), _rows(u, self.alpha)
+        if self.a is None:
+            return relu_relaxation(l, u, "alpha", self.alpha)
+        return leaky_relu_relaxation(l, u, self.a, "alpha", self.alpha)
+
+
+class SShapeSlopes(Params):
+    """Normalised slopes t_lo, t_up (B, S, *shape) in [0, 1] of an S-shaped activation's two lines."""
+
+    opt_fields = ("t_lo", "t_up")
+    #: a step of lr = 0.5 in t would jump across half the slope range; measured on MNIST tanh / sigmoid
+    #: MLPs, 0.02 in t does best (0.1 and 0.005 are looser)
+    lr_scale = 0.04
+
+    def __init__(self, fn: SShape, t_lo: Tensor, t_up: Tensor):
+        self.fn = fn
+        self.t_lo = t_lo
+        self.t_up = t_up
+
+    @staticmethod
+    def initial(fn: SShape, base: LinearRelaxation, l: Tensor, u: Tensor, rows: int) -> tuple[Tensor, Tensor]:
+        """The base method's slopes (e.g. CROWN's) as positions in [k_min, k_max], repeated over rows."""
+        k_min, k_max = slope_range(fn, l, u)
+        span = k_max - k_min
+        safe = torch.where(span > 0, span, torch.ones_like(span))
+
+        def pos(k):
+            t = torch.where(span > 0, (k - k_min) / safe, torch.zeros_like(k)).clamp(0.0, 1.0)
+            return t.unsqueeze(1).expand((l.shape[0], rows) + tuple(l.shape[1:])).clone()
+        return pos(base.lower_slope), pos(base.upper_slope)
+
+    def project(self) -> None:
+        self.t_lo.data.clamp_(0.0, 1.0)
+        self.t_up.data.clamp_(0.0, 1.0)
+
+    def __call__(self, op, l: Tensor, u: Tensor) -> LinearRelaxation:
+        l, u = _rows(l, self.t_lo), _rows(u, self.t_lo)
+        with torch.no_grad():  # the range only steers the search; soundness comes from exact offsets
+            k_min, k_max = slope_range(self.fn, l, u)
+        span = k_max - k_min
+        return tied_sshape_lines(self.fn, l, u, k_min + self.t_lo * span, k_min + self.t_up * span)
+
+
+class PlaneTilts(Params):
+    """Tilts of the lower and upper planes of a two-input product (ops/product.py), (B, S, *shape) each,
+    as offsets d from the base method's tilts in units of the box's derivative range:
+    A = A0 + d_A * s_x, B = B0 + d_B * s_y, with d in [-1, 1]. The planes' offsets are exact on the
+    current box (relax.products.tilted_planes), so every tilt is sound."""
+
+    opt_fields = ("d_al", "d_bl", "d_au", "d_bu")
+    const_fields = ("base", "scale")
+    #: d spans [-1, 1]
+    lr_scale = 0.04
+
+    def __init__(self, kind: str, base: tuple[Tensor, ...], scale: tuple[Tensor, Tensor], d: list[Tensor]):
+        self.kind = kind
+        self.base = base  # (Al0, Bl0, Au0, Bu0), (B, 1, *shape)
+        self.scale = scale  # (s_x, s_y), (B, 1, *shape)
+        self.d_al, self.d_bl, self.d_au, self.d_bu = d
+
+    @staticmethod
+    def create(op, pl: PlaneRelaxation, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor, rows: int) -> "PlaneTilts":
+        base = tuple(t.detach().unsqueeze(1) for t in (pl.lower_a, pl.lower_b, pl.upper_a, pl.upper_b))
+        xs = torch.stack([lx, lx, ux, ux, (lx + ux) / 2])
+        ys = torch.stack([ly, uy, ly, uy, (ly + uy) / 2])
+        if op.kind == "mul":
+            fx, fy = ys, xs
+        else:
+            fn = PRODUCT_FNS[op.kind]
+            fx, fy = fn.fx(xs, ys), fn.fy(xs, ys)
+
+        def rng(t):
+            r = t.amax(0) - t.amin(0)
+            return torch.maximum(r, 1e-6 * (1 + t.abs().amax(0))).detach().unsqueeze(1)
+        shape = (lx.shape[0], rows) + tuple(lx.shape[1:])
+        d = [lx.new_zeros(shape) for _ in range(4)]
+        return PlaneTilts(op.kind, base, (rng(fx), rng(fy)), d)
+
+    def project(self) -> None:
+        for t in self.tensors():
+            t.data.clamp_(-1.0, 1.0)
+
+    def __call__(self, op, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
+        sx, sy = self.scale
+        Al, Bl, Au, Bu = (b + t * s for b, t, s in zip(self.base, self.tensors(), (sx, sy, sx, sy)))
+        box = [t.unsqueeze(1) for t in (lx, ux, ly, uy)]
+        return tilted_planes(self.kind, Al, Bl, Au, Bu, *box)
+
+
+def make_params(op, base: LinearRelaxation, l: Tensor, u: Tensor, rows: int):
+    """Parameters of an activation op on bounds [l, u] (B, *shape) for `rows` spec rows, initialised at
+    the base method's lines; None for ops without optimisable lines."""
+    kind = op.kind
+    if kind == "relu":
+        return ReluSlopes(ReluSlopes.initial(l, u, rows))
+    if kind == "leaky_relu":
+        a = float(op.params.get("negative_slope", 0.01))
+        if not 0.0 <= a <= 1.0:
+            return None
+        return ReluSlopes(ReluSlopes.initial(l, u, rows, a), a)
+    if kind in SSHAPES:
+        fn = SSHAPES[kind]
+        return SShapeSlopes(fn, *SShapeSlopes.initial(fn, base, l, u, rows))
+    return None
+
+
+__all__ = ["OPTIMISABLE", "PRODUCTS", "Params", "cat_params", "PlaneTilts", "ReluSlopes", "SShapeSlopes", "make_params", "tie_averaged",
+           "tied_sshape_lines"]
