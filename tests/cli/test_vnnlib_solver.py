@@ -329,3 +329,12 @@ def test_vnnlib_test_solver_agrees_on_the_interface_if_installed():
     from vnnlib_test_solver.supports import CAPABILITIES as REF
     assert tuple(REF) == tuple(CAPABILITIES)
     assert cli.SUPPORTS_COMMAND == "supports"
+
+
+def test_certnn_verify_reads_vnnlib_2_0(net, tmp_path, capsys):
+    q = query(tmp_path / "q.vnnlib", "(>= Y[0,0] 1000.0)")
+    import json
+    out = tmp_path / "r.json"
+    assert certnn_main(["verify", "--model", str(net), "--spec", str(q), "--quiet", "--json", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == "holds"
+    assert json.loads(out.read_text())["settings"]["vnnlib_parser"].startswith("vnnlib")

@@ -337,6 +337,8 @@ def _recurrent(imp: _Importer, node, ins, attrs):
     c0v = ins[6] if len(ins) > 6 and kind == "LSTM" else None
     Pv = _const(imp, ins[7] if len(ins) > 7 and kind == "LSTM" else None, "P")
     layout = int(attrs.get("layout", 0))
+    if layout not in (0, 1):
+        raise imp.error(f"{kind} layout={layout}; the specification defines 0 and 1")
     direction = attrs.get("direction", b"forward")
     direction = direction.decode() if isinstance(direction, bytes) else str(direction)
     if direction not in ("forward", "reverse", "bidirectional"):
