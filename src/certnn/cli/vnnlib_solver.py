@@ -425,9 +425,8 @@ def _verify_inner(args, ans: _Answer, prog: str, deadline: float | None) -> int:
     import torch
 
     from ..certify.verify import VerifyConfig, verify_property
-    from ..errors import ConfigError, ModelImportError, SpecError
+    from ..errors import ModelImportError, SpecError
     from ..graph.from_onnx import onnx_signature, onnx_to_model
-    from ..specs.vnnlib2 import load_query
     from .common import parse_methods
 
     torch.set_num_threads(1)

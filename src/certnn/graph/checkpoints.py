@@ -20,7 +20,7 @@ the caller passes ``trust_pickle=True``.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
