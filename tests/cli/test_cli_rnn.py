@@ -65,3 +65,27 @@ def test_bad_frames_is_a_clear_error(lstm_model, capsys):
                "--method", "ibp", "--quiet", "--frames", "7"])
     assert rc == SpecError.exit_code
     assert "out of range" in capsys.readouterr().err
+
+
+def test_radius_per_frame_balls(lstm_model, capsys):
+    """POPQORN's threat model: an L2 ball per frame, frames independent (--norm inf --frame-norm 2); the
+    attack runs in the same set and stays above every certified radius."""
+    tmp, model, w, data = lstm_model
+    out = tmp / "frames.json"
+    assert main(["radius", "--model", model, "--weights", w, "--data", data, "--input-shape", "4,3",
+                 "--method", "popqorn,certrnn,ibp", "--frame-norm", "2", "--attack", "--attack-steps", "20",
+                 "--bisection-steps", "4", "--json", str(out), "--quiet"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["frame_norm"] == "2" and doc["settings"]["norm"] == "inf"
+    for s in doc["samples"]:
+        r = s["certified_radius_by_method"]
+        assert r["popqorn"] > 0 and r["ibp"] <= r["popqorn"]
+        assert s["attack_radius"] == "inf" or max(r.values()) <= s["attack_radius"]
+    # a joint ball around the frames cannot be mixed with a per-frame norm: exit 2, one line
+    assert main(["radius", "--model", model, "--weights", w, "--data", data, "--input-shape", "4,3",
+                 "--norm", "2", "--frame-norm", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "L-inf across frames" in err and "Traceback" not in err
+    assert main(["radius", "--model", model, "--weights", w, "--data", data, "--input-shape", "4,3",
+                 "--method", "milp", "--frame-norm", "2", "--quiet"]) == 2
+    assert "per-frame" in capsys.readouterr().err

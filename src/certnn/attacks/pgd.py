@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import Config, parse_norm
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, SpecError
+from ..specs.lp import clamp_to_box
 from .projections import lp_norm, project_box_ball, project_l1_ball, project_l2_ball
 
 __all__ = ["PGDConfig", "AttackResult", "pgd_attack", "as_dtype"]
@@ -117,7 +118,7 @@ class AttackResult:
         margin: (B,) float64: margin at x_adv from the float64 pass (untargeted max_{j != y} f_j - f_y,
             targeted f_t - max_{j != t} f_j); success requires margin > 0.
         eps: (B,) float64: the radius each sample was attacked with.
-        norm: 'inf', '2' or '1'.
+        norm: 'inf', '2' or '1' (the norm within each frame for per-frame balls).
     """
 
     x_adv: Tensor
@@ -157,6 +158,9 @@ class _Problem:
     lo: Tensor | None  # (B, d), dtype of x
     hi: Tensor | None  # (B, d), dtype of x
     n_classes: int
+    #: per-frame balls: the number of frames T (dim 0 of a sample); the norm then applies to each frame
+    #: and the frames are independent (L-inf across frames)
+    frames: int | None = None
 
     @property
     def batch(self) -> int:
@@ -167,7 +171,7 @@ class _Problem:
             return None if t is None else t[idx]
 
         return _Problem(self.x[idx], self.in_shape, self.y[idx], pick(self.target), pick(self.scale),
-                        pick(self.lo), pick(self.hi), self.n_classes)
+                        pick(self.lo), pick(self.hi), self.n_classes, self.frames)
 
 
 def _logits(model: Model, x_flat: Tensor, in_shape: tuple[int, ...]) -> Tensor:
@@ -199,8 +203,22 @@ def _broadcast(value: object, name: str, x: Tensor) -> Tensor:
     return t.reshape(x.shape[0], math.prod(x.shape[1:]))
 
 
+def _norms(norm: str, frame_norm: str | None, x: Tensor) -> tuple[str, int | None]:
+    """(the norm the steps and projections use, the number of frames or None)."""
+    norm = parse_norm(norm)
+    if frame_norm is None:
+        return norm, None
+    from ..specs.lp import check_frame_norm
+
+    shape = tuple(x.shape[1:]) if isinstance(x, Tensor) else ()
+    fn = check_frame_norm(norm, frame_norm, shape)
+    if fn is None:  # L-inf frames: the plain L-inf ball
+        return "inf", None
+    return fn, shape[0]
+
+
 def _prepare(model64: Model, x: Tensor, y: object, target: object, clip: object,
-             scale: object) -> tuple[_Problem, Tensor]:
+             scale: object, frames: int | None = None) -> tuple[_Problem, Tensor]:
     """Validate the inputs; return the problem and the float64 clean margin (B,)."""
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise DataError(f"x must be a floating-point tensor of shape (B, *in_shape); got "
@@ -226,8 +244,11 @@ def _prepare(model64: Model, x: Tensor, y: object, target: object, clip: object,
         lo_t, hi_t = _broadcast(clip[0], "clip lo", x), _broadcast(clip[1], "clip hi", x)
         if (lo_t > hi_t).any():
             raise DataError("clip: lo must be <= hi everywhere")
-        if ((x_flat < lo_t) | (x_flat > hi_t)).any():
-            raise DataError("x lies outside the clip box [lo, hi]; clip the data first")
+        # within float rounding of the box: clamped into it (specs/lp.py clamp_to_box); farther: an error
+        try:
+            x_flat, _ = clamp_to_box(x_flat, lo_t, hi_t)
+        except SpecError as exc:
+            raise DataError(f"x lies outside the clip box [lo, hi]: {exc}") from None
     with torch.no_grad():
         logits = _logits(model64, x_flat.double(), in_shape) if batch else None
     n_classes = logits.shape[1] if logits is not None else 0
@@ -238,7 +259,7 @@ def _prepare(model64: Model, x: Tensor, y: object, target: object, clip: object,
             raise DataError(f"{name} holds class indices outside [0, {n_classes}) of the model's logits")
     if t_t is not None and (t_t == y_t).any():
         raise DataError("target equals the label y for some samples; a targeted attack needs target != y")
-    problem = _Problem(x_flat, in_shape, y_t, t_t, s_t, lo_t, hi_t, n_classes)
+    problem = _Problem(x_flat, in_shape, y_t, t_t, s_t, lo_t, hi_t, n_classes, frames)
     clean = _margin(logits, y_t, t_t) if logits is not None else x_flat.new_zeros(0, dtype=torch.float64)
     return problem, clean
 
@@ -270,7 +291,7 @@ def _margin(logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
 def pgd_attack(model: Model, x: Tensor, y: Tensor, eps: float | Tensor, norm: str,
                config: PGDConfig = PGDConfig(), target: Tensor | None = None,
                clip: tuple[float | Tensor, float | Tensor] | None = None,
-               scale: Tensor | None = None) -> AttackResult:
+               scale: Tensor | None = None, frame_norm: str | None = None) -> AttackResult:
     """PGD with random restarts in L-inf, L2 or L1, batched over samples (Madry et al. 2018).
 
     The perturbation is delta = scale * z with ||z||_p <= eps; the iterate z always lies in the ball and
@@ -299,15 +320,18 @@ def pgd_attack(model: Model, x: Tensor, y: Tensor, eps: float | Tensor, norm: st
         clip: None or (lo, hi), numbers or tensors broadcastable to x, taken in x's dtype; x must lie in
             the box.
         scale: None or a nonnegative tensor broadcastable to x (e.g. shape in_shape).
+        frame_norm: per-frame balls (specs/lp.py): each frame (dim 0 of a sample) in its own ball of this
+            norm, frames independent; ``norm`` must then be 'inf'. Steps and projections act frame by frame
+            and ``distance`` is the largest frame norm.
 
     Returns:
         :class:`AttackResult`. ``distance`` and ``margin`` are upper-bound evidence only.
     """
-    norm = parse_norm(norm)
+    norm, frames = _norms(norm, frame_norm, x)
     if not isinstance(config, PGDConfig):
         raise ConfigError(f"config must be a PGDConfig; got {type(config).__name__}")
     model64 = as_dtype(model, torch.float64)
-    problem, _ = _prepare(model64, x, y, target, clip, scale)
+    problem, _ = _prepare(model64, x, y, target, clip, scale, frames)
     eps_t = _eps_vector(eps, problem.batch, problem.x)
     model_w = as_dtype(model, x.dtype)
     return _run(problem, eps_t, norm, config, model_w, model64)
@@ -323,8 +347,12 @@ def _run(p: _Problem, eps: Tensor, norm: str, cfg: PGDConfig, model_w: Model, mo
     gen.manual_seed(cfg.seed)
     zl, zu = _z_box(p, eps)
     free = None if p.scale is None else p.scale > 0
-    n_free = torch.full((batch,), dim, device=device) if free is None else free.sum(dim=1)
-    k_l1 = torch.clamp(torch.ceil(cfg.l1_sparsity * n_free.to(torch.float64)).long(), min=1, max=max(dim, 1))
+    per = dim // p.frames if p.frames else dim  # coordinates one L1 step spreads over (a frame, or all)
+    if free is None:
+        n_free = torch.full((batch,) if not p.frames else (batch, p.frames), per, device=device)
+    else:
+        n_free = free.sum(dim=1) if not p.frames else free.reshape(batch, p.frames, per).sum(dim=2)
+    k_l1 = torch.clamp(torch.ceil(cfg.l1_sparsity * n_free.to(torch.float64)).long(), min=1, max=max(per, 1))
     alpha = cfg.relative_step * eps
 
     best_z = torch.zeros_like(p.x)
@@ -421,7 +449,8 @@ def _rank_aims(p: _Problem, norm: str, model: Model) -> Tensor:
         for c in range(n_cand):  # a loop over candidate classes, batched over samples
             gap = logits.gather(1, cand[:, c:c + 1])[:, 0] - own
             (grad,) = torch.autograd.grad(gap.sum(), z, retain_graph=c + 1 < n_cand)
-            dual = lp_norm(grad, q)
+            dual = lp_norm(grad, q) if not p.frames else \
+                lp_norm(grad.reshape(grad.shape[0] * p.frames, -1), q).reshape(grad.shape[0], -1).sum(dim=1)
             dist.append(torch.where(dual > 0, (-gap.detach()).clamp(min=0) / dual,
                                     torch.full_like(dual, float("inf"))))
     order = torch.stack(dist, dim=1).argsort(dim=1, stable=True)
@@ -446,6 +475,35 @@ def _z_box(p: _Problem, eps: Tensor) -> tuple[Tensor, Tensor]:
     return zl.contiguous(), zu.contiguous()
 
 
+def _frame_view(sub: _Sub) -> _Sub:
+    """The active samples with every frame as its own row (b * T, d / T): per-frame balls are independent,
+    so a step, a random start and a projection act frame by frame."""
+    T = sub.p.frames
+    b, d = sub.p.x.shape
+
+    def rows(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.reshape(b * T, d // T)
+
+    p = dataclasses.replace(sub.p, x=rows(sub.p.x), scale=rows(sub.p.scale), lo=rows(sub.p.lo), hi=rows(sub.p.hi),
+                            frames=None)
+    return _Sub(p, rows(sub.zl), rows(sub.zu), sub.eps.repeat_interleave(T), sub.alpha.repeat_interleave(T),
+                sub.k_l1.reshape(-1), rows(sub.free), None)
+
+
+def _framed(fn):
+    """Run a per-ball helper frame by frame for per-frame problems: (args with z / grad of shape (b, d))."""
+    def wrapped(*args, **kwargs):
+        sub = next(a for a in args if isinstance(a, _Sub))
+        if not sub.p.frames:
+            return fn(*args, **kwargs)
+        b = sub.p.x.shape[0]
+        view = _frame_view(sub)
+        conv = [view if a is sub else (a.reshape(view.p.x.shape) if isinstance(a, Tensor) else a) for a in args]
+        return fn(*conv, **kwargs).reshape(b, -1)
+    return wrapped
+
+
+@_framed
 def _project(z: Tensor, sub: _Sub, norm: str, has_clip: bool) -> Tensor:
     if norm == "inf" or has_clip:
         return project_box_ball(z, sub.zl, sub.zu, sub.eps, norm)
@@ -454,6 +512,7 @@ def _project(z: Tensor, sub: _Sub, norm: str, has_clip: bool) -> Tensor:
     return project_l2_ball(z, sub.eps) if norm == "2" else project_l1_ball(z, sub.eps)
 
 
+@_framed
 def _random_start(norm: str, sub: _Sub, gen: torch.Generator) -> Tensor:
     """A random point of the ball (before the box projection): uniform in the L-inf box; for L2 / L1 a
     random direction (Gaussian / Laplace, normalised) times a radius uniform in [0, eps]."""
@@ -474,6 +533,7 @@ def _random_start(norm: str, sub: _Sub, gen: torch.Generator) -> Tensor:
     return direction * radius[:, None]
 
 
+@_framed
 def _ascent_step(norm: str, z: Tensor, grad: Tensor, sub: _Sub) -> Tensor:
     alpha = sub.alpha[:, None]
     if norm == "inf":
@@ -499,14 +559,14 @@ def _finalize(p: _Problem, z: Tensor, eps: Tensor, norm: str, model64: Model) ->
     z = z.detach().clone()
     for k in range(_SHRINK_ROUNDS + 1):
         x_adv, z_eff, fixed_ok = _apply(p, z)
-        dist = lp_norm(z_eff, norm)
+        dist = _distance(z_eff, norm, p.frames)
         ball_ok = (dist <= limit) & fixed_ok
         if bool(ball_ok.all()):
             break
         if k == _SHRINK_ROUNDS:  # give up: return x itself for those samples
             z = torch.where(ball_ok[:, None], z, torch.zeros_like(z))
             x_adv, z_eff, fixed_ok = _apply(p, z)
-            dist = lp_norm(z_eff, norm)
+            dist = _distance(z_eff, norm, p.frames)
             ball_ok = (dist <= limit) & fixed_ok
             break
         factor = eps64 / torch.where(dist > 0, dist, torch.ones_like(dist)) * (1 - 4.0 ** k * 4 * tiny)
@@ -522,6 +582,14 @@ def _finalize(p: _Problem, z: Tensor, eps: Tensor, norm: str, model64: Model) ->
     success = (margin > 0) & ball_ok & clip_ok
     return AttackResult(x_adv=x_adv.reshape(p.batch, *p.in_shape), success=success, distance=dist,
                         margin=margin, eps=eps64, norm=norm)
+
+
+def _distance(z: Tensor, norm: str, frames: int | None) -> Tensor:
+    """||z||_p per sample (B,), or the largest frame norm for per-frame balls."""
+    if not frames:
+        return lp_norm(z, norm)
+    b = z.shape[0]
+    return lp_norm(z.reshape(b * frames, -1), norm).reshape(b, frames).amax(dim=1)
 
 
 def _apply(p: _Problem, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -14,9 +14,8 @@ import math
 import torch
 from torch import Tensor
 
-from ..config import parse_norm
 from ..errors import ConfigError
-from .pgd import Model, PGDConfig, _prepare, _run, as_dtype
+from .pgd import Model, PGDConfig, _norms, _prepare, _run, as_dtype
 
 __all__ = ["RadiusAttackResult", "attack_radius"]
 
@@ -54,7 +53,7 @@ class RadiusAttackResult:
 def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: PGDConfig = PGDConfig(),
                   target: Tensor | None = None, clip: tuple[float | Tensor, float | Tensor] | None = None,
                   scale: Tensor | None = None, *, eps_max: float = 1.0, eps_init: float | None = None,
-                  steps: int = 12) -> RadiusAttackResult:
+                  steps: int = 12, frame_norm: str | None = None) -> RadiusAttackResult:
     """Per-sample smallest PGD radius, found by bracketing then batched bisection.
 
     The returned ``radius`` is an UPPER bound on the minimal adversarial distortion: at that eps a real,
@@ -62,7 +61,7 @@ def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: PGDConf
     eps proves nothing; the bisection only narrows where PGD starts to succeed.
 
     Args:
-        model, x, y, norm, config, target, clip, scale: as in :func:`~certnn.attacks.pgd.pgd_attack`.
+        model, x, y, norm, config, target, clip, scale, frame_norm: as in :func:`~certnn.attacks.pgd.pgd_attack`.
         eps_max: largest eps tried (finite, > 0).
         eps_init: first eps tried, in (0, eps_max]; None means eps_max / 16.
         steps: bisection rounds after bracketing (>= 0); the bracket shrinks by 2 ** steps.
@@ -70,7 +69,7 @@ def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: PGDConf
     Returns:
         :class:`RadiusAttackResult`.
     """
-    norm = parse_norm(norm)
+    norm, frames = _norms(norm, frame_norm, x)
     if not isinstance(config, PGDConfig):
         raise ConfigError(f"config must be a PGDConfig; got {type(config).__name__}")
     if not _positive_finite(eps_max):
@@ -82,7 +81,7 @@ def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: PGDConf
         raise ConfigError(f"steps = {steps!r} must be an integer >= 0")
 
     model64 = as_dtype(model, torch.float64)
-    problem, clean_margin = _prepare(model64, x, y, target, clip, scale)
+    problem, clean_margin = _prepare(model64, x, y, target, clip, scale, frames)
     model_w = as_dtype(model, x.dtype)
     batch, device, dtype = problem.batch, problem.x.device, problem.x.dtype
     f64 = {"dtype": torch.float64, "device": device}

@@ -11,7 +11,7 @@ from ..engine.backward import bound_output
 from ..engine.context import RunContext
 from ..engine.lipschitz import lipschitz_constants
 from ..engine.methods import get_method
-from ..errors import DataError
+from ..errors import DataError, UnsupportedOpError
 from ..graph.from_torch import from_torch
 from ..graph.ir import Graph
 from ..optimize.config import AlphaConfig
@@ -29,12 +29,12 @@ def to_graph(model: Model, input_shape: tuple[int, ...] | None = None, dtype: to
     return from_torch(model, tuple(input_shape), dtype)
 
 
-def make_spec(graph: Graph, x: Tensor, eps, norm, clip=None, scale=None) -> LpBall:
+def make_spec(graph: Graph, x: Tensor, eps, norm, clip=None, scale=None, frame_norm=None) -> LpBall:
     x = torch.as_tensor(x)
     if tuple(x.shape[1:]) != graph.input_shape:
         raise DataError(f"inputs have shape {tuple(x.shape[1:])} per sample; the model expects {graph.input_shape}")
     dtype = _graph_dtype(graph)
-    return LpBall.make(x.to(dtype), eps, norm, clip, scale)
+    return LpBall.make(x.to(dtype), eps, norm, clip, scale, frame_norm)
 
 
 def _graph_dtype(graph: Graph) -> torch.dtype:
@@ -47,6 +47,8 @@ def bounds_for_spec(graph: Graph, spec: LpBall, method: str, C: Tensor | None = 
     """Lower/upper bounds (B, S) of C · f(x) over `spec` with the named method, plus timers.
     `alpha` sets the optimiser of `alpha-crown` (default AlphaConfig())."""
     m = get_method(method)
+    if spec.frame_norm is not None:
+        _check_frames_supported(m.name, m.engine, spec)
     if C is not None:
         C = C.to(dtype=spec.center.dtype, device=spec.center.device)
         if C.shape[0] == 1 and spec.batch > 1:
@@ -86,8 +88,23 @@ def bounds_for_spec(graph: Graph, spec: LpBall, method: str, C: Tensor | None = 
     return lo, hi, ctx.timers
 
 
+def _check_frames_supported(name: str, engine: str, spec: LpBall) -> None:
+    """Per-frame balls: the backward engines and IBP concretise with the mixed dual norm, the zonotope engine
+    makes one symbol group per frame, the Lipschitz baseline uses its L-inf constant (the set lies in the
+    box); the LP / MILP encodings and CNN-Cert's patches (3-D inputs) have no per-frame constraint and are
+    refused rather than run over a superset they would call exact."""
+    if engine in ("lp", "milp"):
+        raise UnsupportedOpError(f"method {name!r} under per-frame balls (its encoding has no per-frame norm "
+                                 "constraint)", ["ibp", "fastlin", "crown", "crown-ibp", "popqorn", "certrnn", "deepz",
+                                                 "lipschitz"])
+    if name == "cnncert" and spec.center.ndim == 4:
+        raise UnsupportedOpError("method 'cnncert' under per-frame balls on a 3-D input (its patch windows are "
+                                 "concretised over boxes)", ["crown (the same bounds in full form)"])
+
+
 def compute_bounds(model: Model, x: Tensor, eps, norm="inf", method: str = "crown", C: Tensor | None = None,
-                   clip=None, scale=None, input_shape=None, dtype: torch.dtype = torch.float64) -> Interval:
+                   clip=None, scale=None, input_shape=None, dtype: torch.dtype = torch.float64,
+                   frame_norm: str | None = None) -> Interval:
     """Sound bounds on C · f(x') for all x' in the Lp ball of radius eps around each x (optionally
     intersected with the box `clip` = (lo, hi)); C=None bounds every output. Returns an Interval (B, S).
 
@@ -97,7 +114,7 @@ def compute_bounds(model: Model, x: Tensor, eps, norm="inf", method: str = "crow
         assert (iv.lower <= model(x)).all()
     """
     graph = to_graph(model, input_shape or tuple(torch.as_tensor(x).shape[1:]), dtype)
-    spec = make_spec(graph, x, eps, norm, clip, scale)
+    spec = make_spec(graph, x, eps, norm, clip, scale, frame_norm)
     lo, hi, _ = bounds_for_spec(graph, spec, method, C)
     return Interval(lo, hi)
 

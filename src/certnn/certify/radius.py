@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..config import Config, parse_norm
 from ..engine.methods import METHODS
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, SpecError
 from ..graph.ir import Graph
 from ..optimize.config import AlphaConfig
 from .complete import CompleteConfig, complete_status
@@ -44,6 +44,9 @@ class CertifyConfig(Config):
     #: (specs/frames.py); the certified radius is then searched for the chosen frames
     frames: tuple[int, ...] | None = None
     frame_eps: tuple[float, ...] | None = None
+    #: per-frame balls (specs/lp.py): the norm within each frame, frames independent (norm must be 'inf');
+    #: POPQORN's threat model is frame_norm='2'
+    frame_norm: str | None = None
     #: the optimiser of method 'alpha-crown' (iterations, step size, early stop)
     alpha: AlphaConfig = AlphaConfig()
     #: complete certification: samples the method does not prove go to branch and bound (certify/complete.py)
@@ -57,6 +60,15 @@ class CertifyConfig(Config):
             fe = (self.frame_eps,) if isinstance(self.frame_eps, (int, float)) else self.frame_eps
             object.__setattr__(self, "frame_eps", tuple(float(v) for v in fe))
         object.__setattr__(self, "norm", parse_norm(self.norm))
+        if self.frame_norm is not None:
+            from ..specs.lp import check_frame_norm
+
+            fn = parse_norm(self.frame_norm)
+            try:
+                check_frame_norm(self.norm, fn, (1, 1))
+            except SpecError as exc:
+                raise ConfigError(str(exc)) from None
+            object.__setattr__(self, "frame_norm", fn)
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(sorted(METHODS))}")
         if self.target not in TARGETS:
@@ -123,6 +135,10 @@ class Certifier:
             fs = frame_scale(self.graph.input_shape, config.frames, config.frame_eps, dtype)
             scale = fs if scale is None else fs * torch.as_tensor(scale, dtype=dtype)
         self.scale = scale
+        if config.frame_norm is not None:
+            from ..specs.lp import check_frame_norm
+
+            check_frame_norm(config.norm, config.frame_norm, self.graph.input_shape)
         K = 1
         for s in self.graph.output_shape:
             K *= s
@@ -156,7 +172,7 @@ class Certifier:
         """Lower bounds (B, S) of f_y - f_j over the ball (no batching/chunking). proof_only: the optimiser
         of alpha-crown may stop a sample as soon as every bound is positive. warm: a dict the optimised
         parameters are read from and written to (alpha-crown; see _search)."""
-        spec = make_spec(self.graph, x, eps, self.config.norm, self.config.clip, self.scale)
+        spec = make_spec(self.graph, x, eps, self.config.norm, self.config.clip, self.scale, self.config.frame_norm)
         C = margin_matrix(y, self.num_classes, target, self.dtype)
         if METHODS[self.config.method].engine == "optimized":
             from ..optimize import optimized_bounds
@@ -280,7 +296,7 @@ class Certifier:
         warm = _Warm(n) if METHODS[self.config.method].engine == "optimized" else None
         lo = torch.zeros(n, dtype=torch.float64)  # largest certified eps (0 = none yet)
         hi = torch.full((n,), math.inf, dtype=torch.float64)  # smallest failed eps
-        eps = torch.full((n,), cfg.initial(self.config.norm), dtype=torch.float64)
+        eps = torch.full((n,), cfg.initial(self.config.frame_norm or self.config.norm), dtype=torch.float64)
         evals = 0
         for _ in range(cfg.bracket_steps):
             active = (hi == math.inf) | (lo == 0)

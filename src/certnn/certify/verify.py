@@ -70,7 +70,9 @@ class VerifyConfig(Config):
     prop_1 twice as fast as CROWN then alpha-CROWN). bab: otherwise branch and bound on ReLU
     splits (beta-CROWN, bab_config) for ReLU networks, with bab_share of the remaining time when an exact
     stage follows. exact: 'auto' (lp then milp when the network can be encoded and has at most
-    exact_max_relus ReLUs), 'lp', 'milp', or 'none'. seed: seed of the attacks.
+    exact_max_relus ReLUs), 'lp', 'milp', or 'none'. seed: seed of the attacks. input_dtype: the element
+    type of the model's input (float32, float64, float16); counterexamples are rounded to it before they
+    are checked.
     """
 
     timeout: float = 60.0
@@ -92,8 +94,11 @@ class VerifyConfig(Config):
     exact: str = "auto"
     exact_max_relus: int = 2000
     seed: int = 0
+    #: element type counterexamples are rounded to before they are checked (the ONNX input's type)
+    input_dtype: str = "float32"
 
-    choices: ClassVar[dict] = {"exact": ("auto", "lp", "milp", "none")}
+    choices: ClassVar[dict] = {"exact": ("auto", "lp", "milp", "none"),
+                               "input_dtype": ("float32", "float64", "float16")}
 
 
 @dataclass
@@ -201,9 +206,10 @@ class _Verifier:
         if x.shape[0] == 0:
             return False
         lo, hi = self.p.lo[rid].numpy(), self.p.hi[rid].numpy()
-        xs = x.detach().numpy().astype(np.float32)
-        xs = np.where(xs < lo, np.nextafter(xs, np.float32(np.inf)), xs)
-        xs = np.where(xs > hi, np.nextafter(xs, np.float32(-np.inf)), xs)
+        dt = np.dtype(self.cfg.input_dtype)  # the model's input element type (float32 unless told)
+        xs = x.detach().numpy().astype(dt)
+        xs = np.where(xs < lo, np.nextafter(xs, dt.type(np.inf)), xs)
+        xs = np.where(xs > hi, np.nextafter(xs, dt.type(-np.inf)), xs)
         x64 = np.where((xs >= lo) & (xs <= hi), xs.astype(np.float64), np.clip(x.detach().numpy(), lo, hi))
         with torch.no_grad():
             y = self.fn(torch.as_tensor(x64)).numpy()

@@ -11,7 +11,8 @@ from ..attacks import PGDConfig, attack_radius
 from ..certify.bounds import to_graph
 from ..certify.targets import select_targets
 from ..report.records import environment
-from .common import Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args, load_model_and_data
+from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
+                     add_frame_norm_arg, input_settings, load_model_and_data, threat_model)
 
 
 def register(sub) -> None:
@@ -20,6 +21,7 @@ def register(sub) -> None:
     add_model_args(p)
     add_data_args(p)
     add_spec_args(p, methods=False)
+    add_frame_norm_arg(p)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--restarts", type=int, default=5)
     p.add_argument("--eps-max", type=float, default=1.0)
@@ -38,17 +40,19 @@ def run(args) -> int:
     sw = Stopwatch()
     with con.progress("attack radius", 1) as cb:
         r = attack_radius(graph, x, y, args.norm, PGDConfig(steps=args.steps, restarts=args.restarts, seed=args.seed),
-                          target=target, clip=clip, eps_max=args.eps_max)
+                          target=target, clip=clip, eps_max=args.eps_max, frame_norm=args.frame_norm)
         cb(1, 1)
     per = sw() / max(1, len(y))
     pred = logits.argmax(1)
     rows = [[args.start + i, int(y[i]), int(pred[i]), float(r.radius[i])] for i in range(len(y))]
-    con.table(f"attack radius (L{args.norm}; upper bound)", ["index", "label", "pred", "attack_radius"], rows)
+    con.table(f"attack radius ({threat_model(args.norm, args.frame_norm)}; upper bound)",
+              ["index", "label", "pred", "attack_radius"], rows)
     if args.json:
         def clean(v):
             return "inf" if v == float("inf") else v
         doc = {"schema_version": 1, "command": "attack",
-               "settings": {"model": args.model, "data": args.data, "norm": args.norm, "target": args.target,
+               "settings": {**input_settings(args), "data": args.data, "norm": args.norm, "frame_norm": args.frame_norm,
+                            "target": args.target,
                             "clip": clip, "seed": args.seed, "steps": args.steps, "restarts": args.restarts,
                             "eps_max": args.eps_max},
                "environment": environment(), "summary": {"samples": len(y), "seconds_per_sample": per},

@@ -6,7 +6,7 @@ import argparse
 from ..certify.radius import CertifyConfig, Certifier
 from ..report.records import SampleRecord, environment, write_json
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
-                     add_output_args, add_spec_args, alpha_config, complete_config, frame_options,
+                     add_output_args, add_spec_args, alpha_config, complete_config, frame_options, input_settings,
                      load_model_and_data, parse_methods)
 
 
@@ -67,8 +67,9 @@ def run(args) -> int:
               f"target={args.target})", cols, rows)
     con.print(f"clean accuracy {clean:.4g} on {x.shape[0]} samples")
     if args.json:
-        settings = {"model": args.model, "data": args.data, "norm": args.norm, "method": methods[0],
-                    "target": args.target, "clip": clip, "seed": args.seed, "eps": list(args.eps)}
+        settings = {**input_settings(args), "data": args.data, "norm": args.norm, "method": methods[0],
+                    "target": args.target, "clip": clip, "seed": args.seed, "eps": list(args.eps),
+                    "frames": cfg.frames, "frame_eps": cfg.frame_eps, "frame_norm": cfg.frame_norm}
         summary = {"samples": x.shape[0], "clean_accuracy": clean, "certified_accuracy": {str(e): acc[e] for e in args.eps},
                    "seconds_per_sample": per}
         settings["complete"] = bool(args.complete)

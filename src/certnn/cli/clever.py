@@ -9,7 +9,8 @@ from ..certify.bounds import to_graph
 from ..certify.targets import select_targets
 from ..estimate import CleverConfig, clever_scores
 from ..report.records import environment
-from .common import Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args, load_model_and_data
+from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
+                     load_model_and_data, input_settings)
 
 
 def register(sub) -> None:
@@ -51,7 +52,7 @@ def run(args) -> int:
         from pathlib import Path
 
         doc = {"schema_version": 1, "command": "clever",
-               "settings": {"model": args.model, "data": args.data, "norm": args.norm, "target": args.target,
+               "settings": {**input_settings(args), "data": args.data, "norm": args.norm, "target": args.target,
                             "clip": clip, "seed": args.seed, "n_batches": cfg.n_batches, "n_samples": cfg.n_samples,
                             "radius": cfg.radius_for(args.norm)},
                "environment": environment(), "summary": {"samples": len(y), "seconds_per_sample": per},

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..engine.methods import METHODS
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, ModelImportError
 from ..graph.ir import Graph
 from ..graph.loading import load_model
 
@@ -20,7 +20,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", required=True, help="FILE.py:FACTORY, TorchScript .pt, .onnx, or a pickled module "
                                                    "(with --trust-pickle)")
-    g.add_argument("--weights", help="state_dict for FILE.py:FACTORY models (loaded with weights_only=True)")
+    g.add_argument("--weights", help="weights for FILE.py:FACTORY models: a state_dict or a checkpoint "
+                                     "({'state_dict': ...}, {'model': ...}, lists of state dicts, 'module.' "
+                                     "prefixes), loaded with weights_only=True")
+    g.add_argument("--weights-key", help="which state_dict of a checkpoint holding several, e.g. state_dict.0 or ema")
     g.add_argument("--trust-pickle", action="store_true",
                    help="allow loading a fully pickled module (runs code from the file)")
     g.add_argument("--input-shape", type=lambda s: tuple(int(v) for v in s.split(",")),
@@ -53,6 +56,13 @@ def add_spec_args(p: argparse.ArgumentParser, methods: bool = True) -> None:
                         "default all")
     g.add_argument("--frame-eps", default=None,
                    help="relative eps per chosen frame, e.g. 1,0.5,1 (default 1 each)")
+    add_frame_norm_arg(g)
+
+
+def add_frame_norm_arg(g) -> None:
+    g.add_argument("--frame-norm", default=None, choices=["2", "1", "inf"],
+                   help="sequence models: a ball of this norm per frame, the frames independent (L-inf across "
+                        "frames; POPQORN's threat model is --frame-norm 2); --norm must be inf")
 
 
 def add_alpha_args(p: argparse.ArgumentParser) -> None:
@@ -96,11 +106,17 @@ def alpha_config(args):
 
 
 def frame_options(args) -> dict:
-    """CertifyConfig fields frames / frame_eps from --frames / --frame-eps."""
+    """CertifyConfig fields frames / frame_eps / frame_norm from --frames / --frame-eps / --frame-norm."""
     from ..specs.frames import parse_frame_eps, parse_frames
 
     return {"frames": parse_frames(getattr(args, "frames", None)),
-            "frame_eps": parse_frame_eps(getattr(args, "frame_eps", None))}
+            "frame_eps": parse_frame_eps(getattr(args, "frame_eps", None)),
+            "frame_norm": getattr(args, "frame_norm", None)}
+
+
+def threat_model(norm: str, frame_norm: str | None) -> str:
+    """'L2' or 'L2 per frame, Linf across frames' for tables."""
+    return f"L{norm}" if frame_norm in (None, "inf") else f"L{frame_norm} per frame, Linf across frames"
 
 
 def resolve_data_dir(args) -> Path:
@@ -130,16 +146,72 @@ def parse_methods(text: str) -> list[str]:
     return names
 
 
+def cli_load_model(args, sample_shape: tuple[int, ...] | None = None):
+    """load_model with the CLI's flags; says on stderr where in a checkpoint the weights were found and keeps
+    it for the JSON settings (input_settings). An ONNX input with symbolic per-sample dimensions (a
+    sequence length) takes them from --input-shape, else from `sample_shape` (the data's)."""
+    info: dict = {}
+    shape = getattr(args, "input_shape", None)
+    try:
+        model = load_model(args.model, getattr(args, "weights", None), getattr(args, "trust_pickle", False),
+                           getattr(args, "weights_key", None), info, input_shape=shape)
+    except ModelImportError as exc:
+        from ..graph.from_onnx import SymbolicShapeError
+
+        if not isinstance(exc, SymbolicShapeError) or shape is not None or sample_shape is None:
+            raise
+        model = load_model(args.model, None, False, None, info, input_shape=tuple(sample_shape))
+    args.weights_found = info.get("weights_key")
+    if args.weights_found and not getattr(args, "quiet", False):
+        import sys
+
+        print(f"certnn: weights from {args.weights_found}", file=sys.stderr)
+    return model
+
+
+def input_settings(args) -> dict:
+    """Entries of a JSON document's settings about the inputs: model, weights and where in the checkpoint
+    they were found, and clip_clamped (centres clamped into the --clip box, see clamp_data)."""
+    out = {"model": args.model}
+    if getattr(args, "weights", None):
+        out["weights"] = args.weights
+        out["weights_key"] = getattr(args, "weights_found", None)
+    if getattr(args, "clip_clamped", None) is not None:
+        out["clip_clamped"] = args.clip_clamped
+    return out
+
+
+def clamp_data(args, x: torch.Tensor) -> torch.Tensor:
+    """Clamp data lying within float rounding (a few float32 ulps) outside --clip into the box, say so on
+    stderr and record it for the JSON settings (clip_clamped); data farther outside is an error."""
+    if not getattr(args, "clip", None):
+        return x
+    from ..specs.lp import clamp_to_box
+
+    x64 = x.to(torch.float64)
+    x2, rep = clamp_to_box(x64, float(args.clip[0]), float(args.clip[1]))
+    args.clip_clamped = rep.as_dict()
+    if rep.values and not getattr(args, "quiet", False):
+        import sys
+
+        print(f"certnn: {rep.values} input values of {rep.samples} samples lay up to {rep.max_shift:.3g} outside "
+              f"the clip box (float rounding) and were clamped into it", file=sys.stderr)
+    return x2 if rep.values else x
+
+
 def load_model_and_data(args) -> tuple[object, torch.Tensor, torch.Tensor]:
     from ..data.npz import load_npz
     from ..models.text import TextClassifier
 
-    model = load_model(args.model, getattr(args, "weights", None), getattr(args, "trust_pickle", False))
+    is_onnx = args.model.endswith(".onnx") or args.model.endswith(".onnx.gz")
+    x, y = load_npz(args.data, args.samples, args.start) if is_onnx else (None, None)
+    model = cli_load_model(args, None if x is None else tuple(x.shape[1:]))
     if isinstance(model, TextClassifier):
         raise ConfigError(f"{args.model} is a text model bundle: its inputs are token sequences, not --data arrays; "
                           f"certify it with `certnn radius --model M --task T` (or --text \"...\"; --eps gives "
                           f"certified accuracy, --attack the attack radius), `certnn words` or `certnn compare`")
-    x, y = load_npz(args.data, args.samples, args.start)
+    if x is None:
+        x, y = load_npz(args.data, args.samples, args.start)
     if args.input_shape:
         n = 1
         for s in args.input_shape:
@@ -153,7 +225,7 @@ def load_model_and_data(args) -> tuple[object, torch.Tensor, torch.Tensor]:
             n *= s
         if x[0].numel() == n:
             x = x.reshape((x.shape[0],) + model.input_shape)
-    return model, x, y
+    return model, clamp_data(args, x), y
 
 
 class Console:

@@ -16,7 +16,9 @@ import sys
 from ..errors import CertnnError
 
 #: subcommand modules; each has register(subparsers) setting `func`
-SUBCOMMANDS = ["radius", "certify", "verify", "attack", "clever", "report", "train", "words", "compare", "demo"]
+SUBCOMMANDS = ["radius", "certify", "verify", "vnnlib", "attack", "clever", "report", "train", "words", "compare", "demo"]
+#: module of each subcommand that is not named after it
+MODULES = {"vnnlib": "vnnlib_solver"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,13 +29,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in SUBCOMMANDS:
-        importlib.import_module(f"certnn.cli.{name}").register(sub)
+        importlib.import_module(f"certnn.cli.{MODULES.get(name, name)}").register(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from .allocator import tune_allocator
 
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if args_list[:1] == ["vnnlib"]:  # the VNN-LIB solver interface has its own options and exit codes
+        import time
+
+        from .vnnlib_solver import _process_age
+        from .vnnlib_solver import main as vnnlib_main
+
+        tune_allocator()
+        started = time.monotonic() - (_process_age() if argv is None else 0.0)
+        return vnnlib_main(args_list[1:], prog="certnn vnnlib", started=started, hard_exit=argv is None)
     tune_allocator()
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -14,8 +14,8 @@ from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
 from ..errors import ConfigError, SoundnessError
 from ..report.records import SampleRecord, environment, write_json
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
-                     add_output_args, add_spec_args, alpha_config, complete_config, frame_options,
-                     load_model_and_data, parse_methods)
+                     add_output_args, add_spec_args, alpha_config, clamp_data, complete_config, frame_options,
+                     input_settings, load_model_and_data, parse_methods, threat_model)
 from .text_inputs import add_text_args, load_text_inputs, parse_words, text_bundle
 
 
@@ -76,11 +76,11 @@ def _inputs(args):
     if args.task is not None:
         if args.data:
             raise ConfigError("give either --data or --task")
-        from ..graph.loading import load_model
+        from .common import cli_load_model
 
-        model = load_model(args.model, args.weights, args.trust_pickle)
+        model = cli_load_model(args)
         x, y = _image_task_data(args)
-        return model, x, y, None
+        return model, clamp_data(args, x), y, None
     if not args.data:
         raise ConfigError("radius needs inputs: --data D.npz (or --task for a task's test split)")
     model, x, y = load_model_and_data(args)
@@ -144,7 +144,8 @@ def run(args) -> int:
         with con.progress("attack radius", 1):
             ar = attack_radius(graph, x.to(torch.float64), y, args.norm,
                                PGDConfig(steps=args.attack_steps, restarts=args.attack_restarts, seed=args.seed),
-                               target=res.target, clip=clip, scale=scale, eps_max=args.eps_max)
+                               target=res.target, clip=clip, scale=scale, eps_max=args.eps_max,
+                               frame_norm=cfg.frame_norm)
         attack = ar.radius.to(torch.float64)
         attack_time = sw()
         worst = torch.nonzero(torch.stack([radii[m] > attack * (1 + 1e-9) + 1e-12 for m in methods]).any(0)).flatten()
@@ -187,7 +188,7 @@ def run(args) -> int:
             [float(radii[m][i]) for m in methods] + ([float(attack[i])] if attack is not None else [])
             for i, s in enumerate(samples)]
     what = "" if text is None else f", perturbing words {args.words or 'all'} of {text.task or '--text'} sentences"
-    con.table(f"certified radius (L{args.norm}, target={args.target}{what})", cols, rows)
+    con.table(f"certified radius ({threat_model(args.norm, cfg.frame_norm)}, target={args.target}{what})", cols, rows)
     con.print("mean certified radius over correctly classified samples: " +
               ", ".join(f"{m} {summary['mean_certified_radius'][m]:.4g}" for m in methods) +
               (f"; mean attack radius {summary['mean_attack_radius']:.4g}" if attack is not None and summary.get("mean_attack_radius") is not None else ""))
@@ -196,11 +197,11 @@ def run(args) -> int:
         con.print(f"clean accuracy {summary['clean_accuracy']:.4g}; certified accuracy " +
                   "; ".join(f"{m}: " + ", ".join(f"{a:.4g} at eps {e}" for e, a in by[m].items()) for m in methods))
     if args.json:
-        settings = {"model": args.model, "data": args.data, "norm": args.norm, "methods": methods,
+        settings = {**input_settings(args), "data": args.data, "norm": args.norm, "methods": methods,
                     "method": methods[0], "target": args.target, "clip": clip, "seed": args.seed,
                     "search": search.to_dict(), "attack": bool(args.attack), "complete": bool(args.complete),
                     "complete_timeout": args.complete_timeout if args.complete else None,
-                    "frames": cfg.frames, "frame_eps": cfg.frame_eps}
+                    "frames": cfg.frames, "frame_eps": cfg.frame_eps, "frame_norm": cfg.frame_norm}
         if args.eps:
             settings["eps"] = list(args.eps)
         if args.task is not None or text is not None:

@@ -9,7 +9,7 @@ from ..errors import SoundnessError
 from ..report.build import build_report
 from ..report.render import write_report
 from .common import (Console, add_alpha_args, add_data_args, add_model_args, add_spec_args, alpha_config,
-                     load_model_and_data, parse_methods)
+                     input_settings, load_model_and_data, parse_methods)
 
 
 def register(sub) -> None:
@@ -47,7 +47,7 @@ def run(args) -> int:
                             search=RadiusConfig(bisection_steps=args.bisection_steps), clever_config=clever_cfg,
                             index_offset=args.start, batch_size=args.batch_size, alpha=alpha_config(args),
                             progress=lambda what, d, t: cb(d, t))
-    files = write_report(data, args.out, {"model": args.model, "data": args.data})
+    files = write_report(data, args.out, {**input_settings(args), "data": args.data})
     s = data.summary
     rows = [[f"certified: {m}", "lower bound", s["mean_certified_radius"][m], s["seconds_per_sample"][m]] for m in methods]
     if data.attack_radius is not None:

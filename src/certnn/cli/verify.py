@@ -9,10 +9,9 @@ from pathlib import Path
 from ..certify.bounds import to_graph
 from ..certify.verify import VerifyConfig, verify_property
 from ..errors import ConfigError
-from ..graph.loading import load_model
 from ..report.records import environment
 from ..specs.vnnlib import load_vnnlib, write_counterexample
-from .common import Console, Stopwatch, parse_methods
+from .common import Console, Stopwatch, cli_load_model, input_settings, parse_methods
 
 #: VNN-COMP result words for certnn's verdicts
 VNNCOMP_WORD = {"holds": "unsat", "violated": "sat", "unknown": "unknown"}
@@ -24,11 +23,16 @@ def register(sub) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", required=True, help=".onnx / .onnx.gz, FILE.py:FACTORY, TorchScript .pt, or a "
                                                    "pickled module (with --trust-pickle)")
-    g.add_argument("--weights", help="state_dict for FILE.py:FACTORY models (loaded with weights_only=True)")
+    g.add_argument("--weights", help="weights for FILE.py:FACTORY models: a state_dict or checkpoint (loaded with "
+                                     "weights_only=True)")
+    g.add_argument("--weights-key", help="which state_dict of a checkpoint holding several")
     g.add_argument("--trust-pickle", action="store_true", help="allow loading a fully pickled module")
     g.add_argument("--input-shape", type=lambda s: tuple(int(v) for v in s.split(",")),
-                   help="per-sample input shape of a torch model (default: the property's inputs, flat)")
-    p.add_argument("--spec", required=True, help="VNN-LIB property (.vnnlib or .vnnlib.gz)")
+                   help="per-sample input shape of a torch model (default: the property's inputs, flat), or of an "
+                        "ONNX model whose input has symbolic dimensions besides the batch (default: solved from the "
+                        "property's number of inputs when one dimension is symbolic)")
+    p.add_argument("--spec", required=True, help="VNN-LIB property (.vnnlib or .vnnlib.gz): VNN-LIB 1.0, or a 2.0 query "
+                                                 "over one network with one input and one output")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds for the whole property")
     p.add_argument("--method", default="ibp,crown,lp,milp",
                    help="stages to try after the attack, cheapest first; lp/milp run only on small ReLU nets")
@@ -54,21 +58,31 @@ def run(args) -> int:
         raise ConfigError("--timeout must be positive")
     prop = load_vnnlib(args.spec)
     reference = None
+    input_dtype = "float32"
     if args.model.endswith(".onnx") or args.model.endswith(".onnx.gz"):
         from ..graph.from_onnx import onnx_to_model
-        om = onnx_to_model(args.model)
+        from ..graph.from_onnx import SymbolicShapeError
+        try:
+            om = onnx_to_model(args.model, input_shape=args.input_shape)
+        except SymbolicShapeError as exc:  # a symbolic sequence length: from the property's number of inputs
+            shape = exc.complete(prop.n_inputs)
+            if shape is None:
+                raise
+            om = onnx_to_model(args.model, input_shape=shape)
         graph = om.graph
+        input_dtype = om.input_dtype
         try:
             import onnxruntime  # noqa: F401
             reference = om.run_onnxruntime
         except ImportError:  # pragma: no cover
             reference = None
     else:
-        model = load_model(args.model, args.weights, args.trust_pickle)
+        model = cli_load_model(args)
         graph = to_graph(model, args.input_shape or (prop.n_inputs,))
     cfg = VerifyConfig(timeout=args.timeout, methods=bounds or ("ibp",), attack=not args.no_attack,
                        split=not args.no_split and "crown" in bounds,
-                       exact="auto" if len(exact) == 2 else (exact[0] if exact else "none"), seed=args.seed)
+                       exact="auto" if len(exact) == 2 else (exact[0] if exact else "none"), seed=args.seed,
+                       input_dtype=input_dtype)
     sw = Stopwatch()
     res = verify_property(graph, prop, cfg, reference)
     word = VNNCOMP_WORD[res.verdict]
@@ -87,9 +101,9 @@ def run(args) -> int:
             con.print(f"wrote {args.out}")
     if args.json:
         doc = {"schema_version": 1, "command": "verify",
-               "settings": {"model": args.model, "spec": args.spec, "timeout": args.timeout,
+               "settings": {**input_settings(args), "spec": args.spec, "timeout": args.timeout,
                             "methods": list(methods), "attack": not args.no_attack, "split": cfg.split,
-                            "seed": args.seed},
+                            "seed": args.seed, "vnnlib_parser": prop.parser},
                "environment": environment(),
                "result": {**res.as_dict(), "vnncomp": word,
                           "counterexample_checked_by": (["certnn float64"] + (["onnxruntime"] if reference else []))

@@ -184,7 +184,7 @@ def compute_intermediate_bounds(ctx: RunContext, upto: str | None = None,
             continue
         with ctx.timer("interval"):
             iv = node.op.interval(ctx, *[best[i] for i in node.inputs])
-        if name in need and ctx.spec.norm != "inf" and affine_chain(ctx, name) is not None:
+        if name in need and not ctx.spec.is_box and affine_chain(ctx, name) is not None:
             # an affine chain from the input: exact over the ball (cheap: coefficients shared by the batch)
             with ctx.timer("intermediate"):
                 iv = affine_chain_bounds(ctx, name, iv)
@@ -241,7 +241,7 @@ def _affine_from_input(ctx: RunContext, name: str) -> bool:
 
 def interval_is_exact(ctx: RunContext, name: str) -> bool:
     """True when `name` is an affine chain of an L-inf box: its interval image is exact per neuron."""
-    return ctx.spec.norm == "inf" and _affine_from_input(ctx, name) and all(
+    return ctx.spec.is_box and _affine_from_input(ctx, name) and all(
         len(ctx.graph.nodes[a].inputs) <= 1 for a in ctx.graph.ancestors(name)[1:])
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..config import dual_exponent
 from ..domains.interval import Interval
 from ..ops.base import AffineOp
 from .context import RunContext
@@ -52,7 +51,7 @@ def affine_chain(ctx: RunContext, name: str) -> list[str] | None:
 def needs_exact_affine(ctx: RunContext, name: str) -> bool:
     """True when the ball is L2/L1 and `name` ends an affine chain from the input that feeds a
     non-affine op or is the output (intermediate reshapes of the chain need no bounds of their own)."""
-    if ctx.spec.norm == "inf" or affine_chain(ctx, name) is None:
+    if ctx.spec.is_box or affine_chain(ctx, name) is None:
         return False
     g = ctx.graph
     if name == g.output_name:
@@ -80,7 +79,6 @@ def affine_chain_bounds(ctx: RunContext, name: str, iv: Interval) -> Interval:
         mid = g.nodes[n].op.forward(mid)
     shape = g.nodes[name].shape
     numel = mid[0].numel()
-    q = dual_exponent(spec.norm)
     ref = spec.center
     scale = None if spec.scale is None else torch.broadcast_to(spec.scale, ref.shape[1:]).reshape(1, 1, -1)
     duals = []
@@ -98,7 +96,7 @@ def affine_chain_bounds(ctx: RunContext, name: str, iv: Interval) -> Interval:
         A = A.reshape(1, r, -1)
         if scale is not None:
             A = A * scale
-        duals.append(torch.linalg.vector_norm(A, ord=q, dim=-1)[0])
+        duals.append(spec.dual_norm(A)[0])  # ||.||_q, or the per-frame sum of per-frame balls
     dual = torch.cat(duals).reshape(shape)
     # a few ulps against rounding in the dual norm and the forward pass
     eps = spec.eps.reshape((-1,) + (1,) * len(shape))

@@ -273,7 +273,7 @@ def input_zonotope(run: ZonotopeRun) -> DiagonalInput:
     radius 0 contributes nothing whatever its symbol's value)."""
     spec = run.ctx.spec
     c = spec.center
-    if spec.norm == "inf":
+    if spec.is_box:
         box = spec.box()
         center = (box.lower + box.upper) / 2
         radius = torch.maximum(box.upper - center, center - box.lower)
@@ -285,7 +285,12 @@ def input_zonotope(run: ZonotopeRun) -> DiagonalInput:
         err = run.gamma(2) * radius
     B = c.shape[0]
     live = (radius.reshape(B, -1) != 0).any(0)
-    ids = run.table.fresh(int(live.sum()), norm=spec.norm, label="input", device=c.device)
+    if spec.frame_norm is None:
+        ids = run.table.fresh(int(live.sum()), norm=spec.norm, label="input", device=c.device)
+    else:  # per-frame balls: one jointly constrained group per frame, the groups independent
+        lv = live.reshape(spec.frames, -1)
+        ids = torch.cat([run.table.fresh(int(lv[t].sum()), norm=spec.frame_norm, label="input", device=c.device)
+                         for t in range(spec.frames)])
     idmap = torch.full((live.numel(),), -1, dtype=torch.int64, device=c.device)
     idmap[live] = ids
     return DiagonalInput(center, radius, idmap.reshape(c.shape[1:]), run.table, err)

@@ -451,8 +451,14 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
 
     if clip is not None:
         lo, hi = _clip_tensors(clip, x[0])
-        if bool(((x < lo) | (x > hi)).any()):
-            raise DataError("x lies outside the clip box (lo, hi); clipping would move the ball's center")
+        if bool(((x < lo) | (x > hi)).any()):  # within float rounding: clamped; farther: an error
+            from ..errors import SpecError
+            from ..specs.lp import clamp_to_box
+
+            try:
+                x, _ = clamp_to_box(x, lo, hi)
+            except SpecError as exc:
+                raise DataError(f"x lies outside the clip box (lo, hi): {exc}") from None
 
     logits64 = logits.detach().to(device="cpu", dtype=torch.float64)
     label_cpu = label.cpu()

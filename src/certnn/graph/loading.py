@@ -1,7 +1,9 @@
 """Loading models from files, safely.
 
-* ``net.py:factory`` (+ ``weights=state_dict.pt``): imports the Python file, calls ``factory()`` and loads
-  the state dict with ``torch.load(weights_only=True)``, which runs no code from the weights file.
+* ``net.py:factory`` (+ ``weights=checkpoint.pt``): imports the Python file, calls ``factory()`` and loads
+  the weights with ``torch.load(weights_only=True)``, which runs no code from the weights file. The file
+  may be a plain state_dict or any common checkpoint layout (``{'state_dict': ...}``, ``{'model': ...}``,
+  lists of state dicts, ``module.`` prefixes): graph/checkpoints.py finds the one that matches.
 * ``model.pt`` saved by ``torch.jit.save`` (TorchScript): loaded with ``torch.jit.load``.
 * a fully pickled module (``torch.save(model)``): only with ``trust_pickle=True``, since unpickling runs
   arbitrary code from the file.
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelImportError
+from .checkpoints import load_checkpoint
 
 
 def _load_factory(spec: str) -> nn.Module:
@@ -49,30 +52,22 @@ def _load_factory(spec: str) -> nn.Module:
     return model
 
 
-def _load_state(model: nn.Module, weights: str) -> None:
-    p = Path(weights)
-    if not p.is_file():
-        raise ModelImportError(f"weights file {p} not found")
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise ModelImportError(f"cannot read weights {p} as a state_dict (weights_only loading): {exc}") from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ModelImportError(f"weights {p} hold a {type(state).__name__}, not a state_dict")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelImportError(f"weights {p} do not match the model: {exc}") from exc
+def load_model(spec: str, weights: str | None = None, trust_pickle: bool = False, weights_key: str | None = None,
+               info: dict | None = None, input_shape: tuple[int, ...] | None = None):
+    """An nn.Module (or, for .onnx, a certnn Graph) from a model spec; see the module docstring.
 
-
-def load_model(spec: str, weights: str | None = None, trust_pickle: bool = False):
-    """An nn.Module (or, for .onnx, a certnn Graph) from a model spec; see the module docstring."""
+    ``weights`` may be any common checkpoint layout (graph/checkpoints.py); ``weights_key`` picks one
+    state_dict when the file holds several. When ``info`` is a dict, ``info['weights_key']`` is set to
+    where in the file the weights were found. ``input_shape`` (per sample) fixes symbolic dimensions of an
+    ONNX model's input (a sequence length)."""
+    if weights_key is not None and not weights:
+        raise ModelImportError("--weights-key chooses a state_dict inside --weights; give --weights too")
     if ":" in spec and spec.rpartition(":")[0].endswith(".py"):
         model = _load_factory(spec)
         if weights:
-            _load_state(model, weights)
+            where = load_checkpoint(model, weights, weights_key, trust_pickle)
+            if info is not None:
+                info["weights_key"] = where
         model.eval()
         return model
     path = Path(spec)
@@ -83,7 +78,7 @@ def load_model(spec: str, weights: str | None = None, trust_pickle: bool = False
             from .from_onnx import load_onnx
         except ImportError as exc:
             raise ModelImportError(f"ONNX import is not available: {exc}") from exc
-        return load_onnx(str(path))
+        return load_onnx(str(path), input_shape=input_shape)
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             is_script = any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())

@@ -83,3 +83,132 @@ def _per_channel(op: ElementwiseAffine, shape: tuple[int, ...]) -> bool:
                 or t.ndim != len(shape):
             return False
     return True
+
+
+# ---------------------------------------------------------------- selections
+
+
+_MOVES = ("reshape", "slice", "permute", "concat")
+
+
+def _is_move(op) -> bool:
+    """Ops that only move values around (every output element is one input element)."""
+    from ..ops.shape import Concat, Permute, Reshape, Slice
+
+    return isinstance(op, (Reshape, Slice, Permute, Concat))
+
+
+def simplify_selections(graph: Graph) -> Graph:
+    """The same function with data-movement chains that merely re-select an existing node replaced by it.
+
+    Importers of ONNX recurrent models build the output sequence Y by concatenating the step nodes and
+    then transposing, reshaping and slicing it (``Y[-1]``, ``Y_h``); the next layer's input projection is a
+    ``Linear`` over that sequence followed by one ``Slice`` per step. This pass
+
+    * traces, for every chain of Reshape / Slice / Permute / Concat nodes, which element of which node each
+      output element is (int64 "origin" tensors pushed through the ops' own forward); a node whose origin
+      is exactly another node's elements in order is that node (reshaped if the shapes differ);
+    * rewrites ``Slice(Linear(X))`` that keeps the last dimension as ``Linear(Slice(X))`` when that slice of X
+      is an existing node (the per-step ``Linear`` PyTorch's unrolling emits for deeper layers);
+
+    and drops nodes nothing uses any more. Exact: every replacement computes the same values (selections
+    and a Linear applied row by row). The result is the graph ``from_torch`` builds for the module an ONNX
+    recurrent model was exported from.
+    """
+    from ..ops.affine import Linear
+    from ..ops.shape import Reshape, Slice
+
+    BIG = 1 << 40
+    ids = {name: k + 1 for k, name in enumerate(graph.order)}
+    origin: dict[str, torch.Tensor] = {}
+
+    def own(name: str) -> torch.Tensor:
+        shape = graph.nodes[name].shape
+        return (ids[name] * BIG + torch.arange(_numel(shape), dtype=torch.int64)).reshape((1,) + tuple(shape))
+
+    by_origin: dict[bytes, str] = {}  # kept data-movement nodes, by the elements they hold
+
+    def alias_of(o: torch.Tensor) -> str | None:
+        flat = o.reshape(-1)
+        if flat.numel() == 0:
+            return None
+        src = int(flat[0]) // BIG
+        name = graph.order[src - 1]
+        want = own(name).reshape(-1)
+        if flat.shape == want.shape and torch.equal(flat, want):
+            return name
+        return by_origin.get(flat.numpy().tobytes())
+
+    nodes: list[Node] = []
+    rename: dict[str, str] = {}  # old node -> node that replaces it
+    deferred: set[str] = set()  # per-step Linear nodes, moved to just before their first consumer
+    for name in graph.order:
+        node = graph.nodes[name]
+        ins = tuple(rename.get(i, i) for i in node.inputs)
+        if _is_move(node.op):
+            o = node.op.forward(*[origin.get(i) if i in origin else own(i) for i in node.inputs])
+            origin[name] = o
+            src = alias_of(o)
+            if src is not None and src != name:
+                target = rename.get(src, src)
+                tshape = graph.nodes[src].shape
+                if tshape == node.shape:
+                    rename[name] = target
+                    continue
+                nodes.append(Node(name, Reshape(tshape, node.shape), (target,), node.shape))
+                continue
+            by_origin.setdefault(o.reshape(-1).numpy().tobytes(), name)
+        if isinstance(node.op, Slice) and len(node.inputs) == 1:
+            lin = graph.nodes[node.inputs[0]]
+            keeps_last = len(node.op.index) < len(lin.shape) or node.op.index[len(lin.shape) - 1:] in ((), (slice(None),))
+            if isinstance(lin.op, Linear) and keeps_last and len(lin.inputs) == 1:
+                x = lin.inputs[0]
+                ox = origin[x] if x in origin else own(x)
+                src = alias_of(node.op.forward(ox)) if x != graph.input_name else None
+                if src is not None:
+                    target = rename.get(src, src)
+                    tshape = graph.nodes[src].shape
+                    want_in = node.shape[:-1] + (lin.op.weight.shape[1],)
+                    if tshape != want_in:
+                        rname = f"{name}__in"
+                        nodes.append(Node(rname, Reshape(tshape, want_in), (target,), want_in))
+                        deferred.add(rname)
+                        target = rname
+                    nodes.append(Node(name, Linear(lin.op.weight, lin.op.bias), (target,), node.shape))
+                    deferred.add(name)
+                    continue
+        nodes.append(Node(name, node.op, ins, node.shape))
+    out = rename.get(graph.output_name, graph.output_name)
+    g = Graph(_sink(nodes, deferred), out)
+    keep = set(g.ancestors(g.output_name))
+    return Graph([g.nodes[n] for n in g.order if n in keep], g.output_name)
+
+
+def _sink(nodes: list[Node], deferred: set[str]) -> list[Node]:
+    """The node list with each deferred node moved to just before its first consumer (a per-step input
+    projection right before its step, in the order PyTorch's unrolling emits them)."""
+    if not deferred:
+        return nodes
+    pending = {n.name: n for n in nodes if n.name in deferred}
+    out: list[Node] = []
+    placed: set[str] = set()
+
+    def place(name: str) -> None:
+        node = pending.pop(name)
+        for i in node.inputs:
+            if i in pending:
+                place(i)
+        out.append(node)
+        placed.add(name)
+
+    for n in nodes:
+        if n.name in deferred:
+            continue
+        for i in n.inputs:
+            if i in pending:
+                place(i)
+        out.append(n)
+    for name in list(pending):  # consumed by nothing: keep them (pruned later)
+        if name in pending:
+            place(name)
+    return out

@@ -124,6 +124,8 @@ class VnnlibProperty:
     n_outputs: int
     regions: list[Region]
     source: str = "<string>"
+    #: which parser read the file: "certnn" or "vnnlib <version>" (specs/vnnlib2.py)
+    parser: str = "certnn"
 
     def __repr__(self) -> str:
         sizes = [len(r.output_constraint) for r in self.regions]
@@ -677,10 +679,31 @@ def _read_text(path: Path, what: type[Exception]) -> str:
         raise what(f"{path}: not UTF-8 text (byte {e.start}); is this a VNN-LIB file?") from e
 
 
-def load_vnnlib(path: str | Path, *, max_disjuncts: int = DEFAULT_MAX_DISJUNCTS) -> VnnlibProperty:
-    """Read a ``.vnnlib`` file, plain or gzip-compressed (detected from the content), and parse it."""
+def load_vnnlib(path: str | Path, *, max_disjuncts: int = DEFAULT_MAX_DISJUNCTS, parser: str = "auto") -> VnnlibProperty:
+    """Read a ``.vnnlib`` file, plain or gzip-compressed (detected from the content), and parse it.
+
+    ``parser``: ``"vnnlib"`` (the maintained vnnlib package, specs/vnnlib2.py: VNN-LIB 2.0 queries, and
+    1.0 files translated to 2.0), ``"certnn"`` (this module's VNN-LIB 1.0 parser) or ``"auto"``: the vnnlib
+    package when it is installed, and certnn's parser for a 1.0 file the package does not read (a construct
+    without a 2.0 spelling, such as ``/``, or a malformed file, whose error certnn's parser reports with
+    its line and column). The property says which parser read it (``VnnlibProperty.parser``).
+    """
     path = Path(path)
-    return parse_vnnlib(_read_text(path, SpecError), str(path), max_disjuncts=max_disjuncts)
+    text = _read_text(path, SpecError)
+    if parser not in ("auto", "vnnlib", "certnn"):
+        raise SpecError(f"unknown VNN-LIB parser {parser!r}; choose auto, vnnlib or certnn")
+    if parser == "certnn":
+        return parse_vnnlib(text, str(path), max_disjuncts=max_disjuncts)
+    from . import vnnlib2
+
+    v2 = re.search(r"\(\s*vnnlib-version\b", text) is not None
+    if parser == "vnnlib" or v2 or vnnlib2.vnnlib_available():
+        try:
+            return vnnlib2.parse_query(text, str(path), max_disjuncts=max_disjuncts).property()
+        except SpecError:
+            if parser == "vnnlib" or v2:
+                raise
+    return parse_vnnlib(text, str(path), max_disjuncts=max_disjuncts)
 
 
 def _flat(a, n: int, what: str) -> np.ndarray:

@@ -28,11 +28,13 @@ def _project(spec: LpBall, x: Tensor) -> Tensor:
     else:
         z = d
     B, N = z.shape[:2]
-    zf = z.reshape(B, N, -1)
+    # per-frame balls: every frame is its own ball (rows of (B, N * T, d / T))
+    zf = z.reshape(B, N * spec.frames, -1) if spec.frame_norm else z.reshape(B, N, -1)
     eps = spec.eps.reshape(B, 1, 1)
-    if spec.norm == "inf":
+    norm = spec.frame_norm or spec.norm
+    if norm == "inf":
         zf = torch.maximum(torch.minimum(zf, eps), -eps)
-    elif spec.norm == "2":
+    elif norm == "2":
         n = zf.norm(dim=-1, keepdim=True)
         zf = zf * torch.clamp(eps / n.clamp(min=1e-300), max=1.0)
     else:
@@ -60,11 +62,31 @@ def _project_l1(v: Tensor, r: Tensor) -> Tensor:
 
 def sample_ball(spec: LpBall, n: int, generator: torch.Generator | None = None) -> Tensor:
     """n points per sample (B, n, *in_shape) from the input set: a third uniform-ish, a third
-    corner-heavy (Beta(0.5, 0.5) per coordinate), a third extreme points; all projected into the set."""
+    corner-heavy (Beta(0.5, 0.5) per coordinate), a third extreme points; all projected into the set.
+    Per-frame balls draw every frame independently in its own ball; the extreme points put every frame on
+    its sphere (L2), its vertices (L-inf) or its signed axis points (L1) at once."""
+    B = spec.batch
+    shape = spec.center.shape[1:]
+    g = generator or torch.Generator().manual_seed(0)
+    if spec.frame_norm is not None:
+        T = spec.frames
+        sub = LpBall(spec.center[:, 0].reshape(B, -1), spec.eps, spec.frame_norm)
+        z = torch.stack([_draw(sub, n, g) for _ in range(T)], 2)  # (B, n, T, d / T)
+        z = z.reshape((B, n) + tuple(shape))
+        if spec.scale is not None:
+            z = z * spec.scale
+        return _project(spec, spec.center.unsqueeze(1) + z)
+    z = _draw(spec, n, g).reshape((B, n) + tuple(shape))
+    if spec.scale is not None:
+        z = z * spec.scale
+    return _project(spec, spec.center.unsqueeze(1) + z)
+
+
+def _draw(spec: LpBall, n: int, g: torch.Generator) -> Tensor:
+    """Perturbations z (B, n, d) with ||z||_p <= eps of spec's norm (before scale, clip and projection)."""
     B = spec.batch
     shape = spec.center.shape[1:]
     dtype = spec.center.dtype
-    g = generator or torch.Generator().manual_seed(0)
     d = int(torch.tensor(shape).prod().item()) if len(shape) else 1
     k = max(1, n // 3)
     u = torch.rand((B, k, d), generator=g, dtype=dtype) * 2 - 1
@@ -90,10 +112,7 @@ def sample_ball(spec: LpBall, n: int, generator: torch.Generator | None = None) 
         hot = torch.randint(0, d, (B, m), generator=g)
         axis.scatter_(2, hot.unsqueeze(-1), signs[..., :1])
         z = torch.cat([pts * eps, axis * eps], 1)
-    z = z.reshape((B, n) + tuple(shape))
-    if spec.scale is not None:
-        z = z * spec.scale
-    return _project(spec, spec.center.unsqueeze(1) + z)
+    return z
 
 
 def check_bounds_contain(fn: Callable[[Tensor], Tensor], points: Tensor, lower: Tensor, upper: Tensor,
@@ -138,10 +157,10 @@ def pgd_against_bounds(fn: Callable[[Tensor], Tensor], spec: LpBall, lower: Tens
                 val = out[:, torch.arange(2 * S), rows]
             obj = (val * sign).sum()
             (grad,) = torch.autograd.grad(obj, x)
-            if spec.norm == "inf":
+            if spec.is_box:
                 d = -grad.sign()
-            else:
-                gf = grad.reshape(B, 2 * S, -1)
+            else:  # the normalised gradient, per frame for per-frame balls
+                gf = grad.reshape(B, 2 * S, spec.frames, -1) if spec.frame_norm else grad.reshape(B, 2 * S, -1)
                 d = -(gf / gf.norm(dim=-1, keepdim=True).clamp(min=1e-300)).reshape(grad.shape)
                 d = d * (gf.shape[-1] ** 0.5)
             x = _project(spec, (x + step * d).detach())

@@ -192,10 +192,42 @@ def test_unsupported_node_names_op_position_and_supported_list():
     assert "Gemm" in supported_onnx_ops()
 
 
-def test_product_of_two_layer_outputs_is_unsupported():
+def test_products_of_two_layer_outputs():
+    """x * relu(x) imports as the product op (McCormick planes) and its bounds are sound; x / y and products
+    that broadcast are refused."""
+    from certnn.certify.bounds import bounds_for_spec, make_spec
+    from certnn.testing import check_bounds_contain, sample_ball
+
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Mul", ["x", "r"], ["y"])]
-    with pytest.raises(UnsupportedOpError, match="Mul"):
+    om = _parity(_model(nodes, ["N", 4], ["N", 4]))
+    x = torch.rand(3, 4, dtype=torch.float64) * 2 - 1
+    spec = make_spec(om.graph, x, 0.4, "inf")
+    for method in ("ibp", "crown", "certrnn"):
+        lo, hi, _ = bounds_for_spec(om.graph, spec, method)
+        assert check_bounds_contain(om.graph.forward, sample_ball(spec, 90), lo, hi) <= 1e-9
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Div", ["x", "r"], ["y"])]
+    with pytest.raises(UnsupportedOpError, match="Div of two layer outputs"):
         onnx_to_model(_model(nodes, ["N", 4], ["N", 4]).SerializeToString())
+    inits = [_init("W", _w(4, 1))]
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Mul", ["x", "m"], ["y"])]
+    with pytest.raises(UnsupportedOpError, match="same shape"):
+        onnx_to_model(_model(nodes, ["N", 4], ["N", 4], inits).SerializeToString())
+
+
+def test_concat_with_constants_split_and_identity_outputs():
+    inits = [_init("c", np.array([[0.5, -2.0]], dtype=np.float32)), _init("sp", np.array([1, 3], dtype=np.int64))]
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Concat", ["r", "c"], ["y"], axis=1)]
+    om = _parity(_model(nodes, [1, 4], [1, 6], inits[:1]), batch_fixed=True)  # ONNX needs the batch of 1
+    assert om.graph.output_shape == (6,)
+    nodes = [helper.make_node("Split", ["x", "sp"], ["a", "b"], axis=1), helper.make_node("Relu", ["a"], ["ra"]),
+             helper.make_node("Concat", ["b", "ra"], ["y"], axis=1)]
+    _parity(_model(nodes, ["N", 4], ["N", 4], inits[1:]))
+    nodes = [helper.make_node("Split", ["x"], ["a", "b"], axis=1, split=[2, 2]), helper.make_node("Sub", ["a", "b"], ["y"])]
+    _parity(_model(nodes, ["N", 4], ["N", 2], opset=11))
+    # a model whose output is its input (up to layout) is a model
+    om = _parity(_model([helper.make_node("Transpose", ["x"], ["y"], perm=[1, 0])], [1, 3], [3, 1]),
+                 batch_fixed=True)
+    assert om.graph.output_shape == (3,) and om.output_batch_axis == 1
 
 
 def test_malformed_files(tmp_path):
