@@ -24,6 +24,7 @@ from common import attack_radius_record, certified_radius_record, OUT, SHARED, a
 
 MODELS = {  # name: (hidden sizes, activation)
     "6x100_relu": ([100] * 6, "relu"),
+    "9x200_relu": ([200] * 9, "relu"),  # alpha-CROWN paper shape (benchmarks/alpha_vs_autolirpa.py)
     "3x1024_relu": ([1024] * 3, "relu"),
     "4x1024_relu": ([1024] * 4, "relu"),
     "3x1024_tanh": ([1024] * 3, "tanh"),
@@ -107,7 +108,8 @@ def child(a) -> None:
 
 
 def main() -> None:
-    p = matrix_parser(__doc__, models=",".join(MODELS), methods="crown,fastlin,ibp,lipschitz,attack",
+    default_models = ",".join(m for m in MODELS if m != "9x200_relu")  # 9x200: alpha_vs_autolirpa.py only
+    p = matrix_parser(__doc__, models=default_models, methods="crown,fastlin,ibp,lipschitz,attack",
                       jsonl=str(OUT / "mlp_mnist.jsonl"), threads=2,
                       quick_help="20 images, models 6x100_relu and 3x1024_relu, top2")
     p.add_argument("--target")
