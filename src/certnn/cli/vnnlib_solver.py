@@ -58,8 +58,7 @@ import threading
 import time
 from pathlib import Path
 
-#: process clock at import (the deadline counts from the process start when /proc tells it)
-_T_IMPORT = time.monotonic()
+from .clock import process_age as _process_age
 
 NAME = "certnn"
 SOLVER = "certnn-vnnlib"
@@ -136,18 +135,6 @@ class _Answer:
 
     def close(self) -> None:
         sys.stdout = self.out
-
-
-def _process_age() -> float:
-    """Seconds since this process started (Linux /proc), else since this module was imported."""
-    try:
-        with open("/proc/self/stat") as fh:
-            start_ticks = float(fh.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as fh:
-            uptime = float(fh.read().split()[0])
-        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
-        return time.monotonic() - _T_IMPORT
 
 
 # ----------------------------------------------------------------------------------------------------
