@@ -47,8 +47,16 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic() - (_process_age() if argv is None else 0.0)
         return vnnlib_main(args_list[1:], prog="certnn vnnlib", started=started, hard_exit=argv is None)
     tune_allocator()
+    import time
+
+    from .clock import process_start_perf
+
+    # deadlines of a command run as a program count from the process start; called in-process (argv
+    # given, e.g. tests or scripts), from now
+    started_at = process_start_perf() if argv is None else time.perf_counter()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.started_at = started_at
     try:
         return int(args.func(args) or 0)
     except CertnnError as exc:

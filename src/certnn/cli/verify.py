@@ -88,7 +88,7 @@ def run(args) -> int:
         model = cli_load_model(args)
         graph = to_graph(model, args.input_shape or (prop.n_inputs,))
     # the clock started with the process; a second is kept for writing the results and exiting
-    started = process_start_perf()
+    started = getattr(args, "started_at", None) or process_start_perf()
     cfg = VerifyConfig(timeout=max(0.05, args.timeout - RESERVE_S), methods=bounds or ("ibp",),
                        attack=not args.no_attack, split=not args.no_split and "crown" in bounds, bab=not args.no_bab,
                        exact="auto" if len(exact) == 2 else (exact[0] if exact else "none"), seed=args.seed,
