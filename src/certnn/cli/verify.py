@@ -63,6 +63,8 @@ def run(args) -> int:
         return run_instances(args)
     if not args.model or not args.spec:
         raise ConfigError("verify needs --model and --spec (or --instances instances.csv)")
+    if args.workers or args.address or args.resume:
+        raise ConfigError("--workers / --address / --resume shard a benchmark: use them with --instances")
     con = Console(args.quiet)
     methods = parse_methods(args.method)
     exact = [m for m in methods if m in ("lp", "milp")]
