@@ -11,6 +11,7 @@ from ..attacks import PGDConfig, attack_radius
 from ..certify.bounds import to_graph
 from ..certify.targets import select_targets
 from ..report.records import environment
+from .sharded import add_worker_args, wants_sharding
 from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
                      add_frame_norm_arg, input_settings, load_model_and_data, threat_model)
 
@@ -26,10 +27,15 @@ def register(sub) -> None:
     p.add_argument("--restarts", type=int, default=5)
     p.add_argument("--eps-max", type=float, default=1.0)
     add_output_args(p)
+    add_worker_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if wants_sharding(args):  # --workers / --address / --resume: docs/scaling.md
+        from .shard_run import run_sharded
+
+        return run_sharded(args, "attack")
     con = Console(args.quiet)
     model, x, y = load_model_and_data(args)
     graph = to_graph(model, tuple(x.shape[1:]))

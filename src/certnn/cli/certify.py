@@ -5,6 +5,7 @@ import argparse
 
 from ..certify.radius import CertifyConfig, Certifier
 from ..report.records import SampleRecord, environment, write_json
+from .sharded import add_worker_args, wants_sharding
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, complete_config, frame_options, input_settings,
                      load_model_and_data, parse_methods)
@@ -20,10 +21,15 @@ def register(sub) -> None:
     add_complete_args(p)
     p.add_argument("--eps", type=float, nargs="+", required=True, help="radii to certify at")
     add_output_args(p)
+    add_worker_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if wants_sharding(args):  # --workers / --address / --resume: docs/scaling.md
+        from .shard_run import run_sharded
+
+        return run_sharded(args, "certify")
     con = Console(args.quiet)
     methods = parse_methods(args.method)
     if len(methods) != 1:

@@ -9,6 +9,7 @@ from ..certify.bounds import to_graph
 from ..certify.targets import select_targets
 from ..estimate import CleverConfig, clever_scores
 from ..report.records import environment
+from .sharded import add_worker_args, wants_sharding
 from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
                      load_model_and_data, input_settings)
 
@@ -23,10 +24,15 @@ def register(sub) -> None:
     p.add_argument("--batch-samples", type=int, default=256, help="N_s: gradient samples per batch")
     p.add_argument("--radius", type=float, help="sampling radius R (default by norm)")
     add_output_args(p)
+    add_worker_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if wants_sharding(args):  # --workers / --address / --resume: docs/scaling.md
+        from .shard_run import run_sharded
+
+        return run_sharded(args, "clever")
     con = Console(args.quiet)
     model, x, y = load_model_and_data(args)
     graph = to_graph(model, tuple(x.shape[1:]))

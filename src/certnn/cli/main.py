@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.started_at = started_at
+    args.argv = args_list  # sharded runs (--workers) re-parse it in each worker
     try:
         return int(args.func(args) or 0)
     except CertnnError as exc:

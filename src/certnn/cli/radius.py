@@ -13,6 +13,7 @@ import torch
 from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
 from ..errors import ConfigError, SoundnessError
 from ..report.records import SampleRecord, environment, write_json
+from .sharded import add_worker_args, wants_sharding
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, clamp_data, complete_config, frame_options,
                      input_settings, load_model_and_data, parse_methods, threat_model)
@@ -37,6 +38,7 @@ def register(sub) -> None:
     g.add_argument("--attack-steps", type=int, default=100)
     g.add_argument("--attack-restarts", type=int, default=5)
     add_output_args(p)
+    add_worker_args(p)
     p.set_defaults(func=run)
 
 
@@ -88,6 +90,10 @@ def _inputs(args):
 
 
 def run(args) -> int:
+    if wants_sharding(args):  # --workers / --address / --resume: docs/scaling.md
+        from .shard_run import run_sharded
+
+        return run_sharded(args, "radius")
     con = Console(args.quiet)
     methods = parse_methods(args.method)
     model, x, y, text = _inputs(args)
@@ -155,6 +161,8 @@ def run(args) -> int:
     samples = []
     for i in range(x.shape[0]):
         extra = {"time_s_by_method": {m: float(times[m][i]) for m in methods}} if len(methods) > 1 else {}
+        if args.eps and len(methods) > 1:  # per method, as summary.certified_accuracy_by_method counts it
+            extra["certified_by_method"] = {m: {str(e): bool(certified[m][e][i]) for e in args.eps} for m in methods}
         if violated_at:  # --complete: an upper bound, from a checked adversarial example
             extra["adversarial_found_at_eps"] = {m: float(violated_at[m][i]) for m in violated_at}
         if text is not None:

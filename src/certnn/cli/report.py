@@ -8,6 +8,7 @@ from ..certify.bounds import to_graph
 from ..errors import SoundnessError
 from ..report.build import build_report
 from ..report.render import write_report
+from .sharded import add_worker_args, wants_sharding
 from .common import (Console, add_alpha_args, add_data_args, add_model_args, add_spec_args, alpha_config,
                      input_settings, load_model_and_data, parse_methods)
 
@@ -27,10 +28,15 @@ def register(sub) -> None:
     p.add_argument("--bisection-steps", type=int, default=10)
     p.add_argument("--out", required=True, help="output folder (report.json, report.md, *.png)")
     p.add_argument("--quiet", action="store_true")
+    add_worker_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if wants_sharding(args):  # --workers / --address / --resume: docs/scaling.md
+        from .shard_run import run_sharded
+
+        return run_sharded(args, "report")
     con = Console(args.quiet)
     methods = parse_methods(args.methods)
     model, x, y = load_model_and_data(args)

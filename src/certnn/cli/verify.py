@@ -12,6 +12,8 @@ from ..errors import ConfigError
 from ..report.records import environment
 from ..specs.vnnlib import load_vnnlib, write_counterexample
 from .clock import process_start_perf
+from .sharded import add_worker_args
+from .verify_instances import add_instances_args, run_instances
 from .common import Console, Stopwatch, cli_load_model, input_settings, parse_methods
 
 #: seconds of --timeout kept for writing the results after the verifier's deadline
@@ -25,7 +27,7 @@ def register(sub) -> None:
     p = sub.add_parser("verify", help="verify a VNN-LIB property: holds / violated / unknown",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("model")
-    g.add_argument("--model", required=True, help=".onnx / .onnx.gz, FILE.py:FACTORY, TorchScript .pt, or a "
+    g.add_argument("--model", help=".onnx / .onnx.gz, FILE.py:FACTORY, TorchScript .pt, or a "
                                                    "pickled module (with --trust-pickle)")
     g.add_argument("--weights", help="weights for FILE.py:FACTORY models: a state_dict or checkpoint (loaded with "
                                      "weights_only=True)")
@@ -35,7 +37,7 @@ def register(sub) -> None:
                    help="per-sample input shape of a torch model (default: the property's inputs, flat), or of an "
                         "ONNX model whose input has symbolic dimensions besides the batch (default: solved from the "
                         "property's number of inputs when one dimension is symbolic)")
-    p.add_argument("--spec", required=True, help="VNN-LIB property (.vnnlib or .vnnlib.gz): VNN-LIB 1.0, or a 2.0 query "
+    p.add_argument("--spec", help="VNN-LIB property (.vnnlib or .vnnlib.gz): VNN-LIB 1.0, or a 2.0 query "
                                                  "over one network with one input and one output")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds for the whole run, counted from the process start (imports and model loading "
@@ -51,10 +53,18 @@ def register(sub) -> None:
                    help="write the VNN-COMP result file (sat + counterexample / unsat / unknown)")
     p.add_argument("--json", metavar="OUT.json", help="write machine-readable results (schema_version'd)")
     p.add_argument("--quiet", action="store_true", help="print only the verdict")
+    add_instances_args(p)
+    add_worker_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.instances:  # a benchmark folder, sharded over workers (cli/verify_instances.py)
+        return run_instances(args)
+    if not args.model or not args.spec:
+        raise ConfigError("verify needs --model and --spec (or --instances instances.csv)")
+    if args.workers or args.address or args.resume:
+        raise ConfigError("--workers / --address / --resume shard a benchmark: use them with --instances")
     con = Console(args.quiet)
     methods = parse_methods(args.method)
     exact = [m for m in methods if m in ("lp", "milp")]
