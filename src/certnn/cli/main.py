@@ -54,13 +54,22 @@ def main(argv: list[str] | None = None) -> int:
     # deadlines of a command run as a program count from the process start; called in-process (argv
     # given, e.g. tests or scripts), from now
     started_at = process_start_perf() if argv is None else time.perf_counter()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     args.started_at = started_at
     try:
+        from .validate import validate_args
+
+        validate_args(args)
         return int(args.func(args) or 0)
     except CertnnError as exc:
         print(f"certnn {args.command}: error: {exc}", file=sys.stderr)
+        if getattr(exc, "unsaved_text", None):  # an output that could not be written anywhere
+            sys.stdout.write(exc.unsaved_text)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

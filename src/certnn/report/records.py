@@ -71,8 +71,9 @@ def write_document(path: str | Path, command: str, settings: dict[str, Any], env
     sections (e.g. summary=..., samples=...), with inf as "inf" and NaN as null."""
     doc = {"schema_version": SCHEMA_VERSION, "command": command, "settings": _clean(settings), "environment": env,
            **{k: _clean(v) for k, v in sections.items()}}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(doc, indent=2) + "\n")
+    from .atomic import write_or_keep
+
+    write_or_keep(path, json.dumps(doc, indent=2) + "\n", "the JSON document")
 
 
 def write_json(path: str | Path, command: str, settings: dict[str, Any], samples: list[SampleRecord],
