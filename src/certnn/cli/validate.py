@@ -118,6 +118,28 @@ def check_output_folder(path: str, what: str) -> None:
     check_output_path(p / "report.json", what)
 
 
+def is_sequence_model(model) -> bool | None:
+    """True / False for a torch module (whether it holds an RNN, LSTM or GRU layer or cell); None when it
+    cannot be told from the model object (an imported graph)."""
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        return None
+    rnn_names = {"RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"}
+    return any(isinstance(m, (nn.RNNBase, nn.RNNCellBase)) or getattr(m, "original_name", "") in rnn_names
+               for m in model.modules())
+
+
+def check_model_flags(args, model) -> None:
+    """Refuse flags that do not apply to the loaded model: --frames / --frame-eps / --frame-norm perturb
+    time steps of a sequence model; on a feed-forward model they would silently perturb rows of its input."""
+    given = [f for f in ("frames", "frame_eps", "frame_norm") if getattr(args, f, None) is not None]
+    if given and is_sequence_model(model) is False:
+        flags = ", ".join(_flag(f) for f in given)
+        raise ConfigError(f"{flags} apply only to sequence models (RNN / LSTM / GRU layers); {args.model} has none. Use "
+                          "--norm / --eps for a feed-forward model's input")
+
+
 def validate_args(args) -> None:
     """Raise ConfigError / OutputPathError (exit 2) for any bad number, selection or output path."""
     _check_numbers(args)
