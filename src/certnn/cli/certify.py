@@ -5,6 +5,7 @@ import argparse
 
 from ..certify.radius import CertifyConfig, Certifier
 from ..report.records import SampleRecord, environment, write_json
+from .memory_args import add_memory_args, memory_plan
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, complete_config, frame_options, input_settings,
                      load_model_and_data, parse_methods)
@@ -18,6 +19,7 @@ def register(sub) -> None:
     add_spec_args(p)
     add_alpha_args(p)
     add_complete_args(p)
+    add_memory_args(p)
     p.add_argument("--eps", type=float, nargs="+", required=True, help="radii to certify at")
     add_output_args(p)
     p.set_defaults(func=run)
@@ -31,9 +33,13 @@ def run(args) -> int:
         raise ConfigError("certify takes one --method; use `certnn radius --method a,b` to compare methods")
     model, x, y = load_model_and_data(args)
     clip = tuple(args.clip) if args.clip else None
+    from ..certify.bounds import to_graph
+
+    model = to_graph(model, tuple(x.shape[1:]))
+    plan = memory_plan(args, model, args.batch_size)
     cfg = CertifyConfig(method=methods[0], norm=args.norm, target=args.target, clip=clip, seed=args.seed,
-                        batch_size=args.batch_size, alpha=alpha_config(args), complete=complete_config(args),
-                        **frame_options(args))
+                        batch_size=plan.batch_size, max_rows=plan.max_rows, alpha=alpha_config(args),
+                        complete=complete_config(args), **frame_options(args))
     cert = Certifier(model, cfg, tuple(x.shape[1:]))
     verdicts = {}
     statuses = {}

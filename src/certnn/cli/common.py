@@ -181,6 +181,7 @@ def input_settings(args) -> dict:
         out["weights_key"] = getattr(args, "weights_found", None)
     if getattr(args, "clip_clamped", None) is not None:
         out["clip_clamped"] = args.clip_clamped
+    out.update(getattr(args, "memory_settings", None) or {})
     return out
 
 

@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"certnn {args.command}: error: out of memory; lower --max-memory (the run is then chunked to fit) "
+              "or --batch-size", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001
         import traceback
 

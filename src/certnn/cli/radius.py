@@ -16,6 +16,7 @@ from ..report.records import SampleRecord, environment, write_json
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, clamp_data, complete_config, frame_options,
                      input_settings, load_model_and_data, parse_methods, threat_model)
+from .memory_args import add_memory_args, memory_plan
 from .text_inputs import add_text_args, load_text_inputs, parse_words, text_bundle
 
 
@@ -28,6 +29,7 @@ def register(sub) -> None:
     add_spec_args(p)
     add_alpha_args(p)
     add_complete_args(p)
+    add_memory_args(p)
     g = p.add_argument_group("search")
     g.add_argument("--eps-init", type=float, help="first eps tried (default: 0.01 inf, 0.1 L2, 1 L1)")
     g.add_argument("--eps-max", type=float, default=1e3)
@@ -101,6 +103,13 @@ def run(args) -> int:
         fopts["frame_eps"] = fopts["frame_eps"][0]
     if args.complete and text is not None:
         raise ConfigError("--complete is for --data / --task image inputs (text models use sigmoid/tanh cells)")
+    batch_size, max_rows = args.batch_size, 4096
+    if text is None:
+        from ..certify.bounds import to_graph
+
+        model = to_graph(model, tuple(x.shape[1:]))
+        plan = memory_plan(args, model, args.batch_size)
+        batch_size, max_rows = plan.batch_size, plan.max_rows
     radii: dict[str, torch.Tensor] = {}
     times: dict[str, torch.Tensor] = {}
     violated_at: dict[str, torch.Tensor] = {}
@@ -108,8 +117,8 @@ def run(args) -> int:
     base = None
     for m in methods:
         cfg = CertifyConfig(method=m, norm=args.norm, target=args.target, clip=clip, seed=args.seed,
-                            batch_size=args.batch_size, alpha=alpha_config(args), complete=complete_config(args),
-                            **fopts)
+                            batch_size=batch_size, max_rows=max_rows, alpha=alpha_config(args),
+                            complete=complete_config(args), **fopts)
         with con.progress(f"{m} radius", x.shape[0]) as cb:
             if text is None:
                 cert = Certifier(model, cfg, tuple(x.shape[1:]))

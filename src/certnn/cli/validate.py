@@ -21,7 +21,7 @@ POSITIVE_INTS = ("samples", "batch_size", "restarts", "attack_restarts", "batche
 NONNEG_INTS = ("start", "seed", "split_seed", "bisection_steps", "warmup_epochs", "ramp_epochs", "alpha_patience",
                "min_count")
 #: finite and > 0
-POSITIVE_FLOATS = ("timeout", "complete_timeout", "eps_max", "eps_init", "radius", "lr", "alpha_lr", "max_memory")
+POSITIVE_FLOATS = ("timeout", "complete_timeout", "eps_max", "eps_init", "radius", "lr", "alpha_lr")
 #: finite and >= 0 (a list is checked element by element)
 NONNEG_FLOATS = ("eps", "weight_decay", "grad_clip")
 #: finite, in [lo, hi] (open at an end marked by the flag)
@@ -72,6 +72,10 @@ def _check_numbers(args) -> None:
         v = _number(dest, d[dest])
         if v < lo or v > hi or (not closed and v == hi):
             raise ConfigError(f"{_flag(dest)} {v}: must lie in [{lo}, {hi}{']' if closed else ')'}")
+    if d.get("max_memory") is not None:
+        from ..engine.memory import parse_size
+
+        parse_size(d["max_memory"])
     if d.get("clip") is not None:
         lo, hi = (_number("clip", c) for c in d["clip"])
         if lo > hi:

@@ -25,7 +25,13 @@ def environment(dtype: torch.dtype = torch.float64, device: str = "cpu") -> dict
 
     return {"certnn": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": sys.version.split()[0], "platform": platform.platform(), "dtype": str(dtype).replace("torch.", ""),
-            "device": device}
+            "device": device, "peak_rss_mb": round(_peak_rss() / 2 ** 20, 1)}
+
+
+def _peak_rss() -> int:
+    from ..engine.memory import peak_rss
+
+    return peak_rss()
 
 
 def _clean(v: Any) -> Any:
