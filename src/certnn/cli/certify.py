@@ -5,7 +5,7 @@ import argparse
 
 from ..certify.radius import CertifyConfig, Certifier
 from ..report.records import SampleRecord, environment, write_json
-from .memory_args import add_memory_args, memory_plan
+from .budgets import add_memory_args, deadline, memory_plan
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, complete_config, frame_options, input_settings,
                      load_model_and_data, parse_methods)
@@ -43,11 +43,15 @@ def run(args) -> int:
     cert = Certifier(model, cfg, tuple(x.shape[1:]))
     verdicts = {}
     statuses = {}
+    undecided = {}
     sw = Stopwatch()
     res = None
     with con.progress(f"{methods[0]} certify", len(args.eps)) as cb:
         for k, e in enumerate(args.eps):
-            res = cert.certify(x, y, e)
+            from ..certify.deadline import certify_in_time
+
+            res, done = certify_in_time(cert, x, y, e, deadline(args))
+            undecided[e] = ~done
             verdicts[e] = res.certified
             statuses[e] = res.status
             cb(k + 1, len(args.eps))
@@ -58,7 +62,9 @@ def run(args) -> int:
                             certified_radius=0.0, time_s=per,
                             target=None if res.target is None else int(res.target[i]),
                             certified={str(e): bool(verdicts[e][i]) for e in args.eps},
-                            extra={"verdict": {str(e): statuses[e][i] for e in args.eps}} if args.complete else {})
+                            extra={**({"verdict": {str(e): statuses[e][i] for e in args.eps}} if args.complete else {}),
+                                   **({"undecided_eps": [str(e) for e in args.eps if undecided[e][i]]}
+                                      if any(undecided[e][i] for e in args.eps) else {})})
                for i in range(x.shape[0])]
     # certified_radius here is the largest of the given eps that is certified (a lower bound), 0 if none
     samples = [SampleRecord(**{**s.__dict__, "certified_radius": max([e for e in args.eps if verdicts[e][i]], default=0.0)})
@@ -77,7 +83,7 @@ def run(args) -> int:
                     "target": args.target, "clip": clip, "seed": args.seed, "eps": list(args.eps),
                     "frames": cfg.frames, "frame_eps": cfg.frame_eps, "frame_norm": cfg.frame_norm}
         summary = {"samples": x.shape[0], "clean_accuracy": clean, "certified_accuracy": {str(e): acc[e] for e in args.eps},
-                   "seconds_per_sample": per}
+                   "seconds_per_sample": per, "undecided": {str(e): int(undecided[e].sum()) for e in args.eps}}
         settings["complete"] = bool(args.complete)
         if args.complete:
             settings["complete_timeout"] = args.complete_timeout

@@ -8,7 +8,7 @@ from ..certify.bounds import to_graph
 from ..errors import SoundnessError
 from ..report.build import build_report
 from ..report.render import write_report
-from .memory_args import add_memory_args, memory_plan
+from .budgets import add_memory_args, memory_plan
 from .common import (Console, add_alpha_args, add_data_args, add_model_args, add_spec_args, alpha_config,
                      input_settings, load_model_and_data, parse_methods)
 
