@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         from .vnnlib_solver import _process_age
         from .vnnlib_solver import main as vnnlib_main
 
+        from .._startup import restore
+
+        restore()
         tune_allocator()
         started = time.monotonic() - (_process_age() if argv is None else 0.0)
         return vnnlib_main(args_list[1:], prog="certnn vnnlib", started=started, hard_exit=argv is None)
@@ -57,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        from .._startup import restore
+
+        restore()  # from here on Ctrl-C raises KeyboardInterrupt, handled below
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
