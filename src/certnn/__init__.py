@@ -10,6 +10,7 @@ Public API (one re-export per name)::
 """
 from __future__ import annotations
 
+from . import _startup  # noqa: F401  (Ctrl-C during the command's start-up: exit 130, no traceback)
 from .certify import (CertifyConfig, Certifier, CertifyResult, RadiusConfig, RadiusResult, certified_radius, certify,
                       compute_bounds)
 from .domains import Interval

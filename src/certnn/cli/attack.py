@@ -65,6 +65,8 @@ def run(args) -> int:
                "samples": [{"index": a, "label": b, "predicted": c, "attack_radius": clean(d),
                             **({"target": int(target[i])} if target is not None else {})}
                            for i, (a, b, c, d) in enumerate(rows)]}
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        from ..report.atomic import write_or_keep
+
+        write_or_keep(args.json, json.dumps(doc, indent=2) + "\n", "--json")
         con.print(f"wrote {args.json}")
     return 0

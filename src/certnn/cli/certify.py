@@ -6,6 +6,7 @@ import argparse
 from ..certify.radius import CertifyConfig, Certifier
 from ..report.records import SampleRecord, environment, write_json
 from .sharded import add_worker_args, wants_sharding
+from .budgets import add_memory_args, deadline, memory_plan
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, complete_config, frame_options, input_settings,
                      load_model_and_data, parse_methods)
@@ -19,6 +20,7 @@ def register(sub) -> None:
     add_spec_args(p)
     add_alpha_args(p)
     add_complete_args(p)
+    add_memory_args(p)
     p.add_argument("--eps", type=float, nargs="+", required=True, help="radii to certify at")
     add_output_args(p)
     add_worker_args(p)
@@ -37,17 +39,25 @@ def run(args) -> int:
         raise ConfigError("certify takes one --method; use `certnn radius --method a,b` to compare methods")
     model, x, y = load_model_and_data(args)
     clip = tuple(args.clip) if args.clip else None
+    from ..certify.bounds import to_graph
+
+    model = to_graph(model, tuple(x.shape[1:]))
+    plan = memory_plan(args, model, args.batch_size)
     cfg = CertifyConfig(method=methods[0], norm=args.norm, target=args.target, clip=clip, seed=args.seed,
-                        batch_size=args.batch_size, alpha=alpha_config(args), complete=complete_config(args),
-                        **frame_options(args))
+                        batch_size=plan.batch_size, max_rows=plan.max_rows, alpha=alpha_config(args),
+                        complete=complete_config(args), **frame_options(args))
     cert = Certifier(model, cfg, tuple(x.shape[1:]))
     verdicts = {}
     statuses = {}
+    undecided = {}
     sw = Stopwatch()
     res = None
     with con.progress(f"{methods[0]} certify", len(args.eps)) as cb:
         for k, e in enumerate(args.eps):
-            res = cert.certify(x, y, e)
+            from ..certify.deadline import certify_in_time
+
+            res, done = certify_in_time(cert, x, y, e, deadline(args))
+            undecided[e] = ~done
             verdicts[e] = res.certified
             statuses[e] = res.status
             cb(k + 1, len(args.eps))
@@ -58,7 +68,9 @@ def run(args) -> int:
                             certified_radius=0.0, time_s=per,
                             target=None if res.target is None else int(res.target[i]),
                             certified={str(e): bool(verdicts[e][i]) for e in args.eps},
-                            extra={"verdict": {str(e): statuses[e][i] for e in args.eps}} if args.complete else {})
+                            extra={**({"verdict": {str(e): statuses[e][i] for e in args.eps}} if args.complete else {}),
+                                   **({"undecided_eps": [str(e) for e in args.eps if undecided[e][i]]}
+                                      if any(undecided[e][i] for e in args.eps) else {})})
                for i in range(x.shape[0])]
     # certified_radius here is the largest of the given eps that is certified (a lower bound), 0 if none
     samples = [SampleRecord(**{**s.__dict__, "certified_radius": max([e for e in args.eps if verdicts[e][i]], default=0.0)})
@@ -77,7 +89,7 @@ def run(args) -> int:
                     "target": args.target, "clip": clip, "seed": args.seed, "eps": list(args.eps),
                     "frames": cfg.frames, "frame_eps": cfg.frame_eps, "frame_norm": cfg.frame_norm}
         summary = {"samples": x.shape[0], "clean_accuracy": clean, "certified_accuracy": {str(e): acc[e] for e in args.eps},
-                   "seconds_per_sample": per}
+                   "seconds_per_sample": per, "undecided": {str(e): int(undecided[e].sum()) for e in args.eps}}
         settings["complete"] = bool(args.complete)
         if args.complete:
             settings["complete_timeout"] = args.complete_timeout

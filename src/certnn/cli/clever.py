@@ -55,7 +55,6 @@ def run(args) -> int:
               [[d["index"], d["label"], d["predicted"], d["clever_estimate"]] for d in docs])
     if args.json:
         import json
-        from pathlib import Path
 
         doc = {"schema_version": 1, "command": "clever",
                "settings": {**input_settings(args), "data": args.data, "norm": args.norm, "target": args.target,
@@ -63,6 +62,8 @@ def run(args) -> int:
                             "radius": cfg.radius_for(args.norm)},
                "environment": environment(), "summary": {"samples": len(y), "seconds_per_sample": per},
                "samples": docs}
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        from ..report.atomic import write_or_keep
+
+        write_or_keep(args.json, json.dumps(doc, indent=2) + "\n", "--json")
         con.print(f"wrote {args.json}")
     return 0

@@ -161,6 +161,9 @@ def cli_load_model(args, sample_shape: tuple[int, ...] | None = None):
         if not isinstance(exc, SymbolicShapeError) or shape is not None or sample_shape is None:
             raise
         model = load_model(args.model, None, False, None, info, input_shape=tuple(sample_shape))
+    from .validate import check_model_flags
+
+    check_model_flags(args, model)
     args.weights_found = info.get("weights_key")
     if args.weights_found and not getattr(args, "quiet", False):
         import sys
@@ -178,6 +181,7 @@ def input_settings(args) -> dict:
         out["weights_key"] = getattr(args, "weights_found", None)
     if getattr(args, "clip_clamped", None) is not None:
         out["clip_clamped"] = args.clip_clamped
+    out.update(getattr(args, "memory_settings", None) or {})
     return out
 
 

@@ -186,7 +186,8 @@ def run(args) -> int:
     if args.md:
         lines = [f"**{title}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in table]
-        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text("\n".join(lines) + "\n")
+        from ..report.atomic import write_or_keep
+
+        write_or_keep(args.md, "\n".join(lines) + "\n", "--md")
         con.print(f"wrote {args.md}")
     return 0

@@ -17,6 +17,7 @@ from .sharded import add_worker_args, wants_sharding
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, clamp_data, complete_config, frame_options,
                      input_settings, load_model_and_data, parse_methods, threat_model)
+from .budgets import add_memory_args, deadline, memory_plan
 from .text_inputs import add_text_args, load_text_inputs, parse_words, text_bundle
 
 
@@ -29,6 +30,7 @@ def register(sub) -> None:
     add_spec_args(p)
     add_alpha_args(p)
     add_complete_args(p)
+    add_memory_args(p)
     g = p.add_argument_group("search")
     g.add_argument("--eps-init", type=float, help="first eps tried (default: 0.01 inf, 0.1 L2, 1 L1)")
     g.add_argument("--eps-max", type=float, default=1e3)
@@ -107,6 +109,14 @@ def run(args) -> int:
         fopts["frame_eps"] = fopts["frame_eps"][0]
     if args.complete and text is not None:
         raise ConfigError("--complete is for --data / --task image inputs (text models use sigmoid/tanh cells)")
+    batch_size, max_rows = args.batch_size, 4096
+    if text is None:
+        from ..certify.bounds import to_graph
+
+        model = to_graph(model, tuple(x.shape[1:]))
+        plan = memory_plan(args, model, args.batch_size)
+        batch_size, max_rows = plan.batch_size, plan.max_rows
+    decided = torch.ones(x.shape[0], dtype=torch.bool)
     radii: dict[str, torch.Tensor] = {}
     times: dict[str, torch.Tensor] = {}
     violated_at: dict[str, torch.Tensor] = {}
@@ -114,12 +124,15 @@ def run(args) -> int:
     base = None
     for m in methods:
         cfg = CertifyConfig(method=m, norm=args.norm, target=args.target, clip=clip, seed=args.seed,
-                            batch_size=args.batch_size, alpha=alpha_config(args), complete=complete_config(args),
-                            **fopts)
+                            batch_size=batch_size, max_rows=max_rows, alpha=alpha_config(args),
+                            complete=complete_config(args), **fopts)
         with con.progress(f"{m} radius", x.shape[0]) as cb:
             if text is None:
+                from ..certify.deadline import radius_in_time
+
                 cert = Certifier(model, cfg, tuple(x.shape[1:]))
-                res = cert.radius(x, y, search, progress=cb)
+                res, done = radius_in_time(cert, x, y, search, deadline(args), progress=cb)
+                decided &= done
                 graph, scale = cert.graph, cert.scale
             else:
                 from ..certify.per_sample_frames import frame_scales, radius_by_frames
@@ -165,6 +178,8 @@ def run(args) -> int:
             extra["certified_by_method"] = {m: {str(e): bool(certified[m][e][i]) for e in args.eps} for m in methods}
         if violated_at:  # --complete: an upper bound, from a checked adversarial example
             extra["adversarial_found_at_eps"] = {m: float(violated_at[m][i]) for m in violated_at}
+        if not decided[i]:  # --timeout: never searched; certified_radius 0 is no result
+            extra["undecided"] = True
         if text is not None:
             extra.update({"text": text.texts[i], "words": text.words[i], "in_vocabulary": text.known[i],
                           "frames": list(text.frames[i]), "length": int(text.lengths[i])})
@@ -177,12 +192,13 @@ def run(args) -> int:
             certified_radius_by_method={m: float(radii[m][i]) for m in methods} if len(methods) > 1 else None,
             certified={str(e): bool(certified[methods[0]][e][i]) for e in args.eps} if args.eps else None,
             extra=extra))
-    correct = res.correct
-    summary = {"samples": x.shape[0], "correct": int(correct.sum()),
+    correct = res.correct & decided
+    summary = {"samples": x.shape[0], "correct": int((res.correct & decided).sum()),
+               "undecided": int((~decided).sum()),
                "mean_certified_radius": {m: float(radii[m][correct].mean()) if correct.any() else 0.0 for m in methods},
                "seconds_per_sample": {m: float(times[m].mean()) for m in methods}}
     if args.eps:
-        summary["clean_accuracy"] = float(correct.double().mean())
+        summary["clean_accuracy"] = float(res.correct.double().mean())
         summary["certified_accuracy"] = {str(e): float(certified[methods[0]][e].double().mean()) for e in args.eps}
         summary["certified_accuracy_by_method"] = {m: {str(e): float(certified[m][e].double().mean())
                                                        for e in args.eps} for m in methods}

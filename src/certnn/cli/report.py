@@ -9,6 +9,7 @@ from ..errors import SoundnessError
 from ..report.build import build_report
 from ..report.render import write_report
 from .sharded import add_worker_args, wants_sharding
+from .budgets import add_memory_args, memory_plan
 from .common import (Console, add_alpha_args, add_data_args, add_model_args, add_spec_args, alpha_config,
                      input_settings, load_model_and_data, parse_methods)
 
@@ -26,6 +27,7 @@ def register(sub) -> None:
     p.add_argument("--clever-batches", type=int, default=50)
     p.add_argument("--clever-samples", type=int, default=128)
     p.add_argument("--bisection-steps", type=int, default=10)
+    add_memory_args(p)
     p.add_argument("--out", required=True, help="output folder (report.json, report.md, *.png)")
     p.add_argument("--quiet", action="store_true")
     add_worker_args(p)
@@ -41,6 +43,7 @@ def run(args) -> int:
     methods = parse_methods(args.methods)
     model, x, y = load_model_and_data(args)
     graph = to_graph(model, tuple(x.shape[1:]))
+    plan = memory_plan(args, graph, args.batch_size)
     clever_cfg = None
     if args.clever:
         from ..estimate import CleverConfig
@@ -51,7 +54,7 @@ def run(args) -> int:
         data = build_report(graph, x, y, args.norm, methods, args.target, clip, attack=args.attack,
                             clever=args.clever, seed=args.seed,
                             search=RadiusConfig(bisection_steps=args.bisection_steps), clever_config=clever_cfg,
-                            index_offset=args.start, batch_size=args.batch_size, alpha=alpha_config(args),
+                            index_offset=args.start, batch_size=plan.batch_size, max_rows=plan.max_rows, alpha=alpha_config(args),
                             progress=lambda what, d, t: cb(d, t))
     files = write_report(data, args.out, {**input_settings(args), "data": args.data})
     s = data.summary

@@ -40,7 +40,10 @@ def radius_summary(samples: list[dict], settings: dict, seconds: list[dict]) -> 
     radii = {m: _t([num(s["certified_radius_by_method"][m] if multi else s["certified_radius"]) for s in samples])
              for m in methods}
     times = {m: _t([num(s["time_s_by_method"][m] if multi else s["time_s"]) for s in samples]) for m in methods}
+    undecided = torch.tensor([bool(s.get("undecided")) for s in samples], dtype=torch.bool)
+    correct = correct & ~undecided
     out: dict[str, Any] = {"samples": len(samples), "correct": int(correct.sum()),
+                           "undecided": int(undecided.sum()),
                            "mean_certified_radius": {m: float(radii[m][correct].mean()) if correct.any() else 0.0
                                                      for m in methods},
                            "seconds_per_sample": {m: float(times[m].mean()) for m in methods}}
@@ -50,7 +53,7 @@ def radius_summary(samples: list[dict], settings: dict, seconds: list[dict]) -> 
         def acc(m: str, e: str) -> float:
             flags = [s["certified"][e] if m == methods[0] else s["certified_by_method"][m][e] for s in samples]
             return float(torch.tensor(flags, dtype=torch.bool).double().mean())
-        out["clean_accuracy"] = float(correct.double().mean())
+        out["clean_accuracy"] = float(_correct(samples).double().mean())
         out["certified_accuracy"] = {e: acc(methods[0], e) for e in keys}
         out["certified_accuracy_by_method"] = {m: {e: acc(m, e) for e in keys} for m in methods}
     if settings.get("attack"):
@@ -67,7 +70,8 @@ def certify_summary(samples: list[dict], settings: dict, seconds: list[dict]) ->
         "samples": len(samples), "clean_accuracy": float(_correct(samples).double().mean()),
         "certified_accuracy": {e: float(torch.tensor([s["certified"][e] for s in samples]).double().mean())
                                for e in keys},
-        "seconds_per_sample": mean_seconds(seconds, "seconds_per_sample")}
+        "seconds_per_sample": mean_seconds(seconds, "seconds_per_sample"),
+        "undecided": {e: sum(e in s.get("undecided_eps", ()) for s in samples) for e in keys}}
     if settings.get("complete"):
         out["violated"] = {e: sum(s["verdict"][e] == "violated" for s in samples) for e in keys}
         out["unknown"] = {e: sum(s["verdict"][e] == "unknown" for s in samples) for e in keys}

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import ConfigError, SoundnessError
 from ..workers import WorkerConfig, make_tasks, run_tasks
-from ..workers.atomic import atomic_write_text
+from ..report.atomic import write_or_keep
 from ..workers.checkpoint import open_checkpoint
 from .shard_merge import GOOD_LABEL, SUMMARIES, good_count, merge_clip_clamped
 from .shard_progress import ShardProgress
@@ -107,7 +107,7 @@ def finish(args, command, con, indices, done, failed, meta, out) -> int:
     doc = {"schema_version": 1, "command": command, "settings": settings, "environment": meta["environment"],
            "summary": summary, "samples": samples}
     if out is not None:
-        atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
+        write_or_keep(out, json.dumps(doc, indent=2) + "\n", "the JSON document")
     con.table(f"{command}: {len(samples)} samples over workers", ["quantity", "value"],
               [[k, json.dumps(v) if isinstance(v, dict) else v] for k, v in summary.items()])
     if out is not None:

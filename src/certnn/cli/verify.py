@@ -9,6 +9,7 @@ from pathlib import Path
 from ..certify.bounds import to_graph
 from ..certify.verify import VerifyConfig, verify_property
 from ..errors import ConfigError
+from ..report.atomic import write_or_keep
 from ..report.records import environment
 from ..specs.vnnlib import load_vnnlib, write_counterexample
 from .clock import process_start_perf
@@ -116,7 +117,7 @@ def run(args) -> int:
         if res.verdict == "violated":
             write_counterexample(args.out, res.x, res.y_reference if res.y_reference is not None else res.y)
         else:
-            Path(args.out).write_text(word + "\n", encoding="utf-8")
+            write_or_keep(args.out, word + "\n", "--out")
         if not args.quiet:
             con.print(f"wrote {args.out}")
     if args.json:
@@ -128,7 +129,7 @@ def run(args) -> int:
                "result": {**res.as_dict(), "vnncomp": word,
                           "counterexample_checked_by": (["certnn float64"] + (["onnxruntime"] if reference else []))
                           if res.verdict == "violated" else None}}
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        write_or_keep(args.json, json.dumps(doc, indent=2) + "\n", "--json")
         if not args.quiet:
             con.print(f"wrote {args.json}")
     return 0

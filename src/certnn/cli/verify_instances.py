@@ -86,7 +86,7 @@ def run_instances_task(payload: dict[str, Any], indices: tuple[int, ...]) -> lis
 
 def run_instances(args) -> int:
     from ..workers import WorkerConfig, make_tasks, run_tasks
-    from ..workers.atomic import atomic_write_text
+    from ..report.atomic import atomic_write_text
     from ..workers.checkpoint import open_checkpoint
     from .shard_progress import ShardProgress
     from .shard_run import make_backend

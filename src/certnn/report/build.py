@@ -41,7 +41,7 @@ def build_report(graph: Graph, x: Tensor, y: Tensor, norm: str, methods: Sequenc
                  clip: tuple[float, float] | None = None, attack: bool = True, clever: bool = True,
                  seed: int = 0, search: RadiusConfig = RadiusConfig(), attack_config=None, clever_config=None,
                  index_offset: int = 0, batch_size: int = 32, progress: Progress | None = None,
-                 alpha: AlphaConfig = AlphaConfig()) -> ReportData:
+                 alpha: AlphaConfig = AlphaConfig(), max_rows: int = 4096) -> ReportData:
     x = x.to(torch.float64)
     radii: dict[str, Tensor] = {}
     secs: dict[str, float] = {}
@@ -49,7 +49,7 @@ def build_report(graph: Graph, x: Tensor, y: Tensor, norm: str, methods: Sequenc
     res = None
     for m in methods:
         cert = Certifier(graph, CertifyConfig(method=m, norm=norm, target=target, clip=clip, seed=seed,
-                                              batch_size=batch_size, alpha=alpha))
+                                              batch_size=batch_size, max_rows=max_rows, alpha=alpha))
         t0 = time.perf_counter()
         r = cert.radius(x, y, search, progress=(lambda d, t, m=m: progress(f"{m} radius", d, t)) if progress else None)
         secs[m] = (time.perf_counter() - t0) / max(1, len(y))

@@ -6,7 +6,17 @@ from pathlib import Path
 import torch
 
 from .build import ReportData
+from .atomic import atomic_write_bytes, atomic_write_text
 from .records import environment, write_json
+
+
+def _save_png(fig, path: Path) -> None:
+    """savefig into memory, then an atomic write (no half-written PNG)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _fmt(v) -> str:
@@ -49,7 +59,7 @@ def write_plots(data: ReportData, out: Path) -> list[str]:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "certified_accuracy.png", dpi=120)
+    _save_png(fig, out / "certified_accuracy.png")
     plt.close(fig)
     files.append("certified_accuracy.png")
 
@@ -70,7 +80,7 @@ def write_plots(data: ReportData, out: Path) -> list[str]:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "radii.png", dpi=120)
+    _save_png(fig, out / "radii.png")
     plt.close(fig)
     files.append("radii.png")
 
@@ -82,7 +92,7 @@ def write_plots(data: ReportData, out: Path) -> list[str]:
     ax.set_ylabel("seconds per sample")
     ax.set_title("run time")
     fig.tight_layout()
-    fig.savefig(out / "time.png", dpi=120)
+    _save_png(fig, out / "time.png")
     plt.close(fig)
     files.append("time.png")
     return files
@@ -139,5 +149,5 @@ def write_report(data: ReportData, out_dir: str | Path, settings_extra: dict | N
         lines.append("| " + " | ".join(str(v) for v in row) + " |")
     if files:
         lines += ["", "## Plots", ""] + [f"![{f}]({f})" for f in files]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
     return {"json": out / "report.json", "md": out / "report.md", **{f: out / f for f in files}}
