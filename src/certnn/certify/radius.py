@@ -23,7 +23,7 @@ from ..errors import ConfigError, DataError, SpecError
 from ..graph.ir import Graph
 from ..optimize.config import AlphaConfig
 from .complete import CompleteConfig, complete_status
-from .bounds import CertifyResult, Model, bounds_for_spec, make_spec, to_graph
+from .bounds import CertifyResult, Model, apply_precision, bounds_for_spec, make_spec, sound_graph, to_graph
 from .targets import TARGETS, margin_matrix, select_targets
 
 Progress = Callable[[int, int], None]
@@ -125,10 +125,16 @@ class Certifier:
     """A model imported once, with one method / norm / target setting; batched certification calls."""
 
     def __init__(self, model: Model, config: CertifyConfig = CertifyConfig(), input_shape=None,
-                 scale: Tensor | None = None, dtype: torch.dtype = torch.float64):
+                 scale: Tensor | None = None, dtype: torch.dtype | str = torch.float64):
+        """dtype: torch.float64 (default), torch.float32 / "float32", or "float32-sound" (certify/precision.py)."""
+        from .precision import parse_precision
+
         self.config = config
-        self.graph: Graph = to_graph(model, input_shape, dtype)
+        dtype, self.sound = parse_precision(dtype)
+        self.graph: Graph = sound_graph(model, input_shape, dtype) if self.sound else to_graph(model, input_shape, dtype)
         self.dtype = dtype
+        #: float32-sound keeps the data in float64: the float32 set is built around it (make_spec)
+        self.data_dtype = torch.float64 if self.sound else dtype
         if config.frames is not None or config.frame_eps is not None:
             from ..specs.frames import frame_scale
 
@@ -149,7 +155,7 @@ class Certifier:
 
     # ---------------------------------------------------------------- helpers
     def _prep(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        x = torch.as_tensor(x).to(self.dtype)
+        x = torch.as_tensor(x).to(self.data_dtype)
         y = torch.as_tensor(y).long().reshape(-1)
         if x.shape[0] != y.shape[0]:
             raise DataError(f"{x.shape[0]} inputs but {y.shape[0]} labels")
@@ -172,21 +178,23 @@ class Certifier:
         """Lower bounds (B, S) of f_y - f_j over the ball (no batching/chunking). proof_only: the optimiser
         of alpha-crown may stop a sample as soon as every bound is positive. warm: a dict the optimised
         parameters are read from and written to (alpha-crown; see _search)."""
-        spec = make_spec(self.graph, x, eps, self.config.norm, self.config.clip, self.scale, self.config.frame_norm)
+        spec = make_spec(self.graph, x, eps, self.config.norm, self.config.clip, self.scale, self.config.frame_norm,
+                         sound=self.sound)
         C = margin_matrix(y, self.num_classes, target, self.dtype)
         if METHODS[self.config.method].engine == "optimized":
             from ..optimize import optimized_bounds
             from ..engine.context import RunContext
 
             cfg = self.config.alpha.replace(stop_at=0.0) if proof_only else self.config.alpha
-            ctx = RunContext(self.graph, spec, METHODS[self.config.method], max_rows=self.config.max_rows)
+            ctx = apply_precision(RunContext(self.graph, spec, METHODS[self.config.method],
+                                             max_rows=self.config.max_rows), self.sound)
             res = optimized_bounds(ctx, C, lower=True, upper=False, config=cfg,
                                    warm=None if warm is None else warm.get("params"))
             if warm is not None:
                 warm["params"] = res.params
             return res.lower
         lo, _, _ = bounds_for_spec(self.graph, spec, self.config.method, C, lower=True, upper=False,
-                                   max_rows=self.config.max_rows)
+                                   max_rows=self.config.max_rows, sound=self.sound)
         return lo
 
     # ---------------------------------------------------------------- public

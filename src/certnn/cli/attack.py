@@ -4,15 +4,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..attacks import PGDConfig, attack_radius
-from ..certify.bounds import to_graph
-from ..certify.targets import select_targets
-from ..report.records import environment
 from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
                      add_frame_norm_arg, input_settings, load_model_and_data, threat_model)
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from ..attacks import PGDConfig, attack_radius
+    from ..certify.bounds import to_graph
+    from ..certify.targets import select_targets
+    from ..report.records import environment
 
 
 def register(sub) -> None:
@@ -30,6 +32,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import torch
+
+    from ..attacks import PGDConfig, attack_radius
+    from ..certify.bounds import to_graph
+    from ..certify.targets import select_targets
+    from ..report.records import environment
+
     con = Console(args.quiet)
     model, x, y = load_model_and_data(args)
     graph = to_graph(model, tuple(x.shape[1:]))

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ..certify.radius import CertifyConfig, Certifier
-from ..report.records import SampleRecord, environment, write_json
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, complete_config, frame_options, input_settings,
                      load_model_and_data, parse_methods)
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    from ..certify.radius import CertifyConfig, Certifier
+    from ..report.records import SampleRecord, environment, write_json
 
 
 def register(sub) -> None:
@@ -24,6 +27,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..certify.radius import CertifyConfig, Certifier
+    from ..report.records import SampleRecord, environment, write_json
+
     con = Console(args.quiet)
     methods = parse_methods(args.method)
     if len(methods) != 1:

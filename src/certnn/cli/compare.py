@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..certify.radius import CertifyConfig, RadiusConfig
 from ..errors import ConfigError, DataError
-from ..report.records import environment, write_document
 from .common import Console, add_output_args, fmt, parse_methods
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from ..certify.radius import CertifyConfig, RadiusConfig
+    from ..report.records import environment, write_document
 
 
 def register(sub) -> None:
@@ -64,6 +66,8 @@ def _bundle(path: str) -> dict:
 
 def _text_inputs(args, docs: list[dict]):
     """Per model (graph, x, y, frames) on the same sentences, and the sentences' test indices."""
+    import torch
+
     from ..data.text import word_frames
     from ..graph.recurrent import embed_tokens
     from ..models.text import TextEncoder, text_graph, text_model_from_bundle
@@ -101,6 +105,8 @@ def _text_inputs(args, docs: list[dict]):
 
 
 def _image_inputs(args, docs: list[dict]):
+    import torch
+
     from ..graph.from_torch import from_torch
     from ..models.bundle import bundle_module
 
@@ -133,6 +139,9 @@ def _image_inputs(args, docs: list[dict]):
 
 
 def run(args) -> int:
+    from ..certify.radius import CertifyConfig, RadiusConfig
+    from ..report.records import environment, write_document
+
     from ..apps.compare import summarize_model
 
     con = Console(args.quiet)

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..certify.radius import CertifyConfig, Certifier
-from ..data.digits import load_digits_split
-from ..graph.from_torch import from_torch
-from ..train.simple import accuracy, mlp, train_classifier
 from .common import Console, Stopwatch
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from ..certify.radius import CertifyConfig, Certifier
+    from ..data.digits import load_digits_split
+    from ..graph.from_torch import from_torch
+    from ..train.simple import accuracy, mlp, train_classifier
 
 
 def register(sub) -> None:
@@ -26,6 +28,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import torch
+
+    from ..certify.radius import CertifyConfig, Certifier
+    from ..data.digits import load_digits_split
+    from ..graph.from_torch import from_torch
+    from ..train.simple import accuracy, mlp, train_classifier
+
     con = Console(args.quiet)
     sw = Stopwatch()
     xtr, ytr, xte, yte = load_digits_split()

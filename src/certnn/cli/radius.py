@@ -7,16 +7,18 @@ embedding space (cli/text_inputs.py).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
 from ..errors import ConfigError, SoundnessError
-from ..report.records import SampleRecord, environment, write_json
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, clamp_data, complete_config, frame_options,
                      input_settings, load_model_and_data, parse_methods, threat_model)
 from .text_inputs import add_text_args, load_text_inputs, parse_words, text_bundle
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
+    from ..report.records import SampleRecord, environment, write_json
 
 
 def register(sub) -> None:
@@ -41,6 +43,8 @@ def register(sub) -> None:
 
 
 def _image_task_data(args):
+    import torch
+
     from .common import resolve_data_dir
     from .train import IMAGE_TASKS
 
@@ -88,6 +92,11 @@ def _inputs(args):
 
 
 def run(args) -> int:
+    import torch
+
+    from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
+    from ..report.records import SampleRecord, environment, write_json
+
     con = Console(args.quiet)
     methods = parse_methods(args.method)
     model, x, y, text = _inputs(args)

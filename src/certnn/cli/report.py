@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ..certify.radius import RadiusConfig
-from ..certify.bounds import to_graph
 from ..errors import SoundnessError
-from ..report.build import build_report
-from ..report.render import write_report
 from .common import (Console, add_alpha_args, add_data_args, add_model_args, add_spec_args, alpha_config,
                      input_settings, load_model_and_data, parse_methods)
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    from ..certify.radius import RadiusConfig
+    from ..certify.bounds import to_graph
+    from ..report.build import build_report
+    from ..report.render import write_report
 
 
 def register(sub) -> None:
@@ -31,6 +34,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..certify.bounds import to_graph
+    from ..certify.radius import RadiusConfig
+    from ..report.build import build_report
+    from ..report.render import write_report
+
     con = Console(args.quiet)
     methods = parse_methods(args.methods)
     model, x, y = load_model_and_data(args)

@@ -10,14 +10,15 @@ robust training) are one option and a few lines away.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from ..data.text import TEXT_TASKS
+from ..data.tasks import TEXT_TASKS
 from ..errors import ConfigError
-from ..train.loop import LossFn, TrainConfig, TrainHistory, accuracy, cross_entropy_loss, fit
 from .common import Console, Stopwatch, resolve_data_dir
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from ..train.loop import LossFn, TrainConfig, TrainHistory, accuracy, cross_entropy_loss, fit
 
 IMAGE_TASKS = ("mnist", "digits")
 #: defaults that depend on the kind of task (flags left unset take these)
@@ -80,6 +81,8 @@ def register(sub) -> None:
 
 def training_loss(args) -> LossFn:
     """The objective of plain training: cross-entropy (``--robust`` runs :func:`_fit_robust` instead)."""
+    from ..train.loop import cross_entropy_loss
+
     return cross_entropy_loss
 
 
@@ -107,6 +110,10 @@ def _check_flags(args, text: bool) -> None:
 
 
 def run(args) -> int:
+    import torch
+
+    from ..train.loop import TrainConfig, accuracy, fit
+
     text = args.task in TEXT_TASKS
     _check_flags(args, text)
     con = Console(args.quiet)
@@ -156,6 +163,8 @@ def _fit_robust(args, prep: dict[str, Any], config: TrainConfig, text: bool, con
     """Verified robust training (certnn.train.robust.train_robust) with the command's settings. Text
     models are trained with the ball on the embeddings of every frame (padding included: a superset of
     what `certnn radius --words all` certifies); images with pixels clipped to [0, 1]."""
+    from ..train.loop import TrainHistory
+
     from ..train.robust import RobustTrainConfig, train_robust
 
     model, (xtr, ytr) = prep["model"], prep["train"]
@@ -218,6 +227,8 @@ def _prepare_text(args, con: Console) -> dict[str, Any]:
 
 
 def _prepare_image(args, con: Console) -> dict[str, Any]:
+    import torch
+
     from ..models.image import ImageModelConfig, build_image_model, save_image_model
 
     if args.task == "mnist":

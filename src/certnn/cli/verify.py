@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..certify.bounds import to_graph
-from ..certify.verify import VerifyConfig, verify_property
 from ..errors import ConfigError
-from ..report.records import environment
-from ..specs.vnnlib import load_vnnlib, write_counterexample
 from .clock import process_start_perf
 from .common import Console, Stopwatch, cli_load_model, input_settings, parse_methods
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    from ..certify.bounds import to_graph
+    from ..certify.verify import VerifyConfig, verify_property
+    from ..report.records import environment
+    from ..specs.vnnlib import load_vnnlib, write_counterexample
 
 #: seconds of --timeout kept for writing the results after the verifier's deadline
 RESERVE_S = 1.0
@@ -55,6 +58,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..certify.bounds import to_graph
+    from ..certify.verify import VerifyConfig, verify_property
+    from ..report.records import environment
+    from ..specs.vnnlib import load_vnnlib, write_counterexample
+
     con = Console(args.quiet)
     methods = parse_methods(args.method)
     exact = [m for m in methods if m in ("lp", "milp")]

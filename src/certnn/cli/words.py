@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..certify.radius import CertifyConfig, RadiusConfig
 from ..errors import ConfigError, DataError, SoundnessError
-from ..report.records import environment, write_document
 from .common import Console, add_output_args
 from .text_inputs import _labels, task_test_split, text_bundle
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from ..certify.radius import CertifyConfig, RadiusConfig
+    from ..report.records import environment, write_document
 
 
 def register(sub) -> None:
@@ -81,6 +83,11 @@ def _style(rank: int, n: int) -> str:
 
 
 def run(args) -> int:
+    import torch
+
+    from ..certify.radius import CertifyConfig, RadiusConfig
+    from ..report.records import environment, write_document
+
     from ..graph.recurrent import embed_tokens
     from ..models.text import TextEncoder, text_graph
     from ..apps.words import ranking_agreement, word_sensitivity

@@ -23,11 +23,18 @@ def interval_pass(ctx: RunContext, upto: str | None = None) -> dict[str, Interva
     if g.input_name not in ctx.bounds:
         ctx.bounds[g.input_name] = ctx.spec.box()
     out: dict[str, Interval] = {g.input_name: ctx.bounds[g.input_name]}
+    sound = ctx.rounding is not None  # float32-sound: images widened by their rounding (engine/rounding.py)
+    if sound:
+        from .rounding import record, widen_interval
+
+        record(ctx, g.input_name, out[g.input_name])
     names = g.ancestors(upto) if upto else g.order
     for name in names[1:] if names[0] == g.input_name else names:
         node = g.nodes[name]
         iv = node.op.interval(ctx, *[out[i] for i in node.inputs])
-        if needs_exact_affine(ctx, name):
+        if sound:
+            iv = widen_interval(ctx, name, iv)
+        elif needs_exact_affine(ctx, name):
             iv = affine_chain_bounds(ctx, name, iv)
         out[name] = iv
     return out
