@@ -45,7 +45,7 @@ def make_spec(graph: Graph, x: Tensor, eps, norm, clip=None, scale=None, frame_n
         dev = graph_device(graph)
         clip32 = None if clip32 is None else tuple(c.to(dev) for c in clip32)
         return LpBall.make(x32.to(dev), eps32.to(dev), norm, clip32, scale, frame_norm)
-    return LpBall.make(x.to(dtype), eps, norm, clip, scale, frame_norm)
+    return LpBall.make(x.to(dtype=dtype, device=graph_device(graph)), eps, norm, clip, scale, frame_norm)
 
 
 def graph_device(graph: Graph) -> torch.device:
@@ -152,7 +152,7 @@ def _check_frames_supported(name: str, engine: str, spec: LpBall) -> None:
 
 def compute_bounds(model: Model, x: Tensor, eps, norm="inf", method: str = "crown", C: Tensor | None = None,
                    clip=None, scale=None, input_shape=None, dtype: torch.dtype | str = torch.float64,
-                   frame_norm: str | None = None) -> Interval:
+                   frame_norm: str | None = None, device=None) -> Interval:
     """Sound bounds on C · f(x') for all x' in the Lp ball of radius eps around each x (optionally
     intersected with the box `clip` = (lo, hi)); C=None bounds every output. Returns an Interval (B, S).
 
@@ -163,14 +163,19 @@ def compute_bounds(model: Model, x: Tensor, eps, norm="inf", method: str = "crow
 
     dtype: torch.float64 (default), torch.float32 / "float32" (fast, rounding not accounted for) or
     "float32-sound" (float32 with every step widened by a bound on its rounding error: sound, nearly as
-    fast as float32; certify/precision.py).
+    fast as float32; certify/precision.py). device: "cpu" (default), "cuda", "auto" or a torch.device;
+    the bounds come back on it.
     """
+    from .device import resolve_device
     from .precision import parse_precision
 
+    dev = resolve_device(device)
     tdtype, sound = parse_precision(dtype)
     shape = input_shape or tuple(torch.as_tensor(x).shape[1:])
     graph = sound_graph(model, shape, tdtype) if sound else to_graph(model, shape, tdtype)
-    spec = make_spec(graph, x, eps, norm, clip, scale, frame_norm, sound=sound)
+    graph = graph.to(device=dev)
+    x = torch.as_tensor(x)
+    spec = make_spec(graph, x if sound else x.to(dev), eps, norm, clip, scale, frame_norm, sound=sound)
     lo, hi, _ = bounds_for_spec(graph, spec, method, C, sound=sound)
     return Interval(lo, hi)
 

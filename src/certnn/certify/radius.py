@@ -125,13 +125,17 @@ class Certifier:
     """A model imported once, with one method / norm / target setting; batched certification calls."""
 
     def __init__(self, model: Model, config: CertifyConfig = CertifyConfig(), input_shape=None,
-                 scale: Tensor | None = None, dtype: torch.dtype | str = torch.float64):
-        """dtype: torch.float64 (default), torch.float32 / "float32", or "float32-sound" (certify/precision.py)."""
+                 scale: Tensor | None = None, dtype: torch.dtype | str = torch.float64, device=None):
+        """dtype: torch.float64 (default), torch.float32 / "float32", or "float32-sound" (certify/precision.py).
+        device: where the bounds are computed ("cpu" default, "cuda", "auto"); results come back on the cpu."""
+        from .device import resolve_device
         from .precision import parse_precision
 
+        self.device = resolve_device(device)
         self.config = config
         dtype, self.sound = parse_precision(dtype)
-        self.graph: Graph = sound_graph(model, input_shape, dtype) if self.sound else to_graph(model, input_shape, dtype)
+        self.graph: Graph = (sound_graph(model, input_shape, dtype) if self.sound
+                             else to_graph(model, input_shape, dtype)).to(device=self.device)
         self.dtype = dtype
         #: float32-sound keeps the data in float64: the float32 set is built around it (make_spec)
         self.data_dtype = torch.float64 if self.sound else dtype
@@ -168,7 +172,7 @@ class Certifier:
 
     def predict(self, x: Tensor) -> Tensor:
         with torch.no_grad():
-            return self.graph.forward(torch.as_tensor(x).to(self.dtype))
+            return self.graph.forward(torch.as_tensor(x).to(dtype=self.dtype, device=self.device)).cpu()
 
     def targets(self, logits: Tensor, y: Tensor) -> Tensor | None:
         return select_targets(logits, y, self.config.target, self.config.seed)
@@ -178,9 +182,11 @@ class Certifier:
         """Lower bounds (B, S) of f_y - f_j over the ball (no batching/chunking). proof_only: the optimiser
         of alpha-crown may stop a sample as soon as every bound is positive. warm: a dict the optimised
         parameters are read from and written to (alpha-crown; see _search)."""
-        spec = make_spec(self.graph, x, eps, self.config.norm, self.config.clip, self.scale, self.config.frame_norm,
-                         sound=self.sound)
-        C = margin_matrix(y, self.num_classes, target, self.dtype)
+        if not self.sound:  # (float32-sound builds its set from the float64 data, then moves it)
+            x = x.to(self.device)
+        spec = make_spec(self.graph, x, torch.as_tensor(eps).to(x.device), self.config.norm,
+                         self.config.clip, self.scale, self.config.frame_norm, sound=self.sound)
+        C = margin_matrix(y, self.num_classes, target, self.dtype).to(self.device)
         if METHODS[self.config.method].engine == "optimized":
             from ..optimize import optimized_bounds
             from ..engine.context import RunContext
@@ -192,10 +198,10 @@ class Certifier:
                                    warm=None if warm is None else warm.get("params"))
             if warm is not None:
                 warm["params"] = res.params
-            return res.lower
+            return res.lower.cpu()  # (B, S): the search's bookkeeping stays on the cpu
         lo, _, _ = bounds_for_spec(self.graph, spec, self.config.method, C, lower=True, upper=False,
                                    max_rows=self.config.max_rows, sound=self.sound)
-        return lo
+        return lo.cpu()
 
     # ---------------------------------------------------------------- public
     def certify(self, x: Tensor, y: Tensor, eps) -> CertifyResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from .precision_args import add_precision_args, environment_for, precision_kwargs
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, complete_config, frame_options, input_settings,
                      load_model_and_data, parse_methods)
@@ -22,6 +23,7 @@ def register(sub) -> None:
     add_alpha_args(p)
     add_complete_args(p)
     p.add_argument("--eps", type=float, nargs="+", required=True, help="radii to certify at")
+    add_precision_args(p)
     add_output_args(p)
     p.set_defaults(func=run)
 
@@ -40,7 +42,7 @@ def run(args) -> int:
     cfg = CertifyConfig(method=methods[0], norm=args.norm, target=args.target, clip=clip, seed=args.seed,
                         batch_size=args.batch_size, alpha=alpha_config(args), complete=complete_config(args),
                         **frame_options(args))
-    cert = Certifier(model, cfg, tuple(x.shape[1:]))
+    cert = Certifier(model, cfg, tuple(x.shape[1:]), **precision_kwargs(args))
     verdicts = {}
     statuses = {}
     sw = Stopwatch()
@@ -83,6 +85,6 @@ def run(args) -> int:
             settings["complete_timeout"] = args.complete_timeout
             summary["violated"] = {str(e): sum(s == "violated" for s in statuses[e]) for e in args.eps}
             summary["unknown"] = {str(e): sum(s == "unknown" for s in statuses[e]) for e in args.eps}
-        write_json(args.json, "certify", settings, samples, summary, environment())
+        write_json(args.json, "certify", settings, samples, summary, environment_for(args))
         con.print(f"wrote {args.json}")
     return 0

@@ -10,6 +10,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, SoundnessError
+from .precision_args import add_precision_args, environment_for, precision_kwargs
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, clamp_data, complete_config, frame_options,
                      input_settings, load_model_and_data, parse_methods, threat_model)
@@ -38,6 +39,7 @@ def register(sub) -> None:
     g.add_argument("--attack", action="store_true", help="also run PGD to find an attack radius (upper bound)")
     g.add_argument("--attack-steps", type=int, default=100)
     g.add_argument("--attack-restarts", type=int, default=5)
+    add_precision_args(p)
     add_output_args(p)
     p.set_defaults(func=run)
 
@@ -121,7 +123,7 @@ def run(args) -> int:
                             **fopts)
         with con.progress(f"{m} radius", x.shape[0]) as cb:
             if text is None:
-                cert = Certifier(model, cfg, tuple(x.shape[1:]))
+                cert = Certifier(model, cfg, tuple(x.shape[1:]), **precision_kwargs(args))
                 res = cert.radius(x, y, search, progress=cb)
                 graph, scale = cert.graph, cert.scale
             else:
@@ -219,7 +221,7 @@ def run(args) -> int:
             settings.update({"words": args.words or "all", "max_len": int(text.meta["max_len"]),
                              "padding": text.meta.get("padding", "left"), "space": "embedding"})
             settings["frames"] = None
-        write_json(args.json, "radius", settings, samples, summary, environment())
+        write_json(args.json, "radius", settings, samples, summary, environment_for(args))
         con.print(f"wrote {args.json}")
     return 0
 
