@@ -131,8 +131,12 @@ class Certifier:
         from .device import resolve_device
         from .precision import parse_precision
 
+        from .profile import Profile
+
         self.device = resolve_device(device)
         self.config = config
+        #: seconds per phase over every call of this Certifier (certify/profile.py; the JSON's "timers")
+        self.profile = Profile()
         dtype, self.sound = parse_precision(dtype)
         self.graph: Graph = (sound_graph(model, input_shape, dtype) if self.sound
                              else to_graph(model, input_shape, dtype)).to(device=self.device)
@@ -182,6 +186,13 @@ class Certifier:
         """Lower bounds (B, S) of f_y - f_j over the ball (no batching/chunking). proof_only: the optimiser
         of alpha-crown may stop a sample as soon as every bound is positive. warm: a dict the optimised
         parameters are read from and written to (alpha-crown; see _search)."""
+        with self.profile.phase("bounds"):
+            lo = self._margin_lower(x, y, eps, target, proof_only, warm)
+        self.profile.count("bound_calls")
+        self.profile.count("samples_bounded", int(lo.shape[0]))
+        return lo
+
+    def _margin_lower(self, x, y, eps, target, proof_only, warm) -> Tensor:
         if not self.sound:  # (float32-sound builds its set from the float64 data, then moves it)
             x = x.to(self.device)
         spec = make_spec(self.graph, x, torch.as_tensor(eps).to(x.device), self.config.norm,
@@ -198,9 +209,11 @@ class Certifier:
                                    warm=None if warm is None else warm.get("params"))
             if warm is not None:
                 warm["params"] = res.params
+            self.profile.add(ctx.timers)
             return res.lower.cpu()  # (B, S): the search's bookkeeping stays on the cpu
-        lo, _, _ = bounds_for_spec(self.graph, spec, self.config.method, C, lower=True, upper=False,
-                                   max_rows=self.config.max_rows, sound=self.sound)
+        lo, _, timers = bounds_for_spec(self.graph, spec, self.config.method, C, lower=True, upper=False,
+                                        max_rows=self.config.max_rows, sound=self.sound)
+        self.profile.add(timers if self.config.method != "lipschitz" else None)
         return lo.cpu()
 
     # ---------------------------------------------------------------- public
@@ -296,7 +309,8 @@ class Certifier:
             warm.put(index, box["params"])
         if self.config.complete is None:
             return ok
-        status, _ = self._complete(x, y, eps, t, ok)
+        with self.profile.phase("complete"):
+            status, _ = self._complete(x, y, eps, t, ok)
         viol = torch.tensor([s == "violated" for s in status], dtype=torch.bool)
         self._violated[index[viol]] = torch.minimum(self._violated[index[viol]], eps[viol].to(torch.float64).cpu())
         return torch.tensor([s == "holds" for s in status], dtype=torch.bool)
@@ -312,30 +326,34 @@ class Certifier:
         hi = torch.full((n,), math.inf, dtype=torch.float64)  # smallest failed eps
         eps = torch.full((n,), cfg.initial(self.config.frame_norm or self.config.norm), dtype=torch.float64)
         evals = 0
-        for _ in range(cfg.bracket_steps):
-            active = (hi == math.inf) | (lo == 0)
-            active &= (eps >= cfg.eps_min) & (eps <= cfg.eps_max)
-            if not active.any():
-                break
-            a = torch.nonzero(active).flatten()
-            ok = self._certified_at(x[a], y[a], None if t is None else t[a], eps[a].to(self.dtype), warm, a).cpu()
-            evals += 1
-            lo[a[ok]] = eps[a[ok]]
-            hi[a[~ok]] = torch.minimum(hi[a[~ok]], eps[a[~ok]])
-            grow = a[ok & (hi[a] == math.inf)]
-            shrink = a[~ok & (lo[a] == 0)]
-            eps[grow] = eps[grow] * 2
-            eps[shrink] = eps[shrink] / 2
-            # samples with both ends known stop bracketing (their eps is no longer used)
-        for _ in range(cfg.bisection_steps):
-            a = torch.nonzero((lo > 0) & torch.isfinite(hi)).flatten()
-            if a.numel() == 0:
-                break
-            mid = torch.sqrt(lo[a] * hi[a]) if cfg.log_space else (lo[a] + hi[a]) / 2
-            ok = self._certified_at(x[a], y[a], None if t is None else t[a], mid.to(self.dtype), warm, a).cpu()
-            evals += 1
-            lo[a[ok]] = mid[ok]
-            hi[a[~ok]] = mid[~ok]
+        with self.profile.phase("search:bracket"):
+            for _ in range(cfg.bracket_steps):
+                active = (hi == math.inf) | (lo == 0)
+                active &= (eps >= cfg.eps_min) & (eps <= cfg.eps_max)
+                if not active.any():
+                    break
+                a = torch.nonzero(active).flatten()
+                ok = self._certified_at(x[a], y[a], None if t is None else t[a], eps[a].to(self.dtype), warm, a).cpu()
+                evals += 1
+                self.profile.count("bracket_steps")
+                lo[a[ok]] = eps[a[ok]]
+                hi[a[~ok]] = torch.minimum(hi[a[~ok]], eps[a[~ok]])
+                grow = a[ok & (hi[a] == math.inf)]
+                shrink = a[~ok & (lo[a] == 0)]
+                eps[grow] = eps[grow] * 2
+                eps[shrink] = eps[shrink] / 2
+                # samples with both ends known stop bracketing (their eps is no longer used)
+        with self.profile.phase("search:bisection"):
+            for _ in range(cfg.bisection_steps):
+                a = torch.nonzero((lo > 0) & torch.isfinite(hi)).flatten()
+                if a.numel() == 0:
+                    break
+                mid = torch.sqrt(lo[a] * hi[a]) if cfg.log_space else (lo[a] + hi[a]) / 2
+                ok = self._certified_at(x[a], y[a], None if t is None else t[a], mid.to(self.dtype), warm, a).cpu()
+                evals += 1
+                self.profile.count("bisection_steps")
+                lo[a[ok]] = mid[ok]
+                hi[a[~ok]] = mid[~ok]
         return lo, evals
 
     def _lipschitz_radius(self, x, y, t) -> Tensor:
@@ -398,14 +416,17 @@ def _put_const(full, part, index: Tensor) -> None:
 
 def certified_radius(model: Model, x: Tensor, y: Tensor, norm="inf", method: str = "crown",
                      target: str = "untargeted", clip=None, input_shape=None, search: RadiusConfig = RadiusConfig(),
-                     **kwargs) -> RadiusResult:
-    """Certified radius of each sample (see :class:`Certifier`)."""
+                     dtype: torch.dtype | str = torch.float64, device=None, **kwargs) -> RadiusResult:
+    """Certified radius of each sample (see :class:`Certifier`; dtype / device as there)."""
     cfg = CertifyConfig(method=method, norm=norm, target=target, clip=clip, **kwargs)
-    return Certifier(model, cfg, input_shape or tuple(torch.as_tensor(x).shape[1:])).radius(x, y, search)
+    shape = input_shape or tuple(torch.as_tensor(x).shape[1:])
+    return Certifier(model, cfg, shape, dtype=dtype, device=device).radius(x, y, search)
 
 
 def certify(model: Model, x: Tensor, y: Tensor, eps, norm="inf", method: str = "crown",
-            target: str = "untargeted", clip=None, input_shape=None, **kwargs) -> CertifyResult:
-    """Verdicts at radius eps (scalar or per-sample)."""
+            target: str = "untargeted", clip=None, input_shape=None, dtype: torch.dtype | str = torch.float64,
+            device=None, **kwargs) -> CertifyResult:
+    """Verdicts at radius eps (scalar or per-sample; dtype / device as in :class:`Certifier`)."""
     cfg = CertifyConfig(method=method, norm=norm, target=target, clip=clip, **kwargs)
-    return Certifier(model, cfg, input_shape or tuple(torch.as_tensor(x).shape[1:])).certify(x, y, eps)
+    shape = input_shape or tuple(torch.as_tensor(x).shape[1:])
+    return Certifier(model, cfg, shape, dtype=dtype, device=device).certify(x, y, eps)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, DataError
 from .common import Console, add_output_args, fmt, parse_methods
+from .precision_args import add_precision_args, environment_for, precision_kwargs
 
 if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
     import torch
@@ -47,6 +48,7 @@ def register(sub) -> None:
     p.add_argument("--attack-steps", type=int, default=100)
     p.add_argument("--attack-restarts", type=int, default=5)
     p.add_argument("--md", metavar="OUT.md", help="write the table as Markdown")
+    add_precision_args(p)
     add_output_args(p)
     p.set_defaults(func=run)
 
@@ -167,7 +169,8 @@ def run(args) -> int:
     rows = []
     for path, (graph, x, y, frames) in zip(args.models, inputs):
         with con.progress(f"{Path(path).name}: {method[0]} radius", x.shape[0]) as cb:
-            s = summarize_model(graph, x, y, frames, cfg, search, args.eps, attack, args.eps_max, progress=cb)
+            s = summarize_model(graph, x, y, frames, cfg, search, args.eps, attack, args.eps_max, progress=cb,
+                                **precision_kwargs(args))
         rows.append({"model": path, **s.to_dict(),
                      "certified_radius": s.certified_radius.tolist(),
                      **({"attack_radius": s.attack_radius.tolist()} if s.attack_radius is not None else {})})
@@ -190,7 +193,7 @@ def run(args) -> int:
                                "mean_certified_radius_correct over correctly classified ones; mean_attack_radius "
                                "(upper bound) over correct samples where PGD found an example"}
     if args.json:
-        write_document(args.json, "compare", settings, environment(), models=rows)
+        write_document(args.json, "compare", settings, environment_for(args), models=rows)
         con.print(f"wrote {args.json}")
     if args.md:
         lines = [f"**{title}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

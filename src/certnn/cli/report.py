@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from ..errors import SoundnessError
 from .common import (Console, add_alpha_args, add_data_args, add_model_args, add_spec_args, alpha_config,
                      input_settings, load_model_and_data, parse_methods)
+from .precision_args import add_precision_args, precision_kwargs
 
 if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
     from ..certify.radius import RadiusConfig
@@ -29,6 +30,7 @@ def register(sub) -> None:
     p.add_argument("--clever-samples", type=int, default=128)
     p.add_argument("--bisection-steps", type=int, default=10)
     p.add_argument("--out", required=True, help="output folder (report.json, report.md, *.png)")
+    add_precision_args(p, what="where bounds, attacks and CLEVER are computed")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
@@ -54,7 +56,7 @@ def run(args) -> int:
                             clever=args.clever, seed=args.seed,
                             search=RadiusConfig(bisection_steps=args.bisection_steps), clever_config=clever_cfg,
                             index_offset=args.start, batch_size=args.batch_size, alpha=alpha_config(args),
-                            progress=lambda what, d, t: cb(d, t))
+                            progress=lambda what, d, t: cb(d, t), **precision_kwargs(args))
     files = write_report(data, args.out, {**input_settings(args), "data": args.data})
     s = data.summary
     rows = [[f"certified: {m}", "lower bound", s["mean_certified_radius"][m], s["seconds_per_sample"][m]] for m in methods]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..data.tasks import TEXT_TASKS
 from ..errors import ConfigError
 from .common import Console, Stopwatch, resolve_data_dir
+from .precision_args import add_precision_args, device_of, environment_for
 
 if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
     import torch
@@ -76,6 +77,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="model bundle to write (.pt, read with weights_only=True)")
     p.add_argument("--json", metavar="OUT.json", help="write settings and results (schema_version'd)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_precision_args(p, dtype=False, what="where the model is trained")
     p.set_defaults(func=run)
 
 
@@ -122,6 +124,11 @@ def run(args) -> int:
     epochs = args.epochs or (TEXT_DEFAULTS["epochs"] if text else IMAGE_DEFAULTS["epochs"][args.task])
     config = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          weight_decay=args.weight_decay, grad_clip=args.grad_clip)
+    dev = device_of(args)
+    if dev.type != "cpu":  # the model, in place, and the data; the bundle is saved from the cpu
+        prep["model"].to(dev)
+        prep["train"] = tuple(torch.as_tensor(t).to(dev) for t in prep["train"])
+        prep["test"] = tuple(torch.as_tensor(t).to(dev) for t in prep["test"])
     model, (xtr, ytr), (xte, yte) = prep["model"], prep["train"], prep["test"]
     con.print(f"training {prep['name']} on {args.task}: {xtr.shape[0]} training, {xte.shape[0]} test examples, "
               f"{epochs} epochs")
@@ -144,16 +151,17 @@ def run(args) -> int:
                             "test_size": int(xte.shape[0]), "split_seed": args.split_seed,
                             "test_fraction": args.test_fraction, "limit": args.limit,
                             "training": {**config.to_dict(), "loss": loss_name, **extra}}
+    model.cpu()
     path = prep["save"](args.out, meta)
     con.print(f"{prep['name']} on {args.task}: test accuracy {test_acc:.4f} ({xte.shape[0]} examples), "
               f"training accuracy {train_acc:.4f}, trained in {hist.seconds:.1f} s; wrote {path}")
     if args.json:
-        from ..report.records import environment, write_json
+        from ..report.records import write_json
 
         settings = {k: v for k, v in vars(args).items() if k != "func"}
         write_json(args.json, "train", settings, [], {k: meta[k] for k in (
             "test_accuracy", "train_accuracy", "train_seconds", "epoch_loss", "train_size", "test_size")},
-            environment(torch.float32))
+            {**environment_for(args), "dtype": "float32"})
         con.print(f"wrote {args.json}")
     return 0
 

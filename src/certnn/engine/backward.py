@@ -69,7 +69,8 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
             if res is None:  # no patch rule for this op: continue with dense coefficients
                 dl = patches.densify(cl)
                 cl, cu = dl, (dl if cu is cl else patches.densify(cu))
-        ins, lb, ub = res if res is not None else node.op.backward(ctx, name, node.inputs, cl, cu)
+        with ctx.timer("backward"):
+            ins, lb, ub = res if res is not None else node.op.backward(ctx, name, node.inputs, cl, cu)
         if lb is not None:
             lbias = lbias + lb
         if ub is not None:
@@ -102,8 +103,9 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
             val = val - err if side == "lower" else val + err
         return val
 
-    lo = conc(A_in[0], lbias, "lower") if lA is not None else None
-    hi = conc(A_in[1], ubias, "upper") if uA is not None else None
+    with ctx.timer("concretize"):
+        lo = conc(A_in[0], lbias, "lower") if lA is not None else None
+        hi = conc(A_in[1], ubias, "upper") if uA is not None else None
     return lo, hi
 
 

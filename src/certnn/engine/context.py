@@ -76,7 +76,8 @@ class RunContext:
         hit = self.relax_cache.get(node_name)
         if hit is not None and all(a is b for a, b in zip(hit[0], key)):
             return hit[1]
-        rel = self.method.relax(op, l, u)
+        with self.timer("relax"):
+            rel = self.method.relax(op, l, u)
         self.relax_cache[node_name] = (key, rel)
         return rel
 
