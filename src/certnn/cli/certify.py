@@ -5,6 +5,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from .precision_args import add_precision_args, environment_for, precision_kwargs
+from .profile_args import add_profile_arg, show_profile
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, complete_config, frame_options, input_settings,
                      load_model_and_data, parse_methods)
@@ -24,6 +25,7 @@ def register(sub) -> None:
     add_complete_args(p)
     p.add_argument("--eps", type=float, nargs="+", required=True, help="radii to certify at")
     add_precision_args(p)
+    add_profile_arg(p)
     add_output_args(p)
     p.set_defaults(func=run)
 
@@ -37,7 +39,11 @@ def run(args) -> int:
     if len(methods) != 1:
         from ..errors import ConfigError
         raise ConfigError("certify takes one --method; use `certnn radius --method a,b` to compare methods")
-    model, x, y = load_model_and_data(args)
+    from ..certify.profile import Profile
+
+    prof = Profile()
+    with prof.phase("load"):
+        model, x, y = load_model_and_data(args)
     clip = tuple(args.clip) if args.clip else None
     cfg = CertifyConfig(method=methods[0], norm=args.norm, target=args.target, clip=clip, seed=args.seed,
                         batch_size=args.batch_size, alpha=alpha_config(args), complete=complete_config(args),
@@ -74,12 +80,14 @@ def run(args) -> int:
     con.table(f"certified accuracy ({methods[0]}{' + branch and bound' if args.complete else ''}, L{args.norm}, "
               f"target={args.target})", cols, rows)
     con.print(f"clean accuracy {clean:.4g} on {x.shape[0]} samples")
+    prof.merge(cert.profile)
+    show_profile(con, args, prof)
     if args.json:
         settings = {**input_settings(args), "data": args.data, "norm": args.norm, "method": methods[0],
                     "target": args.target, "clip": clip, "seed": args.seed, "eps": list(args.eps),
                     "frames": cfg.frames, "frame_eps": cfg.frame_eps, "frame_norm": cfg.frame_norm}
         summary = {"samples": x.shape[0], "clean_accuracy": clean, "certified_accuracy": {str(e): acc[e] for e in args.eps},
-                   "seconds_per_sample": per}
+                   "seconds_per_sample": per, "timers": prof.to_dict()}
         settings["complete"] = bool(args.complete)
         if args.complete:
             settings["complete_timeout"] = args.complete_timeout

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, SoundnessError
 from .precision_args import add_precision_args, environment_for, precision_kwargs
+from .profile_args import add_profile_arg, show_profile
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, clamp_data, complete_config, frame_options,
                      input_settings, load_model_and_data, parse_methods, threat_model)
@@ -40,6 +41,7 @@ def register(sub) -> None:
     g.add_argument("--attack-steps", type=int, default=100)
     g.add_argument("--attack-restarts", type=int, default=5)
     add_precision_args(p)
+    add_profile_arg(p)
     add_output_args(p)
     p.set_defaults(func=run)
 
@@ -101,7 +103,11 @@ def run(args) -> int:
 
     con = Console(args.quiet)
     methods = parse_methods(args.method)
-    model, x, y, text = _inputs(args)
+    from ..certify.profile import Profile
+
+    prof = Profile()
+    with prof.phase("load"):
+        model, x, y, text = _inputs(args)
     search = RadiusConfig(eps_init=args.eps_init, eps_max=args.eps_max, bisection_steps=args.bisection_steps)
     clip = tuple(args.clip) if args.clip else None
     fopts = frame_options(args)
@@ -126,6 +132,7 @@ def run(args) -> int:
                 cert = Certifier(model, cfg, tuple(x.shape[1:]), **precision_kwargs(args))
                 res = cert.radius(x, y, search, progress=cb)
                 graph, scale = cert.graph, cert.scale
+                prof.merge(cert.profile, prefix=f"{m}/" if len(methods) > 1 else "")
             else:
                 from ..certify.per_sample_frames import frame_scales, radius_by_frames
 
@@ -152,11 +159,11 @@ def run(args) -> int:
         from ..attacks import PGDConfig, attack_radius
 
         sw = Stopwatch()
-        with con.progress("attack radius", 1):
+        with con.progress("attack radius", 1), prof.phase("attack"):
             ar = attack_radius(graph, x.to(torch.float64), y, args.norm,
                                PGDConfig(steps=args.attack_steps, restarts=args.attack_restarts, seed=args.seed),
                                target=res.target, clip=clip, scale=scale, eps_max=args.eps_max,
-                               frame_norm=cfg.frame_norm)
+                               frame_norm=cfg.frame_norm, device=args.device)
         attack = ar.radius.to(torch.float64)
         attack_time = sw()
         worst = torch.nonzero(torch.stack([radii[m] > attack * (1 + 1e-9) + 1e-12 for m in methods]).any(0)).flatten()
@@ -183,7 +190,7 @@ def run(args) -> int:
     correct = res.correct
     summary = {"samples": x.shape[0], "correct": int(correct.sum()),
                "mean_certified_radius": {m: float(radii[m][correct].mean()) if correct.any() else 0.0 for m in methods},
-               "seconds_per_sample": {m: float(times[m].mean()) for m in methods}}
+               "seconds_per_sample": {m: float(times[m].mean()) for m in methods}, "timers": prof.to_dict()}
     if args.eps:
         summary["clean_accuracy"] = float(correct.double().mean())
         summary["certified_accuracy"] = {str(e): float(certified[methods[0]][e].double().mean()) for e in args.eps}
@@ -207,6 +214,7 @@ def run(args) -> int:
         by = summary["certified_accuracy_by_method"]
         con.print(f"clean accuracy {summary['clean_accuracy']:.4g}; certified accuracy " +
                   "; ".join(f"{m}: " + ", ".join(f"{a:.4g} at eps {e}" for e, a in by[m].items()) for m in methods))
+    show_profile(con, args, prof)
     if args.json:
         settings = {**input_settings(args), "data": args.data, "norm": args.norm, "methods": methods,
                     "method": methods[0], "target": args.target, "clip": clip, "seed": args.seed,
