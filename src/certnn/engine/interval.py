@@ -93,7 +93,7 @@ def affine_chain_bounds(ctx: RunContext, name: str, iv: Interval) -> Interval:
     for r0 in range(0, numel, step):
         r = min(step, numel - r0)
         A = ref.new_zeros(1, r, numel)
-        A[0, torch.arange(r), torch.arange(r0, r0 + r)] = 1.0
+        A[0, torch.arange(r, device=A.device), torch.arange(r0, r0 + r, device=A.device)] = 1.0
         A = A.reshape((1, r) + shape)
         for n in reversed(chain):
             node = g.nodes[n]
