@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, DataError, SoundnessError
 from .common import Console, add_output_args
+from .precision_args import add_precision_args, environment_for, precision_kwargs
 from .text_inputs import _labels, task_test_split, text_bundle
 
 if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
@@ -48,6 +49,7 @@ def register(sub) -> None:
     g.add_argument("--attack-restarts", type=int, default=5)
     p.add_argument("--top", type=int, default=10, help="batch mode: word types listed in the aggregate tables")
     p.add_argument("--no-color", action="store_true", help="plain text, each word followed by its radius")
+    add_precision_args(p)
     add_output_args(p)
     p.set_defaults(func=run)
 
@@ -121,7 +123,8 @@ def run(args) -> int:
                         batch_size=args.batch_size)
     search = RadiusConfig(eps_init=args.eps_init, eps_max=args.eps_max, bisection_steps=args.bisection_steps)
     with con.progress(f"{args.method} radius per word", int(lengths.sum())) as cb:
-        ws = word_sensitivity(graph, x, lengths, y, cfg, search, padding=enc.padding, progress=cb)
+        ws = word_sensitivity(graph, x, lengths, y, cfg, search, padding=enc.padding, progress=cb,
+                              **precision_kwargs(args))
     attack = None
     if args.attack:
         from ..attacks import PGDConfig, attack_radius
@@ -132,7 +135,7 @@ def run(args) -> int:
             ar = attack_radius(graph, x[ws.sentence], ws.label[ws.sentence], args.norm,
                                PGDConfig(steps=args.attack_steps, restarts=args.attack_restarts, seed=args.seed),
                                target=ws.target, scale=frame_scales(tuple(x.shape[1:]), frames),
-                               eps_max=args.eps_max)
+                               eps_max=args.eps_max, device=args.device)
         attack = ar.radius.to(torch.float64)
         bad = torch.nonzero(ws.certified_radius > attack * (1 + 1e-9) + 1e-12).flatten()
         if bad.numel():
@@ -174,7 +177,7 @@ def run(args) -> int:
                     "target": args.target, "seed": args.seed, "search": search.to_dict(),
                     "attack": bool(args.attack), "max_len": enc.max_len, "padding": enc.padding,
                     "space": "embedding", "perturbed": "one word at a time"}
-        write_document(args.json, "words", settings, environment(), summary=summary, samples=samples)
+        write_document(args.json, "words", settings, environment_for(args), summary=summary, samples=samples)
         con.print(f"wrote {args.json}")
     return 0
 

@@ -83,7 +83,7 @@ def test_placement_helpers():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
-@pytest.mark.parametrize("cmd", ["attack", "clever", "radius", "certify", "report", "compare", "train", "demo"])
+@pytest.mark.parametrize("cmd", ["attack", "clever", "radius", "certify", "report", "compare", "train", "demo", "words"])
 def test_cli_cuda_without_gpu_refused_before_loading(cmd, capsys):
     # the model file does not exist: the device error must come first (no model was loaded)
     argv = {"attack": ["attack", "--model", "missing.py:f", "--data", "missing.npz"],
@@ -93,7 +93,8 @@ def test_cli_cuda_without_gpu_refused_before_loading(cmd, capsys):
             "report": ["report", "--model", "missing.py:f", "--data", "missing.npz", "--out", "nowhere"],
             "compare": ["compare", "--models", "missing.pt", "--task", "digits", "--samples", "2"],
             "train": ["train", "--task", "digits", "--out", "nowhere.pt"],
-            "demo": ["demo", "--out", "nowhere"]}[cmd]
+            "demo": ["demo", "--out", "nowhere"],
+            "words": ["words", "--model", "missing.pt", "--text", "a b"]}[cmd]
     assert main(argv + ["--device", "cuda"]) == 2
     err = capsys.readouterr().err
     assert "CUDA" in err and "missing" not in err
