@@ -23,7 +23,7 @@ PHASES = {
     "planes": "part of backward: relaxation planes of two-input products",
     "zonotope": "zonotope engine passes",
     "alpha:evaluate": "alpha-crown: bound evaluations of the optimiser (includes intermediate / final)",
-    "alpha:step": "alpha-crown: Adam steps and projections",
+    "alpha:step": "alpha-crown: gradients of the bounds (autograd backward), Adam steps and projections",
     "search:bracket": "radius search: doubling / halving steps (bound computations inside)",
     "search:bisection": "radius search: bisection steps (bound computations inside)",
     "complete": "complete certification (branch and bound) of samples the method did not prove",
