@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from .placement import model_on, result_on, target_device, tensor_on
 from .pgd import Model, PGDConfig, _norms, _prepare, _run, as_dtype
 
 __all__ = ["RadiusAttackResult", "attack_radius"]
@@ -53,7 +54,7 @@ class RadiusAttackResult:
 def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: PGDConfig = PGDConfig(),
                   target: Tensor | None = None, clip: tuple[float | Tensor, float | Tensor] | None = None,
                   scale: Tensor | None = None, *, eps_max: float = 1.0, eps_init: float | None = None,
-                  steps: int = 12, frame_norm: str | None = None) -> RadiusAttackResult:
+                  steps: int = 12, frame_norm: str | None = None, device=None) -> RadiusAttackResult:
     """Per-sample smallest PGD radius, found by bracketing then batched bisection.
 
     The returned ``radius`` is an UPPER bound on the minimal adversarial distortion: at that eps a real,
@@ -65,10 +66,17 @@ def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: PGDConf
         eps_max: largest eps tried (finite, > 0).
         eps_init: first eps tried, in (0, eps_max]; None means eps_max / 16.
         steps: bisection rounds after bracketing (>= 0); the bracket shrinks by 2 ** steps.
+        device: where the attacks run (None: x's device); the result comes back on x's device.
 
     Returns:
         :class:`RadiusAttackResult`.
     """
+    dev = target_device(x, device)
+    if dev is not None and isinstance(x, Tensor):
+        res = attack_radius(model_on(model, dev), x.to(dev), tensor_on(y, dev), norm, config, tensor_on(target, dev),
+                            tensor_on(clip, dev), tensor_on(scale, dev), eps_max=eps_max, eps_init=eps_init,
+                            steps=steps, frame_norm=frame_norm)
+        return result_on(res, x.device)
     norm, frames = _norms(norm, frame_norm, x)
     if not isinstance(config, PGDConfig):
         raise ConfigError(f"config must be a PGDConfig; got {type(config).__name__}")

@@ -4,16 +4,19 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..attacks import PGDConfig, attack_radius
-from ..certify.bounds import to_graph
-from ..certify.targets import select_targets
-from ..report.records import environment
 from .sharded import add_worker_args, wants_sharding
 from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
                      add_frame_norm_arg, input_settings, load_model_and_data, threat_model)
+from .precision_args import add_precision_args, environment_for
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from ..attacks import PGDConfig, attack_radius
+    from ..certify.bounds import to_graph
+    from ..certify.targets import select_targets
+    from ..report.records import environment
 
 
 def register(sub) -> None:
@@ -26,6 +29,7 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--restarts", type=int, default=5)
     p.add_argument("--eps-max", type=float, default=1.0)
+    add_precision_args(p, dtype=False, what="where the attack runs")
     add_output_args(p)
     add_worker_args(p)
     p.set_defaults(func=run)
@@ -36,6 +40,12 @@ def run(args) -> int:
         from .shard_run import run_sharded
 
         return run_sharded(args, "attack")
+    import torch
+
+    from ..attacks import PGDConfig, attack_radius
+    from ..certify.bounds import to_graph
+    from ..certify.targets import select_targets
+
     con = Console(args.quiet)
     model, x, y = load_model_and_data(args)
     graph = to_graph(model, tuple(x.shape[1:]))
@@ -46,7 +56,8 @@ def run(args) -> int:
     sw = Stopwatch()
     with con.progress("attack radius", 1) as cb:
         r = attack_radius(graph, x, y, args.norm, PGDConfig(steps=args.steps, restarts=args.restarts, seed=args.seed),
-                          target=target, clip=clip, eps_max=args.eps_max, frame_norm=args.frame_norm)
+                          target=target, clip=clip, eps_max=args.eps_max, frame_norm=args.frame_norm,
+                          device=args.device)
         cb(1, 1)
     per = sw() / max(1, len(y))
     pred = logits.argmax(1)
@@ -61,7 +72,7 @@ def run(args) -> int:
                             "target": args.target,
                             "clip": clip, "seed": args.seed, "steps": args.steps, "restarts": args.restarts,
                             "eps_max": args.eps_max},
-               "environment": environment(), "summary": {"samples": len(y), "seconds_per_sample": per},
+               "environment": environment_for(args), "summary": {"samples": len(y), "seconds_per_sample": per},
                "samples": [{"index": a, "label": b, "predicted": c, "attack_radius": clean(d),
                             **({"target": int(target[i])} if target is not None else {})}
                            for i, (a, b, c, d) in enumerate(rows)]}

@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
 
-from ..engine.methods import METHODS
+from ..engine.method_names import BUILTIN_METHODS
 from ..errors import ConfigError, DataError, ModelImportError
-from ..graph.ir import Graph
-from ..graph.loading import load_model
+
+if TYPE_CHECKING:  # torch and the engine are imported by the commands' bodies: `--help` stays fast
+    import torch
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -42,7 +43,7 @@ def add_spec_args(p: argparse.ArgumentParser, methods: bool = True) -> None:
     g.add_argument("--norm", default="inf", choices=["inf", "2", "1"], help="Lp norm of the ball")
     if methods:
         g.add_argument("--method", default="crown",
-                       help=f"method, or several separated by commas: {', '.join(sorted(METHODS))}")
+                       help=f"method, or several separated by commas: {', '.join(BUILTIN_METHODS)}")
     g.add_argument("--target", default="untargeted", choices=["untargeted", "top2", "random", "least"],
                    help="which classes the prediction must beat")
     g.add_argument("--clip", nargs=2, type=float, metavar=("LO", "HI"),
@@ -81,7 +82,7 @@ def add_alpha_args(p: argparse.ArgumentParser) -> None:
 
 def add_complete_args(p: argparse.ArgumentParser) -> None:
     """Complete certification: branch and bound (beta-CROWN) for samples the method does not prove."""
-    from ..certify.complete import CompleteConfig
+    from ..certify.complete_config import CompleteConfig
 
     g = p.add_argument_group("complete certification (branch and bound)")
     g.add_argument("--complete", action="store_true",
@@ -92,7 +93,7 @@ def add_complete_args(p: argparse.ArgumentParser) -> None:
 
 
 def complete_config(args):
-    from ..certify.complete import CompleteConfig
+    from ..certify.complete_config import CompleteConfig
 
     if not args.complete:
         return None
@@ -139,6 +140,8 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
 
 
 def parse_methods(text: str) -> list[str]:
+    from ..engine.methods import METHODS
+
     names = [m.strip() for m in text.split(",") if m.strip()]
     bad = [m for m in names if m not in METHODS]
     if bad or not names:
@@ -150,6 +153,8 @@ def cli_load_model(args, sample_shape: tuple[int, ...] | None = None):
     """load_model with the CLI's flags; says on stderr where in a checkpoint the weights were found and keeps
     it for the JSON settings (input_settings). An ONNX input with symbolic per-sample dimensions (a
     sequence length) takes them from --input-shape, else from `sample_shape` (the data's)."""
+    from ..graph.loading import load_model
+
     info: dict = {}
     shape = getattr(args, "input_shape", None)
     try:
@@ -190,6 +195,8 @@ def clamp_data(args, x: torch.Tensor) -> torch.Tensor:
     stderr and record it for the JSON settings (clip_clamped); data farther outside is an error."""
     if not getattr(args, "clip", None):
         return x
+    import torch
+
     from ..specs.lp import clamp_to_box
 
     x64 = x.to(torch.float64)
@@ -205,6 +212,7 @@ def clamp_data(args, x: torch.Tensor) -> torch.Tensor:
 
 def load_model_and_data(args) -> tuple[object, torch.Tensor, torch.Tensor]:
     from ..data.npz import load_npz
+    from ..graph.ir import Graph
     from ..models.text import TextClassifier
 
     is_onnx = args.model.endswith(".onnx") or args.model.endswith(".onnx.gz")

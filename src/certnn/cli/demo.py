@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..certify.radius import CertifyConfig, Certifier
-from ..data.digits import load_digits_split
-from ..graph.from_torch import from_torch
-from ..train.simple import accuracy, mlp, train_classifier
 from .common import Console, Stopwatch
+from .precision_args import add_precision_args, precision_kwargs
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from ..certify.radius import CertifyConfig, Certifier
+    from ..data.digits import load_digits_split
+    from ..graph.from_torch import from_torch
+    from ..train.simple import accuracy, mlp, train_classifier
 
 
 def register(sub) -> None:
@@ -22,10 +25,18 @@ def register(sub) -> None:
     p.add_argument("--out", default="demo_out", help="folder for the trained model and data (npz)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
+    add_precision_args(p, what="where bounds, attacks and CLEVER run (training stays on the cpu)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import torch
+
+    from ..certify.radius import CertifyConfig, Certifier
+    from ..data.digits import load_digits_split
+    from ..graph.from_torch import from_torch
+    from ..train.simple import accuracy, mlp, train_classifier
+
     con = Console(args.quiet)
     sw = Stopwatch()
     xtr, ytr, xte, yte = load_digits_split()
@@ -49,9 +60,10 @@ def run(args) -> int:
     from ..attacks import PGDConfig, attack_radius
 
     for norm in args.norms.split(","):
-        ar = attack_radius(graph, x, y, norm, PGDConfig(steps=50, restarts=2, seed=args.seed), clip=(0.0, 1.0))
+        ar = attack_radius(graph, x, y, norm, PGDConfig(steps=50, restarts=2, seed=args.seed), clip=(0.0, 1.0),
+                           device=args.device)
         for m in methods:
-            cert = Certifier(graph, CertifyConfig(method=m, norm=norm, clip=(0.0, 1.0)))
+            cert = Certifier(graph, CertifyConfig(method=m, norm=norm, clip=(0.0, 1.0)), **precision_kwargs(args))
             with con.progress(f"L{norm} {m}", len(y)) as cb:
                 res = cert.radius(x, y, progress=cb)
             ok = res.correct
@@ -70,7 +82,7 @@ def run(args) -> int:
     with con.progress("report (L2: crown, fastlin, ibp, attack, CLEVER)", 1) as cb:
         data = build_report(graph, x, y, "2", ["crown", "fastlin", "ibp"], clip=(0.0, 1.0), seed=args.seed,
                             clever_config=CleverConfig(n_batches=50, n_samples=128, seed=args.seed),
-                            progress=lambda what, d, t: cb(d, t))
+                            progress=lambda what, d, t: cb(d, t), **precision_kwargs(args))
     files = write_report(data, out / "report", {"model": "digits 64-32-32-10 ReLU MLP (demo)",
                                                 "data": "scikit-learn digits, test split"})
     con.print(f"report written to {files['md']} (plots beside it); CLEVER above the attack radius on "

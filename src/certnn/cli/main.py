@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .allocator import tune_allocator
+    from .precision_args import check_device
 
     args_list = sys.argv[1:] if argv is None else list(argv)
     if args_list[:1] == ["vnnlib"]:  # the VNN-LIB solver interface has its own options and exit codes
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         from .validate import validate_args
 
         validate_args(args)
+        check_device(args)  # --device cuda without a GPU: exit 2 before any model is loaded
         return int(args.func(args) or 0)
     except CertnnError as exc:
         print(f"certnn {args.command}: error: {exc}", file=sys.stderr)

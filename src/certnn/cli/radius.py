@@ -7,18 +7,22 @@ embedding space (cli/text_inputs.py).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
 from ..errors import ConfigError, SoundnessError
-from ..report.records import SampleRecord, environment, write_json
 from .sharded import add_worker_args, wants_sharding
+from .precision_args import add_precision_args, environment_for, precision_kwargs
+from .profile_args import add_profile_arg, show_profile
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, clamp_data, complete_config, frame_options,
                      input_settings, load_model_and_data, parse_methods, threat_model)
 from .budgets import add_memory_args, deadline, memory_plan
 from .text_inputs import add_text_args, load_text_inputs, parse_words, text_bundle
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
+    from ..report.records import SampleRecord, environment, write_json
 
 
 def register(sub) -> None:
@@ -39,12 +43,16 @@ def register(sub) -> None:
     g.add_argument("--attack", action="store_true", help="also run PGD to find an attack radius (upper bound)")
     g.add_argument("--attack-steps", type=int, default=100)
     g.add_argument("--attack-restarts", type=int, default=5)
+    add_precision_args(p)
+    add_profile_arg(p)
     add_output_args(p)
     add_worker_args(p)
     p.set_defaults(func=run)
 
 
 def _image_task_data(args):
+    import torch
+
     from .common import resolve_data_dir
     from .train import IMAGE_TASKS
 
@@ -96,9 +104,18 @@ def run(args) -> int:
         from .shard_run import run_sharded
 
         return run_sharded(args, "radius")
+    import torch
+
+    from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
+    from ..report.records import SampleRecord, environment, write_json
+
     con = Console(args.quiet)
     methods = parse_methods(args.method)
-    model, x, y, text = _inputs(args)
+    from ..certify.profile import Profile
+
+    prof = Profile()
+    with prof.phase("load"):
+        model, x, y, text = _inputs(args)
     search = RadiusConfig(eps_init=args.eps_init, eps_max=args.eps_max, bisection_steps=args.bisection_steps)
     clip = tuple(args.clip) if args.clip else None
     fopts = frame_options(args)
@@ -130,10 +147,11 @@ def run(args) -> int:
             if text is None:
                 from ..certify.deadline import radius_in_time
 
-                cert = Certifier(model, cfg, tuple(x.shape[1:]))
+                cert = Certifier(model, cfg, tuple(x.shape[1:]), **precision_kwargs(args))
                 res, done = radius_in_time(cert, x, y, search, deadline(args), progress=cb)
                 decided &= done
                 graph, scale = cert.graph, cert.scale
+                prof.merge(cert.profile, prefix=f"{m}/" if len(methods) > 1 else "")
             else:
                 from ..certify.per_sample_frames import frame_scales, radius_by_frames
 
@@ -160,11 +178,11 @@ def run(args) -> int:
         from ..attacks import PGDConfig, attack_radius
 
         sw = Stopwatch()
-        with con.progress("attack radius", 1):
+        with con.progress("attack radius", 1), prof.phase("attack"):
             ar = attack_radius(graph, x.to(torch.float64), y, args.norm,
                                PGDConfig(steps=args.attack_steps, restarts=args.attack_restarts, seed=args.seed),
                                target=res.target, clip=clip, scale=scale, eps_max=args.eps_max,
-                               frame_norm=cfg.frame_norm)
+                               frame_norm=cfg.frame_norm, device=args.device)
         attack = ar.radius.to(torch.float64)
         attack_time = sw()
         worst = torch.nonzero(torch.stack([radii[m] > attack * (1 + 1e-9) + 1e-12 for m in methods]).any(0)).flatten()
@@ -196,7 +214,7 @@ def run(args) -> int:
     summary = {"samples": x.shape[0], "correct": int((res.correct & decided).sum()),
                "undecided": int((~decided).sum()),
                "mean_certified_radius": {m: float(radii[m][correct].mean()) if correct.any() else 0.0 for m in methods},
-               "seconds_per_sample": {m: float(times[m].mean()) for m in methods}}
+               "seconds_per_sample": {m: float(times[m].mean()) for m in methods}, "timers": prof.to_dict()}
     if args.eps:
         summary["clean_accuracy"] = float(res.correct.double().mean())
         summary["certified_accuracy"] = {str(e): float(certified[methods[0]][e].double().mean()) for e in args.eps}
@@ -220,6 +238,7 @@ def run(args) -> int:
         by = summary["certified_accuracy_by_method"]
         con.print(f"clean accuracy {summary['clean_accuracy']:.4g}; certified accuracy " +
                   "; ".join(f"{m}: " + ", ".join(f"{a:.4g} at eps {e}" for e, a in by[m].items()) for m in methods))
+    show_profile(con, args, prof)
     if args.json:
         settings = {**input_settings(args), "data": args.data, "norm": args.norm, "methods": methods,
                     "method": methods[0], "target": args.target, "clip": clip, "seed": args.seed,
@@ -234,7 +253,7 @@ def run(args) -> int:
             settings.update({"words": args.words or "all", "max_len": int(text.meta["max_len"]),
                              "padding": text.meta.get("padding", "left"), "space": "embedding"})
             settings["frames"] = None
-        write_json(args.json, "radius", settings, samples, summary, environment())
+        write_json(args.json, "radius", settings, samples, summary, environment_for(args))
         con.print(f"wrote {args.json}")
     return 0
 

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ..certify.radius import RadiusConfig
-from ..certify.bounds import to_graph
 from ..errors import SoundnessError
-from ..report.build import build_report
-from ..report.render import write_report
 from .sharded import add_worker_args, wants_sharding
 from .budgets import add_memory_args, memory_plan
 from .common import (Console, add_alpha_args, add_data_args, add_model_args, add_spec_args, alpha_config,
                      input_settings, load_model_and_data, parse_methods)
+from .precision_args import add_precision_args, precision_kwargs
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    from ..certify.radius import RadiusConfig
+    from ..certify.bounds import to_graph
+    from ..report.build import build_report
+    from ..report.render import write_report
 
 
 def register(sub) -> None:
@@ -29,6 +33,7 @@ def register(sub) -> None:
     p.add_argument("--bisection-steps", type=int, default=10)
     add_memory_args(p)
     p.add_argument("--out", required=True, help="output folder (report.json, report.md, *.png)")
+    add_precision_args(p, what="where bounds, attacks and CLEVER are computed")
     p.add_argument("--quiet", action="store_true")
     add_worker_args(p)
     p.set_defaults(func=run)
@@ -39,6 +44,11 @@ def run(args) -> int:
         from .shard_run import run_sharded
 
         return run_sharded(args, "report")
+    from ..certify.bounds import to_graph
+    from ..certify.radius import RadiusConfig
+    from ..report.build import build_report
+    from ..report.render import write_report
+
     con = Console(args.quiet)
     methods = parse_methods(args.methods)
     model, x, y = load_model_and_data(args)
@@ -55,7 +65,7 @@ def run(args) -> int:
                             clever=args.clever, seed=args.seed,
                             search=RadiusConfig(bisection_steps=args.bisection_steps), clever_config=clever_cfg,
                             index_offset=args.start, batch_size=plan.batch_size, max_rows=plan.max_rows, alpha=alpha_config(args),
-                            progress=lambda what, d, t: cb(d, t))
+                            progress=lambda what, d, t: cb(d, t), **precision_kwargs(args))
     files = write_report(data, args.out, {**input_settings(args), "data": args.data})
     s = data.summary
     rows = [[f"certified: {m}", "lower bound", s["mean_certified_radius"][m], s["seconds_per_sample"][m]] for m in methods]

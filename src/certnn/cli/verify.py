@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..certify.bounds import to_graph
-from ..certify.verify import VerifyConfig, verify_property
 from ..errors import ConfigError
 from ..report.atomic import write_or_keep
-from ..report.records import environment
-from ..specs.vnnlib import load_vnnlib, write_counterexample
 from .clock import process_start_perf
 from .sharded import add_worker_args
 from .verify_instances import add_instances_args, run_instances
 from .common import Console, Stopwatch, cli_load_model, input_settings, parse_methods
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    from ..certify.bounds import to_graph
+    from ..certify.verify import VerifyConfig, verify_property
+    from ..report.records import environment
+    from ..specs.vnnlib import load_vnnlib, write_counterexample
 
 #: seconds of --timeout kept for writing the results after the verifier's deadline
 RESERVE_S = 1.0
@@ -66,6 +69,11 @@ def run(args) -> int:
         raise ConfigError("verify needs --model and --spec (or --instances instances.csv)")
     if args.workers or args.address or args.resume:
         raise ConfigError("--workers / --address / --resume shard a benchmark: use them with --instances")
+    from ..certify.bounds import to_graph
+    from ..certify.verify import VerifyConfig, verify_property
+    from ..report.records import environment
+    from ..specs.vnnlib import load_vnnlib, write_counterexample
+
     con = Console(args.quiet)
     methods = parse_methods(args.method)
     exact = [m for m in methods if m in ("lp", "milp")]

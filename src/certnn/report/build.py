@@ -41,7 +41,12 @@ def build_report(graph: Graph, x: Tensor, y: Tensor, norm: str, methods: Sequenc
                  clip: tuple[float, float] | None = None, attack: bool = True, clever: bool = True,
                  seed: int = 0, search: RadiusConfig = RadiusConfig(), attack_config=None, clever_config=None,
                  index_offset: int = 0, batch_size: int = 32, progress: Progress | None = None,
-                 alpha: AlphaConfig = AlphaConfig(), max_rows: int = 4096) -> ReportData:
+                 alpha: AlphaConfig = AlphaConfig(), max_rows: int = 4096, dtype: torch.dtype | str = torch.float64,
+                 device=None) -> ReportData:
+    """dtype / device: of the bound computations (Certifier); the attack and CLEVER run on `device` in float64."""
+    from ..certify.device import resolve_device
+
+    dev = resolve_device(device)
     x = x.to(torch.float64)
     radii: dict[str, Tensor] = {}
     secs: dict[str, float] = {}
@@ -49,7 +54,7 @@ def build_report(graph: Graph, x: Tensor, y: Tensor, norm: str, methods: Sequenc
     res = None
     for m in methods:
         cert = Certifier(graph, CertifyConfig(method=m, norm=norm, target=target, clip=clip, seed=seed,
-                                              batch_size=batch_size, max_rows=max_rows, alpha=alpha))
+                                              batch_size=batch_size, max_rows=max_rows, alpha=alpha), dtype=dtype, device=dev)
         t0 = time.perf_counter()
         r = cert.radius(x, y, search, progress=(lambda d, t, m=m: progress(f"{m} radius", d, t)) if progress else None)
         secs[m] = (time.perf_counter() - t0) / max(1, len(y))
@@ -68,7 +73,7 @@ def build_report(graph: Graph, x: Tensor, y: Tensor, norm: str, methods: Sequenc
         t0 = time.perf_counter()
         eps_max = {"inf": 1.0, "2": 10.0, "1": 100.0}[norm] if clip is None else {"inf": clip[1] - clip[0], "2": 50.0, "1": 1000.0}[norm]
         ar = attack_radius(graph, x, y, norm, attack_config or PGDConfig(steps=100, restarts=3, seed=seed),
-                           target=res.target, clip=clip, eps_max=eps_max)
+                           target=res.target, clip=clip, eps_max=eps_max, device=dev)
         att = ar.radius.to(torch.float64)
         att_s = (time.perf_counter() - t0) / max(1, len(y))
         if progress:
@@ -81,7 +86,8 @@ def build_report(graph: Graph, x: Tensor, y: Tensor, norm: str, methods: Sequenc
         if progress:
             progress("clever", 0, 1)
         t0 = time.perf_counter()
-        cr = clever_scores(graph, x, y, norm, clever_config or CleverConfig(seed=seed), target=res.target, clip=clip)
+        cr = clever_scores(graph, x, y, norm, clever_config or CleverConfig(seed=seed), target=res.target, clip=clip,
+                           device=dev)
         cl = cr.clever_estimate.to(torch.float64)
         cl_s = (time.perf_counter() - t0) / max(1, len(y))
         if progress:
@@ -122,5 +128,6 @@ def build_report(graph: Graph, x: Tensor, y: Tensor, norm: str, methods: Sequenc
         summary["mean_clever_estimate"] = float(cl[ok].mean()) if ok.any() else None
         summary["clever_above_attack"] = clever_above
     settings = {"norm": norm, "methods": list(methods), "target": target, "clip": clip, "seed": seed,
-                "attack": attack, "clever": clever, "search": search.to_dict()}
+                "attack": attack, "clever": clever, "search": search.to_dict(),
+                "dtype": dtype if isinstance(dtype, str) else str(dtype).replace("torch.", ""), "device": str(dev)}
     return ReportData(settings, samples, radii, secs, correct, att, cl, violations, clever_above, summary)

@@ -104,7 +104,8 @@ def write_report(data: ReportData, out_dir: str | Path, settings_extra: dict | N
     out.mkdir(parents=True, exist_ok=True)
     settings = {**(settings_extra or {}), **data.settings}
     summary = {**data.summary, "violation_details": data.violations}
-    write_json(out / "report.json", "report", settings, data.samples, summary, environment())
+    env = {**environment(device=str(data.settings.get("device", "cpu"))), "dtype": data.settings.get("dtype", "float64")}
+    write_json(out / "report.json", "report", settings, data.samples, summary, env)
     files = write_plots(data, out) if plots else []
     s = data.summary
     methods = list(data.radii)
