@@ -38,8 +38,10 @@ def _net(cell: str, seed: int, bi: bool) -> torch.nn.Module:
     return _Seq(rnn, torch.nn.Linear(5 * (2 if bi else 1), 3)).double().eval()
 
 
-@pytest.mark.parametrize("seed", [5011, 5012, 5013])
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+# LSTM / GRU cases take ~40-130 s each (7 methods x 2 norms x 2 directions, each batched and alone); two
+# seeds each keep the campaign near 5 minutes on one core (all 9 pairs: 614 s on a shared 2-core machine)
+@pytest.mark.parametrize("cell, seed", [("rnn", 5011), ("rnn", 5012), ("rnn", 5013), ("lstm", 5011),
+                                        ("lstm", 5013), ("gru", 5011), ("gru", 5012)])
 def test_batch_independence_fuzz(seed, cell):
     for bi in (False, True):
         g = certnn.from_torch(_net(cell, seed, bi), (3, 2))

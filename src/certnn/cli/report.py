@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import SoundnessError
 from .sharded import add_worker_args, wants_sharding
-from .budgets import add_memory_args, memory_plan
+from .budgets import add_memory_args, deadline, memory_plan
 from .common import (Console, add_alpha_args, add_data_args, add_model_args, add_spec_args, alpha_config,
                      input_settings, load_model_and_data, parse_methods)
 from .precision_args import add_precision_args, precision_kwargs
@@ -65,7 +65,7 @@ def run(args) -> int:
                             clever=args.clever, seed=args.seed,
                             search=RadiusConfig(bisection_steps=args.bisection_steps), clever_config=clever_cfg,
                             index_offset=args.start, batch_size=plan.batch_size, max_rows=plan.max_rows, alpha=alpha_config(args),
-                            progress=lambda what, d, t: cb(d, t), **precision_kwargs(args))
+                            progress=lambda what, d, t: cb(d, t), deadline=deadline(args), **precision_kwargs(args))
     files = write_report(data, args.out, {**input_settings(args), "data": args.data})
     s = data.summary
     rows = [[f"certified: {m}", "lower bound", s["mean_certified_radius"][m], s["seconds_per_sample"][m]] for m in methods]
@@ -77,6 +77,8 @@ def run(args) -> int:
               ["quantity", "kind", "mean radius", "s / sample"], rows)
     if data.clever_estimate is not None and data.attack_radius is not None:
         con.print(f"CLEVER above the attack radius on {data.clever_above_attack} samples (an estimate can be wrong)")
+    if s["undecided"]:
+        con.print(f"--timeout: {s['undecided']} of {s['samples']} samples undecided (not run; not counted)")
     con.print(f"wrote {files['md']} and {files['json']}")
     if data.violations:
         raise SoundnessError(f"{len(data.violations)} certified radii exceed the attack radius; details in "

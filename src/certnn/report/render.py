@@ -23,6 +23,8 @@ def _fmt(v) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
+        if v != v:  # NaN: a stage the --timeout kept from this sample
+            return "undecided"
         return "inf" if v == float("inf") else f"{v:.4g}"
     return str(v)
 
@@ -47,11 +49,13 @@ def write_plots(data: ReportData, out: Path) -> list[str]:
         if fin.numel():
             rmax = max(rmax, float(fin.max()))
     eps = torch.linspace(0, rmax * 1.05, 200, dtype=torch.float64)
+    dec = torch.tensor([not r.extra.get("undecided") for r in data.samples], dtype=torch.bool)  # --timeout
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in methods:
-        ax.plot(eps.numpy(), certified_accuracy_curve(data.radii[m], eps).numpy(), label=f"certified: {m}")
+        ax.plot(eps.numpy(), certified_accuracy_curve(data.radii[m][dec], eps).numpy(), label=f"certified: {m}")
     if data.attack_radius is not None:
         att = torch.where(data.correct, data.attack_radius, torch.zeros_like(data.attack_radius))
+        att = att[dec & ~data.attack_radius.isnan()]
         ax.plot(eps.numpy(), certified_accuracy_curve(att, eps).numpy(), "k--", label="attack (upper bound on robust acc.)")
     ax.set_xlabel(f"eps (L{data.settings['norm']})")
     ax.set_ylabel("accuracy")
@@ -112,7 +116,9 @@ def write_report(data: ReportData, out_dir: str | Path, settings_extra: dict | N
     lines = ["# certnn robustness report", "",
              f"Model `{settings.get('model', '-')}`, data `{settings.get('data', '-')}`, norm L{settings['norm']}, "
              f"target {settings['target']}, clip {settings['clip']}.", "",
-             f"{s['samples']} samples, {s['correct']} correctly classified (clean accuracy {_fmt(s['clean_accuracy'])}).",
+             f"{s['samples']} samples, {s['correct']} correctly classified (clean accuracy {_fmt(s['clean_accuracy'])})."
+             + (f" {s['undecided']} samples undecided (--timeout reached before they were run; not counted)."
+                if s.get("undecided") else ""),
              "", "## Summary (means over correctly classified samples)", "",
              "| quantity | kind | mean | seconds / sample |", "|---|---|---|---|"]
     for m in methods:
@@ -143,9 +149,11 @@ def write_report(data: ReportData, out_dir: str | Path, settings_extra: dict | N
     lines += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for i, rec in enumerate(data.samples):
         row = [rec.index, rec.label, rec.predicted] + [_fmt(float(data.radii[m][i])) for m in methods]
-        if data.attack_radius is not None:
+        if rec.extra.get("undecided"):
+            row[3:] = ["undecided"] * (len(head) - 3)
+        elif data.attack_radius is not None:
             row.append(_fmt(float(data.attack_radius[i])))
-        if data.clever_estimate is not None:
+        if data.clever_estimate is not None and not rec.extra.get("undecided"):
             row.append(_fmt(float(data.clever_estimate[i])))
         lines.append("| " + " | ".join(str(v) for v in row) + " |")
     if files:
