@@ -51,9 +51,9 @@ def write_table(jsonl: Path, md: Path, models: list[str], mem_keys: list[str]) -
                        ag.get("max_abs_diff_float64"), ag.get("max_abs_diff_float32"), ag.get("sound_le_f64"),
                        (f"{ag['sound_widening_mean']:.3g}/{ag['sound_widening_max']:.3g}"
                         if "sound_widening_mean" in ag else None),
-                       "/".join(f"{ag['certified'].get(k, float('nan')):.0%}"
+                       "/".join(f"{ag['certified'][k]:.0%}" if k in ag["certified"] else "-"
                                 for k in ("certnn_float64", "certnn_float32-sound")),
-                       "; ".join(f"{k}: {v[:60]}" for k, v in r["certnn_refused"].items()) or None])
+                       "; ".join(v[:90] for v in r["certnn_refused"].values()) or None])
     m_cols = ["model", "label", "batch"] + [f"{k} MB" for k in mem_keys] + [
         "c f64 / aL f64", "c sound / aL f64", "c sound / aL f32"]
     text = ("CPU seconds per sample at batch N (ratio = certnn / auto_LiRPA; < 1: certnn faster; device cpu)\n\n"
