@@ -243,8 +243,13 @@ class Certifier:
         return out
 
     def radius(self, x: Tensor, y: Tensor, search: RadiusConfig = RadiusConfig(),
-               progress: Progress | None = None) -> RadiusResult:
-        """Certified radius per sample (doubling/halving to bracket, then bisection), batched."""
+               progress: Progress | None = None, on_step: Callable[[dict], None] | None = None) -> RadiusResult:
+        """Certified radius per sample (doubling/halving to bracket, then bisection), batched.
+
+        ``progress(done, total)`` after every batch of samples; ``on_step(info)`` after every bound
+        computation (info: phase 'bracket' / 'bisection', step, steps, searching, batch). ``time_s`` is
+        measured per sample: each bound computation's time is shared among the samples it bounded (a
+        sample whose search ends early costs less), the rest of its batch's time shared evenly."""
         x, y = self._prep(x, y)
         B = x.shape[0]
         logits = self.predict(x)
@@ -261,12 +266,16 @@ class Certifier:
             sl = torch.arange(i, min(B, i + bs))
             idx = sl[correct[sl]]
             t0 = time.perf_counter()
+            spent = torch.zeros(len(idx), dtype=torch.float64)
             if idx.numel():
-                r, n = self._search(x[idx], y[idx], None if target is None else target[idx], search)
+                step = None if on_step is None else (lambda info, i=i: on_step({**info, "batch": i // bs + 1}))
+                r, n = self._search(x[idx], y[idx], None if target is None else target[idx], search, step, spent)
                 radius[idx] = r
                 violated[idx] = self._violated
                 evals += n
-            times[sl] = (time.perf_counter() - t0) / len(sl)
+            rest = max(0.0, time.perf_counter() - t0 - float(spent.sum()))
+            times[sl] = rest / len(sl)
+            times[idx] += spent
             done += len(sl)
             if progress:
                 progress(done, B)
@@ -287,9 +296,17 @@ class Certifier:
         self._violated[index[viol]] = torch.minimum(self._violated[index[viol]], eps[viol].to(torch.float64).cpu())
         return torch.tensor([s == "holds" for s in status], dtype=torch.bool)
 
-    def _search(self, x: Tensor, y: Tensor, t: Tensor | None, cfg: RadiusConfig) -> tuple[Tensor, int]:
+    def _search(self, x: Tensor, y: Tensor, t: Tensor | None, cfg: RadiusConfig,
+                on_step: Callable[[dict], None] | None = None, spent: Tensor | None = None) -> tuple[Tensor, int]:
+        """(certified radius, bound computations); ``spent`` (n,) receives each sample's share of the time."""
         if self.config.method == "lipschitz":
             return self._lipschitz_radius(x, y, t), 1
+        spent = torch.zeros(x.shape[0], dtype=torch.float64) if spent is None else spent
+
+        def step(phase: str, k: int, steps: int, a: Tensor, t0: float) -> None:
+            spent[a] += (time.perf_counter() - t0) / len(a)
+            if on_step is not None:
+                on_step({"phase": phase, "step": k + 1, "steps": steps, "searching": len(a)})
         n = x.shape[0]
         self._violated = torch.full((n,), math.inf, dtype=torch.float64)
         # alpha-crown: each step starts from the parameters the previous step ended with (where shapes match)
@@ -304,7 +321,9 @@ class Certifier:
             if not active.any():
                 break
             a = torch.nonzero(active).flatten()
+            t0 = time.perf_counter()
             ok = self._certified_at(x[a], y[a], None if t is None else t[a], eps[a].to(self.dtype), warm, a).cpu()
+            step("bracket", evals, cfg.bracket_steps, a, t0)
             evals += 1
             lo[a[ok]] = eps[a[ok]]
             hi[a[~ok]] = torch.minimum(hi[a[~ok]], eps[a[~ok]])
@@ -313,12 +332,14 @@ class Certifier:
             eps[grow] = eps[grow] * 2
             eps[shrink] = eps[shrink] / 2
             # samples with both ends known stop bracketing (their eps is no longer used)
-        for _ in range(cfg.bisection_steps):
+        for k in range(cfg.bisection_steps):
             a = torch.nonzero((lo > 0) & torch.isfinite(hi)).flatten()
             if a.numel() == 0:
                 break
             mid = torch.sqrt(lo[a] * hi[a]) if cfg.log_space else (lo[a] + hi[a]) / 2
+            t0 = time.perf_counter()
             ok = self._certified_at(x[a], y[a], None if t is None else t[a], mid.to(self.dtype), warm, a).cpu()
+            step("bisection", k, cfg.bisection_steps, a, t0)
             evals += 1
             lo[a[ok]] = mid[ok]
             hi[a[~ok]] = mid[~ok]

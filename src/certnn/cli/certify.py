@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    con = Console(args.quiet)
+    con = Console.for_args(args)
     methods = parse_methods(args.method)
     if len(methods) != 1:
         from ..errors import ConfigError

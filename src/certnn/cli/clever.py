@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    con = Console(args.quiet)
+    con = Console.for_args(args)
     model, x, y = load_model_and_data(args)
     graph = to_graph(model, tuple(x.shape[1:]))
     cfg = CleverConfig(n_batches=args.batches, n_samples=args.batch_samples, radius=args.radius, seed=args.seed)

@@ -10,23 +10,26 @@ from ..certify.radius import CertifyConfig, Certifier
 from ..data.digits import load_digits_split
 from ..graph.from_torch import from_torch
 from ..train.simple import accuracy, mlp, train_classifier
-from .common import Console, Stopwatch
+from ..config import parse_norm
+from .common import add_log_args, Console, Stopwatch, add_method_list_arg, parse_methods
 
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="train a small MLP on scikit-learn's digits and certify it",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--samples", type=int, default=20, help="test samples to certify")
-    p.add_argument("--methods", default="ibp,fastlin,crown,lipschitz")
-    p.add_argument("--norms", default="inf,2")
+    add_method_list_arg(p, "ibp,fastlin,crown,lipschitz")
+    p.add_argument("--norm", default="inf,2", help="Lp norm(s) of the ball, separated by commas: inf, 2, 1")
+    p.add_argument("--norms", dest="norm", help=argparse.SUPPRESS)
     p.add_argument("--out", default="demo_out", help="folder for the trained model and data (npz)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="random seed (training, attacks)")
+    p.add_argument("--quiet", action="store_true", help="no table or progress output")
+    add_log_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    con = Console(args.quiet)
+    con = Console.for_args(args)
     sw = Stopwatch()
     xtr, ytr, xte, yte = load_digits_split()
     torch.manual_seed(args.seed)
@@ -44,12 +47,13 @@ def run(args) -> int:
     import numpy as np
     np.savez(out / "digits_test.npz", x=x.numpy(), y=y.numpy())
     graph = from_torch(model, (64,))
-    methods = [m for m in args.methods.split(",") if m]
+    methods = parse_methods(args.method)
     rows = []
-    from ..attacks import PGDConfig, attack_radius
+    from ..attacks import attack_radius
 
-    for norm in args.norms.split(","):
-        ar = attack_radius(graph, x, y, norm, PGDConfig(steps=50, restarts=2, seed=args.seed), clip=(0.0, 1.0))
+    for norm in [parse_norm(n) for n in args.norm.split(",") if n.strip()]:
+        with con.progress(f"L{norm} attack radius (FMN)", len(y)) as cb:
+            ar = attack_radius(graph, x, y, norm, clip=(0.0, 1.0), progress=cb.detail)
         for m in methods:
             cert = Certifier(graph, CertifyConfig(method=m, norm=norm, clip=(0.0, 1.0)))
             with con.progress(f"L{norm} {m}", len(y)) as cb:

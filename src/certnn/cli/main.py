@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in SUBCOMMANDS:
         importlib.import_module(f"certnn.cli.{MODULES.get(name, name)}").register(sub)
+    from .common import HelpFormatter
+
+    for sp in sub.choices.values():  # one "(default: X)" per flag (cli/common.py)
+        sp.formatter_class = HelpFormatter
     return p
 
 

@@ -8,7 +8,8 @@ from ..certify.bounds import to_graph
 from ..errors import SoundnessError
 from ..report.build import build_report
 from ..report.render import write_report
-from .common import (Console, add_alpha_args, add_data_args, add_model_args, add_spec_args, alpha_config,
+from .attack_options import add_attack_args, attack_config, attack_name
+from .common import (add_log_args, add_method_list_arg, Console, add_alpha_args, add_data_args, add_model_args, add_spec_args, alpha_config,
                      input_settings, load_model_and_data, parse_methods)
 
 
@@ -19,20 +20,22 @@ def register(sub) -> None:
     add_data_args(p)
     add_spec_args(p, methods=False)
     add_alpha_args(p)
-    p.add_argument("--methods", default="crown,fastlin,ibp", help="comma-separated certification methods")
-    p.add_argument("--clever", action="store_true", help="add CLEVER estimates")
-    p.add_argument("--attack", action="store_true", help="add PGD attack radii (upper bounds)")
-    p.add_argument("--clever-batches", type=int, default=50)
-    p.add_argument("--clever-samples", type=int, default=128)
-    p.add_argument("--bisection-steps", type=int, default=10)
+    add_method_list_arg(p, "crown,fastlin,ibp")
+    p.add_argument("--clever", action="store_true", help="add CLEVER estimates (statistics, not bounds)")
+    p.add_argument("--attack", action="store_true", help="add attack radii (upper bounds)")
+    add_attack_args(p)
+    p.add_argument("--clever-batches", type=int, default=50, help="CLEVER: batches of gradient-norm samples")
+    p.add_argument("--clever-samples", type=int, default=128, help="CLEVER: samples per batch")
+    p.add_argument("--bisection-steps", type=int, default=10, help="bisection steps of each certified radius search")
     p.add_argument("--out", required=True, help="output folder (report.json, report.md, *.png)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no table or progress output")
+    add_log_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    con = Console(args.quiet)
-    methods = parse_methods(args.methods)
+    con = Console.for_args(args)
+    methods = parse_methods(args.method)
     model, x, y = load_model_and_data(args)
     graph = to_graph(model, tuple(x.shape[1:]))
     clever_cfg = None
@@ -46,12 +49,13 @@ def run(args) -> int:
                             clever=args.clever, seed=args.seed,
                             search=RadiusConfig(bisection_steps=args.bisection_steps), clever_config=clever_cfg,
                             index_offset=args.start, batch_size=args.batch_size, alpha=alpha_config(args),
-                            progress=lambda what, d, t: cb(d, t))
+                            attack_config=attack_config(args) if args.attack else None,
+                            progress=lambda what, d, t: cb.detail({"stage": what, "done": d, "of": t}))
     files = write_report(data, args.out, {**input_settings(args), "data": args.data})
     s = data.summary
     rows = [[f"certified: {m}", "lower bound", s["mean_certified_radius"][m], s["seconds_per_sample"][m]] for m in methods]
     if data.attack_radius is not None:
-        rows.append(["attack (PGD)", "upper bound", s["mean_attack_radius"], s["seconds_per_sample"]["attack"]])
+        rows.append([f"attack ({attack_name(attack_config(args))})", "upper bound", s["mean_attack_radius"], s["seconds_per_sample"]["attack"]])
     if data.clever_estimate is not None:
         rows.append(["CLEVER", "estimate", s["mean_clever_estimate"], s["seconds_per_sample"]["clever"]])
     con.table(f"mean radius over {s['correct']} correctly classified of {s['samples']} samples (L{args.norm})",

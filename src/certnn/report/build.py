@@ -61,13 +61,13 @@ def build_report(graph: Graph, x: Tensor, y: Tensor, norm: str, methods: Sequenc
     att = None
     att_s = None
     if attack:
-        from ..attacks import PGDConfig, attack_radius
+        from ..attacks import FMNConfig, attack_radius
 
         if progress:
             progress("attack", 0, 1)
         t0 = time.perf_counter()
         eps_max = {"inf": 1.0, "2": 10.0, "1": 100.0}[norm] if clip is None else {"inf": clip[1] - clip[0], "2": 50.0, "1": 1000.0}[norm]
-        ar = attack_radius(graph, x, y, norm, attack_config or PGDConfig(steps=100, restarts=3, seed=seed),
+        ar = attack_radius(graph, x, y, norm, attack_config or FMNConfig(),
                            target=res.target, clip=clip, eps_max=eps_max)
         att = ar.radius.to(torch.float64)
         att_s = (time.perf_counter() - t0) / max(1, len(y))

@@ -108,7 +108,7 @@ def write_report(data: ReportData, out_dir: str | Path, settings_extra: dict | N
         lines.append(f"| certified radius, {m} | proved lower bound | {_fmt(s['mean_certified_radius'][m])} | "
                      f"{_fmt(s['seconds_per_sample'][m])} |")
     if data.attack_radius is not None:
-        lines.append(f"| attack radius (PGD) | upper bound (found {s['attack_found']} of {s['correct']}) | "
+        lines.append(f"| attack radius | upper bound (found {s['attack_found']} of {s['correct']}) | "
                      f"{_fmt(s['mean_attack_radius'])} | {_fmt(s['seconds_per_sample'].get('attack'))} |")
     if data.clever_estimate is not None:
         lines.append(f"| CLEVER | estimate (no guarantee) | {_fmt(s['mean_clever_estimate'])} | "
