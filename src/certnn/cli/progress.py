@@ -150,13 +150,12 @@ class Task:
 
 
 def format_detail(info: dict) -> str:
-    """'bisection step 5/14, 8 searching' from a library callback's dict."""
-    parts = []
-    for key, val in info.items():
-        total = info.get(f"{key}s") if not key.endswith("s") else None
-        if key.endswith("s") and key[:-1] in info:
-            continue  # shown as step/steps
-        parts.append(f"{key} {val}/{total}" if total is not None else f"{key} {_val(val)}")
+    """'phase bisection, step 5/14, searching 8' from a library callback's dict (a key k with a total under
+    k + 's' or k + 'es' is shown as k done/total)."""
+    totals = {k: next((info[t] for t in (f"{k}s", f"{k}es") if t in info), None) for k in info}
+    shown_as_total = {t for k in info for t in (f"{k}s", f"{k}es") if t in info}
+    parts = [f"{k} {v}/{totals[k]}" if totals[k] is not None else f"{k} {_val(v)}"
+             for k, v in info.items() if k not in shown_as_total]
     return ", ".join(parts)
 
 

@@ -129,7 +129,12 @@ def run(args) -> int:
         hist, extra = _fit_robust(args, prep, config, text, con, sw)
         loss_name = f"robust_{args.robust}"
     else:
-        hist, extra = fit(model, xtr, ytr, config, training_loss(args), on_epoch), {}
+        with con.progress("training", epochs) as task:
+            def epoch_done(e: int, n: int, loss: float) -> None:
+                task(e, n)
+                on_epoch(e, n, loss)
+
+            hist, extra = fit(model, xtr, ytr, config, training_loss(args), epoch_done, on_batch=task.detail), {}
         loss_name = "cross_entropy"
     test_acc = accuracy(model, xte, yte)
     train_acc = accuracy(model, xtr, ytr)
@@ -177,7 +182,12 @@ def _fit_robust(args, prep: dict[str, Any], config: TrainConfig, text: bool, con
                                                   f"batches {rec.verified_err:.3f}")
         con.print(f"  epoch {done}/{total}: eps {rec.eps:.4g}, clean loss {rec.clean_loss:.4f}{rob} ({sw():.1f} s)")
 
-    log = train_robust(model, xtr, ytr, input_shape, cfg, progress)
+    with con.progress(f"training ({args.robust})", cfg.epochs) as task:
+        def epoch_done(done: int, total: int, rec) -> None:
+            task(done, total)
+            progress(done, total, rec)
+
+        log = train_robust(model, xtr, ytr, input_shape, cfg, epoch_done, on_batch=task.detail)
     hist = TrainHistory(tuple(e.loss for e in log.epochs), sum(e.steps for e in log.epochs), log.seconds)
     return hist, {"robust": cfg.to_dict(), "final_verified_err": log.epochs[-1].verified_err}
 

@@ -96,7 +96,8 @@ def run(args) -> int:
                        exact="auto" if len(exact) == 2 else (exact[0] if exact else "none"), seed=args.seed,
                        input_dtype=input_dtype)
     sw = Stopwatch()
-    res = verify_property(graph, prop, cfg, reference, started_at=started)
+    with con.progress(f"verify {args.spec}", None):  # start / heartbeat / end lines on stderr
+        res = verify_property(graph, prop, cfg, reference, started_at=started)
     word = VNNCOMP_WORD[res.verdict]
     if args.quiet:
         print(res.verdict)
