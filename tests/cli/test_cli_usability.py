@@ -78,3 +78,10 @@ def test_attack_command_method_choice(tiny, tmp_path, method):
                  "--steps", "20", "--restarts", "1", "--json", str(out), "--quiet"]) == 0
     doc = json.loads(out.read_text())
     assert doc["settings"]["attack_method"] == method and doc["settings"]["steps"] == 20
+
+
+def test_lipschitz_radius_runs(tiny):
+    """Regression: the lipschitz baseline's radius search crashed on a missing violated-at record."""
+    model, w, data = tiny
+    assert main(["radius", "--model", model, "--weights", w, "--data", data, "--method", "lipschitz,crown",
+                 "--quiet", "--bisection-steps", "2"]) == 0

@@ -300,6 +300,7 @@ class Certifier:
                 on_step: Callable[[dict], None] | None = None, spent: Tensor | None = None) -> tuple[Tensor, int]:
         """(certified radius, bound computations); ``spent`` (n,) receives each sample's share of the time."""
         if self.config.method == "lipschitz":
+            self._violated = torch.full((x.shape[0],), math.inf, dtype=torch.float64)
             return self._lipschitz_radius(x, y, t), 1
         spent = torch.zeros(x.shape[0], dtype=torch.float64) if spent is None else spent
 

@@ -34,7 +34,8 @@ def run(args) -> int:
     xtr, ytr, xte, yte = load_digits_split()
     torch.manual_seed(args.seed)
     model = mlp([64, 32, 32, 10])
-    train_classifier(model, xtr, ytr, epochs=40, batch_size=64, lr=3e-3, seed=args.seed)
+    with con.progress("training (epochs)", 40) as task:
+        train_classifier(model, xtr, ytr, epochs=40, batch_size=64, lr=3e-3, seed=args.seed, on_epoch=task)
     con.print(f"trained a 64-32-32-10 ReLU MLP on {len(ytr)} digits in {sw():.1f} s; "
               f"test accuracy {accuracy(model, xte, yte):.3f}")
     out = Path(args.out)
