@@ -118,6 +118,11 @@ def test_readme_command_runs_and_logs_progress(cmd, folder, shared_data_or_none)
         argv = [str(shared_data_or_none) if a == "../shared/data" else a for a in argv]
         if argv[1] in ("radius", "compare", "words") and not (folder / "mr.pt").exists():
             pytest.skip("needs mr.pt from the README's `certnn train` command (run in this order)")
+    if argv[1] == "train":  # small inputs: a subset of the task, one epoch
+        argv += ["--limit", "200", "--epochs", "1"]
+    if "--samples" in argv:  # small inputs: at most 3 test sentences / images
+        k = argv.index("--samples") + 1
+        argv[k] = str(min(int(argv[k]), 3))
     if argv[0] == "certnn-vnnlib":
         argv = ["certnn", "vnnlib", *argv[1:]]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
