@@ -24,6 +24,10 @@ test: $(STAMP)
 test-full: $(STAMP)
 	$(VPY) -m pytest -q -n $(JOBS) tests
 
+# the device-parametrised tests (the `device` fixture) on the GPU only; needs torch with CUDA
+test-gpu: $(STAMP)
+	CERTNN_TEST_DEVICES=cuda $(VPY) -m pytest -q -p no:xdist tests/unit/engine/test_devices.py
+
 demo: $(STAMP)
 	$(VENV)/bin/certnn demo
 

@@ -12,6 +12,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CERTNN_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+#: devices the device-parametrised tests run on: cpu, and cuda when torch sees a GPU
+#: (CERTNN_TEST_DEVICES=cuda restricts them, e.g. `make test-gpu`)
+DEVICES = [d for d in os.environ.get("CERTNN_TEST_DEVICES", "cpu,cuda").split(",")
+           if d == "cpu" or torch.cuda.is_available()]
+
+
+@pytest.fixture(params=DEVICES or ["cpu"])
+def device(request) -> str:
+    """Each device present (tests taking it run once per device; cuda is absent without a GPU)."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

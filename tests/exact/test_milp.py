@@ -91,3 +91,22 @@ def test_smooth_nets_contain_dense_sampled_range(act):
     for b in range(3):
         out = model(x[b] + grid)
         assert (out.min(0).values >= iv.lower[b] - 1e-9).all() and (out.max(0).values <= iv.upper[b] + 1e-9).all()
+
+
+def test_milp_and_lp_in_float32_match_float64():
+    """Issue 16, finding 5: a float32 graph and ball ended in a HiGHS RuntimeError (kInfeasible); the
+    encoding is built in float64 whatever the inputs' dtype, so the bounds equal the float64 run's."""
+    import certnn
+    from certnn.engine.milp import exact_bounds
+    from certnn.specs.lp import LpBall
+
+    torch.manual_seed(7)
+    m = torch.nn.Sequential(torch.nn.Linear(6, 20), torch.nn.ReLU(), torch.nn.Linear(20, 20), torch.nn.ReLU(),
+                            torch.nn.Linear(20, 3))
+    x = torch.rand(2, 6)
+    g64 = certnn.from_torch(m, (6,))
+    for relax in (False, True):
+        ref = exact_bounds(g64, LpBall.make(x.double(), 0.05, "inf", clip=(0.0, 1.0)), relax=relax)
+        got = exact_bounds(g64.to(torch.float32), LpBall.make(x, 0.05, "inf", clip=(0.0, 1.0)), relax=relax)
+        for a, b in zip(got, ref):
+            assert torch.allclose(a, b, rtol=1e-6, atol=1e-6)

@@ -61,7 +61,8 @@ class ModelSummary:
 def summarize_model(graph: Graph, x: Tensor, y: Tensor, frames: Sequence[Sequence[int]] | None = None,
                     config: CertifyConfig = CertifyConfig(), search: RadiusConfig = RadiusConfig(),
                     eps: Sequence[float] = (), attack=None, attack_eps_max: float = 1e3,
-                    progress: Progress | None = None) -> ModelSummary:
+                    progress: Progress | None = None, dtype: torch.dtype | str = torch.float64,
+                    device=None) -> ModelSummary:
     """Certify ``graph`` on (x, y): certified radius per sample, certified accuracy at each ``eps``.
 
     Args:
@@ -73,22 +74,23 @@ def summarize_model(graph: Graph, x: Tensor, y: Tensor, frames: Sequence[Sequenc
         eps: radii at which certified accuracy is reported.
         attack: a :class:`certnn.attacks.FMNConfig` or :class:`~certnn.attacks.PGDConfig` to also find attack radii (upper bounds) on the same
             sets; a certified radius above an attack radius raises :class:`SoundnessError`.
+        dtype, device: of the bound computations (see :class:`Certifier`); the attack runs on `device`.
     """
     x = torch.as_tensor(x).to(torch.float64)
     y = torch.as_tensor(y).long().reshape(-1)
     N = x.shape[0]
     t0 = time.perf_counter()
     if frames is None:
-        cert = Certifier(graph, config, tuple(x.shape[1:]))
+        cert = Certifier(graph, config, tuple(x.shape[1:]), dtype=dtype, device=device)
         res = cert.radius(x, y, search, progress=progress)
         scale = cert.scale
     else:
-        res = radius_by_frames(graph, x, y, frames, config, search, progress=progress)
+        res = radius_by_frames(graph, x, y, frames, config, search, progress=progress, dtype=dtype, device=device)
         scale = frame_scales(tuple(x.shape[1:]), frames, config.frame_eps)
     certified: dict[float, float] = {}
     for e in eps:
         direct = (cert.certify(x, y, float(e)).certified if frames is None
-                  else certify_by_frames(graph, x, y, frames, float(e), config))
+                  else certify_by_frames(graph, x, y, frames, float(e), config, dtype=dtype, device=device))
         ok = direct | (res.correct & (res.certified_radius >= e))
         certified[float(e)] = float(ok.double().mean()) if N else float("nan")
     seconds = (time.perf_counter() - t0) / max(1, N)
@@ -102,7 +104,7 @@ def summarize_model(graph: Graph, x: Tensor, y: Tensor, frames: Sequence[Sequenc
         from ..attacks import attack_radius
 
         ar = attack_radius(graph, x, y, config.norm, attack, target=res.target, clip=config.clip, scale=scale,
-                           eps_max=attack_eps_max)
+                           eps_max=attack_eps_max, device=device)
         a = ar.radius.to(torch.float64)
         bad = torch.nonzero(correct & (radius > a * (1 + 1e-9) + 1e-12)).flatten()
         if bad.numel():

@@ -114,7 +114,8 @@ def _ranks(keys: list[Tensor], sentence: Tensor) -> Tensor:
 def word_sensitivity(graph: Graph, x: Tensor, lengths: Tensor, y: Tensor | None = None,
                      config: CertifyConfig = CertifyConfig(method="certrnn", norm="2"),
                      search: RadiusConfig = RadiusConfig(), padding: str = "left",
-                     progress: Progress | None = None) -> WordSensitivity:
+                     progress: Progress | None = None, dtype: torch.dtype | str = torch.float64,
+                     device=None) -> WordSensitivity:
     """Certified radius and gradient saliency of every real word of every sentence (module docstring).
 
     Args:
@@ -170,7 +171,7 @@ def word_sensitivity(graph: Graph, x: Tensor, lengths: Tensor, y: Tensor | None 
     # certified radius of each pair: one sample per (sentence, word), perturbing that word's frame alone
     xs = x[sentence]
     res = radius_by_frames(graph, xs, yy[sentence], [(int(f),) for f in frame.tolist()], config, search,
-                           progress=progress)
+                           progress=progress, dtype=dtype, device=device)
     radius = res.certified_radius
     rank = _ranks([radius, -saliency, position.double()], sentence)
     saliency_rank = _ranks([-saliency, position.double()], sentence)

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from ..config import Config, parse_norm
 from ..errors import ConfigError, DataError, SpecError
 from ..specs.lp import clamp_to_box
+from .placement import model_on, result_on, target_device, tensor_on
 from .projections import lp_norm, project_box_ball, project_l1_ball, project_l2_ball
 
 __all__ = ["PGDConfig", "AttackResult", "pgd_attack", "as_dtype"]
@@ -291,7 +292,7 @@ def _margin(logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
 def pgd_attack(model: Model, x: Tensor, y: Tensor, eps: float | Tensor, norm: str,
                config: PGDConfig = PGDConfig(), target: Tensor | None = None,
                clip: tuple[float | Tensor, float | Tensor] | None = None,
-               scale: Tensor | None = None, frame_norm: str | None = None) -> AttackResult:
+               scale: Tensor | None = None, frame_norm: str | None = None, device=None) -> AttackResult:
     """PGD with random restarts in L-inf, L2 or L1, batched over samples (Madry et al. 2018).
 
     The perturbation is delta = scale * z with ||z||_p <= eps; the iterate z always lies in the ball and
@@ -323,10 +324,17 @@ def pgd_attack(model: Model, x: Tensor, y: Tensor, eps: float | Tensor, norm: st
         frame_norm: per-frame balls (specs/lp.py): each frame (dim 0 of a sample) in its own ball of this
             norm, frames independent; ``norm`` must then be 'inf'. Steps and projections act frame by frame
             and ``distance`` is the largest frame norm.
+        device: where the attack runs ("cpu", "cuda", "auto", a torch.device; None: x's device); the model
+            and the tensors are moved there (attacks/placement.py) and the result comes back on x's device.
 
     Returns:
         :class:`AttackResult`. ``distance`` and ``margin`` are upper-bound evidence only.
     """
+    dev = target_device(x, device)
+    if dev is not None and isinstance(x, Tensor):
+        res = pgd_attack(model_on(model, dev), x.to(dev), tensor_on(y, dev), tensor_on(eps, dev), norm, config,
+                         tensor_on(target, dev), tensor_on(clip, dev), tensor_on(scale, dev), frame_norm)
+        return result_on(res, x.device)
     norm, frames = _norms(norm, frame_norm, x)
     if not isinstance(config, PGDConfig):
         raise ConfigError(f"config must be a PGDConfig; got {type(config).__name__}")

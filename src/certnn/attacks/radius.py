@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .fmn import FMNConfig, fmn_attack
+from .placement import model_on, result_on, target_device, tensor_on
 from .pgd import Model, PGDConfig, _norms, _prepare, _run, as_dtype
 
 __all__ = ["RadiusAttackResult", "attack_radius"]
@@ -60,7 +61,7 @@ def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: FMNConf
                   target: Tensor | None = None, clip: tuple[float | Tensor, float | Tensor] | None = None,
                   scale: Tensor | None = None, *, eps_max: float | None = None, eps_init: float | None = None,
                   steps: int = 12, frame_norm: str | None = None,
-                  progress: Callable[[dict], None] | None = None) -> RadiusAttackResult:
+                  progress: Callable[[dict], None] | None = None, device=None) -> RadiusAttackResult:
     """Per-sample attack radius: an UPPER bound on the minimal adversarial distortion (a real,
     float64-verified adversarial example lies at that distance).
 
@@ -78,10 +79,17 @@ def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: FMNConf
         steps: PGD only: bisection rounds after bracketing (>= 0); the bracket shrinks by 2 ** steps.
         progress: called with a dict after every step (FMN: step, steps, samples, runs)
             or every PGD run (phase 'bracket' / 'bisection', round, searching, samples).
+        device: where the attacks run (None: x's device); the result comes back on x's device.
 
     Returns:
         :class:`RadiusAttackResult`.
     """
+    dev = target_device(x, device)
+    if dev is not None and isinstance(x, Tensor):
+        res = attack_radius(model_on(model, dev), x.to(dev), tensor_on(y, dev), norm, config, tensor_on(target, dev),
+                            tensor_on(clip, dev), tensor_on(scale, dev), eps_max=eps_max, eps_init=eps_init,
+                            steps=steps, frame_norm=frame_norm, progress=progress)
+        return result_on(res, x.device)
     if config is None or isinstance(config, FMNConfig):
         return fmn_attack(model, x, y, norm, config or FMNConfig(), target, clip, scale, eps_max=eps_max,
                           frame_norm=frame_norm, progress=progress)

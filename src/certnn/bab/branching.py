@@ -59,7 +59,7 @@ def choose(doms: Domains, sc: Tensor, names: list[str], relu_inputs: dict[str, s
     kk = min(k, sc.shape[1])
     top_v, top_i = sc.topk(kk, dim=1)  # (D, kk)
     valid = torch.isfinite(top_v)
-    rep = torch.arange(D).repeat_interleave(kk)
+    rep = torch.arange(D, device=sc.device).repeat_interleave(kk)
     cand = top_i.reshape(-1)
     node_id, flat = locate(cand, sizes)
     kids = split(doms.index(rep), node_id, flat, names, relu_inputs)

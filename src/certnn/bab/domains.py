@@ -62,9 +62,10 @@ def split(doms: Domains, node_id: Tensor, flat: Tensor, names: list[str], relu_i
     input node, whose interval is clipped. Parameters are copied from the parent (the children's warm
     start); the new split's multiplier starts at 0."""
     D = len(doms)
-    both = torch.cat([torch.arange(D), torch.arange(D)])
+    dev = doms.lb.device
+    both = torch.cat([torch.arange(D, device=dev), torch.arange(D, device=dev)])
     kids = doms.index(both)
-    side = torch.cat([-torch.ones(D), torch.ones(D)]).to(doms.lb.dtype)
+    side = torch.cat([-torch.ones(D, device=dev), torch.ones(D, device=dev)]).to(doms.lb.dtype)
     nid2, flat2 = node_id[both], flat[both]
     for j, name in enumerate(names):
         rows = torch.nonzero(nid2 == j).reshape(-1)

@@ -56,8 +56,8 @@ class Problem:
     def robustness(spec: LpBall, C: Tensor) -> "Problem":
         """Every row must be proved positive (e.g. margins f_y - f_j of a classifier)."""
         R, S = C.shape[:2]
-        return Problem(spec, C, C.new_zeros(R, S), torch.arange(S).expand(R, S).clone(),
-                       torch.ones(R, S, dtype=torch.bool))
+        return Problem(spec, C, C.new_zeros(R, S), torch.arange(S, device=C.device).expand(R, S).clone(),
+                       torch.ones(R, S, dtype=torch.bool, device=C.device))
 
     def margin(self, lb: Tensor, root: Tensor) -> tuple[Tensor, Tensor]:
         """(margin (D,), decisive row (D,)) of sub-domains with row lower bounds lb (D, S)."""
@@ -114,15 +114,16 @@ class _BaB:
 
     def root(self, deadline: float | None = None) -> tuple[Domains, Tensor]:
         R = self.p.spec.batch
-        res = optimized_bounds(self.ctx(torch.arange(R)), self.p.C, lower=True, upper=False, config=self.cfg.root,
+        every = torch.arange(R, device=self.p.C.device)
+        res = optimized_bounds(self.ctx(every), self.p.C, lower=True, upper=False, config=self.cfg.root,
                                deadline=deadline)
-        margin, _ = self.p.margin(res.lower, torch.arange(R))
+        margin, _ = self.p.margin(res.lower, every)
         out = self.g.output_name
-        doms = Domains(torch.arange(R), res.bounds,
+        doms = Domains(every, res.bounds,
                        {n: res.bounds[self.relu_inputs[n]].lower.new_zeros((R,) + self.g.nodes[n].shape)
                         for n in self.relus},
                        res.lower, margin, {k: p for k, p in res.params.items() if k[0] == out}, {},
-                       torch.zeros(R, dtype=torch.long))
+                       torch.zeros(R, dtype=torch.long, device=every.device))
         return doms, margin
 
     def rows(self, doms: Domains, idx: Tensor) -> tuple[Tensor, dict, dict]:
@@ -154,7 +155,7 @@ class _BaB:
         """Margins of children bounded in one pass with the parent's parameters (FSB's estimate)."""
         out = []
         for i in range(0, len(kids), chunk):
-            part = kids.index(torch.arange(i, min(len(kids), i + chunk)))
+            part = kids.index(torch.arange(i, min(len(kids), i + chunk), device=kids.root.device))
             idx = self.pending_rows(part)
             C, params, betas = self.rows(part, idx)
             with torch.no_grad():
@@ -239,14 +240,14 @@ def branch_and_bound(graph: Graph, problem: Problem, config: BabConfig = BabConf
     R = problem.spec.batch
     t0 = time.perf_counter()
     pool, margin = bab.root(deadline)
-    violated = torch.zeros(R, dtype=torch.bool)
-    unprovable = torch.zeros(R, dtype=torch.bool)
+    violated = torch.zeros(R, dtype=torch.bool, device=margin.device)
+    unprovable = torch.zeros(R, dtype=torch.bool, device=margin.device)
     pool = pool.index(torch.nonzero(margin <= 0).reshape(-1))
     rounds, bounded, depth, reason = 0, R, 0, "done"
     batch = config.batch
     if pool.root.numel() and not bab.relus:
         unprovable[pool.root] = True
-        pool = pool.index(torch.zeros(0, dtype=torch.long))
+        pool = pool.index(torch.zeros(0, dtype=torch.long, device=margin.device))
     while len(pool):
         if deadline is not None and time.perf_counter() > deadline:
             reason = "timeout"
@@ -281,9 +282,9 @@ def branch_and_bound(graph: Graph, problem: Problem, config: BabConfig = BabConf
         if len(pool) > config.max_domains:
             reason = "max_domains"
             break
-    left = torch.zeros(R, dtype=torch.bool)
+    left = torch.zeros(R, dtype=torch.bool, device=margin.device)
     if len(pool):
         left[pool.root] = True
-    status = ["violated" if violated[r] else ("unknown" if (left[r] or unprovable[r]) else "holds")
-              for r in range(R)]
+    open_ = (left | unprovable).tolist()  # one transfer, not one per root
+    status = ["violated" if v else ("unknown" if o else "holds") for v, o in zip(violated.tolist(), open_)]
     return BabResult(status, rounds, bounded, depth, len(pool), reason)

@@ -16,27 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..bab import BabConfig, Problem, branch_and_bound
+from ..bab import Problem, branch_and_bound
 from ..bab.falsify import make_falsify, row_values
-from ..config import Config
-from ..errors import ConfigError
 from ..graph.ir import Graph
 from ..specs.lp import LpBall
-
-
-@dataclass(frozen=True)
-class CompleteConfig(Config):
-    """timeout: seconds of branch and bound per sample (the samples of a batch share their total; a
-    radius search spends it at every step). attack: run PGD before the search. bab: its settings."""
-
-    timeout: float = 30.0
-    attack: bool = True
-    bab: BabConfig = BabConfig()
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.timeout > 0:
-            raise ConfigError("complete timeout must be > 0 seconds")
+from .complete_config import CompleteConfig  # noqa: F401  (re-exported: certnn.certify.complete.CompleteConfig)
 
 
 @dataclass

@@ -57,10 +57,11 @@ def frame_scales(input_shape: Sequence[int], frames: FrameSets, frame_eps: float
 
 
 def radius_by_frames(graph: Graph, x: Tensor, y: Tensor, frames: FrameSets, config: CertifyConfig = CertifyConfig(),
-                     search: RadiusConfig = RadiusConfig(), progress: Progress | None = None) -> RadiusResult:
+                     search: RadiusConfig = RadiusConfig(), progress: Progress | None = None,
+                     dtype: torch.dtype | str = torch.float64, device=None) -> RadiusResult:
     """Certified radius of each sample over its own frames ``frames[b]`` (``config.frame_eps``: one weight
     per chosen frame, or one value for all; ``config.frames`` is ignored). Same result fields as
-    :meth:`Certifier.radius`."""
+    :meth:`Certifier.radius`; dtype / device as there."""
     x = torch.as_tensor(x)
     y = torch.as_tensor(y).long().reshape(-1)
     B = x.shape[0]
@@ -73,7 +74,7 @@ def radius_by_frames(graph: Graph, x: Tensor, y: Tensor, frames: FrameSets, conf
     evals, done = 0, 0
     for fr, idx in groups.items():
         t0 = time.perf_counter()
-        cert = Certifier(graph, _group_config(config, fr), tuple(x.shape[1:]))
+        cert = Certifier(graph, _group_config(config, fr), tuple(x.shape[1:]), dtype=dtype, device=device)
         res = cert.radius(x[idx], y[idx], search)
         radius[idx], pred[idx], correct[idx] = res.certified_radius, res.predicted, res.correct
         times[idx] = (time.perf_counter() - t0) / idx.numel()
@@ -87,12 +88,13 @@ def radius_by_frames(graph: Graph, x: Tensor, y: Tensor, frames: FrameSets, conf
 
 
 def certify_by_frames(graph: Graph, x: Tensor, y: Tensor, frames: FrameSets, eps: float,
-                      config: CertifyConfig = CertifyConfig()) -> Tensor:
+                      config: CertifyConfig = CertifyConfig(), dtype: torch.dtype | str = torch.float64,
+                      device=None) -> Tensor:
     """Verdicts (B,) bool at radius ``eps``, sample b perturbing its own frames ``frames[b]``."""
     x = torch.as_tensor(x)
     y = torch.as_tensor(y).long().reshape(-1)
     out = torch.zeros(x.shape[0], dtype=torch.bool)
     for fr, idx in _groups(frames, x.shape[0]).items():
-        cert = Certifier(graph, _group_config(config, fr), tuple(x.shape[1:]))
+        cert = Certifier(graph, _group_config(config, fr), tuple(x.shape[1:]), dtype=dtype, device=device)
         out[idx] = cert.certify(x[idx], y[idx], eps).certified
     return out

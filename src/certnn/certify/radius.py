@@ -23,8 +23,10 @@ from ..errors import ConfigError, DataError, SpecError
 from ..graph.ir import Graph
 from ..optimize.config import AlphaConfig
 from .complete import CompleteConfig, complete_status
-from .bounds import CertifyResult, Model, bounds_for_spec, make_spec, to_graph
+from .bounds import CertifyResult, Model, apply_precision, bounds_for_spec, make_spec, sound_graph, to_graph
+from .search_clock import SearchClock
 from .targets import TARGETS, margin_matrix, select_targets
+from .warm_start import _Warm
 
 Progress = Callable[[int, int], None]
 
@@ -125,10 +127,24 @@ class Certifier:
     """A model imported once, with one method / norm / target setting; batched certification calls."""
 
     def __init__(self, model: Model, config: CertifyConfig = CertifyConfig(), input_shape=None,
-                 scale: Tensor | None = None, dtype: torch.dtype = torch.float64):
+                 scale: Tensor | None = None, dtype: torch.dtype | str = torch.float64, device=None):
+        """dtype: torch.float64 (default), torch.float32 / "float32", or "float32-sound" (certify/precision.py).
+        device: where the bounds are computed ("cpu" default, "cuda", "auto"); results come back on the cpu."""
+        from .device import resolve_device
+        from .precision import parse_precision
+
+        from .profile import Profile
+
+        self.device = resolve_device(device)
         self.config = config
-        self.graph: Graph = to_graph(model, input_shape, dtype)
+        #: seconds per phase over every call of this Certifier (certify/profile.py; the JSON's "timers")
+        self.profile = Profile()
+        dtype, self.sound = parse_precision(dtype)
+        self.graph: Graph = (sound_graph(model, input_shape, dtype) if self.sound
+                             else to_graph(model, input_shape, dtype)).to(device=self.device)
         self.dtype = dtype
+        #: float32-sound keeps the data in float64: the float32 set is built around it (make_spec)
+        self.data_dtype = torch.float64 if self.sound else dtype
         if config.frames is not None or config.frame_eps is not None:
             from ..specs.frames import frame_scale
 
@@ -149,7 +165,7 @@ class Certifier:
 
     # ---------------------------------------------------------------- helpers
     def _prep(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        x = torch.as_tensor(x).to(self.dtype)
+        x = torch.as_tensor(x).to(self.data_dtype)
         y = torch.as_tensor(y).long().reshape(-1)
         if x.shape[0] != y.shape[0]:
             raise DataError(f"{x.shape[0]} inputs but {y.shape[0]} labels")
@@ -162,7 +178,7 @@ class Certifier:
 
     def predict(self, x: Tensor) -> Tensor:
         with torch.no_grad():
-            return self.graph.forward(torch.as_tensor(x).to(self.dtype))
+            return self.graph.forward(torch.as_tensor(x).to(dtype=self.dtype, device=self.device)).cpu()
 
     def targets(self, logits: Tensor, y: Tensor) -> Tensor | None:
         return select_targets(logits, y, self.config.target, self.config.seed)
@@ -172,22 +188,35 @@ class Certifier:
         """Lower bounds (B, S) of f_y - f_j over the ball (no batching/chunking). proof_only: the optimiser
         of alpha-crown may stop a sample as soon as every bound is positive. warm: a dict the optimised
         parameters are read from and written to (alpha-crown; see _search)."""
-        spec = make_spec(self.graph, x, eps, self.config.norm, self.config.clip, self.scale, self.config.frame_norm)
-        C = margin_matrix(y, self.num_classes, target, self.dtype)
+        with self.profile.phase("bounds"):
+            lo = self._margin_lower(x, y, eps, target, proof_only, warm)
+        self.profile.count("bound_calls")
+        self.profile.count("samples_bounded", int(lo.shape[0]))
+        return lo
+
+    def _margin_lower(self, x, y, eps, target, proof_only, warm) -> Tensor:
+        if not self.sound:  # (float32-sound builds its set from the float64 data, then moves it)
+            x = x.to(self.device)
+        spec = make_spec(self.graph, x, torch.as_tensor(eps).to(x.device), self.config.norm,
+                         self.config.clip, self.scale, self.config.frame_norm, sound=self.sound)
+        C = margin_matrix(y, self.num_classes, target, self.dtype).to(self.device)
         if METHODS[self.config.method].engine == "optimized":
             from ..optimize import optimized_bounds
             from ..engine.context import RunContext
 
             cfg = self.config.alpha.replace(stop_at=0.0) if proof_only else self.config.alpha
-            ctx = RunContext(self.graph, spec, METHODS[self.config.method], max_rows=self.config.max_rows)
+            ctx = apply_precision(RunContext(self.graph, spec, METHODS[self.config.method],
+                                             max_rows=self.config.max_rows), self.sound)
             res = optimized_bounds(ctx, C, lower=True, upper=False, config=cfg,
                                    warm=None if warm is None else warm.get("params"))
             if warm is not None:
                 warm["params"] = res.params
-            return res.lower
-        lo, _, _ = bounds_for_spec(self.graph, spec, self.config.method, C, lower=True, upper=False,
-                                   max_rows=self.config.max_rows)
-        return lo
+            self.profile.add(ctx.timers)
+            return res.lower.cpu()  # (B, S): the search's bookkeeping stays on the cpu
+        lo, _, timers = bounds_for_spec(self.graph, spec, self.config.method, C, lower=True, upper=False,
+                                        max_rows=self.config.max_rows, sound=self.sound)
+        self.profile.add(timers if self.config.method != "lipschitz" else None)
+        return lo.cpu()
 
     # ---------------------------------------------------------------- public
     def certify(self, x: Tensor, y: Tensor, eps) -> CertifyResult:
@@ -246,10 +275,8 @@ class Certifier:
                progress: Progress | None = None, on_step: Callable[[dict], None] | None = None) -> RadiusResult:
         """Certified radius per sample (doubling/halving to bracket, then bisection), batched.
 
-        ``progress(done, total)`` after every batch of samples; ``on_step(info)`` after every bound
-        computation (info: phase 'bracket' / 'bisection', step, steps, searching, batch). ``time_s`` is
-        measured per sample: each bound computation's time is shared among the samples it bounded (a
-        sample whose search ends early costs less), the rest of its batch's time shared evenly."""
+        ``progress(done, total)`` after every batch; ``on_step(info)`` after every bound computation and
+        ``time_s`` per sample as in certify/search_clock.py."""
         x, y = self._prep(x, y)
         B = x.shape[0]
         logits = self.predict(x)
@@ -266,16 +293,13 @@ class Certifier:
             sl = torch.arange(i, min(B, i + bs))
             idx = sl[correct[sl]]
             t0 = time.perf_counter()
-            spent = torch.zeros(len(idx), dtype=torch.float64)
+            clock = SearchClock(len(idx), on_step, {"batch": i // bs + 1})
             if idx.numel():
-                step = None if on_step is None else (lambda info, i=i: on_step({**info, "batch": i // bs + 1}))
-                r, n = self._search(x[idx], y[idx], None if target is None else target[idx], search, step, spent)
+                r, n = self._search(x[idx], y[idx], None if target is None else target[idx], search, clock)
                 radius[idx] = r
                 violated[idx] = self._violated
                 evals += n
-            rest = max(0.0, time.perf_counter() - t0 - float(spent.sum()))
-            times[sl] = rest / len(sl)
-            times[idx] += spent
+            clock.share(times, sl, idx, time.perf_counter() - t0)
             done += len(sl)
             if progress:
                 progress(done, B)
@@ -291,24 +315,20 @@ class Certifier:
             warm.put(index, box["params"])
         if self.config.complete is None:
             return ok
-        status, _ = self._complete(x, y, eps, t, ok)
+        with self.profile.phase("complete"):
+            status, _ = self._complete(x, y, eps, t, ok)
         viol = torch.tensor([s == "violated" for s in status], dtype=torch.bool)
         self._violated[index[viol]] = torch.minimum(self._violated[index[viol]], eps[viol].to(torch.float64).cpu())
         return torch.tensor([s == "holds" for s in status], dtype=torch.bool)
 
     def _search(self, x: Tensor, y: Tensor, t: Tensor | None, cfg: RadiusConfig,
-                on_step: Callable[[dict], None] | None = None, spent: Tensor | None = None) -> tuple[Tensor, int]:
-        """(certified radius, bound computations); ``spent`` (n,) receives each sample's share of the time."""
+                clock: SearchClock | None = None) -> tuple[Tensor, int]:
+        """(certified radius, bound computations); ``clock`` receives each sample's share of the time."""
         if self.config.method == "lipschitz":
             self._violated = torch.full((x.shape[0],), math.inf, dtype=torch.float64)
             return self._lipschitz_radius(x, y, t), 1
-        spent = torch.zeros(x.shape[0], dtype=torch.float64) if spent is None else spent
-
-        def step(phase: str, k: int, steps: int, a: Tensor, t0: float) -> None:
-            spent[a] += (time.perf_counter() - t0) / len(a)
-            if on_step is not None:
-                on_step({"phase": phase, "step": k + 1, "steps": steps, "searching": len(a)})
         n = x.shape[0]
+        clock = SearchClock(n) if clock is None else clock
         self._violated = torch.full((n,), math.inf, dtype=torch.float64)
         # alpha-crown: each step starts from the parameters the previous step ended with (where shapes match)
         warm = _Warm(n) if METHODS[self.config.method].engine == "optimized" else None
@@ -316,34 +336,38 @@ class Certifier:
         hi = torch.full((n,), math.inf, dtype=torch.float64)  # smallest failed eps
         eps = torch.full((n,), cfg.initial(self.config.frame_norm or self.config.norm), dtype=torch.float64)
         evals = 0
-        for _ in range(cfg.bracket_steps):
-            active = (hi == math.inf) | (lo == 0)
-            active &= (eps >= cfg.eps_min) & (eps <= cfg.eps_max)
-            if not active.any():
-                break
-            a = torch.nonzero(active).flatten()
-            t0 = time.perf_counter()
-            ok = self._certified_at(x[a], y[a], None if t is None else t[a], eps[a].to(self.dtype), warm, a).cpu()
-            step("bracket", evals, cfg.bracket_steps, a, t0)
-            evals += 1
-            lo[a[ok]] = eps[a[ok]]
-            hi[a[~ok]] = torch.minimum(hi[a[~ok]], eps[a[~ok]])
-            grow = a[ok & (hi[a] == math.inf)]
-            shrink = a[~ok & (lo[a] == 0)]
-            eps[grow] = eps[grow] * 2
-            eps[shrink] = eps[shrink] / 2
-            # samples with both ends known stop bracketing (their eps is no longer used)
-        for k in range(cfg.bisection_steps):
-            a = torch.nonzero((lo > 0) & torch.isfinite(hi)).flatten()
-            if a.numel() == 0:
-                break
-            mid = torch.sqrt(lo[a] * hi[a]) if cfg.log_space else (lo[a] + hi[a]) / 2
-            t0 = time.perf_counter()
-            ok = self._certified_at(x[a], y[a], None if t is None else t[a], mid.to(self.dtype), warm, a).cpu()
-            step("bisection", k, cfg.bisection_steps, a, t0)
-            evals += 1
-            lo[a[ok]] = mid[ok]
-            hi[a[~ok]] = mid[~ok]
+        with self.profile.phase("search:bracket"):
+            for _ in range(cfg.bracket_steps):
+                active = (hi == math.inf) | (lo == 0)
+                active &= (eps >= cfg.eps_min) & (eps <= cfg.eps_max)
+                if not active.any():
+                    break
+                a = torch.nonzero(active).flatten()
+                with clock.step("bracket", evals, cfg.bracket_steps, a):
+                    ok = self._certified_at(x[a], y[a], None if t is None else t[a], eps[a].to(self.dtype), warm,
+                                            a).cpu()
+                evals += 1
+                self.profile.count("bracket_steps")
+                lo[a[ok]] = eps[a[ok]]
+                hi[a[~ok]] = torch.minimum(hi[a[~ok]], eps[a[~ok]])
+                grow = a[ok & (hi[a] == math.inf)]
+                shrink = a[~ok & (lo[a] == 0)]
+                eps[grow] = eps[grow] * 2
+                eps[shrink] = eps[shrink] / 2
+                # samples with both ends known stop bracketing (their eps is no longer used)
+        with self.profile.phase("search:bisection"):
+            for k in range(cfg.bisection_steps):
+                a = torch.nonzero((lo > 0) & torch.isfinite(hi)).flatten()
+                if a.numel() == 0:
+                    break
+                mid = torch.sqrt(lo[a] * hi[a]) if cfg.log_space else (lo[a] + hi[a]) / 2
+                with clock.step("bisection", k, cfg.bisection_steps, a):
+                    ok = self._certified_at(x[a], y[a], None if t is None else t[a], mid.to(self.dtype), warm,
+                                            a).cpu()
+                evals += 1
+                self.profile.count("bisection_steps")
+                lo[a[ok]] = mid[ok]
+                hi[a[~ok]] = mid[~ok]
         return lo, evals
 
     def _lipschitz_radius(self, x, y, t) -> Tensor:
@@ -360,60 +384,19 @@ class Certifier:
         return (r * (1 - 1e-9)).to(torch.float64)
 
 
-class _Warm:
-    """alpha-crown's parameters per sample across the steps of a radius search: the samples of a step
-    start from what they ended the last step with (parameters whose shape changed, e.g. intermediate
-    starts with other unstable neurons at the new eps, start again from CROWN)."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.params: dict = {}
-        self.written: dict = {}
-
-    def get(self, index: Tensor) -> dict | None:
-        out = {k: p.select(index) for k, p in self.params.items() if bool(self.written[k][index].all())}
-        return out or None
-
-    def put(self, index: Tensor, params: dict) -> None:
-        for k, p in params.items():
-            full = self.params.get(k)
-            if full is None or any(a.shape[1:] != b.shape[1:] for a, b in zip(full.tensors(), p.tensors())):
-                full = p._copy(**{f: t.new_zeros((self.n,) + tuple(t.shape[1:]))
-                                  for f, t in zip(p.opt_fields, p.tensors())})
-                full = full._copy(**{f: _expand_const(getattr(p, f), self.n) for f in p.const_fields})
-                self.params[k] = full
-                self.written[k] = torch.zeros(self.n, dtype=torch.bool)
-            self.written[k][index] = True
-            for f, t in zip(p.opt_fields, p.tensors()):
-                getattr(full, f)[index] = t.detach()
-            for f in p.const_fields:
-                _put_const(getattr(full, f), getattr(p, f), index)
-
-
-def _expand_const(v, n: int):
-    if isinstance(v, tuple):
-        return tuple(_expand_const(t, n) for t in v)
-    return v.new_zeros((n,) + tuple(v.shape[1:]))
-
-
-def _put_const(full, part, index: Tensor) -> None:
-    if isinstance(full, tuple):
-        for a, b in zip(full, part):
-            _put_const(a, b, index)
-    else:
-        full[index] = part
-
-
 def certified_radius(model: Model, x: Tensor, y: Tensor, norm="inf", method: str = "crown",
                      target: str = "untargeted", clip=None, input_shape=None, search: RadiusConfig = RadiusConfig(),
-                     **kwargs) -> RadiusResult:
-    """Certified radius of each sample (see :class:`Certifier`)."""
+                     dtype: torch.dtype | str = torch.float64, device=None, **kwargs) -> RadiusResult:
+    """Certified radius of each sample (see :class:`Certifier`; dtype / device as there)."""
     cfg = CertifyConfig(method=method, norm=norm, target=target, clip=clip, **kwargs)
-    return Certifier(model, cfg, input_shape or tuple(torch.as_tensor(x).shape[1:])).radius(x, y, search)
+    shape = input_shape or tuple(torch.as_tensor(x).shape[1:])
+    return Certifier(model, cfg, shape, dtype=dtype, device=device).radius(x, y, search)
 
 
 def certify(model: Model, x: Tensor, y: Tensor, eps, norm="inf", method: str = "crown",
-            target: str = "untargeted", clip=None, input_shape=None, **kwargs) -> CertifyResult:
-    """Verdicts at radius eps (scalar or per-sample)."""
+            target: str = "untargeted", clip=None, input_shape=None, dtype: torch.dtype | str = torch.float64,
+            device=None, **kwargs) -> CertifyResult:
+    """Verdicts at radius eps (scalar or per-sample; dtype / device as in :class:`Certifier`)."""
     cfg = CertifyConfig(method=method, norm=norm, target=target, clip=clip, **kwargs)
-    return Certifier(model, cfg, input_shape or tuple(torch.as_tensor(x).shape[1:])).certify(x, y, eps)
+    shape = input_shape or tuple(torch.as_tensor(x).shape[1:])
+    return Certifier(model, cfg, shape, dtype=dtype, device=device).certify(x, y, eps)

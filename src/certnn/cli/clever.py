@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..certify.bounds import to_graph
-from ..certify.targets import select_targets
-from ..estimate import CleverConfig, clever_scores
-from ..report.records import environment
+from .sharded import add_worker_args, wants_sharding
 from .common import (Console, Stopwatch, add_data_args, add_model_args, add_output_args, add_spec_args,
                      load_model_and_data, input_settings)
+from .precision_args import add_precision_args, environment_for
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from ..certify.bounds import to_graph
+    from ..certify.targets import select_targets
+    from ..estimate import CleverConfig, clever_scores
+    from ..report.records import environment
 
 
 def register(sub) -> None:
@@ -22,11 +26,23 @@ def register(sub) -> None:
     p.add_argument("--batches", type=int, default=100, help="N_b: batches (maxima) for the Weibull fit")
     p.add_argument("--batch-samples", type=int, default=256, help="N_s: gradient samples per batch")
     p.add_argument("--radius", type=float, help="sampling radius R (default by norm)")
+    add_precision_args(p, dtype=False, what="where the gradients are computed")
     add_output_args(p)
+    add_worker_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if wants_sharding(args):  # --workers / --address / --resume: docs/scaling.md
+        from .shard_run import run_sharded
+
+        return run_sharded(args, "clever")
+    import torch
+
+    from ..certify.bounds import to_graph
+    from ..certify.targets import select_targets
+    from ..estimate import CleverConfig, clever_scores
+
     con = Console.for_args(args)
     model, x, y = load_model_and_data(args)
     graph = to_graph(model, tuple(x.shape[1:]))
@@ -37,7 +53,7 @@ def run(args) -> int:
     clip = tuple(args.clip) if args.clip else None
     sw = Stopwatch()
     with con.progress("clever", 1) as cb:
-        res = clever_scores(graph, x, y, args.norm, cfg, target=target, clip=clip)
+        res = clever_scores(graph, x, y, args.norm, cfg, target=target, clip=clip, device=args.device)
         cb(1, 1)
     per = sw() / max(1, len(y))
     pred = logits.argmax(1)
@@ -49,14 +65,15 @@ def run(args) -> int:
               [[d["index"], d["label"], d["predicted"], d["clever_estimate"]] for d in docs])
     if args.json:
         import json
-        from pathlib import Path
 
         doc = {"schema_version": 1, "command": "clever",
                "settings": {**input_settings(args), "data": args.data, "norm": args.norm, "target": args.target,
                             "clip": clip, "seed": args.seed, "n_batches": cfg.n_batches, "n_samples": cfg.n_samples,
                             "radius": cfg.radius_for(args.norm)},
-               "environment": environment(), "summary": {"samples": len(y), "seconds_per_sample": per},
+               "environment": environment_for(args), "summary": {"samples": len(y), "seconds_per_sample": per},
                "samples": docs}
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        from ..report.atomic import write_or_keep
+
+        write_or_keep(args.json, json.dumps(doc, indent=2) + "\n", "--json")
         con.print(f"wrote {args.json}")
     return 0

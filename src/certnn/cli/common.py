@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
 
-from ..engine.methods import METHODS
+from ..engine.method_names import BUILTIN_METHODS
 from ..errors import ConfigError, DataError, ModelImportError
-from ..graph.ir import Graph
-from ..graph.loading import load_model
+
+if TYPE_CHECKING:  # torch and the engine are imported by the commands' bodies: `--help` stays fast
+    import torch
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -106,7 +107,7 @@ def add_alpha_args(p: argparse.ArgumentParser) -> None:
 
 def add_complete_args(p: argparse.ArgumentParser) -> None:
     """Complete certification: branch and bound (beta-CROWN) for samples the method does not prove."""
-    from ..certify.complete import CompleteConfig
+    from ..certify.complete_config import CompleteConfig
 
     g = p.add_argument_group("complete certification (branch and bound)")
     g.add_argument("--complete", action="store_true",
@@ -117,7 +118,7 @@ def add_complete_args(p: argparse.ArgumentParser) -> None:
 
 
 def complete_config(args):
-    from ..certify.complete import CompleteConfig
+    from ..certify.complete_config import CompleteConfig
 
     if not args.complete:
         return None
@@ -174,11 +175,13 @@ def add_method_list_arg(p, default: str = "crown") -> None:
     """--method M[,M...] (one or several certification methods); --methods is a hidden alias kept for
     compatibility."""
     p.add_argument("--method", default=default,
-                   help=f"method, or several separated by commas: {', '.join(sorted(METHODS))}")
+                   help=f"method, or several separated by commas: {', '.join(BUILTIN_METHODS)}")
     p.add_argument("--methods", dest="method", help=argparse.SUPPRESS)
 
 
 def parse_methods(text: str) -> list[str]:
+    from ..engine.methods import METHODS
+
     names = [m.strip() for m in text.split(",") if m.strip()]
     bad = [m for m in names if m not in METHODS]
     if bad or not names:
@@ -191,6 +194,8 @@ def cli_load_model(args, sample_shape: tuple[int, ...] | None = None):
     it for the JSON settings (input_settings). An ONNX input with symbolic per-sample dimensions (a
     sequence length) takes them from --input-shape, else from `sample_shape` (the data's)."""
     check_weights_given(args)
+    from ..graph.loading import load_model
+
     info: dict = {}
     shape = getattr(args, "input_shape", None)
     try:
@@ -202,6 +207,9 @@ def cli_load_model(args, sample_shape: tuple[int, ...] | None = None):
         if not isinstance(exc, SymbolicShapeError) or shape is not None or sample_shape is None:
             raise
         model = load_model(args.model, None, False, None, info, input_shape=tuple(sample_shape))
+    from .validate import check_model_flags
+
+    check_model_flags(args, model)
     args.weights_found = info.get("weights_key")
     if args.weights_found and not getattr(args, "quiet", False):
         import sys
@@ -219,6 +227,7 @@ def input_settings(args) -> dict:
         out["weights_key"] = getattr(args, "weights_found", None)
     if getattr(args, "clip_clamped", None) is not None:
         out["clip_clamped"] = args.clip_clamped
+    out.update(getattr(args, "memory_settings", None) or {})
     return out
 
 
@@ -227,6 +236,8 @@ def clamp_data(args, x: torch.Tensor) -> torch.Tensor:
     stderr and record it for the JSON settings (clip_clamped); data farther outside is an error."""
     if not getattr(args, "clip", None):
         return x
+    import torch
+
     from ..specs.lp import clamp_to_box
 
     x64 = x.to(torch.float64)
@@ -242,6 +253,7 @@ def clamp_data(args, x: torch.Tensor) -> torch.Tensor:
 
 def load_model_and_data(args) -> tuple[object, torch.Tensor, torch.Tensor]:
     from ..data.npz import load_npz
+    from ..graph.ir import Graph
     from ..models.text import TextClassifier
 
     is_onnx = args.model.endswith(".onnx") or args.model.endswith(".onnx.gz")

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..certify.radius import CertifyConfig, RadiusConfig
 from ..errors import ConfigError, DataError
-from ..report.records import environment, write_document
 from .attack_options import add_attack_args, attack_config
 from .common import Console, add_output_args, fmt, parse_methods
+from .precision_args import add_precision_args, environment_for, precision_kwargs
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from ..certify.radius import CertifyConfig, RadiusConfig
+    from ..report.records import environment, write_document
 
 
 def register(sub) -> None:
@@ -46,6 +49,7 @@ def register(sub) -> None:
     p.add_argument("--attack", action="store_true", help="also the mean attack radius (upper bound)")
     add_attack_args(p)
     p.add_argument("--md", metavar="OUT.md", help="write the table as Markdown")
+    add_precision_args(p)
     add_output_args(p)
     p.set_defaults(func=run)
 
@@ -65,6 +69,8 @@ def _bundle(path: str) -> dict:
 
 def _text_inputs(args, docs: list[dict]):
     """Per model (graph, x, y, frames) on the same sentences, and the sentences' test indices."""
+    import torch
+
     from ..data.text import word_frames
     from ..graph.recurrent import embed_tokens
     from ..models.text import TextEncoder, text_graph, text_model_from_bundle
@@ -102,6 +108,8 @@ def _text_inputs(args, docs: list[dict]):
 
 
 def _image_inputs(args, docs: list[dict]):
+    import torch
+
     from ..graph.from_torch import from_torch
     from ..models.bundle import bundle_module
 
@@ -134,6 +142,9 @@ def _image_inputs(args, docs: list[dict]):
 
 
 def run(args) -> int:
+    from ..certify.radius import CertifyConfig, RadiusConfig
+    from ..report.records import environment, write_document
+
     from ..apps.compare import summarize_model
 
     con = Console.for_args(args)
@@ -157,7 +168,8 @@ def run(args) -> int:
     rows = []
     for path, (graph, x, y, frames) in zip(args.models, inputs):
         with con.progress(f"{Path(path).name}: {method[0]} radius", x.shape[0]) as cb:
-            s = summarize_model(graph, x, y, frames, cfg, search, args.eps, attack, args.eps_max, progress=cb)
+            s = summarize_model(graph, x, y, frames, cfg, search, args.eps, attack, args.eps_max, progress=cb,
+                                **precision_kwargs(args))
         rows.append({"model": path, **s.to_dict(),
                      "certified_radius": s.certified_radius.tolist(),
                      **({"attack_radius": s.attack_radius.tolist()} if s.attack_radius is not None else {})})
@@ -180,12 +192,13 @@ def run(args) -> int:
                                "mean_certified_radius_correct over correctly classified ones; mean_attack_radius "
                                "(upper bound) over correct samples where the attack found an example"}
     if args.json:
-        write_document(args.json, "compare", settings, environment(), models=rows)
+        write_document(args.json, "compare", settings, environment_for(args), models=rows)
         con.print(f"wrote {args.json}")
     if args.md:
         lines = [f"**{title}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in table]
-        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text("\n".join(lines) + "\n")
+        from ..report.atomic import write_or_keep
+
+        write_or_keep(args.md, "\n".join(lines) + "\n", "--md")
         con.print(f"wrote {args.md}")
     return 0

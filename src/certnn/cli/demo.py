@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..certify.radius import CertifyConfig, Certifier
-from ..data.digits import load_digits_split
-from ..graph.from_torch import from_torch
-from ..train.simple import accuracy, mlp, train_classifier
-from ..config import parse_norm
 from .common import add_log_args, Console, Stopwatch, add_method_list_arg, parse_methods
+from .precision_args import add_precision_args, precision_kwargs
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from ..certify.radius import CertifyConfig, Certifier
+    from ..data.digits import load_digits_split
+    from ..graph.from_torch import from_torch
+    from ..train.simple import accuracy, mlp, train_classifier
 
 
 def register(sub) -> None:
@@ -25,10 +27,19 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (training, attacks)")
     p.add_argument("--quiet", action="store_true", help="no table or progress output")
     add_log_args(p)
+    add_precision_args(p, what="where bounds, attacks and CLEVER run (training stays on the cpu)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import torch
+
+    from ..certify.radius import CertifyConfig, Certifier
+    from ..data.digits import load_digits_split
+    from ..graph.from_torch import from_torch
+    from ..train.simple import accuracy, mlp, train_classifier
+    from ..config import parse_norm
+
     con = Console.for_args(args)
     sw = Stopwatch()
     xtr, ytr, xte, yte = load_digits_split()
@@ -54,9 +65,9 @@ def run(args) -> int:
 
     for norm in [parse_norm(n) for n in args.norm.split(",") if n.strip()]:
         with con.progress(f"L{norm} attack radius (FMN)", len(y)) as cb:
-            ar = attack_radius(graph, x, y, norm, clip=(0.0, 1.0), progress=cb.detail)
+            ar = attack_radius(graph, x, y, norm, clip=(0.0, 1.0), progress=cb.detail, device=args.device)
         for m in methods:
-            cert = Certifier(graph, CertifyConfig(method=m, norm=norm, clip=(0.0, 1.0)))
+            cert = Certifier(graph, CertifyConfig(method=m, norm=norm, clip=(0.0, 1.0)), **precision_kwargs(args))
             with con.progress(f"L{norm} {m}", len(y)) as cb:
                 res = cert.radius(x, y, progress=cb)
             ok = res.correct
@@ -75,7 +86,7 @@ def run(args) -> int:
     with con.progress("report (L2: crown, fastlin, ibp, attack, CLEVER)", 1) as cb:
         data = build_report(graph, x, y, "2", ["crown", "fastlin", "ibp"], clip=(0.0, 1.0), seed=args.seed,
                             clever_config=CleverConfig(n_batches=50, n_samples=128, seed=args.seed),
-                            progress=lambda what, d, t: cb(d, t))
+                            progress=lambda what, d, t: cb(d, t), **precision_kwargs(args))
     files = write_report(data, out / "report", {"model": "digits 64-32-32-10 ReLU MLP (demo)",
                                                 "data": "scikit-learn digits, test split"})
     con.print(f"report written to {files['md']} (plots beside it); CLEVER above the attack radius on "

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .allocator import tune_allocator
+    from .precision_args import check_device
 
     args_list = sys.argv[1:] if argv is None else list(argv)
     if args_list[:1] == ["vnnlib"]:  # the VNN-LIB solver interface has its own options and exit codes
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         from .vnnlib_solver import _process_age
         from .vnnlib_solver import main as vnnlib_main
 
+        from .._startup import restore
+
+        restore()
         tune_allocator()
         started = time.monotonic() - (_process_age() if argv is None else 0.0)
         return vnnlib_main(args_list[1:], prog="certnn vnnlib", started=started, hard_exit=argv is None)
@@ -62,24 +66,42 @@ def main(argv: list[str] | None = None) -> int:
     # deadlines of a command run as a program count from the process start; called in-process (argv
     # given, e.g. tests or scripts), from now
     started_at = process_start_perf() if argv is None else time.perf_counter()
-    parser = build_parser()
-    from .config_file import expand
+    try:
+        parser = build_parser()
+        from .config_file import expand
 
-    try:
-        args_list = expand(args_list, parser)
-    except CertnnError as exc:
-        print(f"certnn: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    args = parser.parse_args(args_list)
+        try:
+            args_list = expand(args_list, parser)  # --config FILE / certnn run FILE (cli/config_file.py)
+        except CertnnError as exc:
+            print(f"certnn: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        args = parser.parse_args(args_list)
+        from .._startup import restore
+
+        restore()  # from here on Ctrl-C raises KeyboardInterrupt, handled below
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     args.started_at = started_at
+    args.argv = args_list  # sharded runs (--workers) re-parse it in each worker
     try:
+        from .validate import validate_args
+
+        validate_args(args)
+        check_device(args)  # --device cuda without a GPU: exit 2 before any model is loaded
         return int(args.func(args) or 0)
     except CertnnError as exc:
         print(f"certnn {args.command}: error: {exc}", file=sys.stderr)
+        if getattr(exc, "unsaved_text", None):  # an output that could not be written anywhere
+            sys.stdout.write(exc.unsaved_text)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"certnn {args.command}: error: out of memory; lower --max-memory (the run is then chunked to fit) "
+              "or --batch-size", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001
         import traceback
 

@@ -7,17 +7,23 @@ embedding space (cli/text_inputs.py).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
 from ..errors import ConfigError, SoundnessError
-from ..report.records import SampleRecord, environment, write_json
+from .sharded import add_worker_args, wants_sharding
+from .precision_args import add_precision_args, environment_for, precision_kwargs
+from .profile_args import add_profile_arg, show_profile
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, clamp_data, complete_config, frame_options,
                      input_settings, load_model_and_data, parse_methods, threat_model)
 from .attack_options import add_attack_args, attack_config, attack_name
+from .budgets import add_memory_args, deadline, memory_plan
 from .text_inputs import add_text_args, load_text_inputs, parse_words, text_bundle
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
+    from ..report.records import SampleRecord, environment, write_json
 
 
 def register(sub) -> None:
@@ -29,6 +35,7 @@ def register(sub) -> None:
     add_spec_args(p)
     add_alpha_args(p)
     add_complete_args(p)
+    add_memory_args(p)
     g = p.add_argument_group("search")
     g.add_argument("--eps-init", type=float, help="first eps tried (none: 0.01 inf, 0.1 L2, 1 L1)")
     g.add_argument("--eps-max", type=float, default=1e3, help="largest eps tried (certified and attack radius)")
@@ -38,11 +45,16 @@ def register(sub) -> None:
     g.add_argument("--attack", action="store_true",
                    help="also find an attack radius (an upper bound, from a checked adversarial example)")
     add_attack_args(g)
+    add_precision_args(p)
+    add_profile_arg(p)
     add_output_args(p)
+    add_worker_args(p)
     p.set_defaults(func=run)
 
 
 def _image_task_data(args):
+    import torch
+
     from .common import resolve_data_dir
     from .train import IMAGE_TASKS
 
@@ -90,9 +102,22 @@ def _inputs(args):
 
 
 def run(args) -> int:
+    if wants_sharding(args):  # --workers / --address / --resume: docs/scaling.md
+        from .shard_run import run_sharded
+
+        return run_sharded(args, "radius")
+    import torch
+
+    from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
+    from ..report.records import SampleRecord, environment, write_json
+
     con = Console.for_args(args)
     methods = parse_methods(args.method)
-    model, x, y, text = _inputs(args)
+    from ..certify.profile import Profile
+
+    prof = Profile()
+    with prof.phase("load"):
+        model, x, y, text = _inputs(args)
     search = RadiusConfig(eps_init=args.eps_init, eps_max=args.eps_max, bisection_steps=args.bisection_steps)
     clip = tuple(args.clip) if args.clip else None
     fopts = frame_options(args)
@@ -103,6 +128,14 @@ def run(args) -> int:
         fopts["frame_eps"] = fopts["frame_eps"][0]
     if args.complete and text is not None:
         raise ConfigError("--complete is for --data / --task image inputs (text models use sigmoid/tanh cells)")
+    batch_size, max_rows = args.batch_size, 4096
+    if text is None:
+        from ..certify.bounds import to_graph
+
+        model = to_graph(model, tuple(x.shape[1:]))
+        plan = memory_plan(args, model, args.batch_size)
+        batch_size, max_rows = plan.batch_size, plan.max_rows
+    decided = torch.ones(x.shape[0], dtype=torch.bool)
     radii: dict[str, torch.Tensor] = {}
     times: dict[str, torch.Tensor] = {}
     violated_at: dict[str, torch.Tensor] = {}
@@ -110,13 +143,17 @@ def run(args) -> int:
     base = None
     for m in methods:
         cfg = CertifyConfig(method=m, norm=args.norm, target=args.target, clip=clip, seed=args.seed,
-                            batch_size=args.batch_size, alpha=alpha_config(args), complete=complete_config(args),
-                            **fopts)
+                            batch_size=batch_size, max_rows=max_rows, alpha=alpha_config(args),
+                            complete=complete_config(args), **fopts)
         with con.progress(f"{m} radius", x.shape[0]) as cb:
             if text is None:
-                cert = Certifier(model, cfg, tuple(x.shape[1:]))
-                res = cert.radius(x, y, search, progress=cb, on_step=cb.detail)
+                from ..certify.deadline import radius_in_time
+
+                cert = Certifier(model, cfg, tuple(x.shape[1:]), **precision_kwargs(args))
+                res, done = radius_in_time(cert, x, y, search, deadline(args), progress=cb, on_step=cb.detail)
+                decided &= done
                 graph, scale = cert.graph, cert.scale
+                prof.merge(cert.profile, prefix=f"{m}/" if len(methods) > 1 else "")
             else:
                 from ..certify.per_sample_frames import frame_scales, radius_by_frames
 
@@ -144,10 +181,10 @@ def run(args) -> int:
 
         sw = Stopwatch()
         acfg = attack_config(args)
-        with con.progress(f"attack radius ({attack_name(acfg)})", None) as cb:
+        with con.progress(f"attack radius ({attack_name(acfg)})", None) as cb, prof.phase("attack"):
             ar = attack_radius(graph, x.to(torch.float64), y, args.norm, acfg,
                                target=res.target, clip=clip, scale=scale, eps_max=args.eps_max,
-                               frame_norm=cfg.frame_norm, progress=cb.detail)
+                               frame_norm=cfg.frame_norm, progress=cb.detail, device=args.device)
         attack = ar.radius.to(torch.float64)
         attack_time = sw()
         worst = torch.nonzero(torch.stack([radii[m] > attack * (1 + 1e-9) + 1e-12 for m in methods]).any(0)).flatten()
@@ -157,8 +194,12 @@ def run(args) -> int:
     samples = []
     for i in range(x.shape[0]):
         extra = {"time_s_by_method": {m: float(times[m][i]) for m in methods}} if len(methods) > 1 else {}
+        if args.eps and len(methods) > 1:  # per method, as summary.certified_accuracy_by_method counts it
+            extra["certified_by_method"] = {m: {str(e): bool(certified[m][e][i]) for e in args.eps} for m in methods}
         if violated_at:  # --complete: an upper bound, from a checked adversarial example
             extra["adversarial_found_at_eps"] = {m: float(violated_at[m][i]) for m in violated_at}
+        if not decided[i]:  # --timeout: never searched; certified_radius 0 is no result
+            extra["undecided"] = True
         if text is not None:
             extra.update({"text": text.texts[i], "words": text.words[i], "in_vocabulary": text.known[i],
                           "frames": list(text.frames[i]), "length": int(text.lengths[i])})
@@ -171,12 +212,13 @@ def run(args) -> int:
             certified_radius_by_method={m: float(radii[m][i]) for m in methods} if len(methods) > 1 else None,
             certified={str(e): bool(certified[methods[0]][e][i]) for e in args.eps} if args.eps else None,
             extra=extra))
-    correct = res.correct
-    summary = {"samples": x.shape[0], "correct": int(correct.sum()),
+    correct = res.correct & decided
+    summary = {"samples": x.shape[0], "correct": int((res.correct & decided).sum()),
+               "undecided": int((~decided).sum()),
                "mean_certified_radius": {m: float(radii[m][correct].mean()) if correct.any() else 0.0 for m in methods},
-               "seconds_per_sample": {m: float(times[m].mean()) for m in methods}}
+               "seconds_per_sample": {m: float(times[m].mean()) for m in methods}, "timers": prof.to_dict()}
     if args.eps:
-        summary["clean_accuracy"] = float(correct.double().mean())
+        summary["clean_accuracy"] = float(res.correct.double().mean())
         summary["certified_accuracy"] = {str(e): float(certified[methods[0]][e].double().mean()) for e in args.eps}
         summary["certified_accuracy_by_method"] = {m: {str(e): float(certified[m][e].double().mean())
                                                        for e in args.eps} for m in methods}
@@ -200,6 +242,7 @@ def run(args) -> int:
         by = summary["certified_accuracy_by_method"]
         con.print(f"clean accuracy {summary['clean_accuracy']:.4g}; certified accuracy " +
                   "; ".join(f"{m}: " + ", ".join(f"{a:.4g} at eps {e}" for e, a in by[m].items()) for m in methods))
+    show_profile(con, args, prof)
     if args.json:
         settings = {**input_settings(args), "data": args.data, "norm": args.norm, "methods": methods,
                     "method": methods[0], "target": args.target, "clip": clip, "seed": args.seed,
@@ -215,7 +258,7 @@ def run(args) -> int:
             settings.update({"words": args.words or "all", "max_len": int(text.meta["max_len"]),
                              "padding": text.meta.get("padding", "left"), "space": "embedding"})
             settings["frames"] = None
-        write_json(args.json, "radius", settings, samples, summary, environment())
+        write_json(args.json, "radius", settings, samples, summary, environment_for(args))
         con.print(f"wrote {args.json}")
     return 0
 

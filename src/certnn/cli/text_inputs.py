@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from torch import Tensor
 
 
 def add_text_args(p) -> None:
@@ -70,6 +72,8 @@ def parse_words(text: str | None) -> tuple[int, ...] | None:
 
 
 def _labels(text: str | None, n: int, num_classes: int) -> Tensor | None:
+    import torch
+
     if text is None:
         return None
     try:
@@ -87,6 +91,8 @@ def _labels(text: str | None, n: int, num_classes: int) -> Tensor | None:
 
 def load_text_inputs(args, doc: dict) -> TextInputs:
     """Sentences, labels and perturbed frames from --text or the task's test split (see module docstring)."""
+    import torch
+
     from ..data.text import TEXT_TASKS, load_text_task, word_frames
     from ..graph.recurrent import embed_tokens
     from ..models.text import TextEncoder, text_graph, text_model_from_bundle

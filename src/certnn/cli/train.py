@@ -10,14 +10,16 @@ robust training) are one option and a few lines away.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from ..data.text import TEXT_TASKS
+from ..data.tasks import TEXT_TASKS
 from ..errors import ConfigError
-from ..train.loop import LossFn, TrainConfig, TrainHistory, accuracy, cross_entropy_loss, fit
 from .common import add_log_args, Console, Stopwatch, resolve_data_dir
+from .precision_args import add_precision_args, device_of, environment_for
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from ..train.loop import LossFn, TrainConfig, TrainHistory, accuracy, cross_entropy_loss, fit
 
 IMAGE_TASKS = ("mnist", "digits")
 #: defaults that depend on the kind of task (flags left unset take these)
@@ -77,11 +79,14 @@ def register(sub) -> None:
     p.add_argument("--json", metavar="OUT.json", help="write settings and results (schema_version'd)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_log_args(p)
+    add_precision_args(p, dtype=False, what="where the model is trained")
     p.set_defaults(func=run)
 
 
 def training_loss(args) -> LossFn:
     """The objective of plain training: cross-entropy (``--robust`` runs :func:`_fit_robust` instead)."""
+    from ..train.loop import cross_entropy_loss
+
     return cross_entropy_loss
 
 
@@ -109,6 +114,10 @@ def _check_flags(args, text: bool) -> None:
 
 
 def run(args) -> int:
+    import torch
+
+    from ..train.loop import TrainConfig, accuracy, fit
+
     text = args.task in TEXT_TASKS
     _check_flags(args, text)
     con = Console.for_args(args)
@@ -117,6 +126,11 @@ def run(args) -> int:
     epochs = args.epochs or (TEXT_DEFAULTS["epochs"] if text else IMAGE_DEFAULTS["epochs"][args.task])
     config = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          weight_decay=args.weight_decay, grad_clip=args.grad_clip)
+    dev = device_of(args)
+    if dev.type != "cpu":  # the model, in place, and the data; the bundle is saved from the cpu
+        prep["model"].to(dev)
+        prep["train"] = tuple(torch.as_tensor(t).to(dev) for t in prep["train"])
+        prep["test"] = tuple(torch.as_tensor(t).to(dev) for t in prep["test"])
     model, (xtr, ytr), (xte, yte) = prep["model"], prep["train"], prep["test"]
     con.print(f"training {prep['name']} on {args.task}: {xtr.shape[0]} training, {xte.shape[0]} test examples, "
               f"{epochs} epochs")
@@ -144,16 +158,17 @@ def run(args) -> int:
                             "test_size": int(xte.shape[0]), "split_seed": args.split_seed,
                             "test_fraction": args.test_fraction, "limit": args.limit,
                             "training": {**config.to_dict(), "loss": loss_name, **extra}}
+    model.cpu()
     path = prep["save"](args.out, meta)
     con.print(f"{prep['name']} on {args.task}: test accuracy {test_acc:.4f} ({xte.shape[0]} examples), "
               f"training accuracy {train_acc:.4f}, trained in {hist.seconds:.1f} s; wrote {path}")
     if args.json:
-        from ..report.records import environment, write_json
+        from ..report.records import write_json
 
         settings = {k: v for k, v in vars(args).items() if k != "func"}
         write_json(args.json, "train", settings, [], {k: meta[k] for k in (
             "test_accuracy", "train_accuracy", "train_seconds", "epoch_loss", "train_size", "test_size")},
-            environment(torch.float32))
+            {**environment_for(args), "dtype": "float32"})
         con.print(f"wrote {args.json}")
     return 0
 
@@ -163,6 +178,8 @@ def _fit_robust(args, prep: dict[str, Any], config: TrainConfig, text: bool, con
     """Verified robust training (certnn.train.robust.train_robust) with the command's settings. Text
     models are trained with the ball on the embeddings of every frame (padding included: a superset of
     what `certnn radius --words all` certifies); images with pixels clipped to [0, 1]."""
+    from ..train.loop import TrainHistory
+
     from ..train.robust import RobustTrainConfig, train_robust
 
     model, (xtr, ytr) = prep["model"], prep["train"]
@@ -230,6 +247,8 @@ def _prepare_text(args, con: Console) -> dict[str, Any]:
 
 
 def _prepare_image(args, con: Console) -> dict[str, Any]:
+    import torch
+
     from ..models.image import ImageModelConfig, build_image_model, save_image_model
 
     if args.task == "mnist":

@@ -5,14 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..certify.bounds import to_graph
-from ..certify.verify import VerifyConfig, verify_property
 from ..errors import ConfigError
-from ..report.records import environment
-from ..specs.vnnlib import load_vnnlib, write_counterexample
+from ..report.atomic import write_or_keep
 from .clock import process_start_perf
+from .sharded import add_worker_args
+from .verify_instances import add_instances_args, run_instances
 from .common import add_log_args, add_random_init_arg, Console, Stopwatch, cli_load_model, input_settings, parse_methods
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    from ..certify.bounds import to_graph
+    from ..certify.verify import VerifyConfig, verify_property
+    from ..report.records import environment
+    from ..specs.vnnlib import load_vnnlib, write_counterexample
 
 #: seconds of --timeout kept for writing the results after the verifier's deadline
 RESERVE_S = 1.0
@@ -25,7 +31,7 @@ def register(sub) -> None:
     p = sub.add_parser("verify", help="verify a VNN-LIB property: holds / violated / unknown",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("model")
-    g.add_argument("--model", required=True, help=".onnx / .onnx.gz, FILE.py:FACTORY, TorchScript .pt, or a "
+    g.add_argument("--model", help=".onnx / .onnx.gz, FILE.py:FACTORY, TorchScript .pt, or a "
                                                    "pickled module (with --trust-pickle)")
     g.add_argument("--weights", help="weights for FILE.py:FACTORY models: a state_dict or checkpoint (loaded with "
                                      "weights_only=True)")
@@ -36,7 +42,7 @@ def register(sub) -> None:
                    help="per-sample input shape of a torch model, or of an ONNX model whose input has symbolic "
                         "dimensions besides the batch (default: the property's inputs, flat; for ONNX, solved from "
                         "the property's number of inputs when one dimension is symbolic)")
-    p.add_argument("--spec", required=True, help="VNN-LIB property (.vnnlib or .vnnlib.gz): VNN-LIB 1.0, or a 2.0 query "
+    p.add_argument("--spec", help="VNN-LIB property (.vnnlib or .vnnlib.gz): VNN-LIB 1.0, or a 2.0 query "
                                                  "over one network with one input and one output")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="seconds for the whole run, counted from the process start (imports and model loading "
@@ -53,10 +59,23 @@ def register(sub) -> None:
     p.add_argument("--json", metavar="OUT.json", help="write machine-readable results (schema_version'd)")
     p.add_argument("--quiet", action="store_true", help="print only the verdict")
     add_log_args(p)
+    add_instances_args(p)
+    add_worker_args(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.instances:  # a benchmark folder, sharded over workers (cli/verify_instances.py)
+        return run_instances(args)
+    if not args.model or not args.spec:
+        raise ConfigError("verify needs --model and --spec (or --instances instances.csv)")
+    if args.workers or args.address or args.resume:
+        raise ConfigError("--workers / --address / --resume shard a benchmark: use them with --instances")
+    from ..certify.bounds import to_graph
+    from ..certify.verify import VerifyConfig, verify_property
+    from ..report.records import environment
+    from ..specs.vnnlib import load_vnnlib, write_counterexample
+
     con = Console.for_args(args)
     methods = parse_methods(args.method)
     exact = [m for m in methods if m in ("lp", "milp")]
@@ -109,7 +128,7 @@ def run(args) -> int:
         if res.verdict == "violated":
             write_counterexample(args.out, res.x, res.y_reference if res.y_reference is not None else res.y)
         else:
-            Path(args.out).write_text(word + "\n", encoding="utf-8")
+            write_or_keep(args.out, word + "\n", "--out")
         if not args.quiet:
             con.print(f"wrote {args.out}")
     if args.json:
@@ -121,7 +140,7 @@ def run(args) -> int:
                "result": {**res.as_dict(), "vnncomp": word,
                           "counterexample_checked_by": (["certnn float64"] + (["onnxruntime"] if reference else []))
                           if res.verdict == "violated" else None}}
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        write_or_keep(args.json, json.dumps(doc, indent=2) + "\n", "--json")
         if not args.quiet:
             con.print(f"wrote {args.json}")
     return 0

@@ -484,7 +484,9 @@ def _verify_inner(args, ans: _Answer, prog: str, deadline: float | None) -> int:
                             "methods": list(methods), "seed": args.seed, "assume_real": args.assume_real,
                             "vnnlib_version": query.version, "parser": query.parser},
                "environment": environment(), "result": {**res.as_dict(), "answer": word}}
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        from ..report.atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
     ans.write(text)
     return EXIT_OK
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..certify.radius import CertifyConfig, RadiusConfig
 from ..errors import ConfigError, DataError, SoundnessError
-from ..report.records import environment, write_document
 from .attack_options import add_attack_args, attack_config
 from .common import Console, add_output_args
+from .precision_args import add_precision_args, environment_for, precision_kwargs
 from .text_inputs import _labels, task_test_split, text_bundle
+
+if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
+    import torch
+    from ..certify.radius import CertifyConfig, RadiusConfig
+    from ..report.records import environment, write_document
 
 
 def register(sub) -> None:
@@ -47,6 +50,7 @@ def register(sub) -> None:
     add_attack_args(g)
     p.add_argument("--top", type=int, default=10, help="batch mode: word types listed in the aggregate tables")
     p.add_argument("--no-color", action="store_true", help="plain text, each word followed by its radius")
+    add_precision_args(p)
     add_output_args(p)
     p.set_defaults(func=run)
 
@@ -82,6 +86,11 @@ def _style(rank: int, n: int) -> str:
 
 
 def run(args) -> int:
+    import torch
+
+    from ..certify.radius import CertifyConfig, RadiusConfig
+    from ..report.records import environment, write_document
+
     from ..graph.recurrent import embed_tokens
     from ..models.text import TextEncoder, text_graph
     from ..apps.words import ranking_agreement, word_sensitivity
@@ -115,7 +124,8 @@ def run(args) -> int:
                         batch_size=args.batch_size)
     search = RadiusConfig(eps_init=args.eps_init, eps_max=args.eps_max, bisection_steps=args.bisection_steps)
     with con.progress(f"{args.method} radius per word", int(lengths.sum())) as cb:
-        ws = word_sensitivity(graph, x, lengths, y, cfg, search, padding=enc.padding, progress=cb)
+        ws = word_sensitivity(graph, x, lengths, y, cfg, search, padding=enc.padding, progress=cb,
+                              **precision_kwargs(args))
     attack = None
     if args.attack:
         from ..attacks import attack_radius
@@ -125,7 +135,7 @@ def run(args) -> int:
         with con.progress("attack radius per word", None) as acb:
             ar = attack_radius(graph, x[ws.sentence], ws.label[ws.sentence], args.norm, attack_config(args),
                                target=ws.target, scale=frame_scales(tuple(x.shape[1:]), frames),
-                               eps_max=args.eps_max, progress=acb.detail)
+                               eps_max=args.eps_max, progress=acb.detail, device=args.device)
         attack = ar.radius.to(torch.float64)
         bad = torch.nonzero(ws.certified_radius > attack * (1 + 1e-9) + 1e-12).flatten()
         if bad.numel():
@@ -167,7 +177,7 @@ def run(args) -> int:
                     "target": args.target, "seed": args.seed, "search": search.to_dict(),
                     "attack": bool(args.attack), "max_len": enc.max_len, "padding": enc.padding,
                     "space": "embedding", "perturbed": "one word at a time"}
-        write_document(args.json, "words", settings, environment(), summary=summary, samples=samples)
+        write_document(args.json, "words", settings, environment_for(args), summary=summary, samples=samples)
         con.print(f"wrote {args.json}")
     return 0
 

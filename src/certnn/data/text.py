@@ -46,14 +46,7 @@ from torch import Tensor
 from ..config import Config
 from ..errors import ConfigError, DataError
 from .npz import read_npz_arrays
-
-#: task name -> (token level, class names)
-TEXT_TASKS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "mr": ("word", ("negative", "positive")),
-    "sst2": ("word", ("negative", "positive")),
-    "toxic": ("word", ("non-toxic", "toxic")),
-    "urls": ("char", ("benign", "phishing")),
-}
+from .tasks import TEXT_TASKS  # noqa: F401  (task name -> (token level, class names))
 
 GLOVE_FILE = "embeddings/glove6B_50d_subset_51652w.npz"
 PAD = "<pad>"

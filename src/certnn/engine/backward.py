@@ -17,7 +17,7 @@ from ..domains.interval import Interval
 from ..errors import SoundnessError
 from ..ops.affine import ElementwiseAffine, Linear
 from ..ops.shape import Permute, Reshape, Slice
-from . import patches
+from . import patches, rounding
 from .context import RunContext
 from .interval import affine_chain, affine_chain_bounds, interval_pass, interval_spec
 
@@ -54,6 +54,8 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
     concretise them over ctx.spec: lower / upper bounds (B, S) of the linear functions they stand for."""
     g = ctx.graph
     coeffs: dict[str, tuple[Tensor | None, Tensor | None]] = {start: (lA, uA)}
+    sound = ctx.rounding is not None  # float32-sound: widen by the rounding error of every step
+    lerr = uerr = None
     for name in reversed(g.ancestors(start)):
         if name == g.input_name or name not in coeffs:
             continue
@@ -67,15 +69,20 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
             if res is None:  # no patch rule for this op: continue with dense coefficients
                 dl = patches.densify(cl)
                 cl, cu = dl, (dl if cu is cl else patches.densify(cu))
-        ins, lb, ub = res if res is not None else node.op.backward(ctx, name, node.inputs, cl, cu)
+        with ctx.timer("backward"):
+            ins, lb, ub = res if res is not None else node.op.backward(ctx, name, node.inputs, cl, cu)
         if lb is not None:
             lbias = lbias + lb
         if ub is not None:
             ubias = ubias + ub
+        if sound:
+            lerr, uerr = _step_errors(ctx, name, cl, cu, ins, lbias, ubias, lerr, uerr)
         for inp, (il, iu) in zip(node.inputs, ins):
             if inp in coeffs:
                 ol, ou = coeffs[inp]
                 il, iu = patches.add(ol, il), patches.add(ou, iu)
+                if sound:  # the sum of two paths' coefficients is rounded too
+                    lerr, uerr = rounding.merge_errors(ctx, inp, il, iu, lerr, uerr)
             coeffs[inp] = (il, iu)
     A_in = coeffs.get(g.input_name, (None, None))
     spec = ctx.spec
@@ -84,14 +91,34 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
 
     def conc(A, bias, side):
         if A is None:
-            return bias
-        if patches.is_patches(A):
-            return patches.concretize(spec, A, bias, side)
-        return spec.concretize(A, bias, side)
+            val = bias
+        elif patches.is_patches(A):
+            val = patches.concretize(spec, A, bias, side)
+        else:
+            val = spec.concretize(A, bias, side)
+        if sound:  # outward by the rounding of the concretisation and of all earlier steps
+            acc = lerr if side == "lower" else uerr
+            err = (rounding.sum_error(ctx, bias) if A is None else rounding.concretize_error(ctx, A, bias))
+            err = err if acc is None else err + acc
+            val = val - err if side == "lower" else val + err
+        return val
 
-    lo = conc(A_in[0], lbias, "lower") if lA is not None else None
-    hi = conc(A_in[1], ubias, "upper") if uA is not None else None
+    with ctx.timer("concretize"):
+        lo = conc(A_in[0], lbias, "lower") if lA is not None else None
+        hi = conc(A_in[1], ubias, "upper") if uA is not None else None
     return lo, hi
+
+
+def _step_errors(ctx: RunContext, name: str, cl, cu, ins, lbias: Tensor, ubias: Tensor, lerr, uerr):
+    """Accumulated rounding-error bounds (B, S) of the lower / upper passes after the step through `name`."""
+    out = []
+    for side, (A, bias, acc) in enumerate(((cl, lbias, lerr), (cu, ubias, uerr))):
+        if A is None:
+            out.append(acc)
+            continue
+        e = rounding.step_error(ctx, name, A, ins, side) + rounding.sum_error(ctx, bias)
+        out.append(e if acc is None else acc + e)
+    return out[0], out[1]
 
 
 def backward_bounds(ctx: RunContext, target: str, C: Tensor | None = None, lower: bool = True,
@@ -177,20 +204,29 @@ def compute_intermediate_bounds(ctx: RunContext, upto: str | None = None,
     if g.input_name not in ctx.bounds:
         ctx.bounds[g.input_name] = ctx.spec.box()
     best: dict[str, Interval] = {g.input_name: ctx.bounds[g.input_name]}
+    sound = ctx.rounding is not None
+    if sound:
+        rounding.record(ctx, g.input_name, best[g.input_name])
     for name in g.ancestors(upto or g.output_name)[1:]:
         node = g.nodes[name]
         if name in ctx.bounds:
             best[name] = ctx.bounds[name]
+            if sound and name not in ctx.magnitudes:
+                rounding.record(ctx, name, best[name])
             continue
         with ctx.timer("interval"):
             iv = node.op.interval(ctx, *[best[i] for i in node.inputs])
-        if name in need and not ctx.spec.is_box and affine_chain(ctx, name) is not None:
+            if sound:
+                iv = rounding.widen_interval(ctx, name, iv)
+        if name in need and not ctx.spec.is_box and not sound and affine_chain(ctx, name) is not None:
             # an affine chain from the input: exact over the ball (cheap: coefficients shared by the batch)
             with ctx.timer("intermediate"):
                 iv = affine_chain_bounds(ctx, name, iv)
         elif name in targets and ctx.method.intermediate != "interval":
             iv = refine(ctx, name, iv)
         best[name] = iv
+        if sound:
+            rounding.record(ctx, name, iv)
         if name in need:
             ctx.bounds[name] = iv
 
@@ -335,6 +371,9 @@ def bound_output(ctx: RunContext, C: Tensor | None = None, lower: bool = True,
         with ctx.timer("interval"):
             iv = interval_pass(ctx)[g.output_name]
         lo, hi = interval_spec(iv, C)
+        if ctx.rounding is not None and C is not None:  # C . v over the box, rounded
+            err = rounding.spec_error(ctx, C, iv)
+            lo, hi = lo - err, hi + err
         return (lo if lower else None), (hi if upper else None)
     compute_intermediate_bounds(ctx)
     with ctx.timer("final"):

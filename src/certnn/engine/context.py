@@ -13,6 +13,7 @@ from ..graph.ir import Graph
 from ..relax.types import LinearRelaxation, PlaneRelaxation
 from ..specs.lp import LpBall
 from .methods import Method
+from .rounding import Rounding
 
 
 @dataclass
@@ -45,6 +46,11 @@ class RunContext:
     #: full-size (B, rows, C, H, W) coefficients (same bounds, slower; used to check patches mode)
     patches: bool = True
     timers: dict[str, float] = field(default_factory=dict)
+    #: float32-sound (engine/rounding.py): the rounding model, and per node max(|l|, |u|) of its value and
+    #: |J| m_in + |b| of affine nodes; None / unused in plain float32 and float64
+    rounding: "Rounding | None" = None
+    magnitudes: dict[str, Tensor] = field(default_factory=dict)
+    affine_mags: dict[str, Tensor] = field(default_factory=dict)
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self.graph.nodes[name].shape
@@ -70,7 +76,8 @@ class RunContext:
         hit = self.relax_cache.get(node_name)
         if hit is not None and all(a is b for a, b in zip(hit[0], key)):
             return hit[1]
-        rel = self.method.relax(op, l, u)
+        with self.timer("relax"):
+            rel = self.method.relax(op, l, u)
         self.relax_cache[node_name] = (key, rel)
         return rel
 

@@ -23,11 +23,18 @@ def interval_pass(ctx: RunContext, upto: str | None = None) -> dict[str, Interva
     if g.input_name not in ctx.bounds:
         ctx.bounds[g.input_name] = ctx.spec.box()
     out: dict[str, Interval] = {g.input_name: ctx.bounds[g.input_name]}
+    sound = ctx.rounding is not None  # float32-sound: images widened by their rounding (engine/rounding.py)
+    if sound:
+        from .rounding import record, widen_interval
+
+        record(ctx, g.input_name, out[g.input_name])
     names = g.ancestors(upto) if upto else g.order
     for name in names[1:] if names[0] == g.input_name else names:
         node = g.nodes[name]
         iv = node.op.interval(ctx, *[out[i] for i in node.inputs])
-        if needs_exact_affine(ctx, name):
+        if sound:
+            iv = widen_interval(ctx, name, iv)
+        elif needs_exact_affine(ctx, name):
             iv = affine_chain_bounds(ctx, name, iv)
         out[name] = iv
     return out
@@ -86,7 +93,7 @@ def affine_chain_bounds(ctx: RunContext, name: str, iv: Interval) -> Interval:
     for r0 in range(0, numel, step):
         r = min(step, numel - r0)
         A = ref.new_zeros(1, r, numel)
-        A[0, torch.arange(r), torch.arange(r0, r0 + r)] = 1.0
+        A[0, torch.arange(r, device=A.device), torch.arange(r0, r0 + r, device=A.device)] = 1.0
         A = A.reshape((1, r) + shape)
         for n in reversed(chain):
             node = g.nodes[n]

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import UnsupportedOpError
+from ..errors import CertnnError, UnsupportedOpError
 from ..graph.ir import Graph
 from ..ops.activation import Activation
 from ..ops.affine import ElementwiseAffine, Linear
@@ -198,6 +198,24 @@ def _encode(m: _Model, graph: Graph, ctx: RunContext, b: int, spec: LpBall) -> t
     return cols, binaries
 
 
+class SolverError(CertnnError):
+    """The LP/MILP solver ended without a usable bound (never turned into a bound)."""
+
+
+def _float64(graph: Graph, spec: LpBall) -> tuple[Graph, LpBall]:
+    """The encoding is always built in float64: float32 weights and intermediate bounds rounded to float32
+    can cut off the input set's true values and make the MILP infeasible."""
+    import dataclasses
+
+    if graph.dtype != torch.float64:
+        graph = graph.to(torch.float64)
+    if spec.center.dtype != torch.float64:
+        f = lambda t: None if t is None else t.to(torch.float64)  # noqa: E731
+        clip = None if spec.clip is None else (f(spec.clip[0]), f(spec.clip[1]))
+        spec = dataclasses.replace(spec, center=f(spec.center), eps=f(spec.eps), clip=clip, scale=f(spec.scale))
+    return graph, spec
+
+
 def _dense(graph: Graph) -> Graph:
     """Convs, zero pads and average pools as dense affine rows (the LP needs the rows anyway)."""
     from ..graph.passes import unroll_convs
@@ -224,6 +242,7 @@ def exact_bounds(graph: Graph, spec: LpBall, C: Tensor | None = None, relax: boo
     without a bound raises.
     """
     hp = _highs()
+    graph, spec = _float64(graph, spec)
     graph = _dense(graph)
     ctx = _prepare(graph, spec)
     B = spec.batch
@@ -257,7 +276,8 @@ def exact_bounds(graph: Graph, spec: LpBall, C: Tensor | None = None, relax: boo
                 elif is_mip and np.isfinite(info.mip_dual_bound) and st == hp.HighsModelStatus.kTimeLimit:
                     val = info.mip_dual_bound  # time limit: the solver's dual bound is still sound
                 else:
-                    raise RuntimeError(f"HiGHS ended with status {st}")
+                    raise SolverError(f"the MILP/LP solver HiGHS ended with status {st} on sample {b} and gave no "
+                                      "bound; try another method (e.g. crown)")
                 store[b, s_i] = sense * val
     return torch.as_tensor(lows), torch.as_tensor(highs)
 
@@ -286,6 +306,7 @@ def solve_conjunction(graph: Graph, spec: LpBall, C: np.ndarray, d: np.ndarray, 
     a candidate is only a candidate (solver tolerances), the caller checks it.
     """
     hp = _highs()
+    graph, spec = _float64(graph, spec)
     ctx = _prepare(graph, spec)
     C = np.asarray(C, dtype=np.float64)
     d = np.asarray(d, dtype=np.float64)

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from ..config import Config, dual_exponent, parse_norm
 from ..errors import ConfigError, DataError
+from ..attacks.placement import model_on, target_device
 from .sampling import _clip_tensors, sample_lp_ball
 from .weibull import DEFAULT_SHAPE_INITS, WeibullFit, fit_reverse_weibull
 
@@ -362,7 +363,7 @@ def _score(g: float, lip: float, radius: float) -> float:
 
 def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, norm: str,
                   config: CleverConfig | None = None, target: Tensor | Sequence[int] | int | str | None = None,
-                  clip: tuple[float | Tensor, float | Tensor] | None = None) -> CleverResult:
+                  clip: tuple[float | Tensor, float | Tensor] | None = None, device=None) -> CleverResult:
     """CLEVER estimates (untargeted or targeted) of the minimal adversarial Lp distortion of each input.
 
     For each input x0 = x[i] of class c = y[i] and each class j != c (or only j = target[i]):
@@ -383,6 +384,8 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
         clip: optional box (lo, hi) (scalars or tensors broadcastable to in_shape) the sampled points are
             clamped to, e.g. (0, 1) for images; this makes the sampling non-uniform, as in the paper's
             code. x must lie in the box.
+        device: where the model runs ("cpu", "cuda", "auto", a torch.device; None: x's device); x and the
+            model (a copy) are moved there (attacks/placement.py). The results are on the cpu either way.
 
     Returns:
         A :class:`CleverResult`. Misclassified inputs get score 0 and ``misclassified`` True.
@@ -406,6 +409,9 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
     if x.ndim < 2 or x.shape[0] < 1:
         raise DataError(f"x must be batch first, shape (B, *in_shape) with B >= 1, got {tuple(x.shape)}")
     x = x.detach()
+    dev = target_device(x, device)
+    if dev is not None:
+        x, model = x.to(dev), model_on(model, dev)
     bsz = x.shape[0]
     net = _model_for(model, x.dtype, x.device)
 

@@ -138,6 +138,10 @@ def load_checkpoint(model: nn.Module, path: str | Path, key: str | None = None,
     except Exception as exc:  # noqa: BLE001 - unpickling raises many types
         if trust_pickle:
             raise ModelImportError(f"cannot read weights {p}: {exc}") from exc
+        from .torch_files import describe_unreadable, is_torch_pickle, needs_unpickling
+
+        if not (is_torch_pickle(p) and needs_unpickling(exc)):
+            raise ModelImportError(f"cannot read weights: {describe_unreadable(p, exc)}") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelImportError(
             f"cannot read weights {p} with weights-only loading ({first[:200]}); if the checkpoint also stores "

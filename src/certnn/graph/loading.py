@@ -100,7 +100,11 @@ def load_model(spec: str, weights: str | None = None, trust_pickle: bool = False
     if not trust_pickle:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
+            from .torch_files import describe_unreadable, is_torch_pickle, needs_unpickling
+
+            if not (is_torch_pickle(path) and needs_unpickling(exc)):
+                raise ModelImportError(f"cannot read the model: {describe_unreadable(path, exc)}") from None
             raise ModelImportError(
                 f"{path} is a pickled model; loading it runs code from the file. Pass --trust-pickle if you "
                 "trust it, or save a state_dict and use --model FILE.py:FACTORY --weights STATE.pt") from None

@@ -57,8 +57,13 @@ def save_bundle(path: str | Path, kind: str, config: dict[str, Any], model: nn.M
     doc = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "kind": kind, "config": dict(config),
            "state_dict": state, "meta": dict(meta), **extra}
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(doc, p)
+    import io
+
+    from ..report.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(doc, buf)
+    atomic_write_bytes(p, buf.getvalue())
     return p
 
 

@@ -94,7 +94,7 @@ def run(prob, cfg: AlphaConfig, hook=None, deadline: float | None = None):
     opt = _adam(prob, cfg)
     it = 0
     for it in range(1, cfg.iterations + 1):
-        with torch.enable_grad():
+        with torch.enable_grad(), prob.ctx.timer("alpha:evaluate"):
             lo = prob.evaluate()
         with torch.no_grad():
             if hook is not None:
@@ -119,7 +119,8 @@ def run(prob, cfg: AlphaConfig, hook=None, deadline: float | None = None):
             break
         if deadline is not None and time.perf_counter() > deadline:
             break
-        _step(prob, opt, lo, active, cfg, it)
+        with prob.ctx.timer("alpha:step"):
+            _step(prob, opt, lo, active, cfg, it)
         if prob.ctx.batch > 1 and int((~active).sum()) * 4 >= prob.ctx.batch:
             done = torch.nonzero(~active).reshape(-1)
             rec.write(index, done, best, bounds, best_params)

@@ -25,7 +25,13 @@ def environment(dtype: torch.dtype = torch.float64, device: str = "cpu") -> dict
 
     return {"certnn": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": sys.version.split()[0], "platform": platform.platform(), "dtype": str(dtype).replace("torch.", ""),
-            "device": device}
+            "device": device, "peak_rss_mb": round(_peak_rss() / 2 ** 20, 1)}
+
+
+def _peak_rss() -> int:
+    from ..engine.memory import peak_rss
+
+    return peak_rss()
 
 
 def _clean(v: Any) -> Any:
@@ -71,8 +77,9 @@ def write_document(path: str | Path, command: str, settings: dict[str, Any], env
     sections (e.g. summary=..., samples=...), with inf as "inf" and NaN as null."""
     doc = {"schema_version": SCHEMA_VERSION, "command": command, "settings": _clean(settings), "environment": env,
            **{k: _clean(v) for k, v in sections.items()}}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(doc, indent=2) + "\n")
+    from .atomic import write_or_keep
+
+    write_or_keep(path, json.dumps(doc, indent=2) + "\n", "the JSON document")
 
 
 def write_json(path: str | Path, command: str, settings: dict[str, Any], samples: list[SampleRecord],

@@ -6,13 +6,25 @@ from pathlib import Path
 import torch
 
 from .build import ReportData
+from .atomic import atomic_write_bytes, atomic_write_text
 from .records import environment, write_json
+
+
+def _save_png(fig, path: Path) -> None:
+    """savefig into memory, then an atomic write (no half-written PNG)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _fmt(v) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
+        if v != v:  # NaN: a stage the --timeout kept from this sample
+            return "undecided"
         return "inf" if v == float("inf") else f"{v:.4g}"
     return str(v)
 
@@ -55,11 +67,13 @@ def write_plots(data: ReportData, out: Path, settings: dict | None = None) -> li
         if fin.numel():
             rmax = max(rmax, float(fin.max()))
     eps = torch.linspace(0, rmax * 1.05, 200, dtype=torch.float64)
+    dec = torch.tensor([not r.extra.get("undecided") for r in data.samples], dtype=torch.bool)  # --timeout
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in methods:
-        ax.plot(eps.numpy(), certified_accuracy_curve(data.radii[m], eps).numpy(), label=f"certified: {m}")
+        ax.plot(eps.numpy(), certified_accuracy_curve(data.radii[m][dec], eps).numpy(), label=f"certified: {m}")
     if data.attack_radius is not None:
         att = torch.where(data.correct, data.attack_radius, torch.zeros_like(data.attack_radius))
+        att = att[dec & ~data.attack_radius.isnan()]
         ax.plot(eps.numpy(), certified_accuracy_curve(att, eps).numpy(), "k--", label="attack (upper bound on robust acc.)")
     ax.set_xlabel(f"eps (L{data.settings['norm']})")
     ax.set_ylabel("accuracy")
@@ -67,7 +81,7 @@ def write_plots(data: ReportData, out: Path, settings: dict | None = None) -> li
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "certified_accuracy.png", dpi=120)
+    _save_png(fig, out / "certified_accuracy.png")
     plt.close(fig)
     files.append("certified_accuracy.png")
 
@@ -94,7 +108,7 @@ def write_plots(data: ReportData, out: Path, settings: dict | None = None) -> li
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "radii.png", dpi=120)
+    _save_png(fig, out / "radii.png")
     plt.close(fig)
     files.append("radii.png")
 
@@ -106,7 +120,7 @@ def write_plots(data: ReportData, out: Path, settings: dict | None = None) -> li
     ax.set_ylabel("seconds per sample")
     ax.set_title(f"run time\n{head}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out / "time.png", dpi=120)
+    _save_png(fig, out / "time.png")
     plt.close(fig)
     files.append("time.png")
     return files
@@ -118,14 +132,17 @@ def write_report(data: ReportData, out_dir: str | Path, settings_extra: dict | N
     out.mkdir(parents=True, exist_ok=True)
     settings = {**(settings_extra or {}), **data.settings}
     summary = {**data.summary, "violation_details": data.violations}
-    write_json(out / "report.json", "report", settings, data.samples, summary, environment())
+    env = {**environment(device=str(data.settings.get("device", "cpu"))), "dtype": data.settings.get("dtype", "float64")}
+    write_json(out / "report.json", "report", settings, data.samples, summary, env)
     files = write_plots(data, out, settings) if plots else []
     s = data.summary
     methods = list(data.radii)
     lines = ["# certnn robustness report", "",
              f"Model `{settings.get('model', '-')}`, data `{settings.get('data', '-')}`, norm L{settings['norm']}, "
              f"target {settings['target']}, clip {settings['clip']}.", "",
-             f"{s['samples']} samples, {s['correct']} correctly classified (clean accuracy {_fmt(s['clean_accuracy'])}).",
+             f"{s['samples']} samples, {s['correct']} correctly classified (clean accuracy {_fmt(s['clean_accuracy'])})."
+             + (f" {s['undecided']} samples undecided (--timeout reached before they were run; not counted)."
+                if s.get("undecided") else ""),
              "", "## Summary (means over correctly classified samples)", "",
              "| quantity | kind | mean | seconds / sample |", "|---|---|---|---|"]
     for m in methods:
@@ -160,12 +177,14 @@ def write_report(data: ReportData, out_dir: str | Path, settings_extra: dict | N
     lines += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for i, rec in enumerate(data.samples):
         row = [rec.index, rec.label, rec.predicted] + [_fmt(float(data.radii[m][i])) for m in methods]
-        if data.attack_radius is not None:
+        if rec.extra.get("undecided"):
+            row[3:] = ["undecided"] * (len(head) - 3)
+        elif data.attack_radius is not None:
             row.append(_fmt(float(data.attack_radius[i])))
-        if data.clever_estimate is not None:
+        if data.clever_estimate is not None and not rec.extra.get("undecided"):
             row.append(_fmt(float(data.clever_estimate[i])))
         lines.append("| " + " | ".join(str(v) for v in row) + " |")
     if files:
         lines += ["", "## Plots", ""] + [f"![{f}]({f})" for f in files]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
     return {"json": out / "report.json", "md": out / "report.md", **{f: out / f for f in files}}

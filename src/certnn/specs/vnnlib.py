@@ -755,7 +755,9 @@ def write_counterexample(path: str | Path, x, y) -> None:
             raise DataError(f"counterexample value {name}_{int(bad[0])} is {arr[bad[0]]}, not finite")
     entries = [f"(X_{i} {float(v)!r})" for i, v in enumerate(xf)]
     entries += [f"(Y_{j} {float(v)!r})" for j, v in enumerate(yf)]
-    Path(path).write_text("sat\n(" + "\n ".join(entries) + ")\n", encoding="utf-8")
+    from ..report.atomic import write_or_keep
+
+    write_or_keep(path, "sat\n(" + "\n ".join(entries) + ")\n", "the result file")
 
 
 def read_counterexample(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

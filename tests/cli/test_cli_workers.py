@@ -1,0 +1,165 @@
+"""--workers / --address / --resume (docs/scaling.md): sharded runs give the single-process document,
+a killed worker or Ctrl-C loses nothing, a resumed run recomputes no finished sample."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from certnn.cli.main import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def mlp(tmp_path):
+    src = tmp_path / "net.py"
+    src.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 16), "
+                   "torch.nn.ReLU(), torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))\n")
+    ns: dict = {}
+    exec(src.read_text(), ns)
+    torch.manual_seed(0)
+    m = ns["make"]()
+    torch.save(m.state_dict(), tmp_path / "w.pt")
+    x = torch.rand(40, 2, 3)
+    y = m(x).argmax(1)
+    y[3] = (y[3] + 1) % 3  # a misclassified sample
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    return ["--model", f"{src}:make", "--weights", str(tmp_path / "w.pt"), "--data", str(tmp_path / "d.npz")]
+
+
+def _strip_times(d):
+    if isinstance(d, dict):
+        return {k: _strip_times(v) for k, v in d.items() if "time" not in k and "seconds" not in k and k != "peak_rss_mb"}
+    if isinstance(d, list):
+        return [_strip_times(v) for v in d]
+    return d
+
+
+def _same_document(a: Path, b: Path) -> None:
+    da, db = json.loads(a.read_text()), json.loads(b.read_text())
+    assert _strip_times(da) == _strip_times(db)
+    assert [s["index"] for s in db["samples"]] == sorted(s["index"] for s in db["samples"])
+
+
+def _items(ckpt: Path) -> list[int]:
+    lines = [json.loads(s) for s in ckpt.read_text().splitlines() if s.endswith("}")]
+    return [e["index"] for e in lines if e["kind"] == "item"]
+
+
+RADIUS = ["radius", "--method", "crown,ibp", "--eps", "0.02", "0.1", "--samples", "30", "--quiet"]
+
+
+def test_radius_two_workers_equals_one_process(mlp, tmp_path):
+    assert main(RADIUS + mlp + ["--json", str(tmp_path / "one.json")]) == 0
+    assert main(RADIUS + mlp + ["--json", str(tmp_path / "two.json"), "--workers", "2", "--task-size", "4"]) == 0
+    _same_document(tmp_path / "one.json", tmp_path / "two.json")
+    assert sorted(_items(tmp_path / "two.json.ckpt.jsonl")) == list(range(30))
+    # the checkpoint is not overwritten by accident
+    assert main(RADIUS + mlp + ["--json", str(tmp_path / "two.json"), "--workers", "2"]) == 2
+
+
+def test_certify_and_report_inline_worker_equal_one_process(mlp, tmp_path):
+    cert = ["certify", "--eps", "0.02", "0.05", "--samples", "12", "--quiet"] + mlp
+    assert main(cert + ["--json", str(tmp_path / "c1.json")]) == 0
+    assert main(cert + ["--json", str(tmp_path / "c2.json"), "--workers", "1", "--task-size", "5"]) == 0
+    _same_document(tmp_path / "c1.json", tmp_path / "c2.json")
+    rep = ["report", "--methods", "crown,ibp", "--samples", "10", "--quiet"] + mlp
+    assert main(rep + ["--out", str(tmp_path / "r1")]) == 0
+    assert main(rep + ["--out", str(tmp_path / "r2"), "--workers", "1", "--task-size", "3"]) == 0
+    _same_document(tmp_path / "r1" / "report.json", tmp_path / "r2" / "report.json")
+    assert (tmp_path / "r2" / "report.md").exists() and (tmp_path / "r2" / "radii.png").exists()
+
+
+def test_address_without_ray_says_what_to_install(mlp, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
+    code = main(RADIUS + mlp + ["--json", str(tmp_path / "o.json"), "--address", "auto"])
+    assert code == 2
+    assert "pip install 'certnn[ray]'" in capsys.readouterr().err
+
+
+def test_resume_needs_the_output(mlp, capsys):
+    assert main(RADIUS + mlp + ["--resume"]) == 2
+    assert "--json" in capsys.readouterr().err
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.Popen([sys.executable, "-m", "certnn"] + args, env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_items(ckpt: Path, n: int, proc: subprocess.Popen, limit: float = 120) -> None:
+    t0 = time.time()
+    while time.time() - t0 < limit and proc.poll() is None:
+        if ckpt.exists() and len(_items(ckpt)) >= n:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"no {n} finished samples in {ckpt} (exit {proc.poll()}): {proc.stderr.read() if proc.stderr else ''}")
+
+
+def _worker_pids(parent: int) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            stat = (d / "stat").read_text()
+            cmd = (d / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in cmd:
+            pids.append(int(d.name))
+    return pids
+
+
+SLOW = ["radius", "--method", "crown", "--bisection-steps", "25", "--eps-max", "10", "--samples", "16"]
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds worker processes through /proc")
+def test_killed_worker_every_sample_completes(mlp, tmp_path):
+    out = tmp_path / "k.json"
+    proc = _start(SLOW + mlp + ["--json", str(out), "--workers", "2", "--task-size", "1"])
+    _wait_items(out.with_name("k.json.ckpt.jsonl"), 2, proc)
+    victims = _worker_pids(proc.pid)
+    assert victims, "no worker process found"
+    os.kill(victims[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert main(SLOW + mlp + ["--json", str(tmp_path / "one.json"), "--quiet"]) == 0
+    _same_document(tmp_path / "one.json", out)
+    assert "failed" not in json.loads(out.read_text())["summary"]
+
+
+def test_ctrl_c_then_resume_recomputes_nothing(mlp, tmp_path):
+    out = tmp_path / "i.json"
+    ckpt = out.with_name("i.json.ckpt.jsonl")
+    proc = _start(SLOW + mlp + ["--json", str(out), "--workers", "2", "--task-size", "1"])
+    _wait_items(ckpt, 3, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and not out.exists()
+    before = _items(ckpt)
+    assert len(before) == len(set(before)) >= 3
+    assert main(SLOW + mlp + ["--json", str(out), "--workers", "2", "--task-size", "1", "--resume", "--quiet"]) == 0
+    after = _items(ckpt)
+    assert after[:len(before)] == before
+    assert sorted(after) == list(range(16))  # each sample exactly once: nothing finished was recomputed
+    assert main(SLOW + mlp + ["--json", str(tmp_path / "one.json"), "--quiet"]) == 0
+    _same_document(tmp_path / "one.json", out)
+
+
+@pytest.mark.slow  # starting Ray takes 10-20 s
+def test_ray_local_equals_one_process(mlp, tmp_path):
+    pytest.importorskip("ray")
+    args = RADIUS + mlp
+    assert main(args + ["--json", str(tmp_path / "one.json")]) == 0
+    assert main(args + ["--json", str(tmp_path / "ray.json"), "--address", "local", "--workers", "2"]) == 0
+    _same_document(tmp_path / "one.json", tmp_path / "ray.json")

@@ -1,0 +1,60 @@
+"""Bounds and radii on every device present (`device` fixture: cpu, and cuda with a GPU; `make test-gpu`
+runs these on cuda only): the same numbers as on the cpu, results on the asked device, no hidden
+transfer errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import certnn
+from certnn.certify.device import resolve_device
+from certnn.errors import ConfigError
+from certnn.testing.nets import random_cnn
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 4))
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown", "fastlin", "crown-ibp", "alpha-crown"])
+@pytest.mark.parametrize("dtype", [torch.float64, "float32-sound"])
+def test_bounds_on_device_match_cpu(device, method, dtype):
+    model = _mlp()
+    x = torch.rand(3, 6, generator=torch.Generator().manual_seed(1))
+    ref = certnn.compute_bounds(model, x, eps=0.05, method=method, dtype=dtype, device="cpu")
+    got = certnn.compute_bounds(model, x, eps=0.05, method=method, dtype=dtype, device=device)
+    assert got.lower.device.type == torch.device(device).type
+    tol = 1e-9 if dtype == torch.float64 else 1e-4
+    assert torch.allclose(got.lower.cpu().double(), ref.lower.double(), atol=tol, rtol=tol)
+    assert torch.allclose(got.upper.cpu().double(), ref.upper.double(), atol=tol, rtol=tol)
+
+
+def test_cnn_bounds_on_device(device):
+    model, shape = random_cnn(1, "relu")
+    x = torch.rand((2,) + tuple(shape), generator=torch.Generator().manual_seed(0))
+    ref = certnn.compute_bounds(model.eval(), x, eps=0.01, method="crown", device="cpu")
+    got = certnn.compute_bounds(model, x, eps=0.01, method="crown", device=device)
+    assert torch.allclose(got.lower.cpu(), ref.lower, atol=1e-8)
+
+
+def test_radius_on_device(device):
+    model = _mlp()
+    x = torch.rand(4, 6, generator=torch.Generator().manual_seed(2))
+    y = model(x).argmax(1)
+    cfg = certnn.CertifyConfig(method="crown")
+    search = certnn.RadiusConfig(bisection_steps=6)
+    ref = certnn.Certifier(model, cfg, (6,)).radius(x, y, search).certified_radius
+    got = certnn.Certifier(model, cfg, (6,), device=device).radius(x, y, search).certified_radius
+    assert torch.allclose(got, ref, rtol=1e-6)
+
+
+def test_device_names():
+    assert resolve_device(None).type == "cpu" and resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA"):
+            resolve_device("cuda")
