@@ -180,8 +180,9 @@ class Certifier:
         with torch.no_grad():
             return self.graph.forward(torch.as_tensor(x).to(dtype=self.dtype, device=self.device)).cpu()
 
-    def targets(self, logits: Tensor, y: Tensor) -> Tensor | None:
-        return select_targets(logits, y, self.config.target, self.config.seed)
+    def targets(self, logits: Tensor, y: Tensor, index_offset: int = 0) -> Tensor | None:
+        """Target per sample; 'random' is drawn per sample from (seed, index_offset + i) (certify/targets.py)."""
+        return select_targets(logits, y, self.config.target, self.config.seed, index_offset)
 
     def margin_lower(self, x: Tensor, y: Tensor, eps: Tensor, target: Tensor | None, proof_only: bool = False,
                      warm: dict | None = None) -> Tensor:
@@ -219,15 +220,16 @@ class Certifier:
         return lo.cpu()
 
     # ---------------------------------------------------------------- public
-    def certify(self, x: Tensor, y: Tensor, eps) -> CertifyResult:
-        """Verdicts at one eps (scalar or per-sample (B,)), batched by config.batch_size."""
+    def certify(self, x: Tensor, y: Tensor, eps, index_offset: int = 0) -> CertifyResult:
+        """Verdicts at one eps (scalar or per-sample (B,)), batched by config.batch_size; index_offset: the
+        global index of x[0] (keys the 'random' targets)."""
         x, y = self._prep(x, y)
         B = x.shape[0]
         eps_t = torch.as_tensor(eps, dtype=self.dtype)
         eps_t = eps_t.expand(B).clone() if eps_t.ndim == 0 else eps_t
         logits = self.predict(x)
         pred = logits.argmax(1)
-        target = self.targets(logits, y)
+        target = self.targets(logits, y, index_offset)
         S = 1 if target is not None else self.num_classes - 1
         ml = torch.full((B, S), -torch.inf, dtype=self.dtype)
         correct = pred == y
@@ -272,16 +274,17 @@ class Certifier:
         return out
 
     def radius(self, x: Tensor, y: Tensor, search: RadiusConfig = RadiusConfig(),
-               progress: Progress | None = None, on_step: Callable[[dict], None] | None = None) -> RadiusResult:
+               progress: Progress | None = None, on_step: Callable[[dict], None] | None = None,
+               index_offset: int = 0) -> RadiusResult:
         """Certified radius per sample (doubling/halving to bracket, then bisection), batched.
 
         ``progress(done, total)`` after every batch; ``on_step(info)`` after every bound computation and
-        ``time_s`` per sample as in certify/search_clock.py."""
+        ``time_s`` per sample as in certify/search_clock.py; index_offset as in :meth:`certify`."""
         x, y = self._prep(x, y)
         B = x.shape[0]
         logits = self.predict(x)
         pred = logits.argmax(1)
-        target = self.targets(logits, y)
+        target = self.targets(logits, y, index_offset)
         correct = pred == y
         radius = torch.zeros(B, dtype=torch.float64)
         times = torch.zeros(B, dtype=torch.float64)

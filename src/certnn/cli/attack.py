@@ -51,7 +51,7 @@ def run(args) -> int:
     graph = to_graph(model, tuple(x.shape[1:]))
     with torch.no_grad():
         logits = graph.forward(x)
-    target = select_targets(logits, y, args.target, args.seed)
+    target = select_targets(logits, y, args.target, args.seed, index_offset=args.start)
     clip = tuple(args.clip) if args.clip else None
     sw = Stopwatch()
     acfg = attack_config(args)

@@ -70,7 +70,7 @@ def run(args) -> int:
         for k, e in enumerate(args.eps):
             from ..certify.deadline import certify_in_time
 
-            res, done = certify_in_time(cert, x, y, e, deadline(args))
+            res, done = certify_in_time(cert, x, y, e, deadline(args), index_offset=args.start)
             undecided[e] = ~done
             verdicts[e] = res.certified
             statuses[e] = res.status

@@ -150,7 +150,8 @@ def run(args) -> int:
                 from ..certify.deadline import radius_in_time
 
                 cert = Certifier(model, cfg, tuple(x.shape[1:]), **precision_kwargs(args))
-                res, done = radius_in_time(cert, x, y, search, deadline(args), progress=cb, on_step=cb.detail)
+                res, done = radius_in_time(cert, x, y, search, deadline(args), progress=cb, on_step=cb.detail,
+                                           index_offset=args.start)
                 decided &= done
                 graph, scale = cert.graph, cert.scale
                 prof.merge(cert.profile, prefix=f"{m}/" if len(methods) > 1 else "")
