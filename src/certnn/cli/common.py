@@ -51,7 +51,8 @@ def check_weights_given(args) -> None:
     """A FILE.py:FACTORY model needs --weights (else its random initialisation would be certified) unless
     --random-init says that is meant."""
     spec = str(getattr(args, "model", "") or "")
-    factory = ":" in spec and spec.rpartition(":")[0].endswith(".py")
+    path = spec.rpartition(":")[0]
+    factory = ":" in spec and path.endswith(".py") and Path(path).is_file()  # a missing file: the loader says so
     if factory and not getattr(args, "weights", None) and not getattr(args, "random_init", False):
         raise ConfigError(f"--model {spec} builds a fresh network: give its trained weights with --weights FILE "
                           "(or --random-init to use the random initialisation on purpose)")
