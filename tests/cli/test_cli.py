@@ -73,7 +73,7 @@ def test_certify_accuracy(tiny_model):
 
 def test_bad_inputs_exit_2_with_message(tiny_model, tmp_path, capsys):
     tmp, model, w, data = tiny_model
-    assert main(["radius", "--model", str(tmp / "missing.py:make"), "--data", data, "--quiet"]) == 2
+    assert main(["radius", "--model", str(tmp / "missing.py:make"), "--weights", w, "--data", data, "--quiet"]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["radius", "--model", model, "--weights", w, "--data", data, "--method", "nope", "--quiet"]) == 2
     assert "unknown method" in capsys.readouterr().err

@@ -128,8 +128,8 @@ CASES = [
     ("clip-far-outside", TANH + " --data {d}/far.npz", 2, r"outside"),
     # models
     ("missing-model", "radius --model {d}/nope.py:make --data {d}/d.npz --quiet", 2, r"not found"),
-    ("factory-raises", "radius --model {d}/net.py:broken --data {d}/d.npz --quiet", 2, r"factory broke"),
-    ("no-such-factory", "radius --model {d}/net.py:nothing --data {d}/d.npz --quiet", 2, r"no callable factory"),
+    ("factory-raises", "radius --model {d}/net.py:broken --random-init --data {d}/d.npz --quiet", 2, r"factory broke"),
+    ("no-such-factory", "radius --model {d}/net.py:nothing --random-init --data {d}/d.npz --quiet", 2, r"no callable factory"),
     ("garbage-weights", "radius --model {d}/net.py:make --weights {d}/garbage.pt --data {d}/d.npz --quiet", 2,
      r"not a PyTorch file"),
     ("garbage-model-pt", "radius --model {d}/garbage.pt --data {d}/d.npz --quiet", 2, r"not a PyTorch file"),

@@ -10,8 +10,8 @@ samples (the CLI's ``certnn compare``) compares defences. Conventions:
 * ``mean_certified_radius``: mean over all N samples with 0 for misclassified ones (so that models are
   compared on the same denominator); ``mean_certified_radius_correct`` the mean over the correctly
   classified ones only (None when there are none);
-* ``mean_attack_radius`` (optional, an UPPER bound, never certified): mean PGD radius over the correctly
-  classified samples where PGD found an adversarial example.
+* ``mean_attack_radius`` (optional, an UPPER bound, never certified): mean attack radius over the correctly
+  classified samples where the attack found an adversarial example.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def summarize_model(graph: Graph, x: Tensor, y: Tensor, frames: Sequence[Sequenc
             sentences); None perturbs what ``config`` says (its ``frames``, default the whole input).
         config, search: method / norm / target / clip and the radius search.
         eps: radii at which certified accuracy is reported.
-        attack: a :class:`certnn.attacks.PGDConfig` to also find attack radii (upper bounds) on the same
+        attack: a :class:`certnn.attacks.FMNConfig` or :class:`~certnn.attacks.PGDConfig` to also find attack radii (upper bounds) on the same
             sets; a certified radius above an attack radius raises :class:`SoundnessError`.
         dtype, device: of the bound computations (see :class:`Certifier`); the attack runs on `device`.
     """

@@ -1,7 +1,10 @@
-"""The smallest radius at which PGD finds a verified adversarial example: an UPPER bound on the minimal
-adversarial distortion, per sample (never a certified radius).
+"""The attack radius: the distance of a found, float64-verified adversarial example, an UPPER bound on the
+minimal adversarial distortion, per sample (never a certified radius).
 
-The search is batched over samples: each round makes one :func:`~certnn.attacks.pgd.pgd_attack` call on
+:func:`attack_radius` runs the minimum-norm attack (:mod:`certnn.attacks.fmn`, the default: one run gives a
+distance) or, given a :class:`~certnn.attacks.pgd.PGDConfig`, the PGD radius search below.
+
+The PGD search is batched over samples: each round makes one :func:`~certnn.attacks.pgd.pgd_attack` call on
 the samples still searching, each with its own eps. First the radius is bracketed (doubling up from
 ``eps_init`` until success or ``eps_max``; halving down while the initial guess already succeeds), then
 ``steps`` rounds of bisection between the largest failed and the smallest successful eps.
@@ -10,11 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from .fmn import FMNConfig, fmn_attack
 from .placement import model_on, result_on, target_device, tensor_on
 from .pgd import Model, PGDConfig, _norms, _prepare, _run, as_dtype
 
@@ -29,9 +34,10 @@ class RadiusAttackResult:
     """Outcome of :func:`attack_radius`: attack evidence (upper bounds), never certified.
 
     Attributes:
-        radius: (B,) float64: the smallest eps at which PGD found a verified adversarial example; an
-            upper bound on the minimal adversarial distortion. 0 for samples misclassified at x (or
-            already of the target class); ``inf`` where nothing was found up to ``eps_max``.
+        radius: (B,) float64: PGD: the smallest eps at which PGD found a verified adversarial example;
+            FMN: the float64 distance of the example found, rounded up by (dim + 8) ulps. Either way an upper
+            bound on the minimal adversarial distortion. 0 for samples misclassified at x (or already of
+            the target class); ``inf`` where nothing was found up to ``eps_max``.
         x_adv: (B, *in_shape), dtype of x: the example found at ``radius`` (x itself where none).
         success: (B,) bool: an adversarial example was found and verified (float64 forward pass, inside
             the ball of radius ``radius`` and the clip box).
@@ -51,21 +57,28 @@ class RadiusAttackResult:
     eps_max: float
 
 
-def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: PGDConfig = PGDConfig(),
+def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: FMNConfig | PGDConfig | None = None,
                   target: Tensor | None = None, clip: tuple[float | Tensor, float | Tensor] | None = None,
-                  scale: Tensor | None = None, *, eps_max: float = 1.0, eps_init: float | None = None,
-                  steps: int = 12, frame_norm: str | None = None, device=None) -> RadiusAttackResult:
-    """Per-sample smallest PGD radius, found by bracketing then batched bisection.
+                  scale: Tensor | None = None, *, eps_max: float | None = None, eps_init: float | None = None,
+                  steps: int = 12, frame_norm: str | None = None,
+                  progress: Callable[[dict], None] | None = None, device=None) -> RadiusAttackResult:
+    """Per-sample attack radius: an UPPER bound on the minimal adversarial distortion (a real,
+    float64-verified adversarial example lies at that distance).
 
-    The returned ``radius`` is an UPPER bound on the minimal adversarial distortion: at that eps a real,
-    float64-verified adversarial example was found. PGD is not monotone in eps, so a failure at a smaller
-    eps proves nothing; the bisection only narrows where PGD starts to succeed.
+    With ``config`` None or an :class:`~certnn.attacks.fmn.FMNConfig`: the minimum-norm attack
+    (:func:`~certnn.attacks.fmn.fmn_attack`), one run per sample. With a :class:`PGDConfig`: the smallest
+    PGD radius, found by bracketing then batched bisection (one PGD run per step). PGD is not monotone in
+    eps, so a failure at a smaller eps proves nothing; the bisection only narrows where PGD starts to
+    succeed.
 
     Args:
-        model, x, y, norm, config, target, clip, scale, frame_norm: as in :func:`~certnn.attacks.pgd.pgd_attack`.
-        eps_max: largest eps tried (finite, > 0).
-        eps_init: first eps tried, in (0, eps_max]; None means eps_max / 16.
-        steps: bisection rounds after bracketing (>= 0); the bracket shrinks by 2 ** steps.
+        model, x, y, norm, target, clip, scale, frame_norm: as in :func:`~certnn.attacks.pgd.pgd_attack`.
+        config: None (FMN with default settings), an FMNConfig or a PGDConfig.
+        eps_max: largest radius searched (> 0). FMN: None means unbounded; PGD: finite, None means 1.0.
+        eps_init: PGD only: first eps tried, in (0, eps_max]; None means eps_max / 16.
+        steps: PGD only: bisection rounds after bracketing (>= 0); the bracket shrinks by 2 ** steps.
+        progress: called with a dict after every step (FMN: step, steps, samples, runs)
+            or every PGD run (phase 'bracket' / 'bisection', round, searching, samples).
         device: where the attacks run (None: x's device); the result comes back on x's device.
 
     Returns:
@@ -75,11 +88,15 @@ def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: PGDConf
     if dev is not None and isinstance(x, Tensor):
         res = attack_radius(model_on(model, dev), x.to(dev), tensor_on(y, dev), norm, config, tensor_on(target, dev),
                             tensor_on(clip, dev), tensor_on(scale, dev), eps_max=eps_max, eps_init=eps_init,
-                            steps=steps, frame_norm=frame_norm)
+                            steps=steps, frame_norm=frame_norm, progress=progress)
         return result_on(res, x.device)
+    if config is None or isinstance(config, FMNConfig):
+        return fmn_attack(model, x, y, norm, config or FMNConfig(), target, clip, scale, eps_max=eps_max,
+                          frame_norm=frame_norm, progress=progress)
     norm, frames = _norms(norm, frame_norm, x)
     if not isinstance(config, PGDConfig):
-        raise ConfigError(f"config must be a PGDConfig; got {type(config).__name__}")
+        raise ConfigError(f"config must be an FMNConfig or a PGDConfig; got {type(config).__name__}")
+    eps_max = 1.0 if eps_max is None else eps_max
     if not _positive_finite(eps_max):
         raise ConfigError(f"eps_max = {eps_max!r} must be a finite number > 0")
     eps_init = eps_max / 16 if eps_init is None else eps_init
@@ -121,6 +138,15 @@ def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: PGDConf
     cur = torch.full((batch,), float(eps_init), **f64)
     searching = ~success
     floor = eps_init * 2.0 ** -_MAX_HALVINGS
+    rounds = 0
+
+    def report(phase: str, n: int) -> None:
+        nonlocal rounds
+        rounds += 1
+        if progress is not None:
+            progress({"phase": phase, "round": rounds, "searching": n, "samples": batch,
+                      "found": int(torch.isfinite(hi).sum())})
+
     while bool(searching.any()):
         idx = searching.nonzero()[:, 0]
         asked = cur[idx]
@@ -129,6 +155,7 @@ def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: PGDConf
         done = torch.where(won, (lo[idx] > 0) | (nxt < floor), torch.isfinite(hi[idx]) | (asked >= eps_max))
         cur[idx] = nxt
         searching[idx[done]] = False
+        report("bracket", int(searching.sum()))
 
     # Phase 2: bisection between the largest failure and the smallest success.
     open_ = torch.isfinite(hi) & (hi > 0)
@@ -141,6 +168,7 @@ def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: PGDConf
         if idx.numel() == 0:
             break
         attack(idx, mid[idx])
+        report("bisection", int(idx.numel()))
 
     return RadiusAttackResult(radius=hi, x_adv=x_adv.reshape(batch, *problem.in_shape), success=success,
                               distance=distance, margin=margin, norm=norm, eps_max=float(eps_max))

@@ -56,7 +56,7 @@ def run_until(fn: Callable[[int, int], R], n: int, batch: int, deadline: float |
     return _join(parts), decided
 
 
-def radius_placeholder(cert, x: Tensor, y: Tensor, complete: bool):
+def radius_placeholder(cert, x: Tensor, y: Tensor, complete: bool, index_offset: int = 0):
     """A RadiusResult for samples not searched: predictions and targets, radius 0 (reported undecided)."""
     from .radius import RadiusResult
 
@@ -64,12 +64,12 @@ def radius_placeholder(cert, x: Tensor, y: Tensor, complete: bool):
     logits = cert.predict(xs)
     pred = logits.argmax(1)
     n = xs.shape[0]
-    return RadiusResult(torch.zeros(n, dtype=torch.float64), pred, pred == ys, cert.targets(logits, ys),
+    return RadiusResult(torch.zeros(n, dtype=torch.float64), pred, pred == ys, cert.targets(logits, ys, index_offset),
                         torch.zeros(n, dtype=torch.float64), 0,
                         torch.full((n,), float("inf"), dtype=torch.float64) if complete else None)
 
 
-def certify_placeholder(cert, x: Tensor, y: Tensor, complete: bool):
+def certify_placeholder(cert, x: Tensor, y: Tensor, complete: bool, index_offset: int = 0):
     """A CertifyResult for samples not run: predictions, certified False, status 'undecided'."""
     from .bounds import CertifyResult
 
@@ -77,27 +77,33 @@ def certify_placeholder(cert, x: Tensor, y: Tensor, complete: bool):
     logits = cert.predict(xs)
     pred = logits.argmax(1)
     n = xs.shape[0]
-    target = cert.targets(logits, ys)
+    target = cert.targets(logits, ys, index_offset)
     return CertifyResult(pred, pred == ys, torch.zeros(n, dtype=torch.bool),
                          torch.full((n, 1 if target is not None else cert.num_classes - 1), float("nan"),
                                     dtype=torch.float64), target, ["undecided"] * n if complete else None)
 
 
-def radius_in_time(cert, x: Tensor, y: Tensor, search, deadline: float | None, progress=None):
-    """Certifier.radius batch by batch until `deadline`: (RadiusResult, decided mask)."""
+def radius_in_time(cert, x: Tensor, y: Tensor, search, deadline: float | None, progress=None, on_step=None,
+                   index_offset: int = 0):
+    """Certifier.radius batch by batch until `deadline`: (RadiusResult, decided mask). `on_step(info)` after
+    every bound computation (Certifier.radius), info["batch"] counting batches over all n samples;
+    `index_offset`: the global index of x[0]."""
     n, bs = x.shape[0], cert.config.batch_size
     complete = cert.config.complete is not None
 
     def fn(i, j):
-        r = cert.radius(x[i:j], y[i:j], search)
+        step = None if on_step is None else (lambda info: on_step({**info, "batch": i // bs + 1}))
+        r = cert.radius(x[i:j], y[i:j], search, on_step=step, index_offset=index_offset + i)
         if progress:
             progress(j, n)
         return r
-    return run_until(fn, n, bs, deadline, lambda i, j: radius_placeholder(cert, x[i:j], y[i:j], complete))
+    return run_until(fn, n, bs, deadline,
+                     lambda i, j: radius_placeholder(cert, x[i:j], y[i:j], complete, index_offset + i))
 
 
-def certify_in_time(cert, x: Tensor, y: Tensor, eps, deadline: float | None):
+def certify_in_time(cert, x: Tensor, y: Tensor, eps, deadline: float | None, index_offset: int = 0):
     """Certifier.certify batch by batch until `deadline`: (CertifyResult, decided mask)."""
     complete = cert.config.complete is not None
-    return run_until(lambda i, j: cert.certify(x[i:j], y[i:j], eps), x.shape[0], cert.config.batch_size, deadline,
-                     lambda i, j: certify_placeholder(cert, x[i:j], y[i:j], complete))
+    return run_until(lambda i, j: cert.certify(x[i:j], y[i:j], eps, index_offset + i), x.shape[0],
+                     cert.config.batch_size, deadline,
+                     lambda i, j: certify_placeholder(cert, x[i:j], y[i:j], complete, index_offset + i))

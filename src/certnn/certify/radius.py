@@ -24,6 +24,7 @@ from ..graph.ir import Graph
 from ..optimize.config import AlphaConfig
 from .complete import CompleteConfig, complete_status
 from .bounds import CertifyResult, Model, apply_precision, bounds_for_spec, make_spec, sound_graph, to_graph
+from .search_clock import SearchClock
 from .targets import TARGETS, margin_matrix, select_targets
 from .warm_start import _Warm
 
@@ -179,8 +180,9 @@ class Certifier:
         with torch.no_grad():
             return self.graph.forward(torch.as_tensor(x).to(dtype=self.dtype, device=self.device)).cpu()
 
-    def targets(self, logits: Tensor, y: Tensor) -> Tensor | None:
-        return select_targets(logits, y, self.config.target, self.config.seed)
+    def targets(self, logits: Tensor, y: Tensor, index_offset: int = 0) -> Tensor | None:
+        """Target per sample; 'random' is drawn per sample from (seed, index_offset + i) (certify/targets.py)."""
+        return select_targets(logits, y, self.config.target, self.config.seed, index_offset)
 
     def margin_lower(self, x: Tensor, y: Tensor, eps: Tensor, target: Tensor | None, proof_only: bool = False,
                      warm: dict | None = None) -> Tensor:
@@ -218,15 +220,16 @@ class Certifier:
         return lo.cpu()
 
     # ---------------------------------------------------------------- public
-    def certify(self, x: Tensor, y: Tensor, eps) -> CertifyResult:
-        """Verdicts at one eps (scalar or per-sample (B,)), batched by config.batch_size."""
+    def certify(self, x: Tensor, y: Tensor, eps, index_offset: int = 0) -> CertifyResult:
+        """Verdicts at one eps (scalar or per-sample (B,)), batched by config.batch_size; index_offset: the
+        global index of x[0] (keys the 'random' targets)."""
         x, y = self._prep(x, y)
         B = x.shape[0]
         eps_t = torch.as_tensor(eps, dtype=self.dtype)
         eps_t = eps_t.expand(B).clone() if eps_t.ndim == 0 else eps_t
         logits = self.predict(x)
         pred = logits.argmax(1)
-        target = self.targets(logits, y)
+        target = self.targets(logits, y, index_offset)
         S = 1 if target is not None else self.num_classes - 1
         ml = torch.full((B, S), -torch.inf, dtype=self.dtype)
         correct = pred == y
@@ -271,13 +274,17 @@ class Certifier:
         return out
 
     def radius(self, x: Tensor, y: Tensor, search: RadiusConfig = RadiusConfig(),
-               progress: Progress | None = None) -> RadiusResult:
-        """Certified radius per sample (doubling/halving to bracket, then bisection), batched."""
+               progress: Progress | None = None, on_step: Callable[[dict], None] | None = None,
+               index_offset: int = 0) -> RadiusResult:
+        """Certified radius per sample (doubling/halving to bracket, then bisection), batched.
+
+        ``progress(done, total)`` after every batch; ``on_step(info)`` after every bound computation and
+        ``time_s`` per sample as in certify/search_clock.py; index_offset as in :meth:`certify`."""
         x, y = self._prep(x, y)
         B = x.shape[0]
         logits = self.predict(x)
         pred = logits.argmax(1)
-        target = self.targets(logits, y)
+        target = self.targets(logits, y, index_offset)
         correct = pred == y
         radius = torch.zeros(B, dtype=torch.float64)
         times = torch.zeros(B, dtype=torch.float64)
@@ -289,12 +296,13 @@ class Certifier:
             sl = torch.arange(i, min(B, i + bs))
             idx = sl[correct[sl]]
             t0 = time.perf_counter()
+            clock = SearchClock(len(idx), on_step, {"batch": i // bs + 1})
             if idx.numel():
-                r, n = self._search(x[idx], y[idx], None if target is None else target[idx], search)
+                r, n = self._search(x[idx], y[idx], None if target is None else target[idx], search, clock)
                 radius[idx] = r
                 violated[idx] = self._violated
                 evals += n
-            times[sl] = (time.perf_counter() - t0) / len(sl)
+            clock.share(times, sl, idx, time.perf_counter() - t0)
             done += len(sl)
             if progress:
                 progress(done, B)
@@ -316,10 +324,14 @@ class Certifier:
         self._violated[index[viol]] = torch.minimum(self._violated[index[viol]], eps[viol].to(torch.float64).cpu())
         return torch.tensor([s == "holds" for s in status], dtype=torch.bool)
 
-    def _search(self, x: Tensor, y: Tensor, t: Tensor | None, cfg: RadiusConfig) -> tuple[Tensor, int]:
+    def _search(self, x: Tensor, y: Tensor, t: Tensor | None, cfg: RadiusConfig,
+                clock: SearchClock | None = None) -> tuple[Tensor, int]:
+        """(certified radius, bound computations); ``clock`` receives each sample's share of the time."""
         if self.config.method == "lipschitz":
+            self._violated = torch.full((x.shape[0],), math.inf, dtype=torch.float64)
             return self._lipschitz_radius(x, y, t), 1
         n = x.shape[0]
+        clock = SearchClock(n) if clock is None else clock
         self._violated = torch.full((n,), math.inf, dtype=torch.float64)
         # alpha-crown: each step starts from the parameters the previous step ended with (where shapes match)
         warm = _Warm(n) if METHODS[self.config.method].engine == "optimized" else None
@@ -334,7 +346,9 @@ class Certifier:
                 if not active.any():
                     break
                 a = torch.nonzero(active).flatten()
-                ok = self._certified_at(x[a], y[a], None if t is None else t[a], eps[a].to(self.dtype), warm, a).cpu()
+                with clock.step("bracket", evals, cfg.bracket_steps, a):
+                    ok = self._certified_at(x[a], y[a], None if t is None else t[a], eps[a].to(self.dtype), warm,
+                                            a).cpu()
                 evals += 1
                 self.profile.count("bracket_steps")
                 lo[a[ok]] = eps[a[ok]]
@@ -345,12 +359,14 @@ class Certifier:
                 eps[shrink] = eps[shrink] / 2
                 # samples with both ends known stop bracketing (their eps is no longer used)
         with self.profile.phase("search:bisection"):
-            for _ in range(cfg.bisection_steps):
+            for k in range(cfg.bisection_steps):
                 a = torch.nonzero((lo > 0) & torch.isfinite(hi)).flatten()
                 if a.numel() == 0:
                     break
                 mid = torch.sqrt(lo[a] * hi[a]) if cfg.log_space else (lo[a] + hi[a]) / 2
-                ok = self._certified_at(x[a], y[a], None if t is None else t[a], mid.to(self.dtype), warm, a).cpu()
+                with clock.step("bisection", k, cfg.bisection_steps, a):
+                    ok = self._certified_at(x[a], y[a], None if t is None else t[a], mid.to(self.dtype), warm,
+                                            a).cpu()
                 evals += 1
                 self.profile.count("bisection_steps")
                 lo[a[ok]] = mid[ok]

@@ -9,9 +9,10 @@ from ..errors import ConfigError, DataError
 TARGETS = ("untargeted", "top2", "random", "least")
 
 
-def select_targets(logits: Tensor, y: Tensor, mode: str, seed: int = 0) -> Tensor | None:
-    """Target class per sample (B,) for 'top2' (runner-up), 'random' (seeded, != y), 'least' (lowest
-    logit); None for 'untargeted' (every class j != y)."""
+def select_targets(logits: Tensor, y: Tensor, mode: str, seed: int = 0, index_offset: int = 0) -> Tensor | None:
+    """Target class per sample (B,) for 'top2' (runner-up), 'random' (!= y, drawn per sample from (seed,
+    index_offset + i): the same class whatever the batch or shard, keyed_random.py), 'least' (lowest logit);
+    None for 'untargeted' (every class j != y)."""
     if mode == "untargeted":
         return None
     K = logits.shape[1]
@@ -26,9 +27,9 @@ def select_targets(logits: Tensor, y: Tensor, mode: str, seed: int = 0) -> Tenso
         masked[idx, y] = torch.inf
         return masked.argmin(1)
     if mode == "random":
-        g = torch.Generator().manual_seed(seed)
-        r = torch.randint(0, K - 1, (logits.shape[0],), generator=g)
-        return r + (r >= y.cpu()).long()
+        from ..keyed_random import keyed_other_class
+
+        return keyed_other_class(y.cpu().long(), K, seed, index_offset)
     raise ConfigError(f"unknown target {mode!r}; choose one of {', '.join(TARGETS)}")
 
 

@@ -42,7 +42,7 @@ def run(args) -> int:
     from ..certify.radius import CertifyConfig, Certifier
     from ..report.records import SampleRecord, environment, write_json
 
-    con = Console(args.quiet)
+    con = Console.for_args(args)
     methods = parse_methods(args.method)
     if len(methods) != 1:
         from ..errors import ConfigError
@@ -70,7 +70,7 @@ def run(args) -> int:
         for k, e in enumerate(args.eps):
             from ..certify.deadline import certify_in_time
 
-            res, done = certify_in_time(cert, x, y, e, deadline(args))
+            res, done = certify_in_time(cert, x, y, e, deadline(args), index_offset=args.start)
             undecided[e] = ~done
             verdicts[e] = res.certified
             statuses[e] = res.status

@@ -43,17 +43,18 @@ def run(args) -> int:
     from ..certify.targets import select_targets
     from ..estimate import CleverConfig, clever_scores
 
-    con = Console(args.quiet)
+    con = Console.for_args(args)
     model, x, y = load_model_and_data(args)
     graph = to_graph(model, tuple(x.shape[1:]))
     cfg = CleverConfig(n_batches=args.batches, n_samples=args.batch_samples, radius=args.radius, seed=args.seed)
     with torch.no_grad():
         logits = graph.forward(x)
-    target = select_targets(logits, y, args.target, args.seed)
+    target = select_targets(logits, y, args.target, args.seed, index_offset=args.start)
     clip = tuple(args.clip) if args.clip else None
     sw = Stopwatch()
     with con.progress("clever", 1) as cb:
-        res = clever_scores(graph, x, y, args.norm, cfg, target=target, clip=clip, device=args.device)
+        res = clever_scores(graph, x, y, args.norm, cfg, target=target, clip=clip, device=args.device,
+                            index_offset=args.start)
         cb(1, 1)
     per = sw() / max(1, len(y))
     pred = logits.argmax(1)

@@ -17,6 +17,16 @@ if TYPE_CHECKING:  # torch and the engine are imported by the commands' bodies: 
     import torch
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" once: not where the help already states its default, nor for None / False."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", required=True, help="FILE.py:FACTORY, TorchScript .pt, .onnx, or a pickled module "
@@ -24,11 +34,28 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", help="weights for FILE.py:FACTORY models: a state_dict or a checkpoint "
                                      "({'state_dict': ...}, {'model': ...}, lists of state dicts, 'module.' "
                                      "prefixes), loaded with weights_only=True")
+    add_random_init_arg(g)
     g.add_argument("--weights-key", help="which state_dict of a checkpoint holding several, e.g. state_dict.0 or ema")
     g.add_argument("--trust-pickle", action="store_true",
                    help="allow loading a fully pickled module (runs code from the file)")
     g.add_argument("--input-shape", type=lambda s: tuple(int(v) for v in s.split(",")),
                    help="per-sample input shape if the data must be reshaped, e.g. 1,28,28")
+
+
+def add_random_init_arg(g) -> None:
+    g.add_argument("--random-init", action="store_true",
+                   help="FILE.py:FACTORY without --weights: use the factory's random initialisation on purpose")
+
+
+def check_weights_given(args) -> None:
+    """A FILE.py:FACTORY model needs --weights (else its random initialisation would be certified) unless
+    --random-init says that is meant."""
+    spec = str(getattr(args, "model", "") or "")
+    path = spec.rpartition(":")[0]
+    factory = ":" in spec and path.endswith(".py") and Path(path).is_file()  # a missing file: the loader says so
+    if factory and not getattr(args, "weights", None) and not getattr(args, "random_init", False):
+        raise ConfigError(f"--model {spec} builds a fresh network: give its trained weights with --weights FILE "
+                          "(or --random-init to use the random initialisation on purpose)")
 
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -42,14 +69,13 @@ def add_spec_args(p: argparse.ArgumentParser, methods: bool = True) -> None:
     g = p.add_argument_group("perturbation and method")
     g.add_argument("--norm", default="inf", choices=["inf", "2", "1"], help="Lp norm of the ball")
     if methods:
-        g.add_argument("--method", default="crown",
-                       help=f"method, or several separated by commas: {', '.join(BUILTIN_METHODS)}")
+        add_method_list_arg(g)
     g.add_argument("--target", default="untargeted", choices=["untargeted", "top2", "random", "least"],
                    help="which classes the prediction must beat")
     g.add_argument("--clip", nargs=2, type=float, metavar=("LO", "HI"),
                    help="intersect the ball with the box [LO, HI] (e.g. 0 1 for pixels)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--seed", type=int, default=0, help="random seed (targets 'random', attacks, sampling)")
+    g.add_argument("--batch-size", type=int, default=32, help="samples bounded together")
     if not methods:  # --frames is a certification option (certify / radius)
         return
     g.add_argument("--frames", default=None,
@@ -137,6 +163,21 @@ def resolve_data_dir(args) -> Path:
 def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="OUT.json", help="write machine-readable results (schema_version'd)")
     p.add_argument("--quiet", action="store_true", help="no table or progress bar")
+    add_log_args(p)
+
+
+def add_log_args(p: argparse.ArgumentParser) -> None:
+    """--log-json: progress as JSON lines on stderr (cli/progress.py)."""
+    p.add_argument("--log-json", action="store_true",
+                   help="progress as one JSON object per line on stderr (for machines and log collectors)")
+
+
+def add_method_list_arg(p, default: str = "crown") -> None:
+    """--method M[,M...] (one or several certification methods); --methods is a hidden alias kept for
+    compatibility."""
+    p.add_argument("--method", default=default,
+                   help=f"method, or several separated by commas: {', '.join(BUILTIN_METHODS)}")
+    p.add_argument("--methods", dest="method", help=argparse.SUPPRESS)
 
 
 def parse_methods(text: str) -> list[str]:
@@ -153,6 +194,7 @@ def cli_load_model(args, sample_shape: tuple[int, ...] | None = None):
     """load_model with the CLI's flags; says on stderr where in a checkpoint the weights were found and keeps
     it for the JSON settings (input_settings). An ONNX input with symbolic per-sample dimensions (a
     sequence length) takes them from --input-shape, else from `sample_shape` (the data's)."""
+    check_weights_given(args)
     from ..graph.loading import load_model
 
     info: dict = {}
@@ -243,12 +285,20 @@ def load_model_and_data(args) -> tuple[object, torch.Tensor, torch.Tensor]:
 class Console:
     """Human output (rich) unless quiet; all printing of the CLI goes through here."""
 
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, log_json: bool = False, command: str = ""):
         self.quiet = quiet
         from rich.console import Console as RichConsole
 
+        from .progress import Reporter
+
         self.out = RichConsole(highlight=False)
         self.err = RichConsole(stderr=True, highlight=False)
+        self.reporter = Reporter.for_args(argparse.Namespace(quiet=quiet, log_json=log_json, command=command))
+
+    @classmethod
+    def for_args(cls, args) -> "Console":
+        """From --quiet, --log-json and the command's name."""
+        return cls(getattr(args, "quiet", False), getattr(args, "log_json", False), getattr(args, "command", ""))
 
     def print(self, *a, **k) -> None:
         if not self.quiet:
@@ -259,27 +309,21 @@ class Console:
             return
         from rich.table import Table
 
-        t = Table(title=title)
+        from rich.markup import escape
+
+        # escaped: a header such as "certified[crown]" is text, not a rich style tag
+        t = Table(title=escape(title))
         for c in columns:
-            t.add_column(c, justify="right" if c not in ("method",) else "left")
+            t.add_column(escape(c), justify="right" if c not in ("method",) else "left")
         for r in rows:
-            t.add_row(*[fmt(v) for v in r])
+            t.add_row(*[escape(fmt(v)) for v in r])
         self.out.print(t)
 
     @contextmanager
     def progress(self, description: str, total: int) -> Iterator:
-        if self.quiet:
-            yield lambda done, tot: None
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=self.err, transient=True) as prog:
-            task = prog.add_task(description, total=total)
-
-            def update(done: int, tot: int) -> None:
-                prog.update(task, completed=done, total=tot)
-            yield update
+        """A progress task (cli/progress.py): call it with (done, total); .detail(dict) for finer steps."""
+        with self.reporter.task(description, total) as task:
+            yield task
 
 
 def fmt(v: object) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, DataError
+from .attack_options import add_attack_args, attack_config
 from .common import Console, add_output_args, fmt, parse_methods
 from .precision_args import add_precision_args, environment_for, precision_kwargs
 
@@ -34,19 +35,19 @@ def register(sub) -> None:
     p.add_argument("--samples", type=int, default=20, help="the first N test examples")
     p.add_argument("--start", type=int, default=0, help="index of the first test example considered")
     p.add_argument("--words", default="all", help="text models: perturbed word positions (3,5 or -1) or all")
-    p.add_argument("--method", default="certrnn", help="certification method")
-    p.add_argument("--norm", default="2", choices=["inf", "2", "1"])
-    p.add_argument("--target", default="untargeted", choices=["untargeted", "top2", "random", "least"])
+    p.add_argument("--method", default="certrnn", help="certification method (one)")
+    p.add_argument("--norm", default="2", choices=["inf", "2", "1"], help="Lp norm of the ball")
+    p.add_argument("--target", default="untargeted", choices=["untargeted", "top2", "random", "least"],
+                   help="which classes the prediction must beat")
     p.add_argument("--clip", nargs=2, type=float, metavar=("LO", "HI"), help="image tasks: e.g. 0 1 for pixels")
     p.add_argument("--eps", type=float, nargs="+", default=[], help="certified accuracy at these radii")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--eps-init", type=float)
-    p.add_argument("--eps-max", type=float, default=1e3)
-    p.add_argument("--bisection-steps", type=int, default=14)
-    p.add_argument("--attack", action="store_true", help="also the mean PGD attack radius (upper bound)")
-    p.add_argument("--attack-steps", type=int, default=100)
-    p.add_argument("--attack-restarts", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0, help="random seed (targets 'random', attacks)")
+    p.add_argument("--batch-size", type=int, default=32, help="samples bounded together")
+    p.add_argument("--eps-init", type=float, help="first eps tried (none: 0.01 inf, 0.1 L2, 1 L1)")
+    p.add_argument("--eps-max", type=float, default=1e3, help="largest eps tried")
+    p.add_argument("--bisection-steps", type=int, default=14, help="bisection steps of the radius search")
+    p.add_argument("--attack", action="store_true", help="also the mean attack radius (upper bound)")
+    add_attack_args(p)
     p.add_argument("--md", metavar="OUT.md", help="write the table as Markdown")
     add_precision_args(p)
     add_output_args(p)
@@ -146,7 +147,7 @@ def run(args) -> int:
 
     from ..apps.compare import summarize_model
 
-    con = Console(args.quiet)
+    con = Console.for_args(args)
     method = parse_methods(args.method)
     if len(method) != 1:
         raise ConfigError("compare takes one --method (run it once per method)")
@@ -163,9 +164,7 @@ def run(args) -> int:
     search = RadiusConfig(eps_init=args.eps_init, eps_max=args.eps_max, bisection_steps=args.bisection_steps)
     attack = None
     if args.attack:
-        from ..attacks import PGDConfig
-
-        attack = PGDConfig(steps=args.attack_steps, restarts=args.attack_restarts, seed=args.seed)
+        attack = attack_config(args)
     rows = []
     for path, (graph, x, y, frames) in zip(args.models, inputs):
         with con.progress(f"{Path(path).name}: {method[0]} radius", x.shape[0]) as cb:
@@ -191,7 +190,7 @@ def run(args) -> int:
                 "conventions": "a sample counts only if the model classifies it correctly; mean_certified_radius "
                                "averages over all samples with 0 for misclassified ones; "
                                "mean_certified_radius_correct over correctly classified ones; mean_attack_radius "
-                               "(upper bound) over correct samples where PGD found an example"}
+                               "(upper bound) over correct samples where the attack found an example"}
     if args.json:
         write_document(args.json, "compare", settings, environment_for(args), models=rows)
         con.print(f"wrote {args.json}")

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import Console, Stopwatch
+from .common import add_log_args, Console, Stopwatch, add_method_list_arg, parse_methods
 from .precision_args import add_precision_args, precision_kwargs
 
 if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
@@ -20,11 +20,13 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="train a small MLP on scikit-learn's digits and certify it",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--samples", type=int, default=20, help="test samples to certify")
-    p.add_argument("--methods", default="ibp,fastlin,crown,lipschitz")
-    p.add_argument("--norms", default="inf,2")
+    add_method_list_arg(p, "ibp,fastlin,crown,lipschitz")
+    p.add_argument("--norm", default="inf,2", help="Lp norm(s) of the ball, separated by commas: inf, 2, 1")
+    p.add_argument("--norms", dest="norm", help=argparse.SUPPRESS)
     p.add_argument("--out", default="demo_out", help="folder for the trained model and data (npz)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="random seed (training, attacks)")
+    p.add_argument("--quiet", action="store_true", help="no table or progress output")
+    add_log_args(p)
     add_precision_args(p, what="where bounds, attacks and CLEVER run (training stays on the cpu)")
     p.set_defaults(func=run)
 
@@ -36,13 +38,15 @@ def run(args) -> int:
     from ..data.digits import load_digits_split
     from ..graph.from_torch import from_torch
     from ..train.simple import accuracy, mlp, train_classifier
+    from ..config import parse_norm
 
-    con = Console(args.quiet)
+    con = Console.for_args(args)
     sw = Stopwatch()
     xtr, ytr, xte, yte = load_digits_split()
     torch.manual_seed(args.seed)
     model = mlp([64, 32, 32, 10])
-    train_classifier(model, xtr, ytr, epochs=40, batch_size=64, lr=3e-3, seed=args.seed)
+    with con.progress("training (epochs)", 40) as task:
+        train_classifier(model, xtr, ytr, epochs=40, batch_size=64, lr=3e-3, seed=args.seed, on_epoch=task)
     con.print(f"trained a 64-32-32-10 ReLU MLP on {len(ytr)} digits in {sw():.1f} s; "
               f"test accuracy {accuracy(model, xte, yte):.3f}")
     out = Path(args.out)
@@ -55,13 +59,13 @@ def run(args) -> int:
     import numpy as np
     np.savez(out / "digits_test.npz", x=x.numpy(), y=y.numpy())
     graph = from_torch(model, (64,))
-    methods = [m for m in args.methods.split(",") if m]
+    methods = parse_methods(args.method)
     rows = []
-    from ..attacks import PGDConfig, attack_radius
+    from ..attacks import attack_radius
 
-    for norm in args.norms.split(","):
-        ar = attack_radius(graph, x, y, norm, PGDConfig(steps=50, restarts=2, seed=args.seed), clip=(0.0, 1.0),
-                           device=args.device)
+    for norm in [parse_norm(n) for n in args.norm.split(",") if n.strip()]:
+        with con.progress(f"L{norm} attack radius (FMN)", len(y)) as cb:
+            ar = attack_radius(graph, x, y, norm, clip=(0.0, 1.0), progress=cb.detail, device=args.device)
         for m in methods:
             cert = Certifier(graph, CertifyConfig(method=m, norm=norm, clip=(0.0, 1.0)), **precision_kwargs(args))
             with con.progress(f"L{norm} {m}", len(y)) as cb:

@@ -16,9 +16,10 @@ import sys
 from ..errors import CertnnError
 
 #: subcommand modules; each has register(subparsers) setting `func`
-SUBCOMMANDS = ["radius", "certify", "verify", "vnnlib", "attack", "clever", "report", "train", "words", "compare", "demo"]
+SUBCOMMANDS = ["radius", "certify", "verify", "vnnlib", "attack", "clever", "report", "train", "words", "compare", "demo",
+               "run"]
 #: module of each subcommand that is not named after it
-MODULES = {"vnnlib": "vnnlib_solver"}
+MODULES = {"vnnlib": "vnnlib_solver", "run": "config_file"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in SUBCOMMANDS:
         importlib.import_module(f"certnn.cli.{MODULES.get(name, name)}").register(sub)
+    from .common import HelpFormatter
+    from .config_file import add_config_flag
+
+    for name, sp in sub.choices.items():  # one "(default: X)" per flag (cli/common.py)
+        sp.formatter_class = HelpFormatter
+        if name not in ("run", "vnnlib"):
+            add_config_flag(sp)  # --config FILE, expanded by config_file.expand before parsing
     return p
 
 
@@ -60,7 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     started_at = process_start_perf() if argv is None else time.perf_counter()
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        from .config_file import expand
+
+        try:
+            args_list = expand(args_list, parser)  # --config FILE / certnn run FILE (cli/config_file.py)
+        except CertnnError as exc:
+            print(f"certnn: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        args = parser.parse_args(args_list)
         from .._startup import restore
 
         restore()  # from here on Ctrl-C raises KeyboardInterrupt, handled below

@@ -16,6 +16,7 @@ from .profile_args import add_profile_arg, show_profile
 from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_data_args, add_model_args,
                      add_output_args, add_spec_args, alpha_config, clamp_data, complete_config, frame_options,
                      input_settings, load_model_and_data, parse_methods, threat_model)
+from .attack_options import add_attack_args, attack_config, attack_name
 from .budgets import add_memory_args, deadline, memory_plan
 from .text_inputs import add_text_args, load_text_inputs, parse_words, text_bundle
 
@@ -36,13 +37,14 @@ def register(sub) -> None:
     add_complete_args(p)
     add_memory_args(p)
     g = p.add_argument_group("search")
-    g.add_argument("--eps-init", type=float, help="first eps tried (default: 0.01 inf, 0.1 L2, 1 L1)")
-    g.add_argument("--eps-max", type=float, default=1e3)
-    g.add_argument("--bisection-steps", type=int, default=14)
+    g.add_argument("--eps-init", type=float, help="first eps tried (none: 0.01 inf, 0.1 L2, 1 L1)")
+    g.add_argument("--eps-max", type=float, default=1e3, help="largest eps tried (certified and attack radius)")
+    g.add_argument("--bisection-steps", type=int, default=14,
+                   help="bisection steps after bracketing the certified radius (log space)")
     g.add_argument("--eps", type=float, nargs="+", help="also report certified accuracy at these radii")
-    g.add_argument("--attack", action="store_true", help="also run PGD to find an attack radius (upper bound)")
-    g.add_argument("--attack-steps", type=int, default=100)
-    g.add_argument("--attack-restarts", type=int, default=5)
+    g.add_argument("--attack", action="store_true",
+                   help="also find an attack radius (an upper bound, from a checked adversarial example)")
+    add_attack_args(g)
     add_precision_args(p)
     add_profile_arg(p)
     add_output_args(p)
@@ -109,7 +111,7 @@ def run(args) -> int:
     from ..certify.radius import CertifyConfig, Certifier, RadiusConfig
     from ..report.records import SampleRecord, environment, write_json
 
-    con = Console(args.quiet)
+    con = Console.for_args(args)
     methods = parse_methods(args.method)
     from ..certify.profile import Profile
 
@@ -148,7 +150,8 @@ def run(args) -> int:
                 from ..certify.deadline import radius_in_time
 
                 cert = Certifier(model, cfg, tuple(x.shape[1:]), **precision_kwargs(args))
-                res, done = radius_in_time(cert, x, y, search, deadline(args), progress=cb)
+                res, done = radius_in_time(cert, x, y, search, deadline(args), progress=cb, on_step=cb.detail,
+                                           index_offset=args.start)
                 decided &= done
                 graph, scale = cert.graph, cert.scale
                 prof.merge(cert.profile, prefix=f"{m}/" if len(methods) > 1 else "")
@@ -175,14 +178,14 @@ def run(args) -> int:
     graph, scale, res, cfg = base
     attack = None
     if args.attack:
-        from ..attacks import PGDConfig, attack_radius
+        from ..attacks import attack_radius
 
         sw = Stopwatch()
-        with con.progress("attack radius", 1), prof.phase("attack"):
-            ar = attack_radius(graph, x.to(torch.float64), y, args.norm,
-                               PGDConfig(steps=args.attack_steps, restarts=args.attack_restarts, seed=args.seed),
+        acfg = attack_config(args)
+        with con.progress(f"attack radius ({attack_name(acfg)})", None) as cb, prof.phase("attack"):
+            ar = attack_radius(graph, x.to(torch.float64), y, args.norm, acfg,
                                target=res.target, clip=clip, scale=scale, eps_max=args.eps_max,
-                               frame_norm=cfg.frame_norm, device=args.device)
+                               frame_norm=cfg.frame_norm, progress=cb.detail, device=args.device)
         attack = ar.radius.to(torch.float64)
         attack_time = sw()
         worst = torch.nonzero(torch.stack([radii[m] > attack * (1 + 1e-9) + 1e-12 for m in methods]).any(0)).flatten()
@@ -225,7 +228,8 @@ def run(args) -> int:
         summary["mean_attack_radius"] = float(attack[finite].mean()) if finite.any() else None
         summary["attack_seconds_per_sample"] = attack_time / max(1, x.shape[0])
     cols = (["index", "label", "pred"] + (["words"] if text is not None else []) +
-            [f"certified[{m}]" for m in methods] + (["attack"] if attack is not None else []))
+            [f"certified[{m}]" for m in methods] +
+            ([f"attack[{attack_name(acfg)}]"] if attack is not None else []))
     rows = [[s.index, s.label, s.predicted] + ([_short(" ".join(text.words[i]))] if text is not None else []) +
             [float(radii[m][i]) for m in methods] + ([float(attack[i])] if attack is not None else [])
             for i, s in enumerate(samples)]
@@ -233,7 +237,8 @@ def run(args) -> int:
     con.table(f"certified radius ({threat_model(args.norm, cfg.frame_norm)}, target={args.target}{what})", cols, rows)
     con.print("mean certified radius over correctly classified samples: " +
               ", ".join(f"{m} {summary['mean_certified_radius'][m]:.4g}" for m in methods) +
-              (f"; mean attack radius {summary['mean_attack_radius']:.4g}" if attack is not None and summary.get("mean_attack_radius") is not None else ""))
+              (f"; mean attack radius {summary['mean_attack_radius']:.4g}" if attack is not None and summary.get("mean_attack_radius") is not None else "") +
+              (f" ({attack_name(acfg)}: {summary['attack_seconds_per_sample']:.3g} s / sample)" if attack is not None else ""))
     if args.eps:
         by = summary["certified_accuracy_by_method"]
         con.print(f"clean accuracy {summary['clean_accuracy']:.4g}; certified accuracy " +
@@ -242,7 +247,8 @@ def run(args) -> int:
     if args.json:
         settings = {**input_settings(args), "data": args.data, "norm": args.norm, "methods": methods,
                     "method": methods[0], "target": args.target, "clip": clip, "seed": args.seed,
-                    "search": search.to_dict(), "attack": bool(args.attack), "complete": bool(args.complete),
+                    "search": search.to_dict(), "attack": bool(args.attack),
+                    "attack_method": args.attack_method if args.attack else None, "complete": bool(args.complete),
                     "complete_timeout": args.complete_timeout if args.complete else None,
                     "frames": cfg.frames, "frame_eps": cfg.frame_eps, "frame_norm": cfg.frame_norm}
         if args.eps:

@@ -5,9 +5,11 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..errors import SoundnessError
+from .attack_options import add_attack_args, attack_config, attack_name
 from .sharded import add_worker_args, wants_sharding
 from .budgets import add_memory_args, deadline, memory_plan
-from .common import (Console, add_alpha_args, add_data_args, add_model_args, add_spec_args, alpha_config,
+from .common import (add_log_args, add_method_list_arg, Console, add_alpha_args, add_data_args, add_model_args,
+                     add_spec_args, alpha_config,
                      input_settings, load_model_and_data, parse_methods)
 from .precision_args import add_precision_args, precision_kwargs
 
@@ -25,16 +27,18 @@ def register(sub) -> None:
     add_data_args(p)
     add_spec_args(p, methods=False)
     add_alpha_args(p)
-    p.add_argument("--methods", default="crown,fastlin,ibp", help="comma-separated certification methods")
-    p.add_argument("--clever", action="store_true", help="add CLEVER estimates")
-    p.add_argument("--attack", action="store_true", help="add PGD attack radii (upper bounds)")
-    p.add_argument("--clever-batches", type=int, default=50)
-    p.add_argument("--clever-samples", type=int, default=128)
-    p.add_argument("--bisection-steps", type=int, default=10)
+    add_method_list_arg(p, "crown,fastlin,ibp")
+    p.add_argument("--clever", action="store_true", help="add CLEVER estimates (statistics, not bounds)")
+    p.add_argument("--attack", action="store_true", help="add attack radii (upper bounds)")
+    add_attack_args(p)
+    p.add_argument("--clever-batches", type=int, default=50, help="CLEVER: batches of gradient-norm samples")
+    p.add_argument("--clever-samples", type=int, default=128, help="CLEVER: samples per batch")
+    p.add_argument("--bisection-steps", type=int, default=10, help="bisection steps of each certified radius search")
     add_memory_args(p)
     p.add_argument("--out", required=True, help="output folder (report.json, report.md, *.png)")
     add_precision_args(p, what="where bounds, attacks and CLEVER are computed")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no table or progress output")
+    add_log_args(p)
     add_worker_args(p)
     p.set_defaults(func=run)
 
@@ -49,8 +53,8 @@ def run(args) -> int:
     from ..report.build import build_report
     from ..report.render import write_report
 
-    con = Console(args.quiet)
-    methods = parse_methods(args.methods)
+    con = Console.for_args(args)
+    methods = parse_methods(args.method)
     model, x, y = load_model_and_data(args)
     graph = to_graph(model, tuple(x.shape[1:]))
     plan = memory_plan(args, graph, args.batch_size)
@@ -64,13 +68,15 @@ def run(args) -> int:
         data = build_report(graph, x, y, args.norm, methods, args.target, clip, attack=args.attack,
                             clever=args.clever, seed=args.seed,
                             search=RadiusConfig(bisection_steps=args.bisection_steps), clever_config=clever_cfg,
-                            index_offset=args.start, batch_size=plan.batch_size, max_rows=plan.max_rows, alpha=alpha_config(args),
-                            progress=lambda what, d, t: cb(d, t), deadline=deadline(args), **precision_kwargs(args))
+                            index_offset=args.start, batch_size=plan.batch_size, max_rows=plan.max_rows,
+                            alpha=alpha_config(args), attack_config=attack_config(args) if args.attack else None,
+                            progress=lambda what, d, t: cb.detail({"stage": what, "done": d, "of": t}),
+                            deadline=deadline(args), **precision_kwargs(args))
     files = write_report(data, args.out, {**input_settings(args), "data": args.data})
     s = data.summary
     rows = [[f"certified: {m}", "lower bound", s["mean_certified_radius"][m], s["seconds_per_sample"][m]] for m in methods]
     if data.attack_radius is not None:
-        rows.append(["attack (PGD)", "upper bound", s["mean_attack_radius"], s["seconds_per_sample"]["attack"]])
+        rows.append([f"attack ({attack_name(attack_config(args))})", "upper bound", s["mean_attack_radius"], s["seconds_per_sample"]["attack"]])
     if data.clever_estimate is not None:
         rows.append(["CLEVER", "estimate", s["mean_clever_estimate"], s["seconds_per_sample"]["clever"]])
     con.table(f"mean radius over {s['correct']} correctly classified of {s['samples']} samples (L{args.norm})",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.tasks import TEXT_TASKS
 from ..errors import ConfigError
-from .common import Console, Stopwatch, resolve_data_dir
+from .common import add_log_args, Console, Stopwatch, resolve_data_dir
 from .precision_args import add_precision_args, device_of, environment_for
 
 if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
@@ -31,7 +31,8 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a small text (RNN/LSTM/GRU) or image (MLP/CNN) classifier; save a bundle",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("task and data")
-    g.add_argument("--task", required=True, choices=[*TEXT_TASKS, *IMAGE_TASKS])
+    g.add_argument("--task", required=True, choices=[*TEXT_TASKS, *IMAGE_TASKS],
+                   help="what to train on: a text task (sentences) or an image task")
     g.add_argument("--data-dir", help="folder holding text/, embeddings/, mnist/ (default: $CERTNN_DATA_DIR)")
     g.add_argument("--limit", type=int, help="use at most N training and N test examples (seeded subset)")
     g.add_argument("--test-fraction", type=float, default=0.1,
@@ -51,14 +52,14 @@ def register(sub) -> None:
     g = p.add_argument_group("image model")
     g.add_argument("--arch", choices=["mlp", "cnn"], help=f"default {IMAGE_DEFAULTS['arch']}")
     g = p.add_argument_group("shared")
-    g.add_argument("--layers", type=int, help="recurrent layers (default 1) / MLP hidden layers (default 2)")
+    g.add_argument("--layers", type=int, help="layers (none: 1 recurrent layer for text, 2 hidden layers for MLPs)")
     g.add_argument("--hidden", type=int, help=f"hidden units (default {TEXT_DEFAULTS['hidden']} text, "
                                               f"{IMAGE_DEFAULTS['hidden']} images)")
     g = p.add_argument_group("training (Adam, cross-entropy)")
     g.add_argument("--epochs", type=int, help="default 5 (digits: 40)")
-    g.add_argument("--lr", type=float, default=2e-3)
-    g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--weight-decay", type=float, default=0.0)
+    g.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
+    g.add_argument("--batch-size", type=int, default=64, help="training examples per step")
+    g.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
     g.add_argument("--grad-clip", type=float, default=5.0, help="cap on the gradient norm")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and dropout")
     g = p.add_argument_group("verified robust training (certnn.train.robust; docs/training.md)")
@@ -77,6 +78,7 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="model bundle to write (.pt, read with weights_only=True)")
     p.add_argument("--json", metavar="OUT.json", help="write settings and results (schema_version'd)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_log_args(p)
     add_precision_args(p, dtype=False, what="where the model is trained")
     p.set_defaults(func=run)
 
@@ -118,7 +120,7 @@ def run(args) -> int:
 
     text = args.task in TEXT_TASKS
     _check_flags(args, text)
-    con = Console(args.quiet)
+    con = Console.for_args(args)
     torch.manual_seed(args.seed)
     prep = _prepare_text(args, con) if text else _prepare_image(args, con)
     epochs = args.epochs or (TEXT_DEFAULTS["epochs"] if text else IMAGE_DEFAULTS["epochs"][args.task])
@@ -141,7 +143,12 @@ def run(args) -> int:
         hist, extra = _fit_robust(args, prep, config, text, con, sw)
         loss_name = f"robust_{args.robust}"
     else:
-        hist, extra = fit(model, xtr, ytr, config, training_loss(args), on_epoch), {}
+        with con.progress("training", epochs) as task:
+            def epoch_done(e: int, n: int, loss: float) -> None:
+                task(e, n)
+                on_epoch(e, n, loss)
+
+            hist, extra = fit(model, xtr, ytr, config, training_loss(args), epoch_done, on_batch=task.detail), {}
         loss_name = "cross_entropy"
     test_acc = accuracy(model, xte, yte)
     train_acc = accuracy(model, xtr, ytr)
@@ -192,7 +199,12 @@ def _fit_robust(args, prep: dict[str, Any], config: TrainConfig, text: bool, con
                                                   f"batches {rec.verified_err:.3f}")
         con.print(f"  epoch {done}/{total}: eps {rec.eps:.4g}, clean loss {rec.clean_loss:.4f}{rob} ({sw():.1f} s)")
 
-    log = train_robust(model, xtr, ytr, input_shape, cfg, progress)
+    with con.progress(f"training ({args.robust})", cfg.epochs) as task:
+        def epoch_done(done: int, total: int, rec) -> None:
+            task(done, total)
+            progress(done, total, rec)
+
+        log = train_robust(model, xtr, ytr, input_shape, cfg, epoch_done, on_batch=task.detail)
     hist = TrainHistory(tuple(e.loss for e in log.epochs), sum(e.steps for e in log.epochs), log.seconds)
     return hist, {"robust": cfg.to_dict(), "final_verified_err": log.epochs[-1].verified_err}
 

@@ -12,7 +12,7 @@ from ..report.atomic import write_or_keep
 from .clock import process_start_perf
 from .sharded import add_worker_args
 from .verify_instances import add_instances_args, run_instances
-from .common import Console, Stopwatch, cli_load_model, input_settings, parse_methods
+from .common import add_log_args, add_random_init_arg, Console, Stopwatch, cli_load_model, input_settings, parse_methods
 
 if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
     from ..certify.bounds import to_graph
@@ -37,10 +37,11 @@ def register(sub) -> None:
                                      "weights_only=True)")
     g.add_argument("--weights-key", help="which state_dict of a checkpoint holding several")
     g.add_argument("--trust-pickle", action="store_true", help="allow loading a fully pickled module")
+    add_random_init_arg(g)
     g.add_argument("--input-shape", type=lambda s: tuple(int(v) for v in s.split(",")),
-                   help="per-sample input shape of a torch model (default: the property's inputs, flat), or of an "
-                        "ONNX model whose input has symbolic dimensions besides the batch (default: solved from the "
-                        "property's number of inputs when one dimension is symbolic)")
+                   help="per-sample input shape of a torch model, or of an ONNX model whose input has symbolic "
+                        "dimensions besides the batch (default: the property's inputs, flat; for ONNX, solved from "
+                        "the property's number of inputs when one dimension is symbolic)")
     p.add_argument("--spec", help="VNN-LIB property (.vnnlib or .vnnlib.gz): VNN-LIB 1.0, or a 2.0 query "
                                                  "over one network with one input and one output")
     p.add_argument("--timeout", type=float, default=60.0,
@@ -52,11 +53,12 @@ def register(sub) -> None:
     p.add_argument("--no-split", action="store_true", help="no input branch and bound")
     p.add_argument("--no-bab", action="store_true",
                    help="no branch and bound on ReLU splits (beta-CROWN) for inputs too wide to split")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the falsification attack")
     p.add_argument("--out", metavar="RESULT.txt",
                    help="write the VNN-COMP result file (sat + counterexample / unsat / unknown)")
     p.add_argument("--json", metavar="OUT.json", help="write machine-readable results (schema_version'd)")
     p.add_argument("--quiet", action="store_true", help="print only the verdict")
+    add_log_args(p)
     add_instances_args(p)
     add_worker_args(p)
     p.set_defaults(func=run)
@@ -74,7 +76,7 @@ def run(args) -> int:
     from ..report.records import environment
     from ..specs.vnnlib import load_vnnlib, write_counterexample
 
-    con = Console(args.quiet)
+    con = Console.for_args(args)
     methods = parse_methods(args.method)
     exact = [m for m in methods if m in ("lp", "milp")]
     bounds = tuple(m for m in methods if m not in ("lp", "milp"))
@@ -113,7 +115,8 @@ def run(args) -> int:
                        exact="auto" if len(exact) == 2 else (exact[0] if exact else "none"), seed=args.seed,
                        input_dtype=input_dtype)
     sw = Stopwatch()
-    res = verify_property(graph, prop, cfg, reference, started_at=started)
+    with con.progress(f"verify {args.spec}", None):  # start / heartbeat / end lines on stderr
+        res = verify_property(graph, prop, cfg, reference, started_at=started)
     word = VNNCOMP_WORD[res.verdict]
     if args.quiet:
         print(res.verdict)

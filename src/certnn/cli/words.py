@@ -14,6 +14,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, DataError, SoundnessError
+from .attack_options import add_attack_args, attack_config
 from .common import Console, add_output_args
 from .precision_args import add_precision_args, environment_for, precision_kwargs
 from .text_inputs import _labels, task_test_split, text_bundle
@@ -38,15 +39,15 @@ def register(sub) -> None:
     g = p.add_argument_group("perturbation, method and search")
     g.add_argument("--method", default="certrnn", help="certification method (certrnn, popqorn, crown, ibp, ...)")
     g.add_argument("--norm", default="2", choices=["inf", "2", "1"], help="Lp norm of the ball around a word")
-    g.add_argument("--target", default="untargeted", choices=["untargeted", "top2", "random", "least"])
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--target", default="untargeted", choices=["untargeted", "top2", "random", "least"],
+                   help="which classes the prediction must beat")
+    g.add_argument("--seed", type=int, default=0, help="random seed (targets 'random', attacks)")
     g.add_argument("--batch-size", type=int, default=32, help="(sentence, word) pairs per bound computation")
-    g.add_argument("--eps-init", type=float, help="first eps tried (default: 0.01 inf, 0.1 L2, 1 L1)")
-    g.add_argument("--eps-max", type=float, default=1e3)
-    g.add_argument("--bisection-steps", type=int, default=14)
-    g.add_argument("--attack", action="store_true", help="also run PGD on each word (attack radius, upper bound)")
-    g.add_argument("--attack-steps", type=int, default=100)
-    g.add_argument("--attack-restarts", type=int, default=5)
+    g.add_argument("--eps-init", type=float, help="first eps tried (none: 0.01 inf, 0.1 L2, 1 L1)")
+    g.add_argument("--eps-max", type=float, default=1e3, help="largest eps tried")
+    g.add_argument("--bisection-steps", type=int, default=14, help="bisection steps of the radius search")
+    g.add_argument("--attack", action="store_true", help="also attack each word (attack radius, upper bound)")
+    add_attack_args(g)
     p.add_argument("--top", type=int, default=10, help="batch mode: word types listed in the aggregate tables")
     p.add_argument("--no-color", action="store_true", help="plain text, each word followed by its radius")
     add_precision_args(p)
@@ -94,7 +95,7 @@ def run(args) -> int:
     from ..models.text import TextEncoder, text_graph
     from ..apps.words import ranking_agreement, word_sensitivity
 
-    con = Console(args.quiet)
+    con = Console.for_args(args)
     if args.no_color:
         con.out.no_color = True
     model, vocab, meta, texts, labels, indices, task_name = _sentences(args, text_bundle(args))
@@ -127,15 +128,14 @@ def run(args) -> int:
                               **precision_kwargs(args))
     attack = None
     if args.attack:
-        from ..attacks import PGDConfig, attack_radius
+        from ..attacks import attack_radius
         from ..certify.per_sample_frames import frame_scales
 
         frames = [(int(f),) for f in ws.frame.tolist()]
-        with con.progress("attack radius per word", 1):
-            ar = attack_radius(graph, x[ws.sentence], ws.label[ws.sentence], args.norm,
-                               PGDConfig(steps=args.attack_steps, restarts=args.attack_restarts, seed=args.seed),
+        with con.progress("attack radius per word", None) as acb:
+            ar = attack_radius(graph, x[ws.sentence], ws.label[ws.sentence], args.norm, attack_config(args),
                                target=ws.target, scale=frame_scales(tuple(x.shape[1:]), frames),
-                               eps_max=args.eps_max, device=args.device)
+                               eps_max=args.eps_max, progress=acb.detail, device=args.device)
         attack = ar.radius.to(torch.float64)
         bad = torch.nonzero(ws.certified_radius > attack * (1 + 1e-9) + 1e-12).flatten()
         if bad.numel():

@@ -90,8 +90,9 @@ class CleverConfig(Config):
         n_samples: N_s, points per batch (the paper uses 1024; default 256).
         radius: R, the sampling radius, also the cap of the score. None picks DEFAULT_RADIUS[norm]
             (0.1 for inf, 2 for 2, 10 for 1; meant for inputs in [0, 1]).
-        seed: seed of the point sampler (per input i, the stream is seeded by (seed, i)) and of the 'random'
-            target selection; the same seed gives the same result on the same device.
+        seed: seed of the point sampler (per input i, the stream is seeded by (seed, index_offset + i), see
+            clever_scores) and of the 'random' target selection; the same seed gives the same result on the
+            same device, whatever the batches or shards the inputs are scored in.
         pool: how each batch's gradient norms are reduced; 'max' (the batch maximum, as in the paper) is
             the only choice EVT supports.
         estimator: 'weibull' fits the reverse Weibull law (the paper); 'max' skips the fit and uses the
@@ -228,15 +229,16 @@ class CleverResult:
 # target selection
 
 
-def select_targets(logits: Tensor, label: Tensor, how: str, seed: int = 0) -> Tensor:
+def select_targets(logits: Tensor, label: Tensor, how: str, seed: int = 0, index_offset: int = 0) -> Tensor:
     """The paper's target classes for targeted CLEVER, (B,) long, never equal to the label.
 
     Args:
         logits: f(x0) of shape (B, K), K >= 2.
         label: c of shape (B,).
         how: 'least_likely' (argmin_j f_j(x0) over j != c), 'top2' (argmax_j f_j(x0) over j != c, the
-            runner-up) or 'random' (uniform over j != c, drawn with a CPU generator seeded by ``seed``).
+            runner-up) or 'random' (uniform over j != c, drawn per input from (seed, index_offset + i)).
         seed: seed of the 'random' selection.
+        index_offset: global index of the first input (the draw of a sample does not depend on its batch).
     """
     if how not in TARGET_MODES:
         raise ConfigError(f"unknown target selection {how!r}; choose one of {', '.join(TARGET_MODES)}")
@@ -245,15 +247,15 @@ def select_targets(logits: Tensor, label: Tensor, how: str, seed: int = 0) -> Te
     label = label.to(device=logits.device, dtype=torch.long)
     if label.shape != logits.shape[:1]:
         raise DataError(f"label must have shape ({logits.shape[0]},), got {tuple(label.shape)}")
-    b, k = logits.shape
+    k = logits.shape[1]
     own = torch.nn.functional.one_hot(label, k).bool()
     if how == "top2":
         return logits.masked_fill(own, float("-inf")).argmax(dim=1)
     if how == "least_likely":
         return logits.masked_fill(own, float("inf")).argmin(dim=1)
-    gen = torch.Generator().manual_seed(int(seed))
-    r = torch.randint(0, k - 1, (b,), generator=gen).to(logits.device)
-    return r + (r >= label).long()
+    from ..keyed_random import keyed_other_class
+
+    return keyed_other_class(label, k, int(seed), index_offset)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -363,7 +365,8 @@ def _score(g: float, lip: float, radius: float) -> float:
 
 def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, norm: str,
                   config: CleverConfig | None = None, target: Tensor | Sequence[int] | int | str | None = None,
-                  clip: tuple[float | Tensor, float | Tensor] | None = None, device=None) -> CleverResult:
+                  clip: tuple[float | Tensor, float | Tensor] | None = None, device=None,
+                  index_offset: int = 0) -> CleverResult:
     """CLEVER estimates (untargeted or targeted) of the minimal adversarial Lp distortion of each input.
 
     For each input x0 = x[i] of class c = y[i] and each class j != c (or only j = target[i]):
@@ -386,6 +389,8 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
             code. x must lie in the box.
         device: where the model runs ("cpu", "cuda", "auto", a torch.device; None: x's device); x and the
             model (a copy) are moved there (attacks/placement.py). The results are on the cpu either way.
+        index_offset: global index of x[0] (e.g. --start, or the first sample of a batch or shard): the
+            random streams of input i are keyed by (config.seed, index_offset + i).
 
     Returns:
         A :class:`CleverResult`. Misclassified inputs get score 0 and ``misclassified`` True.
@@ -439,7 +444,7 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
     if target is None:
         tgt = None
     elif isinstance(target, str):
-        tgt = select_targets(logits, label, target, seed=cfg.seed)
+        tgt = select_targets(logits, label, target, seed=cfg.seed, index_offset=index_offset)
     else:
         tgt = torch.as_tensor(target, device=x.device)
         if tgt.is_floating_point() or tgt.is_complex():
@@ -484,7 +489,7 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
         c = int(label_cpu[i])
         classes = [int(tgt[i])] if tgt is not None else [j for j in range(k) if j != c]
         gen = torch.Generator(device=x.device)
-        gen.manual_seed(_sample_seed(cfg.seed, i))
+        gen.manual_seed(_sample_seed(cfg.seed, index_offset + i))
         maxima = gradient_norm_maxima(net, x[i], c, classes, p, radius, cfg.n_batches, cfg.n_samples,
                                       generator=gen, clip=clip, max_points_per_call=cfg.max_points_per_call)
         maxima_np = maxima.detach().to(device="cpu", dtype=torch.float64).numpy()

@@ -62,7 +62,7 @@ def build_report(graph: Graph, x: Tensor, y: Tensor, norm: str, methods: Sequenc
                                               batch_size=batch_size, max_rows=max_rows, alpha=alpha), dtype=dtype, device=dev)
         t0 = time.perf_counter()
         r, done = radius_stage(cert, x, y, search, deadline,
-                               (lambda d, t, m=m: progress(f"{m} radius", d, t)) if progress else None)
+                               (lambda d, t, m=m: progress(f"{m} radius", d, t)) if progress else None, index_offset)
         secs[m] = (time.perf_counter() - t0) / max(1, len(y))
         radii[m], per_sample_t[m] = r.certified_radius, r.time_s
         decided &= done
@@ -74,7 +74,7 @@ def build_report(graph: Graph, x: Tensor, y: Tensor, norm: str, methods: Sequenc
                                    deadline, progress, dev)
     if clever:
         cl, cl_s = _clever_stage(graph, x, y, norm, clip, seed, clever_config, res.target, batch_size,
-                                 deadline, progress, dev)
+                                 deadline, progress, dev, index_offset)
     correct = res.correct & decided
     violations = _violations(methods, radii, att, correct, index_offset)
     clever_above = 0
@@ -90,13 +90,13 @@ def build_report(graph: Graph, x: Tensor, y: Tensor, norm: str, methods: Sequenc
 
 
 def _attack_stage(graph, x, y, norm, clip, seed, config, target, batch_size, deadline, progress, device=None):
-    from ..attacks import PGDConfig, attack_radius
+    from ..attacks import FMNConfig, attack_radius
 
     if progress:
         progress("attack", 0, 1)
     t0 = time.perf_counter()
     eps_max = {"inf": 1.0, "2": 10.0, "1": 100.0}[norm] if clip is None else {"inf": clip[1] - clip[0], "2": 50.0, "1": 1000.0}[norm]
-    cfg = config or PGDConfig(steps=100, restarts=3, seed=seed)
+    cfg = config or FMNConfig()
     att, done = values_stage(lambda i, j: attack_radius(graph, x[i:j], y[i:j], norm, cfg,
                                                         target=None if target is None else target[i:j],
                                                         clip=clip, eps_max=eps_max, device=device).radius,
@@ -106,7 +106,8 @@ def _attack_stage(graph, x, y, norm, clip, seed, config, target, batch_size, dea
     return att, (time.perf_counter() - t0) / max(1, int(done.sum()))
 
 
-def _clever_stage(graph, x, y, norm, clip, seed, config, target, batch_size, deadline, progress, device=None):
+def _clever_stage(graph, x, y, norm, clip, seed, config, target, batch_size, deadline, progress, device=None,
+                  index_offset: int = 0):
     from ..estimate import CleverConfig, clever_scores
 
     if progress:
@@ -115,7 +116,8 @@ def _clever_stage(graph, x, y, norm, clip, seed, config, target, batch_size, dea
     cfg = config or CleverConfig(seed=seed)
     cl, done = values_stage(lambda i, j: clever_scores(graph, x[i:j], y[i:j], norm, cfg,
                                                        target=None if target is None else target[i:j],
-                                                       clip=clip, device=device).clever_estimate,
+                                                       clip=clip, device=device,
+                                                       index_offset=index_offset + i).clever_estimate,
                             len(y), batch_size, deadline)
     if progress:
         progress("clever", 1, 1)

@@ -35,11 +35,29 @@ def certified_accuracy_curve(radius: torch.Tensor, eps: torch.Tensor) -> torch.T
     return (radius.unsqueeze(0) >= eps.unsqueeze(1)).double().mean(1)
 
 
-def write_plots(data: ReportData, out: Path) -> list[str]:
+def plot_title(settings: dict, n: int) -> str:
+    """'net.onnx on d.npz, N = 20, L2' for plot titles."""
+    model = Path(str(settings.get("model") or "model")).name
+    data = Path(str(settings.get("data") or "data")).name
+    return f"{model} on {data}, N = {n}, L{settings.get('norm')}"
+
+
+def clever_below_certified(data: ReportData) -> int:
+    """Correct samples whose CLEVER estimate lies below a proved radius (the estimate is then too low)."""
+    if data.clever_estimate is None or not data.radii:
+        return 0
+    best = torch.stack(list(data.radii.values())).amax(0)
+    return int((data.correct & (data.clever_estimate < best)).sum())
+
+
+def write_plots(data: ReportData, out: Path, settings: dict | None = None) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    head = plot_title(settings or data.settings, len(data.correct))
 
     files = []
     methods = list(data.radii)
@@ -59,7 +77,7 @@ def write_plots(data: ReportData, out: Path) -> list[str]:
         ax.plot(eps.numpy(), certified_accuracy_curve(att, eps).numpy(), "k--", label="attack (upper bound on robust acc.)")
     ax.set_xlabel(f"eps (L{data.settings['norm']})")
     ax.set_ylabel("accuracy")
-    ax.set_title("certified accuracy vs eps")
+    ax.set_title(f"certified accuracy vs eps\n{head}", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -70,18 +88,24 @@ def write_plots(data: ReportData, out: Path) -> list[str]:
     ok = data.correct
     fig, ax = plt.subplots(figsize=(6, 4))
     order = torch.argsort(data.radii[methods[0]][ok])
-    xs = range(int(ok.sum()))
-    for m in methods:
-        ax.plot(xs, data.radii[m][ok][order].numpy(), "o-", ms=3, label=f"certified: {m}")
-    if data.clever_estimate is not None:
-        ax.plot(xs, data.clever_estimate[ok][order].numpy(), "s", ms=3, label="CLEVER estimate")
+    xs = list(range(1, int(ok.sum()) + 1))
+    # certified: filled circles (the sort key joined by a line; the others markers only, no zig-zag);
+    # attack: black downward triangles; CLEVER: hollow squares
+    for k, m in enumerate(methods):
+        ax.plot(xs, data.radii[m][ok][order].numpy(), "o-" if k == 0 else "o", ms=4,
+                label=f"certified, {m} (proved lower bound)")
     if data.attack_radius is not None:
-        ax.plot(xs, data.attack_radius[ok][order].numpy(), "^", ms=3, label="attack radius")
+        ax.plot(xs, data.attack_radius[ok][order].numpy(), "v", color="black", ms=5,
+                label="attack radius (upper bound: an adversarial example)")
+    if data.clever_estimate is not None:
+        ax.plot(xs, data.clever_estimate[ok][order].numpy(), "s", mfc="none", color="tab:gray", ms=5,
+                label="CLEVER (estimate, no guarantee; can fall below a certified radius)")
     ax.set_yscale("log")
-    ax.set_xlabel(f"correctly classified samples, sorted by {methods[0]} radius")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(f"correctly classified samples (1 .. {len(xs)}), sorted by the {methods[0]} radius")
     ax.set_ylabel(f"radius (L{data.settings['norm']})")
-    ax.set_title("per-sample radii")
-    ax.legend(fontsize=8)
+    ax.set_title(f"per-sample radii\n{head}", fontsize=10)
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     _save_png(fig, out / "radii.png")
@@ -94,7 +118,7 @@ def write_plots(data: ReportData, out: Path) -> list[str]:
     ax.bar(names, [secs[n] for n in names])
     ax.set_yscale("log")
     ax.set_ylabel("seconds per sample")
-    ax.set_title("run time")
+    ax.set_title(f"run time\n{head}", fontsize=10)
     fig.tight_layout()
     _save_png(fig, out / "time.png")
     plt.close(fig)
@@ -110,7 +134,7 @@ def write_report(data: ReportData, out_dir: str | Path, settings_extra: dict | N
     summary = {**data.summary, "violation_details": data.violations}
     env = {**environment(device=str(data.settings.get("device", "cpu"))), "dtype": data.settings.get("dtype", "float64")}
     write_json(out / "report.json", "report", settings, data.samples, summary, env)
-    files = write_plots(data, out) if plots else []
+    files = write_plots(data, out, settings) if plots else []
     s = data.summary
     methods = list(data.radii)
     lines = ["# certnn robustness report", "",
@@ -125,7 +149,7 @@ def write_report(data: ReportData, out_dir: str | Path, settings_extra: dict | N
         lines.append(f"| certified radius, {m} | proved lower bound | {_fmt(s['mean_certified_radius'][m])} | "
                      f"{_fmt(s['seconds_per_sample'][m])} |")
     if data.attack_radius is not None:
-        lines.append(f"| attack radius (PGD) | upper bound (found {s['attack_found']} of {s['correct']}) | "
+        lines.append(f"| attack radius | upper bound (found {s['attack_found']} of {s['correct']}) | "
                      f"{_fmt(s['mean_attack_radius'])} | {_fmt(s['seconds_per_sample'].get('attack'))} |")
     if data.clever_estimate is not None:
         lines.append(f"| CLEVER | estimate (no guarantee) | {_fmt(s['mean_clever_estimate'])} | "
@@ -143,6 +167,10 @@ def write_report(data: ReportData, out_dir: str | Path, settings_extra: dict | N
     if data.clever_estimate is not None and data.attack_radius is not None:
         lines.append(f"- CLEVER estimate above the attack radius on {data.clever_above_attack} of {s['correct']} "
                      "samples: there the estimate is provably too high (an estimate can be wrong).")
+    if data.clever_estimate is not None:
+        lines.append(f"- CLEVER estimate below a certified radius on {clever_below_certified(data)} of {s['correct']} "
+                     "samples: there the estimate is provably too low (CLEVER extrapolates sampled gradient norms; "
+                     "it is neither a lower nor an upper bound).")
     lines += ["", "## Per sample", ""]
     head = ["index", "label", "pred"] + [f"cert. {m}" for m in methods]
     head += (["attack"] if data.attack_radius is not None else []) + (["CLEVER"] if data.clever_estimate is not None else [])

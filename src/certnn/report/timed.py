@@ -4,8 +4,9 @@ batch by batch while time is left (certify/deadline.py).
 A sample is *decided* when every stage finished on it; samples of batches not started by the deadline are
 undecided in that stage, and the report keeps them only as undecided (no radius, attack radius or
 estimate; never counted in means, checks or plots). Without a deadline every stage runs once on all
-samples, exactly as before (the attack and CLEVER draw their random numbers per call, so with a deadline
-their batches draw other numbers than one call over all samples would).
+samples, exactly as before. Random numbers (CLEVER's sampler, 'random' targets) are drawn per sample from
+(seed, global sample index), so batches draw the same numbers as one call over all samples; FMN, the
+default attack, draws none.
 """
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ class _Values:
     values: Tensor
 
 
-def radius_stage(cert, x: Tensor, y: Tensor, search, deadline: float | None, progress=None):
-    """(RadiusResult, decided mask (N,)) of one method's radius search."""
+def radius_stage(cert, x: Tensor, y: Tensor, search, deadline: float | None, progress=None, index_offset: int = 0):
+    """(RadiusResult, decided mask (N,)) of one method's radius search; index_offset: global index of x[0]."""
     if deadline is None:
-        return cert.radius(x, y, search, progress=progress), torch.ones(x.shape[0], dtype=torch.bool)
-    return radius_in_time(cert, x, y, search, deadline, progress=progress)
+        return (cert.radius(x, y, search, progress=progress, index_offset=index_offset),
+                torch.ones(x.shape[0], dtype=torch.bool))
+    return radius_in_time(cert, x, y, search, deadline, progress=progress, index_offset=index_offset)
 
 
 def values_stage(fn: Callable[[int, int], Tensor], n: int, batch: int,

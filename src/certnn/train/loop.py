@@ -56,9 +56,12 @@ def cross_entropy_loss(model: nn.Module, x: Tensor, y: Tensor, progress: float) 
 
 
 def fit(model: nn.Module, x: Tensor, y: Tensor, config: TrainConfig = TrainConfig(),
-        loss: LossFn = cross_entropy_loss, on_epoch: EpochCallback | None = None) -> TrainHistory:
+        loss: LossFn = cross_entropy_loss, on_epoch: EpochCallback | None = None,
+        on_batch: Callable[[dict], None] | None = None) -> TrainHistory:
     """Train ``model`` in place on (x, y) (x as the model takes it: token ids, images, ...); the model
-    is left in eval mode. Parameters with ``requires_grad=False`` (a frozen embedding) are not updated."""
+    is left in eval mode. Parameters with ``requires_grad=False`` (a frozen embedding) are not updated.
+    ``on_epoch(epoch, epochs, loss)`` after every epoch, ``on_batch({epoch, epochs, batch, batches, loss})``
+    after every batch."""
     t0 = time.perf_counter()
     y = torch.as_tensor(y).long()
     n = x.shape[0]
@@ -88,6 +91,9 @@ def fit(model: nn.Module, x: Tensor, y: Tensor, config: TrainConfig = TrainConfi
                 opt.step()
                 acc += value.detach().double() * idx.numel()
                 step += 1
+                if on_batch is not None:
+                    on_batch({"epoch": epoch + 1, "epochs": config.epochs, "batch": i // bs + 1,
+                              "batches": per_epoch, "loss": float(value.detach())})
             losses.append(float(acc) / n)
             if on_epoch is not None:
                 on_epoch(epoch + 1, config.epochs, losses[-1])

@@ -191,7 +191,8 @@ def _frame_scale(cfg: RobustTrainConfig, input_shape: tuple[int, ...], dtype: to
 
 
 def train_robust(model: nn.Module, x: Tensor, y: Tensor, input_shape: tuple[int, ...],
-                 cfg: RobustTrainConfig = RobustTrainConfig(), progress: Progress | None = None) -> TrainLog:
+                 cfg: RobustTrainConfig = RobustTrainConfig(), progress: Progress | None = None,
+                 on_batch: Callable[[dict], None] | None = None) -> TrainLog:
     """Train `model` in place (Adam, lr, minibatches of batch_size, reshuffled every epoch with `seed`)
     on the loss of the module docstring; returns the per-epoch log and leaves the model in eval mode.
 
@@ -245,6 +246,9 @@ def train_robust(model: nn.Module, x: Tensor, y: Tensor, input_shape: tuple[int,
             sums["loss"] += loss.item() * b
             n_all += b
             step += 1
+            if on_batch is not None:  # {epoch, epochs, batch, batches, eps, loss}: the CLI's progress lines
+                on_batch({"epoch": epoch + 1, "epochs": cfg.epochs, "batch": i // cfg.batch_size + 1, "batches": spe,
+                          "eps": float(sv.eps), "loss": float(loss.detach())})
         rec = EpochLog(epoch + 1, spe, sv.eps, sv.kappa, sv.beta, sums["clean"] / n_all, sums["acc"] / n_all,
                        sums["robust"] / n_rob if n_rob else None, sums["verr"] / n_rob if n_rob else None,
                        sums["loss"] / n_all, time.perf_counter() - t0)
