@@ -44,7 +44,7 @@ from ..config import Config
 from ..errors import ConfigError
 from .pgd import (Model, _apply, _ascent_step, _distance, _logits, _margin, _norms, _prepare, _Problem, _project, _Sub,
                   _z_box, as_dtype)
-from .projections import lp_norm
+from .projections import lp_norm, project_l2_ball
 
 __all__ = ["FMNConfig", "fmn_attack"]
 
@@ -301,8 +301,20 @@ def _run(p: _Problem, norm: str, cfg: FMNConfig, model: Model, aim: Tensor, cap:
         eps = eps.clamp(max=cap_w)
         sub = _Sub(p, *_z_box(p, eps), eps, alpha * eps, k_l1, free, None)
         step = _ascent_step(norm, z, grad, sub)
-        z = _project(z + step, sub, norm, has_clip=has_clip).detach()
+        z = _feasible(z + step, sub, norm, has_clip, p.frames).detach()
     return best_z, best_d
+
+
+def _feasible(z: Tensor, sub: _Sub, norm: str, has_clip: bool, frames) -> Tensor:
+    """A point of ball and box near z. For L2 with a clip box: the ball's projection, then clamped into
+    the box. Not the exact projection onto the intersection (a sort per step, ~5x the cost of a whole step on
+    small nets), but feasible: 0 lies in the box of perturbations, so clamping only shrinks |z_i| and keeps
+    the point in the ball. The reported radius is the distance of the final point, re-checked anyway. (For
+    L1 the same shortcut measured 16% larger radii than PGD bisection on a test net: L1 keeps the exact one.)"""
+    if norm != "2" or not has_clip or frames is not None:
+        return _project(z, sub, norm, has_clip=has_clip)
+    ball = project_l2_ball(z, sub.eps)
+    return torch.maximum(torch.minimum(ball, sub.zu), sub.zl)
 
 
 def _verify_and_refine(p: _Problem, z: Tensor, norm: str, model64: Model, cap: float
