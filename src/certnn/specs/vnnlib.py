@@ -267,6 +267,22 @@ class _Parser:
         self.cap = max_disjuncts
         self.vars: dict[str, tuple[str, int, int]] = {}   # name -> (kind "X"/"Y", index, offset)
 
+    @staticmethod
+    def _linear_product(terms: list) -> tuple[dict, Fraction] | None:
+        """The product of linear terms (coefficients, constant) when at most one factor is not a constant;
+        None for a product of variables (not linear)."""
+        nonconst = [i for i, (c, _) in enumerate(terms) if c]
+        if len(nonconst) > 1:
+            return None
+        scale = Fraction(1)
+        for i, (_, k) in enumerate(terms):
+            if not nonconst or i != nonconst[0]:
+                scale *= k
+        if not nonconst:
+            return {}, scale
+        c1, k1 = terms[nonconst[0]]
+        return {k: v * scale for k, v in c1.items() if v * scale != 0}, k1 * scale
+
     # -- errors -----------------------------------------------------------------------------------------
     def err(self, node_or_off, msg: str) -> SpecError:
         off = node_or_off if isinstance(node_or_off, int) or node_or_off is None else node_or_off.off
@@ -338,18 +354,11 @@ class _Parser:
             c1, k1 = terms[0]
             return {k: -v for k, v in c1.items()}, -k1
         if op == "*":
-            nonconst = [i for i, (c, _) in enumerate(terms) if c]
-            if len(nonconst) > 1:
+            product = self._linear_product(terms)
+            if product is None:
                 raise self.err(node, "nonlinear term: a product of variables (only linear terms are "
                                      "supported: every factor of '*' but one must be a constant)")
-            scale = Fraction(1)
-            for i, (_, k) in enumerate(terms):
-                if not nonconst or i != nonconst[0]:
-                    scale *= k
-            if not nonconst:
-                return {}, scale
-            c1, k1 = terms[nonconst[0]]
-            return {k: v * scale for k, v in c1.items() if v * scale != 0}, k1 * scale
+            return product
         # op == "/"
         if len(terms) < 2:
             raise self.err(node, "'/' needs a dividend and at least one divisor")

@@ -345,19 +345,11 @@ class _Converter(_Parser):
                 const += sg * k
             return {a: v for a, v in coefs.items() if v != 0}, const
         if isinstance(e, vn.Multiply):
-            terms = [self.lin(a) for a in e.args]
-            nonconst = [i for i, (c, _) in enumerate(terms) if c]
-            if len(nonconst) > 1:
+            product = self._linear_product([self.lin(a) for a in e.args])
+            if product is None:
                 raise SpecError(f"{self.src.name}: a product of variables ({e}) is polynomial arithmetic (theory "
                                 "POLY); certnn supports linear constraints on outputs (BND, OUTC)")
-            scale = Fraction(1)
-            for i, (_, k) in enumerate(terms):
-                if not nonconst or i != nonconst[0]:
-                    scale *= k
-            if not nonconst:
-                return {}, scale
-            c, k = terms[nonconst[0]]
-            return {a: v * scale for a, v in c.items() if v * scale != 0}, k * scale
+            return product
         raise SpecError(f"{self.src.name}: unsupported term {e}")
 
     def key(self, v) -> tuple[str, int]:
