@@ -14,6 +14,11 @@ children's CPU time (getrusage), all worker processes included. Modes: `one proc
 default threads), `--workers 1` (tasks in the same process, checkpoint written), `--workers 2` (two spawned
 worker processes, one torch thread each). The speed-up is the throughput of `--workers 2` over `--workers 1`
 and over `one process`. The certified radii of all modes are compared (they must be identical).
+
+`--ceiling` adds the machine's own limit, with no workers layer at all: `one process, 1 thread` on all N
+samples, then `2 independent processes` (two plain one-process runs of N/2 samples each, started together,
+OMP_NUM_THREADS=1 each). Their throughput ratio is the most any scale-out can get from the two cores (shared
+caches, memory bandwidth and the host's scheduling of the two vCPUs included).
 """
 from __future__ import annotations
 
@@ -50,12 +55,30 @@ def make_inputs(folder: Path, n: int, hidden: int, seed: int) -> list[str]:
     return ["--model", f"{src}:make", "--weights", str(folder / "w.pt"), "--data", str(folder / "d.npz")]
 
 
-def run_mode(inputs: list[str], extra: list[str], out: Path) -> tuple[float, float]:
-    env = {**os.environ}
+def _cmd(inputs: list[str], extra: list[str], out: Path) -> list[str]:
+    return [sys.executable, "-m", "certnn", "radius", "--method", "crown", *inputs, "--json", str(out), "--quiet",
+            *extra]
+
+
+def run_mode(inputs: list[str], extra: list[str], out: Path, threads: int | None = None) -> tuple[float, float]:
+    env = {**os.environ} if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "certnn", "radius", "--method", "crown", *inputs, "--json", str(out),
-                    "--quiet", *extra], check=True, env=env)
+    subprocess.run(_cmd(inputs, extra, out), check=True, env=env)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def run_pair(inputs: list[str], n: int, outs: list[Path]) -> tuple[float, float]:
+    """Two independent one-process runs on the two halves of the data, started together, one thread each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    halves = [["--start", "0", "--samples", str(n // 2)], ["--start", str(n // 2), "--samples", str(n - n // 2)]]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(_cmd(inputs, h, o), env=env) for h, o in zip(halves, outs)]
+    if any(p.wait() != 0 for p in procs):
+        raise SystemExit("an independent run failed")
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -67,6 +90,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--md", help="also write the table to this Markdown file")
+    ap.add_argument("--ceiling", action="store_true", help="also measure two independent one-thread processes")
     a = ap.parse_args()
     rows, radii = [], {}
     with tempfile.TemporaryDirectory(prefix="certnn-bench-") as d:
@@ -76,6 +100,16 @@ def main() -> None:
             wall, cpu = run_mode(inputs, extra, out)
             radii[name] = [s["certified_radius"] for s in json.loads(out.read_text())["samples"]]
             rows.append((name, wall, a.samples / wall, cpu))
+        if a.ceiling:
+            out = Path(d) / "single.json"
+            wall, cpu = run_mode(inputs, [], out, threads=1)
+            radii["one process, 1 thread"] = [s["certified_radius"] for s in json.loads(out.read_text())["samples"]]
+            rows.append(("one process, 1 thread", wall, a.samples / wall, cpu))
+            outs = [Path(d) / "h0.json", Path(d) / "h1.json"]
+            wall, cpu = run_pair(inputs, a.samples, outs)
+            radii["2 independent processes"] = [s["certified_radius"] for o in outs
+                                                for s in json.loads(o.read_text())["samples"]]
+            rows.append(("2 independent processes", wall, a.samples / wall, cpu))
     base = {r[0]: r[2] for r in rows}
     same = all(v == radii["one process"] for v in radii.values())
     lines = [f"workers throughput: crown radius, MLP 784-{a.hidden}-{a.hidden}-10, N = {a.samples}, "
@@ -84,6 +118,11 @@ def main() -> None:
     for name, wall, thr, cpu in rows:
         lines.append(f"| {name} | {wall:.1f} | {thr:.2f} | {cpu:.1f} | {thr / base['--workers 1']:.2f}x | "
                      f"{thr / base['one process']:.2f}x |")
+    if a.ceiling:
+        thr = {r[0]: r[2] for r in rows}
+        lines += ["", f"ceiling (2 independent processes / one process, 1 thread): "
+                  f"{thr['2 independent processes'] / thr['one process, 1 thread']:.2f}x; --workers 2 / "
+                  f"one process, 1 thread: {thr['--workers 2'] / thr['one process, 1 thread']:.2f}x"]
     text = "\n".join(lines)
     print(text)
     if a.md:
