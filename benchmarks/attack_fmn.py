@@ -10,7 +10,7 @@ Models: `mnist_2_20` (the 784-20-10 MLP of ../shared/data/models/abcrown_misc, M
 Protocol: the first N correctly classified MNIST test images, pixels in [0, 1], the ball clipped to [0, 1]
 (README's `--clip 0 1`), untargeted, float64 certification; settings as the CLI's defaults: CROWN with 14
 bisection steps, PGD bisection with 100 steps x 5 restarts and eps_max 1e3 (`radius --attack
---attack-method pgd`), FMN with 100 steps x 3 restarts (`radius --attack`). Each of the three runs once on
+--attack-method pgd`), FMN with 50 steps x 3 restarts (`radius --attack`). Each of the three runs once on
 the whole batch in one process, one thread; times are process CPU seconds per sample. Checks: no attack
 radius below a certified radius (a soundness bug otherwise). Writes benchmarks/out/attack_fmn.jsonl and
 prints the Markdown table for docs/benchmarks.md.

