@@ -3,7 +3,7 @@
 Each line is the supporting line at a point q of f's lower convex (upper concave) envelope on [l, u]
 (relax.sshape: :func:`~certnn.relax.sshape.lower_envelope_point`), so the parameters are positions, as in
 CROWN-Optimized (Xu et al., "Fast and Complete", ICLR 2021, and auto_LiRPA's sigmoid / tanh alphas), rather
-than slopes (optimize.lines.SShapeSlopes):
+than slopes (certnn's earlier parameterisation, which converged slower: docs/methods.md):
 
   * lower line: q_lo in [l, d_lo], slope f'(q_lo), where the envelope is f on [l, d_lo] (d_lo = u when
     u <= 0, CROWN's tangent point through (u, f(u)) when l < 0 < u); the chord where the envelope is the
