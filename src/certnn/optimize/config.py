@@ -12,8 +12,8 @@ class AlphaConfig(Config):
     """alpha-CROWN's optimisation settings.
 
     iterations: bound evaluations (the first is CROWN's bound, each later one follows an Adam step on the
-    relaxation parameters). lr / lr_decay: Adam's step size (for ReLU slopes; S-shaped slopes and plane
-    tilts take a fixed fraction of it, optimize/lines.py) and its decay per iteration. patience: a
+    relaxation parameters). lr / lr_decay: Adam's step size (for ReLU slopes; S-shaped tangent points and
+    plane tilts take a fixed fraction of it, optimize/sshape_points.py, optimize/lines.py) and its decay per iteration. patience: a
     sample stops when the sum of its lower bounds has not improved for this many iterations (samples are
     stopped one by one, so a sample's bounds do not depend on its batch; the default never stops before
     20 iterations: stopping after 10 stale ones saved ~40% of the time on a 6x100 MNIST MLP for 0.25% of

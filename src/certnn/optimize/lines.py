@@ -8,7 +8,7 @@ its own optimisation problem), optimised by projected gradient ascent on the bou
 |---|---|---|
 | ReLU | alpha in [0, 1] | lower line alpha * x (unstable neurons); upper line the chord (fixed) |
 | LeakyReLU(a) | alpha in [a, 1] | lower line alpha * x; upper line the chord |
-| tanh / sigmoid / arctan | t_lo, t_up in [0, 1] | slopes k = k_min + t (k_max - k_min) for the lower and upper line |
+| tanh / sigmoid / arctan | s_lo, s_up in [0, 1] | tangent points of the lower and upper line, as positions in their ranges (optimize/sshape_points.py) |
 | sigma(x) tanh(y), sigma(x) y, x y | d_Al, d_Bl, d_Au, d_Bu in [-1, 1] | tilts A = A0 + d s_x, B = B0 + d s_y of the lower and upper plane |
 
 S is the number of spec rows of the backward pass the parameters belong to (1 = shared by all rows).
@@ -18,7 +18,7 @@ ReLU-like lower lines through the origin with slope in [a, 1] lie below max(x, a
 S-shaped functions any slope (and for the products any tilt) is sound, because the intercepts are the *exact* extremes of f(x) - k x over
 [l, u] (:func:`certnn.relax.sshape.exact_offsets`: endpoints and the closed-form stationary points, plus a
 few ulps; for products relax.products.tilted_planes: corners, edge and interior stationary points),
-whatever k is; the range [k_min, k_max] only steers the search. Gradients reach the slopes (the
+whatever k is; the tangent points' range only steers the search. Gradients reach the slopes (the
 extreme's derivative in k is -x* by the envelope theorem) and the intermediate bounds l, u.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..relax import SSHAPES
 from ..relax.relu import leaky_relu_relaxation, relu_relaxation
-from ..relax.sshape import SShape, exact_offsets, sshape_slope_range as slope_range, stationary_candidates
+from ..relax.sshape import SShape, exact_offsets, stationary_candidates
 from ..relax.products import PRODUCT_FNS, tilted_planes
 from ..relax.types import LinearRelaxation, PlaneRelaxation
 
@@ -166,43 +166,6 @@ class ReluSlopes(Params):
         return leaky_relu_relaxation(l, u, self.a, "alpha", self.alpha)
 
 
-class SShapeSlopes(Params):
-    """Normalised slopes t_lo, t_up (B, S, *shape) in [0, 1] of an S-shaped activation's two lines."""
-
-    opt_fields = ("t_lo", "t_up")
-    #: a step of lr = 0.5 in t would jump across half the slope range; measured on MNIST tanh / sigmoid
-    #: MLPs, 0.02 in t does best (0.1 and 0.005 are looser)
-    lr_scale = 0.04
-
-    def __init__(self, fn: SShape, t_lo: Tensor, t_up: Tensor):
-        self.fn = fn
-        self.t_lo = t_lo
-        self.t_up = t_up
-
-    @staticmethod
-    def initial(fn: SShape, base: LinearRelaxation, l: Tensor, u: Tensor, rows: int) -> tuple[Tensor, Tensor]:
-        """The base method's slopes (e.g. CROWN's) as positions in [k_min, k_max], repeated over rows."""
-        k_min, k_max = slope_range(fn, l, u)
-        span = k_max - k_min
-        safe = torch.where(span > 0, span, torch.ones_like(span))
-
-        def pos(k):
-            t = torch.where(span > 0, (k - k_min) / safe, torch.zeros_like(k)).clamp(0.0, 1.0)
-            return t.unsqueeze(1).expand((l.shape[0], rows) + tuple(l.shape[1:])).clone()
-        return pos(base.lower_slope), pos(base.upper_slope)
-
-    def project(self) -> None:
-        self.t_lo.data.clamp_(0.0, 1.0)
-        self.t_up.data.clamp_(0.0, 1.0)
-
-    def __call__(self, op, l: Tensor, u: Tensor) -> LinearRelaxation:
-        l, u = _rows(l, self.t_lo), _rows(u, self.t_lo)
-        with torch.no_grad():  # the range only steers the search; soundness comes from exact offsets
-            k_min, k_max = slope_range(self.fn, l, u)
-        span = k_max - k_min
-        return tied_sshape_lines(self.fn, l, u, k_min + self.t_lo * span, k_min + self.t_up * span)
-
-
 class PlaneTilts(Params):
     """Tilts of the lower and upper planes of a two-input product (ops/product.py), (B, S, *shape) each,
     as offsets d from the base method's tilts in units of the box's derivative range:
@@ -262,9 +225,10 @@ def make_params(op, base: LinearRelaxation, l: Tensor, u: Tensor, rows: int):
         return ReluSlopes(ReluSlopes.initial(l, u, rows, a), a)
     if kind in SSHAPES:
         fn = SSHAPES[kind]
-        return SShapeSlopes(fn, *SShapeSlopes.initial(fn, base, l, u, rows))
+        from .sshape_points import SShapeTangents  # it builds on Params (defined here)
+        return SShapeTangents(fn, *SShapeTangents.initial(fn, base, l, u, rows))
     return None
 
 
-__all__ = ["OPTIMISABLE", "PRODUCTS", "Params", "cat_params", "PlaneTilts", "ReluSlopes", "SShapeSlopes", "make_params", "tie_averaged",
+__all__ = ["OPTIMISABLE", "PRODUCTS", "Params", "cat_params", "PlaneTilts", "ReluSlopes", "make_params", "tie_averaged",
            "tied_sshape_lines"]
