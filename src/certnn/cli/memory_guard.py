@@ -12,7 +12,8 @@ computation, 0.7 GB with one thread (docs/benchmarks.md, Memory budget).
 system (the live tensors are untouched, so results cannot change). Runs that stay below the limit never
 trim and keep the fast heap; runs near their budget pay page faults for the released pages instead of
 exceeding it. When a trim cannot bring the size under the limit (the live memory itself is above it) the
-guard waits for a further `step` of growth before trying again.
+guard waits for a further `step` of growth, or `retry_s` seconds (live memory may have been freed since),
+before trying again.
 
 There is one guard per process (`guard_memory` starts it or moves its limit; `release_guard` stops it);
 it is process state, so only the command-line tool and benchmarks start it, like cli/allocator.py.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
+import time
 
 from ..engine.memory import current_rss
 
@@ -42,13 +44,17 @@ def _malloc_trim():
 class MemoryGuard(threading.Thread):
     """Trims the allocator whenever the resident size exceeds `limit` bytes (see the module docstring)."""
 
-    def __init__(self, limit: int, interval: float = 0.01, trim=None, rss=current_rss):
+    def __init__(self, limit: int, interval: float = 0.01, retry_s: float = 0.5, trim=None, rss=current_rss,
+                 clock=time.monotonic):
         super().__init__(name="certnn-memory-guard", daemon=True)
         self.limit = int(limit)
         self.interval = interval
+        self.retry_s = retry_s
         self.trims = 0
         self._trim = trim if trim is not None else _malloc_trim()
         self._rss = rss
+        self._clock = clock
+        self._last = -float("inf")
         self._stop_event = threading.Event()
 
     @property
@@ -57,15 +63,17 @@ class MemoryGuard(threading.Thread):
         return max(16 * 2 ** 20, self.limit // 32)
 
     def check(self, floor: int) -> int:
-        """One look at the resident size; trims when it is above max(limit, floor). Returns the next floor:
-        the size a trim could not get under the limit, plus `step` (0 when under the limit)."""
+        """One look at the resident size; trims when it is above the limit and above `floor` (or the last trim
+        is `retry_s` old). Returns the next floor: the size a trim could not get under the limit, plus
+        `step` (0 when under the limit)."""
         rss = self._rss()
         if rss <= self.limit:
             return 0
-        if rss <= floor or self._trim is None:
+        if self._trim is None or (rss <= floor and self._clock() - self._last < self.retry_s):
             return floor
         self._trim(0)
         self.trims += 1
+        self._last = self._clock()
         after = self._rss()
         return after + self.step if after > self.limit else 0
 
