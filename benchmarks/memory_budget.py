@@ -57,9 +57,12 @@ def child(kind: str, size: str, budget: str) -> dict:
     graph = certnn.from_torch(model.double().eval(), shape)
     x = torch.rand((n,) + shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     batch, rows = n, 4096
-    if budget != "none":
+    if budget != "none":  # as the CLI does (cli/budgets.py): plan, then guard the resident size
+        from certnn.cli.memory_guard import guard_memory
+
         plan = plan_chunks(graph, parse_size(budget), n)
         batch, rows = plan.batch_size, plan.max_rows
+        guard_memory(plan.trim_above)
     t0 = time.process_time()
     los, his = [], []
     for i in range(0, n, batch):
@@ -67,8 +70,11 @@ def child(kind: str, size: str, budget: str) -> dict:
                                     max_rows=rows)
         los.append(lo)
         his.append(hi)
+    from certnn.cli.memory_guard import release_guard
+
+    trims = release_guard()
     return {"lower": torch.cat(los).tolist(), "upper": torch.cat(his).tolist(), "batch": batch, "rows": rows,
-            "cpu_s": time.process_time() - t0, "peak_mb": peak_rss() / 2 ** 20}
+            "cpu_s": time.process_time() - t0, "peak_mb": peak_rss() / 2 ** 20, "trims": trims}
 
 
 def main() -> None:
@@ -90,16 +96,16 @@ def main() -> None:
     rows = []
     for kind in args.models.split(","):
         ref = run_child(script, [kind, args.size, "none"])
-        rows.append([kind, args.size, "none", ref["batch"], ref["rows"], ref["peak_mb"], "-", 0.0, ref["cpu_s"]])
+        rows.append([kind, args.size, "none", ref["batch"], ref["rows"], ref["peak_mb"], "-", 0.0, 0, ref["cpu_s"]])
         for b in args.budgets.split(","):
             r = run_child(script, [kind, args.size, b])
             diff = max(abs(a - c) for key in ("lower", "upper")
                        for ra, rc in zip(r[key], ref[key]) for a, c in zip(ra, rc))
             within = r["peak_mb"] <= parse_size(b) / 2 ** 20
             rows.append([kind, args.size, b, r["batch"], r["rows"], r["peak_mb"], "yes" if within else "NO", diff,
-                         r["cpu_s"]])
+                         r["trims"], r["cpu_s"]])
     table = markdown_table(["model", "size", "budget", "samples/batch", "rows/pass", "peak RSS MB", "peak <= budget",
-                            "max |bound - unbudgeted|", "CPU s"], rows)
+                            "max |bound - unbudgeted|", "allocator trims", "CPU s"], rows)
     print(table)
     if args.out:
         Path(args.out).write_text(table + "\n")

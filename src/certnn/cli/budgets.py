@@ -33,11 +33,14 @@ def budget_bytes(args) -> int:
 
 def memory_plan(args, graph, batch_size: int, max_rows: int = 4096):
     """The ChunkPlan for `graph` under --max-memory; records the budget for the JSON settings
-    (args.memory_settings)."""
+    (args.memory_settings) and starts the guard that returns the allocator's retained memory above the
+    plan's `trim_above` (cli/memory_guard.py; stopped when the command ends, cli/main.py)."""
     from ..engine.memory import plan_chunks
+    from .memory_guard import guard_memory
 
     budget = budget_bytes(args)
     plan = plan_chunks(graph, budget, batch_size, max_rows)
+    guard_memory(plan.trim_above)
     args.memory_settings = {"max_memory_mb": round(budget / 2 ** 20, 1), "batch_size_used": plan.batch_size,
                             "max_rows_used": plan.max_rows}
     return plan

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .allocator import tune_allocator
+    from .memory_guard import release_guard
     from .precision_args import check_device
 
     args_list = sys.argv[1:] if argv is None else list(argv)
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print(f"certnn {args.command}: internal error ({type(exc).__name__}: {exc}); please report it", file=sys.stderr)
         return 4
+    finally:
+        release_guard()  # --max-memory's guard (cli/budgets.py) ends with the command
 
 
 if __name__ == "__main__":  # pragma: no cover

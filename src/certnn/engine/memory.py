@@ -8,6 +8,11 @@ engine: samples per bound computation (`batch_size`) and identity rows per backw
 The bounds do not depend on either (tests/unit/engine/test_batch_independence.py), so a budgeted run
 gives the same bounds as an unbounded one, only in more passes.
 
+A quarter of what is left after the process and the weights (`RESERVE_SHARE`) is kept out of the plan: the
+allocator's slack (freed blocks not reused yet, worker threads' arenas). `ChunkPlan.trim_above` is the
+resident size the planned tensors should stay under; above it, the command returns the allocator's
+retained memory to the system (cli/memory_guard.py), so the slack cannot grow past the budget.
+
 If even one row of one sample does not fit, `plan_chunks` raises MemoryBudgetError (exit 2) naming what
 was needed, before any work starts.
 """
@@ -22,6 +27,8 @@ from ..errors import CertnnError, ConfigError
 #: coefficient-sized float64 tensors alive at once in one backward pass, allocator slack included
 LIVE_TENSORS = 12
 BYTES_PER_VALUE = 8
+#: share of the memory left beside the process and the weights kept for the allocator's slack
+RESERVE_SHARE = 0.25
 _UNITS = {"": 2 ** 20, "b": 1, "k": 2 ** 10, "kb": 2 ** 10, "kib": 2 ** 10, "m": 2 ** 20, "mb": 2 ** 20,
           "mib": 2 ** 20, "g": 2 ** 30, "gb": 2 ** 30, "gib": 2 ** 30, "t": 2 ** 40, "tb": 2 ** 40, "tib": 2 ** 40}
 
@@ -85,7 +92,10 @@ class ChunkPlan:
     max_rows: int
     #: bytes one row of one sample needs (the widest node's coefficients, LIVE_TENSORS of them)
     row_bytes: int
+    #: bytes the plan gives to coefficient tensors (the budget less the process, the weights and the reserve)
     available: int
+    #: resident size above which the allocator's retained memory should be returned (budget - reserve)
+    trim_above: int
 
 
 def widest_node(graph) -> int:
@@ -117,14 +127,17 @@ def plan_chunks(graph, budget: int, batch_size: int, max_rows: int = 4096, in_us
     bytes, given what the process already uses (`in_use`, default its resident memory now, which
     includes the loaded model). Raises MemoryBudgetError when one row of one sample does not fit."""
     used = current_rss() if in_use is None else in_use
-    available = budget - used - graph_bytes(graph)  # the weights again: derived copies (dense forms, transposes)
+    left = budget - used - graph_bytes(graph)  # the weights again: derived copies (dense forms, transposes)
+    reserve = int(max(0, left) * RESERVE_SHARE)
+    available = left - reserve
     row = widest_node(graph) * BYTES_PER_VALUE * LIVE_TENSORS
     mb = 2 ** 20
     if available < row:
         raise MemoryBudgetError(
             f"the memory budget of {budget / mb:.0f} MB is too small for this model: one sample and one row of "
-            f"its widest layer ({widest_node(graph)} values) need about {row / mb:.1f} MB beside the "
-            f"{(used + graph_bytes(graph)) / mb:.0f} MB the model and the process already take; raise --max-memory")
+            f"its widest layer ({widest_node(graph)} values) need about {row / mb:.1f} MB (and a quarter more "
+            f"for the allocator) beside the {(used + graph_bytes(graph)) / mb:.0f} MB the model and the process "
+            f"already take; raise --max-memory")
     batch = max(1, min(batch_size, available // row))
     rows = max(1, min(max_rows, available // (row * batch)))
-    return ChunkPlan(int(batch), int(rows), int(row), int(available))
+    return ChunkPlan(int(batch), int(rows), int(row), int(available), int(budget - reserve))

@@ -6,7 +6,7 @@ import torch
 
 import certnn
 from certnn.certify.bounds import bounds_for_spec, make_spec
-from certnn.engine.memory import MemoryBudgetError, graph_bytes, parse_size, plan_chunks, widest_node
+from certnn.engine.memory import RESERVE_SHARE, MemoryBudgetError, graph_bytes, parse_size, plan_chunks, widest_node
 from certnn.errors import ConfigError
 from certnn.testing import random_relu_mlp
 
@@ -33,3 +33,17 @@ def test_plan_shrinks_batch_then_rows_and_keeps_bounds():
              for i in range(0, 8, p.batch_size)]
     assert p.max_rows < 200  # the plan did chunk the 200-wide layers
     assert torch.equal(torch.cat([q[0] for q in parts]), ref[0]) and torch.equal(torch.cat([q[1] for q in parts]), ref[1])
+
+
+def test_plan_keeps_a_reserve_for_the_allocator_below_the_budget():
+    g = certnn.from_torch(random_relu_mlp(2, d=10, h=200, depth=3, out=5).double(), (10,))
+    w, used, budget = graph_bytes(g), 50 * 2 ** 20, 80 * 2 ** 20
+    p = plan_chunks(g, budget=budget, batch_size=8, max_rows=10 ** 6, in_use=used)
+    left = budget - used - w
+    assert p.available == left - int(left * RESERVE_SHARE) and p.trim_above == budget - int(left * RESERVE_SHARE)
+    planned = used + w + p.batch_size * p.max_rows * p.row_bytes  # the planned tensors stay under trim_above
+    assert planned <= p.trim_above < budget
+    assert p.max_rows < 200 or p.batch_size < 8  # and the plan did have to chunk to get there
+    # one row fits only without the reserve: refused
+    with pytest.raises(MemoryBudgetError, match="raise --max-memory"):
+        plan_chunks(g, budget=w + (p.row_bytes * 9) // 8, batch_size=1, in_use=0)
