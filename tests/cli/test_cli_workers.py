@@ -202,3 +202,30 @@ def test_ray_local_equals_one_process(mlp, tmp_path):
     assert main(args + ["--json", str(tmp_path / "one.json")]) == 0
     assert main(args + ["--json", str(tmp_path / "ray.json"), "--address", "local", "--workers", "2"]) == 0
     _same_document(tmp_path / "one.json", tmp_path / "ray.json")
+
+
+
+def test_workers_share_the_memory_budget(mlp, tmp_path, monkeypatch):
+    """--max-memory is the whole run's budget: each of N local worker processes plans within SIZE / N
+    (the document records the run's budget, as one process would)."""
+    import argparse
+
+    from certnn.cli import budgets
+
+    assert budgets.budget_bytes(argparse.Namespace(max_memory="3000M", memory_share=2)) == 1500 * 2 ** 20
+    seen = []
+    real = budgets.budget_bytes
+    monkeypatch.setattr(budgets, "budget_bytes", lambda a: seen.append(real(a)) or seen[-1])
+    argv = RADIUS[:] + mlp + ["--max-memory", "3000M", "--samples", "6"]
+    assert main(argv + ["--json", str(tmp_path / "one.json"), "--workers", "1"]) == 0
+    assert seen and set(seen) == {3000 * 2 ** 20}
+    assert main(argv + ["--json", str(tmp_path / "two.json"), "--workers", "2", "--task-size", "3"]) == 0
+    seen.clear()
+    from certnn.cli.sharded import run_slice
+
+    recs = run_slice({"command": "radius", "argv": argv + ["--json", str(tmp_path / "w.json")], "memory_share": 2},
+                     (0, 1, 2))  # what a worker process of --workers 2 runs
+    assert [r["index"] for r in recs] == [0, 1, 2] and set(seen) == {1500 * 2 ** 20}
+    assert recs[0]["settings"]["max_memory_mb"] == 3000.0
+    for f in ("one.json", "two.json"):
+        assert json.loads((tmp_path / f).read_text())["settings"]["max_memory_mb"] == 3000.0

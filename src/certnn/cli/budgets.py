@@ -28,7 +28,9 @@ def budget_bytes(args) -> int:
     from ..engine.memory import default_budget, parse_size
 
     text = getattr(args, "max_memory", None)
-    return default_budget() if text is None else parse_size(text)
+    budget = default_budget() if text is None else parse_size(text)
+    # a worker process of `--workers N` on this machine gets its share of the run's budget (cli/sharded.py)
+    return budget // max(1, int(getattr(args, "memory_share", 1) or 1))
 
 
 def memory_plan(args, graph, batch_size: int, max_rows: int = 4096):
@@ -41,6 +43,7 @@ def memory_plan(args, graph, batch_size: int, max_rows: int = 4096):
     budget = budget_bytes(args)
     plan = plan_chunks(graph, budget, batch_size, max_rows)
     guard_memory(plan.trim_above)
-    args.memory_settings = {"max_memory_mb": round(budget / 2 ** 20, 1), "batch_size_used": plan.batch_size,
+    share = max(1, int(getattr(args, "memory_share", 1) or 1))  # the run's budget, whatever this process's share
+    args.memory_settings = {"max_memory_mb": round(budget * share / 2 ** 20, 1), "batch_size_used": plan.batch_size,
                             "max_rows_used": plan.max_rows}
     return plan

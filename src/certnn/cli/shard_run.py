@@ -67,7 +67,9 @@ def run_sharded(args, command: str) -> int:
                     ckpt.meta("environment", r["environment"])
         prog.update(len(records), sum(good_count(command, None, r["sample"]) for r in records), len(failed))
 
-    payload = {"command": command, "argv": list(args.argv)}
+    # local worker processes share this machine's memory: each plans within budget / workers
+    share = workers if (workers and workers > 1 and not args.address) else 1
+    payload = {"command": command, "argv": list(args.argv), "memory_share": share}
     try:
         res = run_tasks(make_backend(run_slice, payload, workers, args.address), tasks,
                         max_attempts=cfg.max_attempts, checkpoint=ckpt, progress=progress)

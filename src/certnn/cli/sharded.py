@@ -108,6 +108,7 @@ def run_slice(payload: dict[str, Any], indices: tuple[int, ...]) -> list[dict[st
     args.started_at = time.perf_counter()
     args.start, args.samples = indices[0], len(indices)
     args.workers, args.address, args.resume, args.quiet = None, None, False, True
+    args.memory_share = payload.get("memory_share", 1)
     with tempfile.TemporaryDirectory(prefix="certnn-shard-") as d:
         if command == "report":
             args.out, path = d, Path(d) / "report.json"
