@@ -54,6 +54,7 @@ from ..domains.interval import Interval
 from ..domains.symbols import SymbolTable, union_ids
 from ..domains.zonotope import Zonotope, _split, apply_planes, concat
 from ..errors import UnsupportedOpError
+from ..graph.fuse_gates import fuse_gate_products
 from ..graph.ir import Graph, Node
 from ..ops.base import AffineOp
 from ..ops.shape import Slice
@@ -557,7 +558,7 @@ NONLINEAR = ("relu", "leaky_relu", "sigmoid", "tanh", "arctan", "hardtanh", "sig
 def zonotope_pass(run: ZonotopeRun, keep: set[str] | None = None) -> dict[str, ZVal]:
     """Zonotopes of the output node (and of the nodes in `keep`) after one forward pass; intermediate
     zonotopes are freed after their last use."""
-    g = commute_slices(run.ctx.graph)
+    g = commute_slices(fuse_gate_products(run.ctx.graph))  # fused gate products: Cert-RNN's planes
     if g is not run.ctx.graph:  # the same run state (timers, method, spec) over the equivalent graph
         run.ctx = replace(run.ctx, graph=g, bounds={})
     ctx = run.ctx

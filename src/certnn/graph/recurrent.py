@@ -17,9 +17,10 @@ with G = 1 (RNN), 4 (LSTM, PyTorch's gate order i, f, g, o) or 3 (GRU, r, z, n),
     LSTM:  c_t = SigmoidMul(f, c_{t-1}) + SigmoidTanhMul(i, g)                   (sigma(f) c + sigma(i) tanh(g))
            h_t = SigmoidTanhMul(o, c_t)                                          (sigma(o) tanh(c_t))
     GRU:   n_pre = xp_n + SigmoidMul(r, W_hn h_{t-1} + b_hn)                     (x_n + sigma(r) (U_n h + b_hn))
-           h_t = SigmoidTanhMul(-z, n_pre) + SigmoidMul(z, h_{t-1})             ((1 - sigma(z)) tanh(n) + sigma(z) h)
+           h_t = Mul(1 - sigmoid(z), tanh(n_pre)) + Mul(sigmoid(z), h_{t-1})    ((1 - sigma(z)) tanh(n) + sigma(z) h)
 
-using 1 - sigma(z) = sigma(-z) (ElementwiseAffine(scale=-1)). A zero initial state (the default, or
+(graph/gru_update.py: sigma(z) relaxed once for both uses; at t = 0 SigmoidTanhMul(-z, n_pre), using
+1 - sigma(z) = sigma(-z)). A zero initial state (the default, or
 ``x.new_zeros(...)``/``torch.zeros_like``) drops the terms it multiplies, so step 0 has no recurrent
 matmul. Learned or data-dependent initial states are rejected.
 
@@ -50,6 +51,7 @@ from ..ops.activation import Activation
 from ..ops.affine import ElementwiseAffine, Linear
 from ..ops.product import SigmoidMul, SigmoidTanhMul
 from ..ops.shape import Add, Concat, Permute, Reshape, Slice
+from .gru_update import gru_update
 from .ir import GraphBuilder
 
 RECURRENT_LAYERS: tuple[type, ...] = (nn.RNN, nn.LSTM, nn.GRU)
@@ -236,11 +238,7 @@ def _step(b: GraphBuilder, mode: str, xp: str, h: str | None, c: str | None, W_h
         r_pre = b.add(Add(), [xr, hr])
         z_pre = b.add(Add(), [xz, hz])
         n_pre = b.add(Add(), [xn, b.add(SigmoidMul(), [r_pre, hn])])
-    neg_z = b.add(ElementwiseAffine(torch.tensor(-1.0), None), [z_pre])
-    new = b.add(SigmoidTanhMul(), [neg_z, n_pre])
-    if h is not None:
-        new = b.add(Add(), [new, b.add(SigmoidMul(), [z_pre, h])])
-    return new, None
+    return gru_update(b, z_pre, n_pre, h), None
 
 
 def _state_node(v, where: str, what: str) -> str | None:
