@@ -28,6 +28,7 @@ from ..config import dual_exponent
 from ..ops.activation import Activation
 from ..ops.affine import ElementwiseAffine
 from ..ops.conv import Conv
+from ..ops.line_push import drop_zero, push_lines, rows_dot
 from ..ops.shape import Add
 
 
@@ -57,16 +58,30 @@ class Patches:
     def gather(self, t: Tensor) -> Tensor:
         """Values of a per-neuron tensor t (broadcastable to (B, C, H, W), or per row (B, R or 1, C, H, W))
         on every row's window (B, R, C, ph, pw), 0 outside the image."""
+        return self.gather_many([t])[0]
+
+    def gather_many(self, ts: list[Tensor]) -> list[Tensor]:
+        """`gather` of several tensors, sharing the window indices. The tensors are zero-padded around the
+        image so far that every window lies inside, so no in-image mask is applied afterwards."""
         B, R, C, ph, pw = self.data.shape
         H, W = self.spatial
-        if t.dim() == 5:  # a row dim (optimised lines)
-            t = torch.broadcast_to(t, (B, R, C, H, W)).reshape(B, R, C, H * W)
-        else:
-            t = torch.broadcast_to(t, (B, C, H, W)).reshape(B, 1, C, H * W).expand(B, R, C, H * W)
-        flat, valid = self.positions()
-        g = torch.gather(t, 3, flat.unsqueeze(2).expand(B, R, C, ph * pw))
-        g = g * valid.unsqueeze(2).to(g.dtype)
-        return g.reshape(B, R, C, ph, pw)
+        off = self.offset.reshape(-1, 2)
+        lo, hi = (off.amin(0).tolist(), off.amax(0).tolist()) if off.numel() else ([0, 0], [0, 0])
+        top, left = max(0, -lo[0]), max(0, -lo[1])
+        bottom, right = max(0, hi[0] + ph - H), max(0, hi[1] + pw - W)
+        Wp, n = W + left + right, (H + top + bottom) * (W + left + right)
+        dev = self.offset.device
+        r = self.offset[..., 0:1] + (top + torch.arange(ph, device=dev))  # (B, R, ph) in the padded grid
+        c = self.offset[..., 1:2] + (left + torch.arange(pw, device=dev))
+        flat = (r.unsqueeze(-1) * Wp + c.unsqueeze(-2)).reshape(B, R, 1, ph * pw)
+        out = []
+        for t in ts:
+            rows = t.shape[1] if t.dim() == 5 else 1
+            t = torch.broadcast_to(t, (B, rows, C, H, W) if t.dim() == 5 else (B, C, H, W))
+            t = F.pad(t, (left, right, top, bottom)).reshape(B, rows, C, n)
+            g = torch.gather(t.expand(B, R, C, n), 3, flat.expand(B, R, C, ph * pw))
+            out.append(g.reshape(B, R, C, ph, pw))
+        return out
 
     def with_data(self, data: Tensor) -> "Patches":
         return Patches(data, self.offset, self.spatial)
@@ -179,32 +194,34 @@ def _conv(ctx, op: Conv, in_shape: tuple[int, ...], lA, uA):
 def _activation(ctx, op: Activation, node, lA, uA):
     bounds = ctx.bounds[node.inputs[0]]
     rel = ctx.relaxation(op, node.name, bounds.lower, bounds.upper)
-    P = lA if lA is not None else uA
-    ls, lb, us, ub = (P.gather(t) for t in (rel.lower_slope, rel.lower_bias, rel.upper_slope, rel.upper_bias))
-
-    def flat_sum(t):
-        return t.reshape(t.shape[0], t.shape[1], -1).sum(-1)
-
     split = ctx.split_terms.get(node.name)
-    if lA is not None and lA is uA and split is None and torch.equal(rel.lower_slope, rel.upper_slope):
-        A = lA.data
-        pos, neg = A.clamp(min=0), A.clamp(max=0)
-        out = lA.with_data(A * ls)
-        return [(out, out)], flat_sum(pos * lb + neg * ub), flat_sum(pos * ub + neg * lb)
-    lA_in = uA_in = lbias = ubias = None
-    if lA is not None:
-        pos, neg = lA.data.clamp(min=0), lA.data.clamp(max=0)
-        lA_in = lA.with_data(pos * ls + neg * us + (0 if split is None else lA.gather(split)))
-        lbias = flat_sum(pos * lb + neg * ub)
-    if uA is not None:
-        if split is not None:
-            raise ValueError("split constraints apply to lower bounds only (bound -C for upper bounds)")
-        gl, gu = (ls, us) if uA is P else (uA.gather(rel.lower_slope), uA.gather(rel.upper_slope))
-        gbl, gbu = (lb, ub) if uA is P else (uA.gather(rel.lower_bias), uA.gather(rel.upper_bias))
-        pos, neg = uA.data.clamp(min=0), uA.data.clamp(max=0)
-        uA_in = uA.with_data(pos * gu + neg * gl)
-        ubias = flat_sum(pos * gbu + neg * gbl)
-    return [(lA_in, uA_in)], lbias, ubias
+    if split is not None and uA is not None:
+        raise ValueError("split constraints apply to lower bounds only (bound -C for upper bounds)")
+    if lA is not None and uA is not None and lA is not uA:  # windows differ: one side at a time
+        lo, _, lbias, _ = _activation_sides(ctx, rel, lA, None, split)
+        _, hi, _, ubias = _activation_sides(ctx, rel, None, uA, None)
+        return [(lo, hi)], lbias, ubias
+    lo, hi, lbias, ubias = _activation_sides(ctx, rel, lA, uA, split)
+    return [(lo, hi)], lbias, ubias
+
+
+def _activation_sides(ctx, rel, lA, uA, split):
+    """The line rule (ops/line_push.py) on the windows of lA and / or uA (the same Patches when both)."""
+    P = lA if lA is not None else uA
+    lb, ub = drop_zero(rel.lower_bias), drop_zero(rel.upper_bias)
+    same = lA is not None and lA is uA and split is None and torch.equal(rel.lower_slope, rel.upper_slope)
+    ts = [rel.lower_slope] + ([] if same else [rel.upper_slope]) + [b for b in (lb, ub) if b is not None]
+    g = P.gather_many(ts)
+    ls = g.pop(0)
+    us = ls if same else g.pop(0)
+    glb = None if lb is None else g.pop(0)
+    gub = None if ub is None else g.pop(0)
+    lo, hi, lbias, ubias = push_lines(None if lA is None else lA.data, None if uA is None else P.data,
+                                      ls, glb, us, gub, rows_dot, same)
+    if split is not None and lo is not None:
+        lo = lo + lA.gather(split)
+    wrap = P.with_data
+    return (None if lo is None else wrap(lo)), (None if hi is None else wrap(hi)), lbias, ubias
 
 
 def _elementwise(op: ElementwiseAffine, lA, uA):
@@ -231,9 +248,8 @@ def concretize(spec, P: Patches, bias: Tensor, side: str) -> Tensor:
     box = spec.box()
     B, R = P.data.shape[:2]
     A = P.data.reshape(B, R, -1)
-    mid = P.gather(box.center).reshape(B, R, -1)
-    rad = P.gather(box.radius).reshape(B, R, -1)
-    box_val = (A * mid).sum(-1) + sign * (A.abs() * rad).sum(-1) + bias
+    mid, rad = (t.reshape(B, R, -1) for t in P.gather_many([box.center, box.radius]))
+    box_val = rows_dot(A, mid) + sign * rows_dot(A.abs(), rad) + bias
     if spec.norm == "inf":
         return box_val
     As = A if spec.scale is None else A * P.gather(torch.broadcast_to(spec.scale, spec.center.shape[1:])).reshape(B, R, -1)

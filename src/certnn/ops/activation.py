@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ..domains.interval import Interval
 from .base import Op
+from .line_push import dense_dot, drop_zero, push_lines
 
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "arctan", "hardtanh")
 
@@ -66,27 +67,17 @@ class Activation(Op):
         bounds = ctx.bounds[inputs[0]]
         rel = ctx.relaxation(self, node_name, bounds.lower, bounds.upper)
         like = lA if lA is not None else uA
-        ls, lb, us, ub = (per_row(t, like) for t in (rel.lower_slope, rel.lower_bias, rel.upper_slope,
-                                                     rel.upper_bias))
+        ls, us = per_row(rel.lower_slope, like), per_row(rel.upper_slope, like)
+        lb, ub = (None if b is None else per_row(b, like) for b in (drop_zero(rel.lower_bias),
+                                                                      drop_zero(rel.upper_bias)))
         split = ctx.split_terms.get(node_name)
-        lA_in = uA_in = lbias = ubias = None
-        if lA is not None and lA is uA and split is None and torch.equal(rel.lower_slope, rel.upper_slope):
-            # parallel lines (Fast-Lin): one coefficient tensor serves both sides
-            A_in = lA * ls
-            pos, neg = lA.clamp(min=0), lA.clamp(max=0)
-            return [(A_in, A_in)], _flat_sum(pos * lb + neg * ub), _flat_sum(pos * ub + neg * lb)
-        if lA is not None:
-            pos, neg = lA.clamp(min=0), lA.clamp(max=0)
-            lA_in = pos * ls + neg * us
-            lbias = _flat_sum(pos * lb + neg * ub)
-            if split is not None:
-                lA_in = lA_in + split
-        if uA is not None:
-            if split is not None:
-                raise ValueError("split constraints apply to lower bounds only (bound -C for upper bounds)")
-            pos, neg = uA.clamp(min=0), uA.clamp(max=0)
-            uA_in = pos * us + neg * ls
-            ubias = _flat_sum(pos * ub + neg * lb)
+        if split is not None and uA is not None:
+            raise ValueError("split constraints apply to lower bounds only (bound -C for upper bounds)")
+        # parallel lines (Fast-Lin): one coefficient tensor serves both sides
+        same = lA is not None and lA is uA and split is None and torch.equal(rel.lower_slope, rel.upper_slope)
+        lA_in, uA_in, lbias, ubias = push_lines(lA, uA, ls, lb, us, ub, dense_dot, same)
+        if split is not None and lA_in is not None:
+            lA_in = lA_in + split
         return [(lA_in, uA_in)], lbias, ubias
 
     def describe(self) -> str:
@@ -98,6 +89,3 @@ def per_row(t: Tensor, A: Tensor) -> Tensor:
     A (B, S, *shape); tensors that already carry a row dim (optimised lines, (B, S or 1, *shape)) pass."""
     return t if t.dim() == A.dim() else t.unsqueeze(1)
 
-
-def _flat_sum(t: Tensor) -> Tensor:
-    return t.reshape(t.shape[0], t.shape[1], -1).sum(-1)

@@ -162,7 +162,13 @@ class ReluSlopes(Params):
     def __call__(self, op, l: Tensor, u: Tensor) -> LinearRelaxation:
         l, u = _rows(l, self.alpha), _rows(u, self.alpha)
         if self.a is None:
-            return relu_relaxation(l, u, "alpha", self.alpha)
+            # relu_relaxation(l, u, "alpha", alpha), formed as stable slope + unstable * clamp(alpha): the
+            # same values (exactly: 0 + 1 * a, s + 0 * a), and a backward pass of one product instead of
+            # torch.where's zero-filled gradient tensors over the (B, S, *shape) parameters
+            base = relu_relaxation(l, u, "zero")
+            unstable = ((l < 0) & (u > 0)).to(l.dtype)
+            lo = torch.addcmul(base.lower_slope, unstable, self.alpha.clamp(0.0, 1.0))
+            return LinearRelaxation(lo, base.lower_bias, base.upper_slope, base.upper_bias)
         return leaky_relu_relaxation(l, u, self.a, "alpha", self.alpha)
 
 

@@ -109,9 +109,7 @@ def run(prob, cfg: AlphaConfig, hook=None, deadline: float | None = None):
             improved = total > best_sum + tol
             best_sum = torch.where(improved, total, best_sum)
             stale = torch.where(improved, torch.zeros_like(stale), stale + 1)
-            for k, p in prob.params():
-                for b, t in zip(best_params[k], p.tensors()):
-                    b.copy_(torch.where(improved.reshape((-1,) + (1,) * (t.dim() - 1)), t.detach(), b))
+            _keep_improved(prob, best_params, improved)
             active &= stale < cfg.patience
             if cfg.stop_at is not None:
                 active &= ~(best > cfg.stop_at).all(1)
@@ -134,6 +132,20 @@ def run(prob, cfg: AlphaConfig, hook=None, deadline: float | None = None):
             best_params = {k: [t[keep] for t in ts] for k, ts in best_params.items()}
     rec.write(index, torch.arange(index.numel(), device=dev), best, bounds, best_params)
     return rec.best, rec.bounds, it, rec.params
+
+
+def _keep_improved(prob, best_params: dict, improved: Tensor) -> None:
+    """Copy the parameters of the samples whose bound improved into best_params (only those samples'
+    slices are written: the parameters can be far larger than the bounds)."""
+    if not bool(improved.any()):
+        return
+    rows = None if bool(improved.all()) else torch.nonzero(improved).reshape(-1)
+    for k, p in prob.params():
+        for b, t in zip(best_params[k], p.tensors()):
+            if rows is None:
+                b.copy_(t.detach())
+            else:
+                b.index_copy_(0, rows, t.detach().index_select(0, rows))
 
 
 def _cut_state(state: dict, keep: Tensor) -> dict:
