@@ -18,6 +18,7 @@ from ..errors import SoundnessError
 from ..ops.affine import ElementwiseAffine, Linear
 from ..ops.shape import Permute, Reshape, Slice
 from . import patches, rounding
+from .accumulate import CoeffSums
 from .context import RunContext
 from .interval import affine_chain, affine_chain_bounds, interval_pass, interval_spec
 
@@ -53,7 +54,8 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
     """Push coefficients lA / uA (B, S, *shape of `start`) with biases (B, S) back to the input and
     concretise them over ctx.spec: lower / upper bounds (B, S) of the linear functions they stand for."""
     g = ctx.graph
-    coeffs: dict[str, tuple[Tensor | None, Tensor | None]] = {start: (lA, uA)}
+    coeffs = CoeffSums()
+    coeffs.put(start, lA, uA)
     sound = ctx.rounding is not None  # float32-sound: widen by the rounding error of every step
     lerr = uerr = None
     for name in reversed(g.ancestors(start)):
@@ -63,6 +65,10 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
         cl, cu = coeffs.pop(name)
         if name in ctx.capture:  # e.g. branch and bound's branching scores: coefficients of a node's output
             ctx.captured[name] = patches.densify(cl)
+        if not sound and isinstance(node.op, Slice) and _dense(cl) and _dense(cu):
+            with ctx.timer("backward"):  # written straight into the selected entries of the input's sum
+                coeffs.add_slice(node.inputs[0], node.op.in_shape, node.op.index, cl, cu)
+            continue
         res = None
         if patches.is_patches(cl) or patches.is_patches(cu):
             res = patches.backward(ctx, node, cl, cu)
@@ -78,13 +84,11 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
         if sound:
             lerr, uerr = _step_errors(ctx, name, cl, cu, ins, lbias, ubias, lerr, uerr)
         for inp, (il, iu) in zip(node.inputs, ins):
-            if inp in coeffs:
-                ol, ou = coeffs[inp]
-                il, iu = patches.add(ol, il), patches.add(ou, iu)
-                if sound:  # the sum of two paths' coefficients is rounded too
-                    lerr, uerr = rounding.merge_errors(ctx, inp, il, iu, lerr, uerr)
-            coeffs[inp] = (il, iu)
-    A_in = coeffs.get(g.input_name, (None, None))
+            merged = inp in coeffs
+            coeffs.add(inp, il, iu)
+            if sound and merged:  # the sum of two paths' coefficients is rounded too
+                lerr, uerr = rounding.merge_errors(ctx, inp, *coeffs.get(inp), lerr, uerr)
+    A_in = coeffs.get(g.input_name)
     spec = ctx.spec
     if g.input_name in ctx.capture:
         ctx.captured[g.input_name] = patches.densify(A_in[0])
@@ -107,6 +111,10 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
         lo = conc(A_in[0], lbias, "lower") if lA is not None else None
         hi = conc(A_in[1], ubias, "upper") if uA is not None else None
     return lo, hi
+
+
+def _dense(t) -> bool:
+    return t is None or isinstance(t, Tensor)
 
 
 def _step_errors(ctx: RunContext, name: str, cl, cu, ins, lbias: Tensor, ubias: Tensor, lerr, uerr):

@@ -35,7 +35,7 @@ class Linear(AffineOp):
     def bias_term(self, A: Tensor) -> Tensor | None:
         if self.bias is None:
             return None
-        return sum_out(A * self.bias)
+        return sum_out(A @ self.bias)  # a matrix-vector product: no full-size temporary
 
     def identity_start(self, batch: int) -> tuple[Tensor, Tensor | None]:
         """Coefficients at the input and bias when the spec is the identity on this op's output (B, n, in)."""

@@ -46,10 +46,17 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .sshape import SIGMOID, TANH, _bisect, stationary_candidates
+from .sshape import SIGMOID, TANH, stationary_candidates
 
 WORK_DTYPE = torch.float64
-BISECT_ITERS = 64
+#: bisection steps for the interior stationary points of sigma(x) tanh(y) - A x - B y when offsets are
+#: computed: the bracket is then ~2^-32 of the piece, and the value at its end is within `slack` (the
+#: square of the bracket, see :func:`sigmoid_tanh_extremes`) of the true extreme, at the level of the
+#: safety margin's few ulps
+BISECT_ITERS = 32
+#: an upper bound of the spectral norm of the Hessian of sigma(x) tanh(y) on R^2 (its Frobenius norm is at
+#: most sqrt(sigma''^2 + 2 sigma'^2 + tanh''^2) <= sqrt(0.0963^2 + 2 * 0.25^2 + 0.7699^2) < 0.86)
+HESSIAN_BOUND = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,9 @@ class Extremes:
     lo_y: Tensor
     hi_x: Tensor
     hi_y: Tensor
+    #: how far lo / hi may be from the true extremes because an interior stationary point was located only
+    #: to a bisection bracket (see :func:`sigmoid_tanh_extremes`); sound offsets are lo - slack, hi + slack
+    slack: Tensor | float = 0.0
 
 
 def _clip(v: Tensor, l: Tensor, u: Tensor) -> Tensor:
@@ -110,10 +120,21 @@ def _corners(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> tuple[list[Tenso
     return [lx, lx, ux, ux], [ly, uy, ly, uy]
 
 
+def _bisect_bracket(h: Callable[[Tensor], Tensor], lo: Tensor, hi: Tensor, iters: int) -> tuple[Tensor, Tensor]:
+    """Batched bisection for an increasing h with h(lo) <= 0 < h(hi): the final bracket (lo, hi)."""
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        pos = h(mid) > 0
+        hi = torch.where(pos, mid, hi)
+        lo = torch.where(pos, lo, mid)
+    return lo, hi
+
+
 def _sigtanh_interior(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
-                      iters: int) -> tuple[list[Tensor], list[Tensor]]:
+                      iters: int) -> tuple[list[Tensor], list[Tensor], Tensor]:
     """The (at most two) interior stationary points of sigma(x) tanh(y) - A x - B y, clipped into the box
-    (found on detached inputs, re-clipped to the live box: :func:`_candidate`)."""
+    (found on detached inputs, re-clipped to the live box: :func:`_candidate`), and the slack of their
+    values (:func:`sigmoid_tanh_extremes`)."""
     box = (lx, ux, ly, uy)
     A, B, lx, ux, ly, uy = (t.detach() for t in (A, B, lx, ux, ly, uy))
     tiny = torch.finfo(B.dtype).tiny
@@ -136,16 +157,26 @@ def _sigtanh_interior(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, 
     lo = _clip(lo, lx, ux)
     hi = torch.maximum(_clip(hi, lx, ux), lo)
     sgn = torch.stack([one, -one])
-    xs = _bisect(lambda x: sgn * (psi(x) - absA), lo, hi, iters)
+    x_lo, xs = _bisect_bracket(lambda x: sgn * (psi(x) - absA), lo, hi, iters)
     ys = _clip(torch.sign(A) * _dfinv(TANH, Bc / torch.sigmoid(xs)), ly, uy)
+    ys_lo = _clip(torch.sign(A) * _dfinv(TANH, Bc / torch.sigmoid(x_lo)), ly, uy)
+    slack = (HESSIAN_BOUND * ((xs - x_lo) ** 2 + (ys - ys_lo) ** 2)).amax(0)
     lx, ux, ly, uy = box
     return ([_candidate(xs[0], lx, ux), _candidate(xs[1], lx, ux)],
-            [_candidate(ys[0], ly, uy), _candidate(ys[1], ly, uy)])
+            [_candidate(ys[0], ly, uy), _candidate(ys[1], ly, uy)], slack)
 
 
 def sigmoid_tanh_extremes(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
                           iters: int = BISECT_ITERS) -> Extremes:
-    """Exact min and max of sigma(x) tanh(y) - A x - B y over [lx, ux] x [ly, uy] (float64 tensors)."""
+    """Min and max of sigma(x) tanh(y) - A x - B y over [lx, ux] x [ly, uy] (float64 tensors), exact up to
+    the returned `slack`.
+
+    Slack: an interior stationary point p* = (x*, y*) is located by bisection to a bracket x* in [x_lo, x_hi],
+    and y* = phi(x*) with phi monotone on the piece, so |p* - p| <= d with d^2 = (x_hi - x_lo)^2 +
+    (phi(x_hi) - phi(x_lo))^2 for the candidate p = (x_hi, phi(x_hi)) (clipping into the box only moves p
+    towards p* when p* is in the box). As grad g(p*) = 0, Taylor's theorem gives
+    |g(p) - g(p*)| <= ||Hessian|| d^2 / 2 <= HESSIAN_BOUND d^2, which is `slack`. Corners and edge points
+    are exact (closed form), so [lo - slack, hi + slack] contains the true extremes."""
     xs, ys = _corners(lx, ux, ly, uy)
     for x_e in (lx, ux):  # vertical edges: stationary in y
         for y_c in stationary_candidates(TANH, _safe_ratio(B, torch.sigmoid(x_e)), ly, uy)[2:]:
@@ -153,9 +184,10 @@ def sigmoid_tanh_extremes(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tens
     for y_e in (ly, uy):  # horizontal edges: stationary in x
         for x_c in stationary_candidates(SIGMOID, _safe_ratio(A, torch.tanh(y_e)), lx, ux)[2:]:
             xs.append(x_c); ys.append(y_e)
-    xi, yi = _sigtanh_interior(A, B, lx, ux, ly, uy, iters)
+    xi, yi, slack = _sigtanh_interior(A, B, lx, ux, ly, uy, iters)
     xs += xi; ys += yi
-    return _reduce(lambda x, y: torch.sigmoid(x) * torch.tanh(y) - A * x - B * y, xs, ys)
+    e = _reduce(lambda x, y: torch.sigmoid(x) * torch.tanh(y) - A * x - B * y, xs, ys)
+    return Extremes(e.lo, e.hi, e.lo_x, e.lo_y, e.hi_x, e.hi_y, slack)
 
 
 def sigmoid_mul_extremes(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,

@@ -69,7 +69,7 @@ def _offsets(fn: ProductFn, A: Tensor, B: Tensor, box: list[Tensor], out_dtype: 
     e = fn.extremes(A, B, lx, ux, ly, uy)
     mag = (fn.bound(lx, ux, ly, uy) + A.abs() * torch.maximum(lx.abs(), ux.abs())
            + B.abs() * torch.maximum(ly.abs(), uy.abs()))
-    margin = safety_margin(mag.to(out_dtype)).to(WORK_DTYPE)
+    margin = safety_margin(mag.to(out_dtype)).to(WORK_DTYPE) + e.slack  # slack: bisection's bracket
     lo, hi = e.lo - margin, e.hi + margin
     # rounding to out_dtype may move a value inwards by half an ulp: step one ulp outwards if it did
     lo_o, hi_o = lo.to(out_dtype), hi.to(out_dtype)

@@ -54,11 +54,22 @@ class SShape:
     dfinv: Callable[[Tensor], Tensor]  # a in (0, f'(0)] -> x >= 0 with f'(x) = a
     peak_slope: float  # f'(0)
     lipschitz: float  # sup |f'| = f'(0)
+    #: (f(x), f'(x)) from one evaluation of the transcendental where f' is written in terms of f (the
+    #: same numbers as f(x) and df(x) separately); None: f and df are called
+    f_df: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
+
+    def value_and_slope(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.f_df(x) if self.f_df is not None else (self.f(x), self.df(x))
 
 
 def _sigmoid_df(x: Tensor) -> Tensor:
     s = torch.sigmoid(x)
     return s * (1 - s)
+
+
+def _sigmoid_f_df(x: Tensor) -> tuple[Tensor, Tensor]:
+    s = torch.sigmoid(x)
+    return s, s * (1 - s)
 
 
 def _sigmoid_dfinv(a: Tensor) -> Tensor:
@@ -71,6 +82,11 @@ def _sigmoid_dfinv(a: Tensor) -> Tensor:
 def _tanh_df(x: Tensor) -> Tensor:
     t = torch.tanh(x)
     return 1 - t * t
+
+
+def _tanh_f_df(x: Tensor) -> tuple[Tensor, Tensor]:
+    t = torch.tanh(x)
+    return t, 1 - t * t
 
 
 def _tanh_dfinv(a: Tensor) -> Tensor:
@@ -86,8 +102,8 @@ def _atan_dfinv(a: Tensor) -> Tensor:
     return torch.sqrt(torch.clamp(1 / a - 1, min=0.0))
 
 
-SIGMOID = SShape("sigmoid", torch.sigmoid, _sigmoid_df, _sigmoid_dfinv, 0.25, 0.25)
-TANH = SShape("tanh", torch.tanh, _tanh_df, _tanh_dfinv, 1.0, 1.0)
+SIGMOID = SShape("sigmoid", torch.sigmoid, _sigmoid_df, _sigmoid_dfinv, 0.25, 0.25, _sigmoid_f_df)
+TANH = SShape("tanh", torch.tanh, _tanh_df, _tanh_dfinv, 1.0, 1.0, _tanh_f_df)
 ARCTAN = SShape("arctan", torch.atan, _atan_df, _atan_dfinv, 1.0, 1.0)
 SSHAPES: dict[str, SShape] = {s.name: s for s in (SIGMOID, TANH, ARCTAN)}
 
@@ -110,9 +126,10 @@ def exact_offsets(fn: SShape, slope: Tensor, l: Tensor, u: Tensor) -> tuple[Tens
     """min and max over x in [l, u] of f(x) - slope*x, widened by a few ulps (sound offsets); slope, l and u
     broadcast against each other and the result has their broadcast shape."""
     cands = stationary_candidates(fn, slope, l, u)
-    vals = torch.stack(torch.broadcast_tensors(*[fn.f(c) - slope * c for c in cands]))
-    mags = torch.stack(torch.broadcast_tensors(*[torch.maximum(fn.f(c).abs(), (slope * c).abs())
-                                                 for c in cands])).amax(0)
+    fs = [fn.f(c) for c in cands]
+    lin = [slope * c for c in cands]
+    vals = torch.stack(torch.broadcast_tensors(*[f - a for f, a in zip(fs, lin)]))
+    mags = torch.stack(torch.broadcast_tensors(*[torch.maximum(f.abs(), a.abs()) for f, a in zip(fs, lin)])).amax(0)
     margin = safety_margin(mags)
     return vals.amin(0) - margin, vals.amax(0) + margin
 
@@ -156,9 +173,12 @@ def lower_envelope_point(fn: SShape, l: Tensor, u: Tensor, iters: int = 40) -> t
     zero = torch.zeros_like(l)
     lz, uz = torch.minimum(l, zero), torch.maximum(u, zero)
 
+    f_uz = fn.f(uz)  # constant through the bisection
+
     def g(s: Tensor) -> Tensor:  # -h(-expm1(s)): increasing in s >= 0
         d = -torch.expm1(s)
-        return fn.f(uz) - fn.f(d) - fn.df(d) * (uz - d)
+        f_d, df_d = fn.value_and_slope(d)
+        return f_uz - f_d - df_d * (uz - d)
 
     crossing = (l < 0) & (u > 0)
     s_max = torch.log1p(-lz)
