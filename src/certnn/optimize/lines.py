@@ -28,6 +28,7 @@ from torch import Tensor
 
 from ..relax import SSHAPES
 from ..relax.relu import leaky_relu_relaxation, relu_relaxation
+from ..relax.ties import tie_averaged
 from ..relax.sshape import SShape, exact_offsets, stationary_candidates
 from ..relax.products import PRODUCT_FNS, tilted_planes
 from ..relax.types import LinearRelaxation, PlaneRelaxation
@@ -39,19 +40,6 @@ PRODUCTS = ("sigmoid_tanh_mul", "sigmoid_mul", "mul")
 def _rows(t: Tensor, like: Tensor) -> Tensor:
     """Per-neuron bounds (B, *shape) as (B, 1, *shape) next to parameters (B, S, *shape)."""
     return t.unsqueeze(1) if t.dim() == like.dim() - 1 else t
-
-
-def tie_averaged(value: Tensor, cands: Tensor, side: str) -> Tensor:
-    """`value` (the exact min or max over dim 0 of `cands`, widened) with the gradient of the mean of the
-    candidates within a relative 1e-9 of the extreme. The value is untouched (soundness); the gradient
-    no longer depends on which of two (numerically) tied candidates rounding makes the extreme: CROWN's
-    lines touch f at two points by construction, and an optimiser started there would otherwise follow
-    rounding noise (e.g. different for a sample alone and in a batch)."""
-    ext = cands.amin(0) if side == "min" else cands.amax(0)
-    tol = 1e-9 * (1 + ext.abs())
-    near = ((cands - ext).abs() <= tol).to(cands.dtype).detach()
-    avg = (near * cands).sum(0) / near.sum(0)
-    return value.detach() + (avg - avg.detach())
 
 
 def tied_sshape_lines(fn: SShape, l: Tensor, u: Tensor, k_lo: Tensor, k_up: Tensor) -> LinearRelaxation:

@@ -47,8 +47,12 @@ import torch
 from torch import Tensor
 
 from .sshape import SIGMOID, TANH, stationary_candidates
+from .ties import tie_averaged
 
 WORK_DTYPE = torch.float64
+#: a candidate point within this relative distance of a face of the box moves with that face under autograd
+#: (:func:`_candidate`)
+FACE_RTOL = 1e-9
 #: bisection steps for the interior stationary points of sigma(x) tanh(y) - A x - B y when offsets are
 #: computed: the bracket is then ~2^-32 of the piece, and the value at its end is within `slack` (the
 #: square of the bracket, see :func:`sigmoid_tanh_extremes`) of the true extreme, at the level of the
@@ -98,8 +102,20 @@ def _candidate(v: Tensor, l: Tensor, u: Tensor) -> Tensor:
     """A stationary-point candidate v (any tensor) as a point of [l, u] for autograd (verified
     training): v itself carries no gradient (at an interior stationary point of g the gradient of g's
     value does not depend on where the point moves: envelope theorem), but when it is clipped to a face
-    of the box the gradient flows to that face. The value is exactly _clip(v, l, u)."""
-    return _clip(v.detach(), l, u)
+    of the box the gradient flows to that face. The value is exactly _clip(v, l, u).
+
+    "Clipped" is decided with a tolerance (v within FACE_RTOL of a face counts as on it) and the face
+    then gets the whole gradient: an exact clip would pass all, half (a tie) or none of it on a
+    last-digit difference between v and the face (e.g. a sample bounded alone or in a batch), and an
+    optimiser following the gradient (alpha-CROWN) would then take different paths."""
+    v = v.detach()
+    out = _clip(v, l.detach(), u.detach())
+    if not (l.requires_grad or u.requires_grad):
+        return out
+    at_l = ~(v > l.detach() + FACE_RTOL * (1 + l.detach().abs()))  # NaN -> l, as _clip
+    at_u = ~at_l & (v >= u.detach() - FACE_RTOL * (1 + u.detach().abs()))
+    zero = torch.zeros_like(out)
+    return out + torch.where(at_l, l - l.detach(), zero) + torch.where(at_u, u - u.detach(), zero)
 
 
 def _logit(p: Tensor, one_minus_p: Tensor) -> Tensor:
@@ -112,8 +128,11 @@ def _reduce(g: Callable[[Tensor, Tensor], Tensor], xs: list[Tensor], ys: list[Te
     vals = g(X, Y)
     lo, ilo = vals.min(0, keepdim=True)
     hi, ihi = vals.max(0, keepdim=True)
+    lo, hi = lo.squeeze(0), hi.squeeze(0)
+    if vals.requires_grad:  # tied candidates share the gradient (relax.ties): it must not follow rounding
+        lo, hi = tie_averaged(lo, vals, "min"), tie_averaged(hi, vals, "max")
     pick = lambda T, i: T.gather(0, i).squeeze(0)  # noqa: E731
-    return Extremes(lo.squeeze(0), hi.squeeze(0), pick(X, ilo), pick(Y, ilo), pick(X, ihi), pick(Y, ihi))
+    return Extremes(lo, hi, pick(X, ilo), pick(Y, ilo), pick(X, ihi), pick(Y, ihi))
 
 
 def _corners(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> tuple[list[Tensor], list[Tensor]]:

@@ -48,6 +48,7 @@ from .product_extremes import WORK_DTYPE
 from .product_fns import SIGMOID_MUL, SIGMOID_TANH, ProductFn
 from .product_popqorn import popqorn_tilts
 from .product_tilts import certrnn_sigmoid_mul_candidates, certrnn_sigmoid_tanh_candidates, corner_fit
+from .ties import tie_averaged
 from .types import BLEND_KAPPA, PlaneRelaxation, safety_margin
 
 MODES = ("certrnn", "popqorn", "blend")
@@ -162,7 +163,9 @@ def tilted_planes(kind: str, Al: Tensor, Bl: Tensor, Au: Tensor, Bu: Tensor, lx:
         mag = ((lx.abs() + ux.abs()) * (ly.abs() + uy.abs()) + (Al.abs() + Au.abs()) * (lx.abs() + ux.abs())
                + (Bl.abs() + Bu.abs()) * (ly.abs() + uy.abs()))
         margin = safety_margin(mag)
-        return PlaneRelaxation(Al, Bl, lo.amin(0) - margin, Au, Bu, hi.amax(0) + margin)
+        # corner ties share the gradient (relax.ties): which corner rounding picks must not steer an optimiser
+        return PlaneRelaxation(Al, Bl, tie_averaged(lo.amin(0), lo, "min") - margin, Au, Bu,
+                               tie_averaged(hi.amax(0), hi, "max") + margin)
     fn = PRODUCT_FNS[kind]
     out = lx.dtype
     shape = torch.broadcast_shapes(Al.shape, Bl.shape, Au.shape, Bu.shape, lx.shape, ly.shape)
