@@ -221,11 +221,15 @@ def test_workers_share_the_memory_budget(mlp, tmp_path, monkeypatch):
     assert seen and set(seen) == {3000 * 2 ** 20}
     assert main(argv + ["--json", str(tmp_path / "two.json"), "--workers", "2", "--task-size", "3"]) == 0
     seen.clear()
+    from certnn.cli import allocator
     from certnn.cli.sharded import run_slice
+
+    tuned = []  # a worker process runs no certnn main: each task keeps freed memory as the command does
+    monkeypatch.setattr(allocator, "tune_allocator", lambda: tuned.append(1) or True)
 
     recs = run_slice({"command": "radius", "argv": argv + ["--json", str(tmp_path / "w.json")], "memory_share": 2},
                      (0, 1, 2))  # what a worker process of --workers 2 runs
     assert [r["index"] for r in recs] == [0, 1, 2] and set(seen) == {1500 * 2 ** 20}
-    assert recs[0]["settings"]["max_memory_mb"] == 3000.0
+    assert recs[0]["settings"]["max_memory_mb"] == 3000.0 and tuned
     for f in ("one.json", "two.json"):
         assert json.loads((tmp_path / f).read_text())["settings"]["max_memory_mb"] == 3000.0

@@ -101,8 +101,10 @@ def run_slice(payload: dict[str, Any], indices: tuple[int, ...]) -> list[dict[st
     """Worker side: run the command on samples indices[0] .. indices[-1] (one contiguous slice) and return
     one record per sample: the sample's JSON entry, its share of the shard's seconds, and (on the first
     record) the settings and environment."""
+    from .allocator import tune_allocator
     from .main import build_parser
 
+    tune_allocator()  # a worker process runs no `certnn` main: keep freed tensor memory as the command does
     args = build_parser().parse_args(payload["argv"])
     command = payload["command"]
     args.started_at = time.perf_counter()
