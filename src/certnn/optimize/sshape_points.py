@@ -34,28 +34,14 @@ from .lines import Params, _rows, tied_sshape_lines
 ENVELOPE_ITERS = 16
 
 
-def _d2f(fn: SShape, x: Tensor) -> Tensor | None:
-    """f''(x) of the S-shaped functions of relax.sshape (None for another one: no Newton polish)."""
-    if fn.name == "sigmoid":
-        s = torch.sigmoid(x)
-        return s * (1 - s) * (1 - 2 * s)
-    if fn.name == "tanh":
-        t = torch.tanh(x)
-        return -2 * t * (1 - t * t)
-    if fn.name == "arctan":
-        return -2 * x / (1 + x * x) ** 2
-    return None
-
-
 def _polish(fn: SShape, d: Tensor, l: Tensor, u: Tensor, steps: int = 2) -> Tensor:
     """Newton steps on h(d) = f(d) + f'(d) (u - d) - f(u) (the tangent at d passes through (u, f(u)))
     from the bisection's d, kept inside [l, 0] (the bisection's precision 2^-iters becomes ~ulps, so
     the line at the end of the range touches f at d and at u alike and the optimiser sees the tie)."""
+    if fn.d2f is None:  # another S-shaped function: the bisection's d as it is
+        return d
     for _ in range(steps):
-        d2 = _d2f(fn, d)
-        if d2 is None:
-            return d
-        dh = d2 * (u - d)
+        dh = fn.d2f(d) * (u - d)
         h = fn.f(d) + fn.df(d) * (u - d) - fn.f(u)
         step = torch.where(dh > 0, h / torch.where(dh > 0, dh, torch.ones_like(dh)), torch.zeros_like(h))
         new = d - step

@@ -46,7 +46,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .sshape import SIGMOID, TANH, stationary_candidates
+from .sshape import SIGMOID, TANH, _bisect_bracket, stationary_candidates
 from .ties import tie_averaged
 
 WORK_DTYPE = torch.float64
@@ -137,16 +137,6 @@ def _reduce(g: Callable[[Tensor, Tensor], Tensor], xs: list[Tensor], ys: list[Te
 
 def _corners(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> tuple[list[Tensor], list[Tensor]]:
     return [lx, lx, ux, ux], [ly, uy, ly, uy]
-
-
-def _bisect_bracket(h: Callable[[Tensor], Tensor], lo: Tensor, hi: Tensor, iters: int) -> tuple[Tensor, Tensor]:
-    """Batched bisection for an increasing h with h(lo) <= 0 < h(hi): the final bracket (lo, hi)."""
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        pos = h(mid) > 0
-        hi = torch.where(pos, mid, hi)
-        lo = torch.where(pos, lo, mid)
-    return lo, hi
 
 
 def _sigtanh_interior(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,

@@ -57,6 +57,8 @@ class SShape:
     #: (f(x), f'(x)) from one evaluation of the transcendental where f' is written in terms of f (the
     #: same numbers as f(x) and df(x) separately); None: f and df are called
     f_df: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
+    #: f''(x) (Newton steps on tangent points, optimize/sshape_points.py); None: not known
+    d2f: Callable[[Tensor], Tensor] | None = None
 
     def value_and_slope(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.f_df(x) if self.f_df is not None else (self.f(x), self.df(x))
@@ -102,9 +104,23 @@ def _atan_dfinv(a: Tensor) -> Tensor:
     return torch.sqrt(torch.clamp(1 / a - 1, min=0.0))
 
 
-SIGMOID = SShape("sigmoid", torch.sigmoid, _sigmoid_df, _sigmoid_dfinv, 0.25, 0.25, _sigmoid_f_df)
-TANH = SShape("tanh", torch.tanh, _tanh_df, _tanh_dfinv, 1.0, 1.0, _tanh_f_df)
-ARCTAN = SShape("arctan", torch.atan, _atan_df, _atan_dfinv, 1.0, 1.0)
+def _sigmoid_d2f(x: Tensor) -> Tensor:
+    s = torch.sigmoid(x)
+    return s * (1 - s) * (1 - 2 * s)
+
+
+def _tanh_d2f(x: Tensor) -> Tensor:
+    t = torch.tanh(x)
+    return -2 * t * (1 - t * t)
+
+
+def _atan_d2f(x: Tensor) -> Tensor:
+    return -2 * x / (1 + x * x) ** 2
+
+
+SIGMOID = SShape("sigmoid", torch.sigmoid, _sigmoid_df, _sigmoid_dfinv, 0.25, 0.25, _sigmoid_f_df, _sigmoid_d2f)
+TANH = SShape("tanh", torch.tanh, _tanh_df, _tanh_dfinv, 1.0, 1.0, _tanh_f_df, _tanh_d2f)
+ARCTAN = SShape("arctan", torch.atan, _atan_df, _atan_dfinv, 1.0, 1.0, d2f=_atan_d2f)
 SSHAPES: dict[str, SShape] = {s.name: s for s in (SIGMOID, TANH, ARCTAN)}
 
 
@@ -142,14 +158,19 @@ def _chord(fn: SShape, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
     return k, fn.f(l) - k * l
 
 
-def _bisect(h: Callable[[Tensor], Tensor], lo: Tensor, hi: Tensor, iters: int) -> Tensor:
-    """Batched bisection for an increasing h with h(lo) <= 0 < h(hi); returns the upper bracket end."""
+def _bisect_bracket(h: Callable[[Tensor], Tensor], lo: Tensor, hi: Tensor, iters: int) -> tuple[Tensor, Tensor]:
+    """Batched bisection for an increasing h with h(lo) <= 0 < h(hi): the final bracket (lo, hi)."""
     for _ in range(iters):
         mid = (lo + hi) / 2
         pos = h(mid) > 0
         hi = torch.where(pos, mid, hi)
         lo = torch.where(pos, lo, mid)
-    return hi
+    return lo, hi
+
+
+def _bisect(h: Callable[[Tensor], Tensor], lo: Tensor, hi: Tensor, iters: int) -> Tensor:
+    """Batched bisection for an increasing h with h(lo) <= 0 < h(hi); returns the upper bracket end."""
+    return _bisect_bracket(h, lo, hi, iters)[1]
 
 
 def lower_envelope_point(fn: SShape, l: Tensor, u: Tensor, iters: int = 40) -> tuple[Tensor, Tensor]:
