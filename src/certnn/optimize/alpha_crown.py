@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -60,6 +60,8 @@ class AlphaResult:
     iterations: int
     params: dict
     betas: dict
+    #: start name -> (rows, needed) of each optimised backward pass (optimize/plan.Start), full batch
+    starts: dict = field(default_factory=dict)
 
 
 def _spec_rows(C: Tensor, lower: bool, upper: bool) -> Tensor:
@@ -72,8 +74,9 @@ class _Problem:
     `select(index)` keeps the samples `index` (for stopping samples that are done)."""
 
     def __init__(self, ctx: RunContext, Cs: Tensor, cfg: AlphaConfig, reference: dict | None,
-                 splits: dict | None, warm: dict | None):
+                 splits: dict | None, warm: dict | None, stop: Tensor | None = None):
         self.ctx, self.Cs, self.cfg = ctx, Cs, cfg
+        self.stop = stop  # (B, S') per-row thresholds: a sample is done once every best bound exceeds its own
         if reference is None:
             # CROWN's bounds: the reference every iterate is intersected with, and the warm start
             rec = ReferenceRecorder()
@@ -122,6 +125,7 @@ class _Problem:
                               max_elements=ctx.max_elements, patches=ctx.patches)
         self.ctx.timers = ctx.timers
         self.Cs, self.crown = self.Cs[index], self.crown[index]
+        self.stop = None if self.stop is None else self.stop[index]
         pick = lambda iv: Interval(iv.lower[index], iv.upper[index])  # noqa: E731
         self.ref = {k: pick(v) for k, v in self.ref.items()}
         self.ref_all = {k: pick(v) for k, v in self.ref_all.items()}
@@ -206,7 +210,8 @@ def _intersect_reference(iv: Interval, ref: Interval) -> Interval:
 def optimized_bounds(ctx: RunContext, C: Tensor | None, lower: bool = True, upper: bool = True,
                      config: AlphaConfig = AlphaConfig(), on_iterate: Callable | None = None,
                      reference: dict | None = None, splits: dict | None = None,
-                     warm: dict | None = None, deadline: float | None = None) -> AlphaResult:
+                     warm: dict | None = None, deadline: float | None = None,
+                     stop: Tensor | None = None) -> AlphaResult:
     """alpha-CROWN bounds of C · output (C (B, S, *out) or None for every output) over ctx.spec, with
     ctx.method's relaxations (CROWN's) as the warm start. See the module docstring.
 
@@ -215,7 +220,10 @@ def optimized_bounds(ctx: RunContext, C: Tensor | None, lower: bool = True, uppe
     (node -> Interval, e.g. a branch-and-bound sub-domain's; then only the output is optimised). splits:
     ReLU node -> sign (B, *shape) in {-1, 0, 1} of split constraints on its input (beta-CROWN; lower
     bounds only). warm: parameters to start from, as AlphaResult.params (used where shapes match).
-    deadline: a time.perf_counter() value after which no further iteration starts."""
+    deadline: a time.perf_counter() value after which no further iteration starts. stop: (B, S)
+    thresholds of the lower bounds (lower side only; -inf for a row that does not matter): a sample stops
+    once its best lower bound exceeds the threshold in every row (e.g. branch and bound's sub-domain is
+    proved), like AlphaConfig.stop_at with one value per row."""
     from .loop import run
 
     g = ctx.graph
@@ -227,8 +235,10 @@ def optimized_bounds(ctx: RunContext, C: Tensor | None, lower: bool = True, uppe
         raise ValueError("ask for at least one side")
     if splits and upper:
         raise ValueError("split constraints (beta) bound the lower side only; bound -C for upper bounds")
+    if stop is not None and (upper or not lower or stop.shape != C.shape[:2]):
+        raise ValueError("stop thresholds (B, S) apply to lower bounds only")
     S = C.shape[1]
-    prob = _Problem(ctx, _spec_rows(C, lower, upper), config, reference, splits, warm)
+    prob = _Problem(ctx, _spec_rows(C, lower, upper), config, reference, splits, warm, stop)
 
     def split(stacked: Tensor) -> tuple[Tensor | None, Tensor | None]:
         lo = stacked[:, :S] if lower else None
@@ -236,10 +246,11 @@ def optimized_bounds(ctx: RunContext, C: Tensor | None, lower: bool = True, uppe
         return lo, hi
 
     hook = None if on_iterate is None else (lambda it, stacked: on_iterate(it, *split(stacked)))
+    starts = {n: (st.rows, st.needed) for n, st in prob.starts.items()}  # before samples leave the batch
     best, bounds, its, params = run(prob, config, hook, deadline)
     return AlphaResult(*split(best), bounds, its,
                        {k: p for k, p in params.items() if k[0] != "beta"},
-                       {k[1]: p for k, p in params.items() if k[0] == "beta"})
+                       {k[1]: p for k, p in params.items() if k[0] == "beta"}, starts)
 
 
 def bound_with(ctx: RunContext, C: Tensor, reference: dict, params: dict | None = None, betas: dict | None = None,

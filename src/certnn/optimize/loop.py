@@ -1,10 +1,11 @@
 """The optimisation loop of alpha/beta-CROWN: Adam steps with projection, the best bound and parameters
 kept per sample, per-sample early stopping, and samples that are done leaving the batch.
 
-A sample stops when every lower bound exceeds `stop_at` (e.g. a proof is found) or its bound sum has not
-improved for `patience` iterations. Stopped samples are frozen; once at least a quarter of the batch has
-stopped, they leave it (their results are written out and every batch-dim tensor, Adam's moments
-included, is cut to the rest), so proved samples no longer cost anything.
+A sample stops when every lower bound exceeds `stop_at` or its own row thresholds `prob.stop` (e.g. a
+proof is found), or its bound sum has not improved for `patience` iterations. Stopped samples are
+frozen; once at least a quarter of the batch has stopped, they leave it (their results are written out
+and every batch-dim tensor, Adam's moments included, is cut to the rest), so proved samples no longer
+cost anything.
 """
 from __future__ import annotations
 
@@ -113,6 +114,8 @@ def run(prob, cfg: AlphaConfig, hook=None, deadline: float | None = None):
             active &= stale < cfg.patience
             if cfg.stop_at is not None:
                 active &= ~(best > cfg.stop_at).all(1)
+            if prob.stop is not None:
+                active &= ~(best > prob.stop).all(1)
         if it == cfg.iterations or opt is None or not bool(active.any()):
             break
         if deadline is not None and time.perf_counter() > deadline:
