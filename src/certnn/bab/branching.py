@@ -46,10 +46,11 @@ def locate(flat_all: Tensor, sizes: list[int]) -> tuple[Tensor, Tensor]:
 
 
 def choose(doms: Domains, sc: Tensor, names: list[str], relu_inputs: dict[str, str], sizes: list[int],
-           k: int, child_margin=None) -> tuple[Tensor, Tensor, Tensor]:
+           k: int, child_margin=None, reduce: str = "min") -> tuple[Tensor, Tensor, Tensor]:
     """(node_id (D,), flat (D,), ok (D,)): the neuron to split per domain; ok is False where no neuron can
     be split. With `child_margin` (FSB: children Domains -> their margins (2m,)), the k best-scoring
-    candidates are tried and the best by min(child margins) is taken."""
+    candidates are tried and the best by `reduce` ('min': the worse child, 'max': the better child) of
+    its two children's margins is taken."""
     D = len(doms)
     ok = torch.isfinite(sc).any(1)
     if child_margin is None or k == 1:
@@ -64,9 +65,10 @@ def choose(doms: Domains, sc: Tensor, names: list[str], relu_inputs: dict[str, s
     node_id, flat = locate(cand, sizes)
     kids = split(doms.index(rep), node_id, flat, names, relu_inputs)
     m = child_margin(kids)  # (2 D kk,): inactive children first, then active
-    worse = torch.minimum(m[:D * kk], m[D * kk:]).reshape(D, kk)
-    worse = torch.where(valid, worse, torch.full_like(worse, -torch.inf))
-    best = worse.argmax(1)
+    pick = torch.minimum if reduce == "min" else torch.maximum
+    value = pick(m[:D * kk], m[D * kk:]).reshape(D, kk)
+    value = torch.where(valid, value, torch.full_like(value, -torch.inf))
+    best = value.argmax(1)
     pos = top_i.gather(1, best[:, None]).squeeze(1)
     node_id, flat = locate(pos, sizes)
     return node_id, flat, ok

@@ -16,14 +16,18 @@ class BabConfig(Config):
     and the split multipliers beta, warm-started from the parent). batch: sub-domains split per round
     (twice as many children are bounded in one batched computation). branching: 'fsb' (filtered smart
     branching: the `candidates` best neurons by the babsr score are tried and the one whose children's
-    worse bound is best is split) or 'babsr' (the score alone). max_domains: the open sub-domains kept
+    worse bound is best is split; fsb_reduce 'max': the one whose better child is best) or 'babsr' (the
+    score alone). max_domains: the open sub-domains kept
     at most (beyond it the search gives up: unknown). attack_every: every this many rounds, a short PGD
     from the most violated sub-domains' points looks for counterexamples. finish: the optimiser of
     sub-domains with every unstable ReLU split (their exact bound is a linear program, which beta-CROWN
     reaches as beta converges: more and larger steps before giving up on them). recompute_intermediate:
-    recompute every child's intermediate bounds with CROWN (each intersected with the parent's, split
-    neurons clipped) before bounding it: tighter, but ~25x the cost of a round on MNIST 256x6 MLPs
-    (VNN-COMP mnist_fc), where it did not change the outcome; off by default (beta carries the splits)."""
+    recompute every child's intermediate bounds (each intersected with the parent's, split neurons
+    clipped) before bounding it, only the nodes after each round's shallowest split (bab/intermediate.py),
+    with the root's optimised slopes (intermediate_lines 'alpha') or CROWN's lines ('crown'); a child
+    whose recomputed bounds cannot meet its stored ones is empty and dropped as proved. Tighter per
+    sub-domain but ~5x its cost on the VNN-COMP mnist_fc 256x4 net (docs/benchmarks.md: the worst open
+    margin after 60 s about the same); off by default (beta carries the splits)."""
 
     root: AlphaConfig = AlphaConfig(iterations=50, lr=0.5)
     domains: AlphaConfig = AlphaConfig(iterations=10, lr=0.05, beta_lr=0.05)
@@ -31,11 +35,14 @@ class BabConfig(Config):
     batch: int = 256
     branching: str = "fsb"
     candidates: int = 3
+    fsb_reduce: str = "min"
     max_domains: int = 200_000
     attack_every: int = 4
     recompute_intermediate: bool = False
+    intermediate_lines: str = "alpha"
 
-    choices: ClassVar[dict] = {"branching": ("fsb", "babsr")}
+    choices: ClassVar[dict] = {"branching": ("fsb", "babsr"), "fsb_reduce": ("min", "max"),
+                               "intermediate_lines": ("alpha", "crown")}
 
     def __post_init__(self) -> None:
         super().__post_init__()

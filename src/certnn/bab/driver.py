@@ -9,8 +9,10 @@ a sub-domain (a root plus ReLU split decisions) is proved when that holds for it
 2. Each round takes the `batch` open sub-domains with the smallest margins, computes their branching
    scores and candidate counterexamples (the minimiser of the decisive row's linear bound over the
    input set) in one backward pass, splits one ReLU each (bab/branching.py) and bounds all children in one
-   batched beta-CROWN optimisation (alpha and beta warm-started from the parent). A child's bound is the
-   larger of its own and its parent's (both sound: the child's set is a subset of the parent's).
+   batched beta-CROWN optimisation (alpha and beta warm-started from the parent; a child stops once every
+   row it needs is proved). A child's bound is the larger of its own and its parent's (both sound: the
+   child's set is a subset of the parent's). Optionally (BabConfig.recompute_intermediate) its
+   intermediate bounds after the split are recomputed first (bab/intermediate.py).
 3. Proved children are dropped; the rest return to the pool. Every few rounds a short attack starts from
    the most violated sub-domains' points (the caller's `falsify`).
 A root is `holds` when none of its sub-domains is left open; `violated` when the caller confirmed a
@@ -18,19 +20,21 @@ counterexample; otherwise `unknown` (time, domain budget, or a fully split sub-d
 
 Soundness: every bound is a sound lower bound for its sub-domain (optimize/, including beta for its
 split constraints), the sub-domains of a root cover its input set (each split keeps both sides), so a
-root whose every sub-domain is proved holds. Counterexamples are only ever reported by the caller's check.
+root whose every sub-domain is proved holds; a sub-domain found empty (intermediate bounds that cannot all
+hold, bab/intermediate.py) has no point to violate anything. Counterexamples are only ever reported by
+the caller's check.
 """
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from ..engine.backward import _refine, compute_intermediate_bounds
 from ..engine.context import RunContext
 from ..engine.methods import get_method
 from ..graph.ir import Graph
@@ -39,6 +43,7 @@ from ..specs.lp import LpBall
 from .branching import choose, scores
 from .config import BabConfig
 from .domains import Domains, split
+from .intermediate import recompute, root_starts
 
 
 @dataclass
@@ -96,6 +101,12 @@ class BabResult:
     max_depth: int
     open_domains: int  # left when it stopped
     reason: str  # why it stopped: 'done', 'timeout', 'max_domains'
+    #: where the time went: seconds per phase ('root', 'pool' (picking and storing sub-domains), 'capture',
+    #: 'falsify', 'branch', 'bound', 'finish')
+    #: and counters ('iterations': optimiser iterations summed over the bound calls, 'bound_calls',
+    #: 'worst_margin': the smallest margin of an open sub-domain when it stopped, a lower bound of the
+    #: property's value over the whole search)
+    stats: dict = field(default_factory=dict)
 
 
 Falsify = Callable[[Tensor, Tensor, bool], Tensor]  # (points (N, *in), roots (N,), strong) -> violated roots
@@ -108,6 +119,20 @@ class _BaB:
         self.relus = [n for n in graph.order if graph.nodes[n].op.kind == "relu"]
         self.relu_inputs = {n: graph.nodes[n].inputs[0] for n in self.relus}
         self.sizes = [math.prod(graph.nodes[n].shape) for n in self.relus]
+        self.stats: dict = {}
+        self.first_split: int | None = None  # index in self.relus of the shallowest split of this round
+
+    @contextmanager
+    def phase(self, key: str):
+        """Add the wall time of the block to stats[key] (seconds)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stats[key] = self.stats.get(key, 0.0) + time.perf_counter() - t0
+
+    def count(self, key: str, n: float) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
 
     def ctx(self, root: Tensor) -> RunContext:
         return RunContext(self.g, self.p.spec.select(root), self.method)
@@ -117,6 +142,7 @@ class _BaB:
         every = torch.arange(R, device=self.p.C.device)
         res = optimized_bounds(self.ctx(every), self.p.C, lower=True, upper=False, config=self.cfg.root,
                                deadline=deadline)
+        self.root_starts = root_starts(res, res.starts, self.g.output_name)
         margin, _ = self.p.margin(res.lower, every)
         out = self.g.output_name
         doms = Domains(every, res.bounds,
@@ -164,35 +190,35 @@ class _BaB:
             out.append(self.p.margin(full, part.root)[0])
         return torch.cat(out)
 
-    def tighten(self, kids: Domains) -> None:
-        """Recompute the domains' intermediate bounds with CROWN, node by node, each intersected with the
-        domain's bounds (the root's, split neurons clipped) before the next node uses it: a split makes
-        later layers' bounds tighter (neurons become stable, relaxations narrower). Both are sound."""
-        ctx = self.ctx(kids.root)
-        stored = kids.bounds
-
-        def refine(c, name, iv):
-            out = _refine(c, name, iv)
-            return out.intersect(stored[name]) if name in stored else out
-
-        ctx.bounds = {self.g.input_name: stored[self.g.input_name]}
-        with torch.no_grad():
-            compute_intermediate_bounds(ctx, refine=refine)
-        kids.bounds = {k: (v.intersect(ctx.bounds[k]) if k in ctx.bounds else v) for k, v in stored.items()}
+    def tighten(self, kids: Domains) -> Tensor:
+        """Recompute the domains' intermediate bounds after this round's shallowest split (bab/
+        intermediate.py), with the root's optimised slopes or CROWN's lines (BabConfig.intermediate_lines);
+        returns the mask of domains found empty (their split constraints cannot all hold)."""
+        pos = {n: i for i, n in enumerate(self.g.order)}
+        cut = -1 if self.first_split is None else pos[self.relu_inputs[self.relus[self.first_split]]]
+        starts = self.root_starts if self.cfg.intermediate_lines == "alpha" else None
+        kids.bounds, empty = recompute(self.ctx(kids.root), kids.bounds, cut, kids.root, starts)
+        return empty
 
     def bound(self, kids: Domains, config=None, deadline: float | None = None) -> Domains:
         """Optimised bounds of the domains' unproved rows (alpha and beta warm-started from the parent)."""
-        if self.cfg.recompute_intermediate:
-            self.tighten(kids)
+        empty = self.tighten(kids) if self.cfg.recompute_intermediate else None
         splits = {n: s for n, s in kids.signs.items() if bool((s != 0).any())}
         idx = self.pending_rows(kids)
         C, params, betas = self.rows(kids, idx)
         warm = dict(params)
         warm.update({("beta", n): b for n, b in betas.items()})
+        # a child stops optimising once every row it still needs is proved (lb > d); padding rows never block
+        rel = self.p.relevant(kids.lb, kids.root).gather(1, idx)
+        stop = torch.where(rel, self.p.d[kids.root].gather(1, idx), torch.full_like(kids.lb.gather(1, idx), -math.inf))
         res = optimized_bounds(self.ctx(kids.root), C, lower=True, upper=False,
                                config=config or self.cfg.domains, reference=kids.bounds, splits=splits, warm=warm,
-                               deadline=deadline)
+                               deadline=deadline, stop=stop)
+        self.count("iterations", res.iterations)
+        self.count("bound_calls", 1)
         kids.lb = kids.lb.scatter(1, idx, torch.maximum(res.lower, kids.lb.gather(1, idx)))
+        if empty is not None and bool(empty.any()):  # an empty sub-domain holds: no point violates anything
+            kids.lb = torch.where(empty[:, None], torch.full_like(kids.lb, math.inf), kids.lb)
         kids.margin, _ = self.p.margin(kids.lb, kids.root)
         kids.params = {k: p.scatter_rows(idx, res.params[k]) for k, p in kids.params.items() if k in res.params}
         S = kids.lb.shape[1]
@@ -210,8 +236,10 @@ class _BaB:
         lam, _ = self.lam_x
         sc = scores(cur, lam, self.relus, self.relu_inputs)
         fsb = self.child_margin if self.cfg.branching == "fsb" else None
-        node_id, flat, ok = choose(cur, sc, self.relus, self.relu_inputs, self.sizes, self.cfg.candidates, fsb)
+        node_id, flat, ok = choose(cur, sc, self.relus, self.relu_inputs, self.sizes, self.cfg.candidates, fsb,
+                                   self.cfg.fsb_reduce)
         keep = torch.nonzero(ok).reshape(-1)
+        self.first_split = int(node_id[keep].min()) if keep.numel() else None
         kids = split(cur.index(keep), node_id[keep], flat[keep], self.relus, self.relu_inputs)
         return kids, ~ok
 
@@ -239,14 +267,16 @@ def branch_and_bound(graph: Graph, problem: Problem, config: BabConfig = BabConf
     bab = _BaB(graph, problem, config, method)
     R = problem.spec.batch
     t0 = time.perf_counter()
-    pool, margin = bab.root(deadline)
-    violated = torch.zeros(R, dtype=torch.bool, device=margin.device)
-    unprovable = torch.zeros(R, dtype=torch.bool, device=margin.device)
+    with bab.phase("root"):
+        pool, margin = bab.root(deadline)
+    bab.violated = torch.zeros(R, dtype=torch.bool, device=margin.device)
+    bab.unprovable = torch.zeros(R, dtype=torch.bool, device=margin.device)
     pool = pool.index(torch.nonzero(margin <= 0).reshape(-1))
-    rounds, bounded, depth, reason = 0, R, 0, "done"
+    rounds, reason = 0, "done"
+    bab.bounded, bab.depth = R, 0
     batch = config.batch
     if pool.root.numel() and not bab.relus:
-        unprovable[pool.root] = True
+        bab.unprovable[pool.root] = True
         pool = pool.index(torch.zeros(0, dtype=torch.long, device=margin.device))
     while len(pool):
         if deadline is not None and time.perf_counter() > deadline:
@@ -254,30 +284,11 @@ def branch_and_bound(graph: Graph, problem: Problem, config: BabConfig = BabConf
             break
         rounds += 1
         t_round = time.perf_counter()
-        order = torch.argsort(pool.margin)
-        cur, pool = pool.index(order[:batch]), pool.index(order[batch:])
-        bab.lam_x = bab.capture(cur)
-        if falsify is not None:
-            hit = falsify(bab.lam_x[1], cur.root, rounds % config.attack_every == 1)
-            if hit.numel():
-                violated[hit] = True
-                cur = cur.index(torch.nonzero(~violated[cur.root]).reshape(-1))
-                pool = pool.index(torch.nonzero(~violated[pool.root]).reshape(-1))
-                if not len(cur):
-                    continue
-                bab.lam_x = bab.capture(cur)
-        kids, stuck = bab.branch(cur)
-        if stuck.any():  # every unstable ReLU split: converge beta to the exact (LP) bound, or give up
-            done = bab.bound(cur.index(torch.nonzero(stuck).reshape(-1)), config.finish, deadline)
-            unprovable[done.root[done.margin <= 0]] = True
-        if len(kids):
-            kids = bab.bound(kids, deadline=deadline)
-            bounded += len(kids)
-            depth = max(depth, int(kids.depth.max()))
-            pool = Domains.cat([pool, kids.index(torch.nonzero(kids.margin <= 0).reshape(-1))])
+        pool = _round(bab, pool, batch, rounds, falsify, deadline)
         batch = _adapt(batch, config.batch, time.perf_counter() - t_round, deadline)
         if progress is not None:
-            progress({"round": rounds, "open": len(pool), "bounded": bounded, "depth": depth,
+            progress({"round": rounds, "open": len(pool), "bounded": bab.bounded, "depth": bab.depth,
+                      "batch": batch, "worst_margin": float(pool.margin.min()) if len(pool) else math.inf,
                       "seconds": time.perf_counter() - t0})
         if len(pool) > config.max_domains:
             reason = "max_domains"
@@ -285,6 +296,44 @@ def branch_and_bound(graph: Graph, problem: Problem, config: BabConfig = BabConf
     left = torch.zeros(R, dtype=torch.bool, device=margin.device)
     if len(pool):
         left[pool.root] = True
-    open_ = (left | unprovable).tolist()  # one transfer, not one per root
-    status = ["violated" if v else ("unknown" if o else "holds") for v, o in zip(violated.tolist(), open_)]
-    return BabResult(status, rounds, bounded, depth, len(pool), reason)
+        bab.stats["worst_margin"] = float(pool.margin.min())
+    open_ = (left | bab.unprovable).tolist()  # one transfer, not one per root
+    status = ["violated" if v else ("unknown" if o else "holds") for v, o in zip(bab.violated.tolist(), open_)]
+    return BabResult(status, rounds, bab.bounded, bab.depth, len(pool), reason, dict(bab.stats))
+
+
+def _round(bab: _BaB, pool: Domains, batch: int, rounds: int, falsify: Falsify | None,
+           deadline: float | None) -> Domains:
+    """One round: the `batch` open sub-domains with the smallest margins are split and their children
+    bounded; returns the new pool (open sub-domains)."""
+    config = bab.cfg
+    with bab.phase("pool"):
+        order = torch.argsort(pool.margin)
+        cur, pool = pool.index(order[:batch]), pool.index(order[batch:])
+    with bab.phase("capture"):
+        bab.lam_x = bab.capture(cur)
+    if falsify is not None:
+        with bab.phase("falsify"):
+            hit = falsify(bab.lam_x[1], cur.root, rounds % config.attack_every == 1)
+        if hit.numel():
+            bab.violated[hit] = True
+            cur = cur.index(torch.nonzero(~bab.violated[cur.root]).reshape(-1))
+            pool = pool.index(torch.nonzero(~bab.violated[pool.root]).reshape(-1))
+            if not len(cur):
+                return pool
+            with bab.phase("capture"):
+                bab.lam_x = bab.capture(cur)
+    with bab.phase("branch"):
+        kids, stuck = bab.branch(cur)
+    if stuck.any():  # every unstable ReLU split: converge beta to the exact (LP) bound, or give up
+        with bab.phase("finish"):
+            done = bab.bound(cur.index(torch.nonzero(stuck).reshape(-1)), config.finish, deadline)
+        bab.unprovable[done.root[done.margin <= 0]] = True
+    if len(kids):
+        with bab.phase("bound"):
+            kids = bab.bound(kids, deadline=deadline)
+        bab.bounded += len(kids)
+        bab.depth = max(bab.depth, int(kids.depth.max()))
+        with bab.phase("pool"):
+            pool = Domains.cat([pool, kids.index(torch.nonzero(kids.margin <= 0).reshape(-1))])
+    return pool

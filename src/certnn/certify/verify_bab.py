@@ -38,5 +38,5 @@ def relu_bab(v, budget: float) -> None:
         if res.status[i] == "holds":
             v.open[r] = False
     v.log("bab", t, rounds=res.rounds, domains=res.domains, depth=res.max_depth, open_domains=res.open_domains,
-          stopped=res.reason,
+          stopped=res.reason, **{k: round(x, 4) for k, x in res.stats.items()},
           result="violated" if v.found is not None else ("holds" if not v.open.any() else "open"))

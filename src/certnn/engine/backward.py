@@ -302,10 +302,12 @@ def _refine(ctx: RunContext, name: str, iv: Interval) -> Interval:
 
 
 def merge_rows(ctx: RunContext, name: str, iv: Interval, rows: Tensor | None, needed: Tensor | None,
-               lo: Tensor, hi: Tensor, straight_through: bool = False) -> Interval:
+               lo: Tensor, hi: Tensor, straight_through: bool = False, check: bool = True) -> Interval:
     """`iv` with the backward bounds lo / hi (B, R) of `rows` ((B, R) flat indices, or None for all
     neurons) written in where the sample needs them (`needed`, (B, R) or (B, n), or None for all), then
-    intersected with iv. Raises SoundnessError when an interval comes out empty. straight_through: the
+    intersected with iv. Raises SoundnessError when an interval comes out empty (check=False: returns
+    the intersection as it is, crossed or not, for callers to whom an empty interval means an empty
+    set, e.g. a branch-and-bound sub-domain whose split constraints cannot all hold). straight_through: the
     intersection's value, but the gradient of the backward bounds (an optimiser keeps improving them
     where iv happens to be tighter)."""
     shape = (ctx.batch,) + ctx.shape(name)
@@ -326,6 +328,8 @@ def merge_rows(ctx: RunContext, name: str, iv: Interval, rows: Tensor | None, ne
     out = new.intersect(iv)
     if straight_through:
         out = Interval(new.lower + (out.lower - new.lower).detach(), new.upper + (out.upper - new.upper).detach())
+    if not check:
+        return out
     tol = 1e-6 * (1 + out.lower.abs() + out.upper.abs())
     if (out.lower > out.upper + tol).any():
         raise SoundnessError(f"empty interval at node {name!r}: an intermediate bound is unsound")

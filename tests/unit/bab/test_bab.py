@@ -56,13 +56,13 @@ def _truth(graph, prob: Problem) -> str:
     return "holds"
 
 
-def _run(seeds, max_unknown_share, rows_per_conj=1):
+def _run(seeds, max_unknown_share, rows_per_conj=1, config=BabConfig(batch=64)):
     wrong, unknown, counts = [], 0, {"holds": 0, "violated": 0}
     for seed in seeds:
         model, graph, prob = _instance(seed, rows_per_conj)
         truth = _truth(graph, prob)
         counts[truth] += 1
-        res = branch_and_bound(graph, prob, BabConfig(batch=64), deadline=time.perf_counter() + 20,
+        res = branch_and_bound(graph, prob, config, deadline=time.perf_counter() + 20,
                                falsify=make_falsify(graph.forward, prob))
         verdict = res.status[0]
         if verdict == "unknown":
@@ -83,6 +83,13 @@ def test_verdicts_equal_milp_ground_truth():
 @pytest.mark.solvers
 def test_verdicts_equal_milp_ground_truth_200():
     _run(range(40, 240), 0.03)
+
+
+@pytest.mark.solvers
+def test_fsb_max_and_recomputed_intermediate_bounds_equal_milp_ground_truth():
+    """The other settings of the search (FSB by the better child, intermediate bounds recomputed after
+    each round's shallowest split) give the same verdicts."""
+    _run(range(20), 0.05, config=BabConfig(batch=64, fsb_reduce="max", recompute_intermediate=True))
 
 
 @pytest.mark.solvers
