@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import random
 import sys
 import time
@@ -51,7 +52,8 @@ def instances(family: str, cap: int, seed: int) -> list[dict]:
     return out
 
 
-def run_one(r: dict, timeout: float) -> dict:
+def run_one(r: dict, timeout: float, bab: dict | None = None) -> dict:
+    from certnn.bab.config import BabConfig
     from certnn.certify.verify import VerifyConfig, verify_property
     from certnn.errors import CertnnError
     from certnn.graph.from_onnx import onnx_to_model
@@ -64,7 +66,8 @@ def run_one(r: dict, timeout: float) -> dict:
         om = onnx_to_model(r["onnx_path"])
         prop = load_vnnlib(r["vnnlib_path"])
         t = min(timeout, float(r["timeout"]))
-        res = verify_property(om.graph, prop, VerifyConfig(timeout=t), reference=om.run_onnxruntime)
+        cfg = VerifyConfig(timeout=t, bab_config=BabConfig.from_mapping(bab or {}))
+        res = verify_property(om.graph, prop, cfg, reference=om.run_onnxruntime)
         rec.update(verdict=res.verdict, decided_by=res.decided_by)
         if res.verdict == "violated":  # re-check independently of the verifier
             y = om.run_onnxruntime(res.x.reshape((1,) + om.graph.input_shape))[0]
@@ -82,6 +85,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=15.0, help="seconds per instance (at most the competition's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--bab", default="{}", help="BabConfig overrides as JSON (e.g. recompute_intermediate: true)")
     ap.add_argument("--doc", default=None, help="also write the table to this Markdown file")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -90,7 +94,7 @@ def main() -> None:
     for fam in a.families.split(","):
         recs = []
         for r in instances(fam, a.cap, a.seed):
-            rec = run_one(r, a.timeout)
+            rec = run_one(r, a.timeout, json.loads(a.bab))
             rec["family"] = fam
             append_jsonl(jl, rec)
             recs.append(rec)
@@ -114,7 +118,8 @@ def main() -> None:
     table = markdown_table(cols, rows)
     head = (f"VNN-COMP 2022 subset: {a.cap} instances per family (seed {a.seed}), timeout "
             f"min({a.timeout:g} s, competition), {a.threads} thread(s), `python benchmarks/vnncomp.py "
-            f"--cap {a.cap} --timeout {a.timeout:g}`\n\n")
+            f"--cap {a.cap} --timeout {a.timeout:g}"
+            + (f" --bab '{a.bab}'" if a.bab != "{}" else "") + "`\n\n")
     (OUT / "vnncomp.md").write_text(head + table + "\n")
     if a.doc:
         Path(a.doc).write_text("# VNN-COMP 2022 benchmark\n\n" + head + table + "\n")
