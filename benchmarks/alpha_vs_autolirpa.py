@@ -97,15 +97,11 @@ threads, load averages, peak memory, torch / auto_LiRPA / certnn versions, date 
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
-import datetime
 import io
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 import traceback
@@ -116,7 +112,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, SHARED, append_jsonl, markdown_table, peak_rss_mb, read_jsonl  # noqa: E402
+from common import (OUT, SHARED, chosen_models, markdown_table, model_child, peak_rss_mb,  # noqa: E402
+                    peer_parser, read_jsonl, record_models, stamp)
 
 try:
     # its @torch.jit.script functions warn (deprecated) at import, after its own simplefilter("once")
@@ -521,31 +518,20 @@ def child_args(a, name: str) -> list[str]:
 def run_in_child(a, name: str) -> dict:
     """One model in a fresh process (its own peak memory; a crash or OOM kill does not end the run). The
     child's stderr (progress, tracebacks) goes to the terminal; its last stdout line is the record."""
-    from certnn.cli.allocator import MALLOC_ENV
-
-    # keep freed tensor memory in the heap (certnn/cli/allocator.py), as the certnn CLI does; both libraries
-    # share the process, so both get it
-    env = dict(os.environ) if a.no_tune_allocator else {**os.environ, **MALLOC_ENV}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *child_args(a, name)]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
-    lines = p.stdout.strip().splitlines()
-    if p.returncode == 0 and lines:
-        return json.loads(lines[-1])
-    why = (f"killed by signal {-p.returncode} (9: out of memory?)" if p.returncode < 0
-           else f"exit status {p.returncode}")
-    return {"model": name, "error": f"child {why}; see its traceback above", "cmd": " ".join(cmd)}
+    t0 = time.perf_counter()
+    # both libraries share the process, so both get the raised malloc thresholds (unless told otherwise)
+    rec = model_child(Path(__file__), child_args(a, name), name, tune_allocator=not a.no_tune_allocator)
+    rec["model_wall_s"] = time.perf_counter() - t0
+    return rec
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default=",".join(MODELS))
+    p = peer_parser(__doc__, MODELS, JSONL, MD)
     p.add_argument("--samples", type=int, default=None, help="N for every model (default: per model, see above)")
     p.add_argument("--max-batch", type=int, default=None,
                    help="samples per bound call for every model (default: per model; 0: all N at once)")
     p.add_argument("--batch1", type=int, default=5, help="samples timed one by one (K)")
     p.add_argument("--iterations", type=int, default=20)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--label", default="this checkout", help="name of the certnn version measured")
     p.add_argument("--skip-radius", action="store_true")
     p.add_argument("--radius-samples", type=int, default=None,
                    help="radius rows on the first R samples (default: per model, see above)")
@@ -555,11 +541,6 @@ def main() -> None:
     p.add_argument("--eps", dest="eps_override", type=parse_eps, default={}, help="model=eps,... overrides")
     p.add_argument("--no-tune-allocator", action="store_true",
                    help="leave glibc's malloc thresholds alone (default: raised as the certnn CLI does)")
-    p.add_argument("--jsonl", default=str(JSONL))
-    p.add_argument("--md", default=str(MD))
-    p.add_argument("--table-only", action="store_true")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--model", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
         torch.set_num_threads(a.threads)
@@ -568,25 +549,12 @@ def main() -> None:
         except Exception:
             traceback.print_exc()
             sys.exit(1)
-        rec.update({"label": a.label, "threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "auto_LiRPA": getattr(auto_LiRPA, "__version__", "?"), "certnn": certnn.__version__,
-                    "date": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
-                    "cpu_count": os.cpu_count(), "allocator_tuned": not a.no_tune_allocator})
-        print(json.dumps(rec), flush=True)
+        rec.update({"cpu_count": os.cpu_count(), "allocator_tuned": not a.no_tune_allocator})
+        print(json.dumps(stamp(rec, a, getattr(auto_LiRPA, "__version__", "?"))), flush=True)
         return
-    unknown = set(a.models.split(",")) - set(MODELS)
-    if unknown:
-        p.error(f"unknown models {sorted(unknown)}; choose from {', '.join(MODELS)}")
+    names = chosen_models(p, a, MODELS)
     if not a.table_only:
-        for name in a.models.split(","):
-            t0 = time.perf_counter()
-            rec = run_in_child(a, name)
-            rec.setdefault("label", a.label)
-            rec["model_wall_s"] = time.perf_counter() - t0
-            append_jsonl(Path(a.jsonl), rec)
-            print(json.dumps(rec), flush=True)
-            for msg in rec.get("suspicious", []):
-                print(f"SUSPICIOUS [{name}]: {msg}", flush=True)
+        record_models(names, lambda name: run_in_child(a, name), Path(a.jsonl), a.label)
     print(write_table(Path(a.jsonl), Path(a.md)))
 
 

@@ -89,3 +89,72 @@ def matrix_parser(doc: str, *, models: str, methods: str, jsonl: str, norms: str
     p.add_argument("--jsonl", default=jsonl)
     p.add_argument("--table-only", action="store_true")
     return p
+
+
+# --- side-by-side benchmarks (certnn beside a peer, one child process per model) ---------------------------
+
+def peer_parser(doc: str, models, jsonl: Path, md: Path) -> argparse.ArgumentParser:
+    """The flags every certnn-beside-a-peer benchmark shares: --models (default: all), --threads, --label,
+    --jsonl, --md, --table-only, and the hidden --child / --model of the per-model child run."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default=",".join(models))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--label", default="this checkout", help="name of the certnn version measured")
+    p.add_argument("--jsonl", default=str(jsonl))
+    p.add_argument("--md", default=str(md))
+    p.add_argument("--table-only", action="store_true")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    return p
+
+
+def chosen_models(p: argparse.ArgumentParser, a, models) -> list[str]:
+    """The --models names, or an argparse error naming the unknown ones and the choices."""
+    names = a.models.split(",")
+    unknown = set(names) - set(models)
+    if unknown:
+        p.error(f"unknown models {sorted(unknown)}; choose from {', '.join(models)}")
+    return names
+
+
+def stamp(rec: dict, a, peer_version: str) -> dict:
+    """A child's record with what it ran on: label, threads, torch / certnn / auto_LiRPA versions, date, host."""
+    import datetime
+    import platform
+
+    import torch
+
+    import certnn
+
+    rec.update({"label": a.label, "threads": torch.get_num_threads(), "torch": torch.__version__,
+                "auto_LiRPA": peer_version, "certnn": certnn.__version__, "host": platform.node(),
+                "date": datetime.datetime.now().isoformat(timespec="seconds")})
+    return rec
+
+
+def model_child(script: Path, args: list[str], name: str, tune_allocator: bool = True) -> dict:
+    """`python script --child ...args` for one model: its last stdout line (a JSON record), or a record with
+    `error` when the child failed (its traceback went to the terminal; an OOM kill does not end the run)."""
+    from certnn.cli.allocator import MALLOC_ENV
+
+    # keep freed tensor memory in the heap (certnn/cli/allocator.py), as the certnn CLI does
+    env = {**os.environ, **MALLOC_ENV} if tune_allocator else dict(os.environ)
+    cmd = [sys.executable, str(Path(script).resolve()), "--child", *args]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    lines = p.stdout.strip().splitlines()
+    if p.returncode == 0 and lines:
+        return json.loads(lines[-1])
+    why = (f"killed by signal {-p.returncode} (9: out of memory?)" if p.returncode < 0
+           else f"exit status {p.returncode}")
+    return {"model": name, "error": f"child {why}; see its traceback above", "cmd": " ".join(cmd)}
+
+
+def record_models(names: list[str], run_one, jsonl: Path, label: str) -> None:
+    """run_one(name) -> record for each model: appended to the JSONL, printed, suspicious findings flagged."""
+    for name in names:
+        rec = run_one(name)
+        rec.setdefault("label", label)
+        append_jsonl(jsonl, rec)
+        print(json.dumps(rec), flush=True)
+        for msg in rec.get("suspicious", []):
+            print(f"SUSPICIOUS [{name}]: {msg}", flush=True)

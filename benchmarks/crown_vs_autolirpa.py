@@ -45,11 +45,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 import traceback
@@ -63,9 +60,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import alpha_vs_autolirpa as ava  # noqa: E402  (imports auto_LiRPA or exits with how to get it)
 import sshape_vs_autolirpa as sshape  # noqa: E402
 from crown_vs_autolirpa_table import write_table  # noqa: E402
-from common import OUT, append_jsonl, peak_rss_mb  # noqa: E402
+from common import (OUT, chosen_models, model_child, peak_rss_mb, peer_parser,  # noqa: E402
+                    record_models, stamp)
 
-import certnn  # noqa: E402
 from certnn.certify.bounds import bounds_for_spec, make_spec, sound_graph, to_graph  # noqa: E402
 from certnn.errors import CertnnError  # noqa: E402
 
@@ -315,21 +312,13 @@ def parse_eps(s: str) -> dict[str, float]:
 
 def child(a, name: str, extra: list[str]) -> dict:
     """One child process (its own peak memory; a crash or OOM kill is recorded and the run goes on)."""
-    from certnn.cli.allocator import MALLOC_ENV
-
     args = ["--model", name, "--samples", str(a.samples), "--batch1", str(a.batch1), "--threads", str(a.threads),
             "--repeats", str(a.repeats), "--label", a.label, *extra]
     if a.max_batch:
         args += ["--max-batch", str(a.max_batch)]
     if name in a.eps_override:
         args += ["--eps", f"{name}={a.eps_override[name]!r}"]
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *args]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, **MALLOC_ENV})
-    lines = p.stdout.strip().splitlines()
-    if p.returncode == 0 and lines:
-        return json.loads(lines[-1])
-    why = f"killed by signal {-p.returncode}" if p.returncode < 0 else f"exit status {p.returncode}"
-    return {"model": name, "error": f"child {why}; see its traceback above", "cmd": " ".join(cmd)}
+    return model_child(Path(__file__), args, name)
 
 
 def run_model(a, name: str) -> dict:
@@ -349,21 +338,15 @@ def run_model(a, name: str) -> dict:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default=",".join(MODELS))
+    p = peer_parser(__doc__, MODELS, JSONL, MD)
     p.add_argument("--samples", type=int, default=100, help="N (default 100)")
     p.add_argument("--max-batch", type=int, default=None, help="samples per call (default: per model)")
     p.add_argument("--batch1", type=int, default=10, help="samples timed one by one (K)")
     p.add_argument("--repeats", type=int, default=1, help="batch-N passes (the least time is kept)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--label", default="this checkout")
     p.add_argument("--eps", dest="eps_override", type=parse_eps, default={}, help="model=eps,... overrides")
     p.add_argument("--skip-memory", action="store_true", help="no peak-memory children")
-    p.add_argument("--jsonl", default=str(JSONL))
-    p.add_argument("--md", default=str(MD))
-    p.add_argument("--table-only", action="store_true")
-    for flag in ("--child", "--model", "--mem", "--conv-mode"):
-        p.add_argument(flag, action="store_true" if flag == "--child" else None, help=argparse.SUPPRESS)
+    for flag in ("--mem", "--conv-mode"):
+        p.add_argument(flag, help=argparse.SUPPRESS)
     return p
 
 
@@ -377,23 +360,13 @@ def main() -> None:
         except Exception:
             traceback.print_exc()
             sys.exit(1)
-        rec.update({"threads": torch.get_num_threads(), "torch": torch.__version__, "certnn": certnn.__version__,
-                    "auto_LiRPA": getattr(ava.auto_LiRPA, "__version__", "?"), "host": platform.node(),
-                    "date": datetime.datetime.now().isoformat(timespec="seconds"), "label": a.label})
-        print(json.dumps(rec), flush=True)
+        print(json.dumps(stamp(rec, a, getattr(ava.auto_LiRPA, "__version__", "?"))), flush=True)
         return
-    unknown = set(a.models.split(",")) - set(MODELS)
-    if unknown:
-        p.error(f"unknown models {sorted(unknown)}; choose from {', '.join(MODELS)}")
+    names = chosen_models(p, a, MODELS)
     if a.samples < 1 or a.batch1 < 1:
         p.error("--samples and --batch1 must be at least 1")
     if not a.table_only:
-        for name in a.models.split(","):
-            rec = run_model(a, name)
-            append_jsonl(Path(a.jsonl), rec)
-            print(json.dumps(rec), flush=True)
-            for msg in rec.get("suspicious", []):
-                print(f"SUSPICIOUS [{name}]: {msg}", flush=True)
+        record_models(names, lambda name: run_model(a, name), Path(a.jsonl), a.label)
     print(write_table(Path(a.jsonl), Path(a.md), list(MODELS), MEM_KEYS))
 
 

@@ -33,11 +33,8 @@ label). Ratios are certnn / auto_LiRPA (< 1: certnn faster).
 """
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -47,7 +44,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import alpha_vs_autolirpa as ava  # noqa: E402  (imports auto_LiRPA or exits with how to get it)
 import sshape_vs_autolirpa as sshape  # noqa: E402
-from common import OUT, append_jsonl, markdown_table, peak_rss_mb, read_jsonl, run_child  # noqa: E402
+from common import (OUT, chosen_models, markdown_table, peak_rss_mb, peer_parser, read_jsonl,  # noqa: E402
+                    record_models, run_child, stamp)
 
 import certnn  # noqa: E402
 from certnn.certify.bounds import bounds_for_spec, make_spec  # noqa: E402
@@ -140,41 +138,27 @@ def write_table(jsonl: Path, md: Path) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default="lstm-1-32,gru-1-32")
+    p = peer_parser(__doc__, MODELS, JSONL, MD)
+    p.set_defaults(models="lstm-1-32,gru-1-32")
     p.add_argument("--samples", type=int, default=100)
     p.add_argument("--batch", type=int, default=100, help="samples per call of the batch-N pass")
     p.add_argument("--batch1", type=int, default=10, help="samples timed one at a time (K)")
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--method", default="crown", help="certnn's method (auto_LiRPA runs CROWN)")
     p.add_argument("--pgd-steps", type=int, default=20, help="PGD steps of the soundness check (0: none)")
-    p.add_argument("--label", default="this checkout")
-    p.add_argument("--jsonl", default=str(JSONL))
-    p.add_argument("--md", default=str(MD))
-    p.add_argument("--table-only", action="store_true")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--model", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
         torch.set_num_threads(a.threads)
-        rec = run_model(a)
-        rec.update({"label": a.label, "threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "auto_LiRPA": getattr(ava.auto_LiRPA, "__version__", "?"), "certnn": certnn.__version__,
-                    "date": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node()})
-        print(json.dumps(rec), flush=True)
+        print(json.dumps(stamp(run_model(a), a, getattr(ava.auto_LiRPA, "__version__", "?"))), flush=True)
         return
-    unknown = set(a.models.split(",")) - set(MODELS)
-    if unknown:
-        p.error(f"unknown models {sorted(unknown)}; choose from {', '.join(MODELS)}")
+    names = chosen_models(p, a, MODELS)
     if not a.table_only:
-        for name in a.models.split(","):
-            args = ["--model", name, "--samples", str(a.samples), "--batch", str(a.batch), "--batch1", str(a.batch1),
-                    "--repeats", str(a.repeats), "--threads", str(a.threads), "--method", a.method,
-                    "--pgd-steps", str(a.pgd_steps), "--label", a.label]
-            rec = run_child(Path(__file__).resolve(), args)
-            append_jsonl(Path(a.jsonl), rec)
-            print(json.dumps(rec), flush=True)
+        def one(name: str) -> dict:
+            return run_child(Path(__file__).resolve(), [
+                "--model", name, "--samples", str(a.samples), "--batch", str(a.batch), "--batch1", str(a.batch1),
+                "--repeats", str(a.repeats), "--threads", str(a.threads), "--method", a.method,
+                "--pgd-steps", str(a.pgd_steps), "--label", a.label])
+        record_models(names, one, Path(a.jsonl), a.label)
     print(write_table(Path(a.jsonl), Path(a.md)))
 
 
