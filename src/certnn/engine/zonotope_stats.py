@@ -44,7 +44,7 @@ def radius_and_magnitude(z: Zonotope) -> tuple[Tensor, Tensor]:
     G = z.generators
     B, K = G.shape[:2]
     shape = tuple(G.shape[2:])
-    absum = torch.linalg.vector_norm(G, ord=1, dim=1) if K else torch.zeros_like(z.center)
+    absum = G.abs().sum(1) if K else torch.zeros_like(z.center)
     runs = group_runs(z)
     if not runs:
         return absum, z.center.abs() + absum
@@ -53,10 +53,13 @@ def radius_and_magnitude(z: Zonotope) -> tuple[Tensor, Tensor]:
     for a, b, k, q in runs + [(K, K, 0, 1.0)]:
         parts = []
         if a > pos:
-            parts.append(torch.linalg.vector_norm(G[:, pos:a], ord=1, dim=1))
+            parts.append(G[:, pos:a].abs().sum(1))
         if b > a:
             Gr = G[:, a:b].reshape(B, k, (b - a) // k, *shape)
-            parts.append(torch.linalg.vector_norm(Gr, ord=q, dim=2).sum(1))
+            if q == 2.0:  # sqrt of the sum of squares: ~2x faster than vector_norm over a middle dim
+                parts.append((Gr * Gr).sum(2).sqrt().sum(1))
+            else:
+                parts.append(torch.linalg.vector_norm(Gr, ord=q, dim=2).sum(1))
         for p in parts:
             radius = p if radius is None else radius + p
         pos = max(pos, b)
