@@ -77,6 +77,11 @@ def concretize_projection(ctx, name: str, A: Tensor, bias: Tensor, side: str) ->
     m = Rt.shape[-1]
     At = A.reshape(B, S, -1, m)  # (B, S, T, m)
     center = torch.bmm(A.reshape(B, S, -1), y0.reshape(B, -1, 1)).squeeze(-1)
+    live = At.ne(0).any(-1).reshape(-1, At.shape[2]).any(0).nonzero()
+    T = int(live.max()) + 1 if live.numel() else 0
+    if T < At.shape[2]:  # trailing frames without coefficients (a bound of step t of a recurrent net):
+        At = At[:, :, :T]  # their norms are exact zeros, so leaving them out changes no bit
+        Rt = Rt if Rt.shape[0] == 1 else Rt[:T]
     if Rt.shape[0] == 1:  # one factor for every frame: one (B S T, m) x (m, m) product
         proj = At @ Rt[0]  # (B, S, T, m): L_t R^T
     else:
