@@ -22,10 +22,12 @@ width in 42). From the starting point below it takes ~4-6 iterations where a pla
 precision took 40, each one transcendental (f, f', f'' from one tanh / sigmoid: ``SShape.derivs``).
 Elements that need no root (not crossing, or chord) never move (their d is discarded by the caller).
 
+The root is then rounded up to the grid s_max 2^-40 of the 40-step bisection used before (the bracket end
+with g > 0, as that bisection returned): the same d in all but a few elements, and d does not depend on
+ulp differences of the vectorised f between batch sizes (a sample's bounds alone and in a batch agree).
+
 Soundness: d only steers a slope choice; every line's offsets are the exact extremes of f(x) - a x on
-[l, u] (:func:`certnn.relax.sshape.exact_offsets`), so any d gives sound lines. The root is found to
-~ulps (the 40-step bisection it replaces was within s_max 2^-40), so bounds agree with the bisection's to
-~1e-12 relative.
+[l, u] (:func:`certnn.relax.sshape.exact_offsets`), so any d gives sound lines.
 """
 from __future__ import annotations
 
@@ -86,7 +88,19 @@ def lower_tangent_root(fn: "SShape", s_max: Tensor, uz: Tensor, f_uz: Tensor, ne
         todo = todo & (step > tol * s) & (hi - lo > width_tol)
         if not bool(todo.any()):
             break
-    return -torch.expm1(s)
+    # the grid point of the 40-step bisection this replaces (the bracket end with g > 0): the same d as
+    # before in all but a few elements, and, like the bisection's, insensitive to ulp differences of the
+    # vectorised f between batch sizes (a root that moved by an ulp could move every later bound)
+    w = s_max * 2.0 ** -grid_bits(s.dtype)
+    grid = torch.where(w > 0, torch.ceil(s / torch.where(w > 0, w, torch.ones_like(w))) * w, s)
+    return -torch.expm1(torch.minimum(grid, s_max))
+
+
+def grid_bits(dtype: torch.dtype) -> int:
+    """Bits of the snapping grid: 40 (the old bisection's steps) where the mantissa has room, else 4 bits
+    fewer than the mantissa (float32: 20)."""
+    mant = {torch.float64: 52, torch.float32: 23, torch.bfloat16: 7, torch.float16: 10}.get(dtype, 52)
+    return min(40, mant - 4)
 
 
 __all__ = ["lower_tangent_root", "derivatives", "MAX_ITERS"]
