@@ -20,6 +20,7 @@ from ..ops.shape import Permute, Reshape, Slice
 from . import patches, rounding
 from .accumulate import CoeffSums
 from .context import RunContext
+from .input_projection import concretize_projection, input_projection
 from .interval import affine_chain, affine_chain_bounds, interval_pass, interval_spec
 
 
@@ -58,6 +59,7 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
     coeffs.put(start, lA, uA)
     sound = ctx.rounding is not None  # float32-sound: widen by the rounding error of every step
     lerr = uerr = None
+    first = input_projection(ctx)  # L2 sets: concretised at the first Linear (engine/input_projection.py)
     for name in reversed(g.ancestors(start)):
         if name == g.input_name or name not in coeffs:
             continue
@@ -65,6 +67,11 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
         cl, cu = coeffs.pop(name)
         if name in ctx.capture:  # e.g. branch and bound's branching scores: coefficients of a node's output
             ctx.captured[name] = patches.densify(cl)
+        if name == first and _dense(cl) and _dense(cu):  # the input's only consumer: nothing else is left
+            with ctx.timer("concretize"):
+                lo = None if lA is None else concretize_projection(ctx, name, cl, lbias, "lower")
+                hi = None if uA is None else concretize_projection(ctx, name, cu, ubias, "upper")
+            return lo, hi
         if not sound and isinstance(node.op, Slice) and _dense(cl) and _dense(cu):
             with ctx.timer("backward"):  # written straight into the selected entries of the input's sum
                 coeffs.add_slice(node.inputs[0], node.op.in_shape, node.op.index, cl, cu)

@@ -65,6 +65,9 @@ class RunContext:
     #: lines of activations per node (without alpha), with the bound tensors they were computed from
     relax_cache: dict[str, tuple] = field(default_factory=dict)
 
+    #: values computed once per call and shared by its backward passes (engine/input_projection.py)
+    memo: dict = field(default_factory=dict)
+
     def relaxation(self, op, node_name: str, l: Tensor, u: Tensor) -> LinearRelaxation:
         """The method's lines for an activation on [l, u]; computed once per node and bounds (a backward
         pass through an unrolled RNN meets the same activation once per later step). Optimised lines

@@ -60,6 +60,7 @@ from ..ops.base import AffineOp
 from ..ops.shape import Slice
 from .context import RunContext
 from .interval import interval_pass, interval_spec
+from .zonotope_stats import radius_and_magnitude
 
 
 @dataclass
@@ -80,7 +81,7 @@ class ZVal:
 
     def stats(self) -> tuple[Tensor, Tensor]:
         if self._stats is None:
-            self._stats = _radius_and_magnitude(self.z)
+            self._stats = radius_and_magnitude(self.z)
         return self._stats
 
     @property
@@ -96,30 +97,6 @@ class ZVal:
     def pruned(self, z: Zonotope) -> "ZVal":
         """The same value with z = this zonotope minus all-zero symbols (stats unchanged)."""
         return ZVal(z, self.base_err, self.self_coef, self._stats, self._err)
-
-
-def _radius_and_magnitude(z: Zonotope) -> tuple[Tensor, Tensor]:
-    G, ids = z.generators, z.ids
-    K = ids.shape[0]
-    cuts: list[tuple[int, int, float | None]] = []
-    for g in z.table.norm_groups():
-        a, b = int(torch.searchsorted(ids, g.start)), int(torch.searchsorted(ids, g.stop))
-        if b > a:
-            cuts.append((a, b, g.dual))
-    cuts.sort()
-    radius = torch.zeros_like(z.center)
-    absum = torch.zeros_like(z.center)
-    pos = 0
-    for a, b, q in cuts + [(K, K, None)]:
-        if a > pos:
-            part = torch.linalg.vector_norm(G[:, pos:a], ord=1, dim=1)
-            radius = radius + part
-            absum = absum + part
-        if b > a:
-            radius = radius + torch.linalg.vector_norm(G[:, a:b], ord=q, dim=1)
-            absum = absum + torch.linalg.vector_norm(G[:, a:b], ord=1, dim=1)
-        pos = max(pos, b)
-    return radius, z.center.abs() + absum
 
 
 @dataclass
@@ -167,7 +144,7 @@ def zonotope_rule(*kinds: str) -> Callable[[Rule], Rule]:
 # ---- helpers ----------------------------------------------------------------------------------------
 def magnitude(z: Zonotope) -> Tensor:
     """|c| + sum_k |g_k| (B, *shape): bounds every |value| and the rounding-relevant size of the form."""
-    return _radius_and_magnitude(z)[1]
+    return radius_and_magnitude(z)[1]
 
 
 def hull(run: ZonotopeRun, name: str, v: ZVal) -> tuple[Tensor, Tensor]:

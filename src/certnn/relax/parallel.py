@@ -18,18 +18,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .sshape import SShape, parallel_relaxation
+from .sshape import SShape, _chord, exact_offsets
 from .types import LinearRelaxation
 
 
 def narrowest_parallel(fn: SShape, l: Tensor, u: Tensor) -> LinearRelaxation:
     """Per neuron the narrower of the secant and the DeepZ parallel pairs for f on [l, u] (same shape as l)."""
-    a = parallel_relaxation(fn, l, u, "secant")
-    b = parallel_relaxation(fn, l, u, "deepz")
-    pick = (b.upper_bias - b.lower_bias) < (a.upper_bias - a.lower_bias)
-    slope = torch.where(pick, b.lower_slope, a.lower_slope)
-    return LinearRelaxation(slope, torch.where(pick, b.lower_bias, a.lower_bias), slope.clone(),
-                            torch.where(pick, b.upper_bias, a.upper_bias))
+    # parallel_relaxation(fn, l, u, "secant") and (..., "deepz"), offsets from one exact_offsets call
+    a, _ = _chord(fn, l, u)
+    b = torch.minimum(fn.df(l), fn.df(u))
+    c_lo, c_hi = exact_offsets(fn, torch.stack([a, b]), l, u)
+    pick = (c_hi[1] - c_lo[1]) < (c_hi[0] - c_lo[0])
+    slope = torch.where(pick, b, a)
+    return LinearRelaxation(slope, torch.where(pick, c_lo[1], c_lo[0]), slope.clone(),
+                            torch.where(pick, c_hi[1], c_hi[0]))
 
 
 __all__ = ["narrowest_parallel"]

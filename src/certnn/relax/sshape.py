@@ -22,7 +22,7 @@ Rules for the points (:func:`sshape_slopes`):
     = 0.2); measured tighter than min-area on every model of docs/benchmarks.md (issue 12, part 1);
   * 'crown' (Zhang et al., NeurIPS 2018, Table 1 / Sec. 3.3): min-area except that the crossing case always
     uses the tangents at d_l, d_u.
-The tangent points are found by a batched bisection (no per-neuron loops).
+The tangent points are found by batched safeguarded Newton iteration (relax/envelope.py; no per-neuron loops).
 
 For optimisers (alpha-CROWN style): :func:`sshape_lines` builds sound lines for arbitrary given slopes
 (any broadcastable shapes; gradients flow to slopes and bounds) and :func:`sshape_slope_range` gives the
@@ -41,6 +41,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .envelope import lower_tangent_root
 from .types import BLEND_KAPPA, LinearRelaxation, safety_margin
 
 
@@ -57,8 +58,11 @@ class SShape:
     #: (f(x), f'(x)) from one evaluation of the transcendental where f' is written in terms of f (the
     #: same numbers as f(x) and df(x) separately); None: f and df are called
     f_df: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
-    #: f''(x) (Newton steps on tangent points, optimize/sshape_points.py); None: not known
+    #: f''(x) (Newton steps on tangent points, relax/envelope.py, optimize/sshape_points.py); None: not known
     d2f: Callable[[Tensor], Tensor] | None = None
+    #: (f(x), f'(x), f''(x)) from one evaluation of the transcendental (the same numbers as f_df and d2f);
+    #: None: f_df (or f, df) and d2f are called
+    derivs: Callable[[Tensor], tuple[Tensor, Tensor, Tensor]] | None = None
 
     def value_and_slope(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.f_df(x) if self.f_df is not None else (self.f(x), self.df(x))
@@ -118,8 +122,21 @@ def _atan_d2f(x: Tensor) -> Tensor:
     return -2 * x / (1 + x * x) ** 2
 
 
-SIGMOID = SShape("sigmoid", torch.sigmoid, _sigmoid_df, _sigmoid_dfinv, 0.25, 0.25, _sigmoid_f_df, _sigmoid_d2f)
-TANH = SShape("tanh", torch.tanh, _tanh_df, _tanh_dfinv, 1.0, 1.0, _tanh_f_df, _tanh_d2f)
+def _sigmoid_derivs(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    s = torch.sigmoid(x)
+    ds = s * (1 - s)
+    return s, ds, ds * (1 - 2 * s)
+
+
+def _tanh_derivs(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    t = torch.tanh(x)
+    dt = 1 - t * t
+    return t, dt, -2 * t * dt
+
+
+SIGMOID = SShape("sigmoid", torch.sigmoid, _sigmoid_df, _sigmoid_dfinv, 0.25, 0.25, _sigmoid_f_df, _sigmoid_d2f,
+                 _sigmoid_derivs)
+TANH = SShape("tanh", torch.tanh, _tanh_df, _tanh_dfinv, 1.0, 1.0, _tanh_f_df, _tanh_d2f, _tanh_derivs)
 ARCTAN = SShape("arctan", torch.atan, _atan_df, _atan_dfinv, 1.0, 1.0, d2f=_atan_d2f)
 SSHAPES: dict[str, SShape] = {s.name: s for s in (SIGMOID, TANH, ARCTAN)}
 
@@ -173,7 +190,7 @@ def _bisect(h: Callable[[Tensor], Tensor], lo: Tensor, hi: Tensor, iters: int) -
     return _bisect_bracket(h, lo, hi, iters)[1]
 
 
-def lower_envelope_point(fn: SShape, l: Tensor, u: Tensor, iters: int = 40) -> tuple[Tensor, Tensor]:
+def lower_envelope_point(fn: SShape, l: Tensor, u: Tensor, iters: int | None = None) -> tuple[Tensor, Tensor]:
     """The lower convex envelope of f on [l, u] (all tensors of one shape), as (d, chord):
 
         env(x) = f(x) on [l, d],  then the segment from (d, f(d)) to (u, f(u)) on [d, u];
@@ -184,8 +201,9 @@ def lower_envelope_point(fn: SShape, l: Tensor, u: Tensor, iters: int = 40) -> t
       * l < 0 < u: d <= 0 is CROWN's lower tangent point, the root of
             h(d) = f(d) + f'(d) (u - d) - f(u)    (tangent at d, evaluated at u, minus f(u)),
         increasing on (-inf, 0] (h' = f''(d)(u - d) > 0) with h(0) >= 0; chord where h(l) >= 0.
-        The root is bracketed in s = log1p(-d) in [0, log1p(-l)] (relative precision ~2^-iters even for
-        |l| ~ 1e8, where d itself is only ~ -log(u)). The returned d is the bracket end with h(d) <= 0.
+        The root is bracketed in s = log1p(-d) in [0, log1p(-l)] (relative precision even for |l| ~ 1e8,
+        where d itself is only ~ -log(u)). iters=None (default): safeguarded Newton to ~ulps
+        (relax/envelope.py); an int: that many bisection steps, returning the bracket end with h(d) <= 0.
 
     d only steers a slope choice (offsets are exact, see :func:`exact_offsets`), so it carries no
     gradient (it is computed from detached bounds).
@@ -194,7 +212,7 @@ def lower_envelope_point(fn: SShape, l: Tensor, u: Tensor, iters: int = 40) -> t
     zero = torch.zeros_like(l)
     lz, uz = torch.minimum(l, zero), torch.maximum(u, zero)
 
-    f_uz = fn.f(uz)  # constant through the bisection
+    f_uz = fn.f(uz)  # constant through the iteration
 
     def g(s: Tensor) -> Tensor:  # -h(-expm1(s)): increasing in s >= 0
         d = -torch.expm1(s)
@@ -203,13 +221,25 @@ def lower_envelope_point(fn: SShape, l: Tensor, u: Tensor, iters: int = 40) -> t
 
     crossing = (l < 0) & (u > 0)
     s_max = torch.log1p(-lz)
-    d_cross = -torch.expm1(_bisect(g, zero, s_max, iters))
-    chord = (l >= 0) | (crossing & (g(s_max) <= 0))
+    cross_chord = crossing & (g(s_max) <= 0)
+    chord = (l >= 0) | cross_chord
+    if iters is None and fn.d2f is not None:
+        d_cross = lower_tangent_root(fn, s_max, uz, f_uz, crossing & ~cross_chord)
+        d_cross = torch.where(cross_chord, l, d_cross)  # the bisection's limit there (d only matters off-chord)
+    else:
+        d_cross = -torch.expm1(_bisect(g, zero, s_max, 40 if iters is None else iters))
     d = torch.where(u <= 0, u, torch.maximum(d_cross, l))
     return d, chord
 
 
-def upper_envelope_point(fn: SShape, l: Tensor, u: Tensor, iters: int = 40) -> tuple[Tensor, Tensor]:
+def envelope_points(fn: SShape, l: Tensor, u: Tensor, iters: int | None = None) -> tuple[Tensor, ...]:
+    """(d_lo, chord_lo, d_up, chord_up): :func:`lower_envelope_point` and :func:`upper_envelope_point` of
+    [l, u] from one call on the stacked boxes [l, u] and [-u, -l] (the same numbers as two calls)."""
+    d, chord = lower_envelope_point(fn, torch.stack([l, -u]), torch.stack([u, -l]), iters)
+    return d[0], chord[0], -d[1], chord[1]
+
+
+def upper_envelope_point(fn: SShape, l: Tensor, u: Tensor, iters: int | None = None) -> tuple[Tensor, Tensor]:
     """The upper concave envelope of f on [l, u] as (d, chord): the segment from (l, f(l)) to (d, f(d)),
     then f on [d, u]; chord where the envelope is the chord (d >= u). By the point symmetry
     f(-x) = 2 f(0) - f(x) of an S-shaped f, this is :func:`lower_envelope_point` on [-u, -l], mirrored."""
@@ -217,7 +247,7 @@ def upper_envelope_point(fn: SShape, l: Tensor, u: Tensor, iters: int = 40) -> t
     return -d, chord
 
 
-def lower_support_slope(fn: SShape, l: Tensor, u: Tensor, p: Tensor, iters: int = 40) -> Tensor:
+def lower_support_slope(fn: SShape, l: Tensor, u: Tensor, p: Tensor, iters: int | None = None) -> Tensor:
     """Slope of the supporting line at p in [l, u] of f's lower convex envelope on [l, u]
     (:func:`lower_envelope_point`): f'(min(p, d)) on the curved part, the segment's slope beyond it, the
     chord's slope where the envelope is the chord. (The segment's slope is f'(d): it is tangent at d.)"""
@@ -226,7 +256,7 @@ def lower_support_slope(fn: SShape, l: Tensor, u: Tensor, p: Tensor, iters: int 
     return torch.where(chord, k_chord, fn.df(torch.minimum(p, d)))
 
 
-def upper_support_slope(fn: SShape, l: Tensor, u: Tensor, p: Tensor, iters: int = 40) -> Tensor:
+def upper_support_slope(fn: SShape, l: Tensor, u: Tensor, p: Tensor, iters: int | None = None) -> Tensor:
     """Slope of the supporting line at p in [l, u] of f's upper concave envelope on [l, u]
     (:func:`upper_envelope_point`): f'(max(p, d)), or the chord's slope where the envelope is the chord.
     (Evaluated on [l, u] itself, not mirrored: f near +1 has no digits to spare for f(u) - f(l).)"""
@@ -239,7 +269,7 @@ RULES = ("blend", "min-area", "crown")
 
 
 def sshape_slopes(fn: SShape, l: Tensor, u: Tensor, rule: str = "blend", kappa: float = BLEND_KAPPA,
-                  iters: int = 40) -> tuple[Tensor, Tensor]:
+                  iters: int | None = None) -> tuple[Tensor, Tensor]:
     """(lower slope, upper slope) of the non-optimised lines on [l, u] (tensors of one shape).
 
     rule 'blend' (default): the lower line maximises (1 - kappa) * mean + kappa * min of the line over
@@ -279,11 +309,15 @@ def sshape_slopes(fn: SShape, l: Tensor, u: Tensor, rule: str = "blend", kappa: 
             raise ValueError(f"kappa must lie in [0, 1], got {k}")
         half = k * (u - l) / 2
         q_lo, q_up = m - half, m + half
-    return lower_support_slope(fn, l, u, q_lo, iters), upper_support_slope(fn, l, u, q_up, iters)
+    # lower_support_slope(q_lo), upper_support_slope(q_up), with both envelope points from one call
+    d_lo, chord_lo, d_up, chord_up = envelope_points(fn, l, u, iters)
+    k_chord, _ = _chord(fn, l, u)
+    return (torch.where(chord_lo, k_chord, fn.df(torch.minimum(q_lo, d_lo))),
+            torch.where(chord_up, k_chord, fn.df(torch.maximum(q_up, d_up))))
 
 
 def sshape_relaxation(fn: SShape, l: Tensor, u: Tensor, rule: str = "blend", kappa: float = BLEND_KAPPA,
-                      iters: int = 40) -> LinearRelaxation:
+                      iters: int | None = None) -> LinearRelaxation:
     """Lines a_lo x + b_lo <= f(x) <= a_up x + b_up on [l, u] for an S-shaped f (tensors of one shape):
     slopes by :func:`sshape_slopes` (default: the 'blend' lines), offsets exact (:func:`sshape_lines`).
 
@@ -293,7 +327,9 @@ def sshape_relaxation(fn: SShape, l: Tensor, u: Tensor, rule: str = "blend", kap
     if (u < l).any():
         raise ValueError("sshape_relaxation needs l <= u")
     lo_k, up_k = sshape_slopes(fn, l, u, rule, kappa, iters)
-    return sshape_lines(fn, l, u, lo_k, up_k)
+    # sshape_lines(fn, l, u, lo_k, up_k), both sides' offsets from one exact_offsets call (same numbers)
+    lo_b, up_b = exact_offsets(fn, torch.stack([lo_k, up_k]), l, u)
+    return LinearRelaxation(lo_k, lo_b[0], up_k, up_b[1])
 
 
 def sshape_lines(fn: SShape, l: Tensor, u: Tensor, lower_slope: Tensor, upper_slope: Tensor) -> LinearRelaxation:
