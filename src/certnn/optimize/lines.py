@@ -9,7 +9,9 @@ its own optimisation problem), optimised by projected gradient ascent on the bou
 | ReLU | alpha in [0, 1] | lower line alpha * x (unstable neurons); upper line the chord (fixed) |
 | LeakyReLU(a) | alpha in [a, 1] | lower line alpha * x; upper line the chord |
 | tanh / sigmoid / arctan | s_lo, s_up in [0, 1] | tangent points of the lower and upper line, as positions in their ranges (optimize/sshape_points.py) |
-| sigma(x) tanh(y), sigma(x) y, x y | d_Al, d_Bl, d_Au, d_Bu in [-1, 1] | tilts A = A0 + d s_x, B = B0 + d s_y of the lower and upper plane |
+| sigma(x) tanh(y) | d_Al, d_Bl, d_Au, d_Bu in [-1, 1] | tilts A = A0 + d s_x, B = B0 + d s_y of the lower and upper plane |
+| sigma(x) y | r_lo, r_up, s_lo, s_up in [0, 1] | tilts of sigma's tangent lines composed with McCormick planes of s y (optimize/product_split.py) |
+| x y | r_lo, r_up in [0, 1] | weights between the two McCormick planes of each side (optimize/product_mix.py) |
 
 S is the number of spec rows of the backward pass the parameters belong to (1 = shared by all rows).
 
@@ -62,6 +64,8 @@ class Params:
     const_fields: tuple[str, ...] = ()
     #: step size relative to AlphaConfig.lr
     lr_scale = 1.0
+    #: parameters of a two-input op's planes (RunContext.plane_params) rather than of lines
+    planes = False
 
     def step_size(self, cfg) -> float:
         """Adam's step size for these parameters under AlphaConfig `cfg`."""
@@ -168,6 +172,7 @@ class PlaneTilts(Params):
 
     opt_fields = ("d_al", "d_bl", "d_au", "d_bu")
     const_fields = ("base", "scale")
+    planes = True
     #: d spans [-1, 1]
     lr_scale = 0.04
 

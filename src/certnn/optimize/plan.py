@@ -18,7 +18,8 @@ from ..domains.interval import Interval
 from ..engine.backward import _refine, interval_is_exact, rows_needing_refinement
 from ..engine.context import RunContext
 from ..ops.activation import Activation
-from .lines import OPTIMISABLE, PRODUCTS, PlaneTilts, make_params
+from .lines import OPTIMISABLE, PRODUCTS, make_params
+from .product_mix import make_plane_params
 
 
 @dataclass
@@ -90,7 +91,7 @@ def build_start(ctx: RunContext, name: str, rows: Tensor | None, needed: Tensor 
         r = n_rows if B * n_rows * n <= max_params else 1
         if node.op.kind in PRODUCTS:
             box = [t.detach() for iv in ivs for t in (iv.lower, iv.upper)]
-            p = PlaneTilts.create(node.op, ctx.method.relax_planes(node.op, *box), *box, r)
+            p = make_plane_params(node.op, ctx.method.relax_planes(node.op, *box), *box, r)
         else:
             base = ctx.method.relax(node.op, ivs[0].lower, ivs[0].upper)
             p = make_params(node.op, base, ivs[0].lower.detach(), ivs[0].upper.detach(), r)
@@ -108,8 +109,8 @@ def build_start(ctx: RunContext, name: str, rows: Tensor | None, needed: Tensor 
 def bind(ctx: RunContext, start: Start, index: Tensor | None = None) -> None:
     """Make the backward engine use `start`'s parameters (the rows `index` of them, when chunked)."""
     params = start.params if index is None else {k: p.rows(index) for k, p in start.params.items()}
-    ctx.line_params = {k: p for k, p in params.items() if not isinstance(p, PlaneTilts)}
-    ctx.plane_params = {k: p for k, p in params.items() if isinstance(p, PlaneTilts)}
+    ctx.line_params = {k: p for k, p in params.items() if not p.planes}
+    ctx.plane_params = {k: p for k, p in params.items() if p.planes}
 
 
 def unbind(ctx: RunContext) -> None:

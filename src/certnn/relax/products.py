@@ -3,6 +3,7 @@
     sigmoid_tanh_planes(lx, ux, ly, uy, mode)   F = sigma(x) tanh(y)   (LSTM: o*tanh(c), i*tanh(g))
     sigmoid_mul_planes(lx, ux, ly, uy, mode)    F = sigma(x) y         (LSTM f*c, GRU z*h and r*h)
     mccormick_planes(lx, ux, ly, uy)            F = x y   (one lower and one upper McCormick plane)
+    interpolated_mccormick(lx, ux, ly, uy, r_lo, r_up)   F = x y   (between the two McCormick planes, alpha-CROWN)
     mul_parallel_planes(lx, ux, ly, uy)         F = x y   (parallel pair, for zonotopes)
 
 Each returns a :class:`~certnn.relax.types.PlaneRelaxation` with, elementwise on [lx, ux] x [ly, uy],
@@ -191,6 +192,35 @@ def mccormick_planes(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRel
     return PlaneRelaxation(ly.clone(), lx.clone(), -lx * ly - margin, uy.clone(), lx.clone(), -lx * uy + margin)
 
 
+def interpolated_mccormick(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor, r_lo: Tensor,
+                           r_up: Tensor) -> PlaneRelaxation:
+    """Planes for x * y on the box between the two McCormick planes of each side (McCormick 1976), the
+    family alpha-CROWN optimises for a product (as in auto_LiRPA's CROWN-Optimized), with weights r in [0, 1]
+    (clamped; any shape broadcastable with the box):
+
+        lower  r_lo (ly x + lx y - lx ly) + (1 - r_lo) (uy x + ux y - ux uy)
+        upper  r_up (uy x + lx y - lx uy) + (1 - r_up) (ly x + ux y - ux ly)
+
+    r = 1 gives :func:`mccormick_planes` (CROWN's). Every such plane supports the convex (concave) envelope
+    of x * y on the box: both lower planes touch x * y at the corners (lx, uy) and (ux, ly), both upper ones
+    at (lx, ly) and (ux, uy), so the combinations are tight there.
+
+    Soundness: the *values* of the offsets are the exact corner extremes of x y - A x - B y for the tilts as
+    computed (:func:`tilted_planes`, widened by a few ulps), so the planes are sound whatever r is and
+    however the tilts were rounded. Their *gradients* are those of the closed forms
+    -(r lx ly + (1 - r) ux uy) and -(r lx uy + (1 - r) ux ly), which equal the extremes in real arithmetic
+    for r in [0, 1]; the extreme's own gradient at r = 1 (CROWN's start), where three corners tie, would
+    average in a corner that is no longer extreme once r < 1."""
+    rl, ru = r_lo.clamp(0.0, 1.0), r_up.clamp(0.0, 1.0)
+    Al, Bl = rl * ly + (1 - rl) * uy, rl * lx + (1 - rl) * ux
+    Au, Bu = ru * uy + (1 - ru) * ly, ru * lx + (1 - ru) * ux
+    with torch.no_grad():  # values only (the gradients are the closed forms')
+        exact = tilted_planes("mul", Al, Bl, Au, Bu, lx, ux, ly, uy)
+    cl = -(rl * (lx * ly) + (1 - rl) * (ux * uy))
+    cu = -(ru * (lx * uy) + (1 - ru) * (ux * ly))
+    return PlaneRelaxation(Al, Bl, cl + (exact.lower_c - cl).detach(), Au, Bu, cu + (exact.upper_c - cu).detach())
+
+
 def mul_parallel_planes(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
     """Parallel planes for x * y (the zonotope transformer of a plain product): with centres m and
     half-widths h, x y = m_y x + m_x y - m_x m_y + (x - m_x)(y - m_y) and the last term lies in
@@ -203,4 +233,4 @@ def mul_parallel_planes(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> Plane
 
 
 __all__ = ["sigmoid_tanh_planes", "sigmoid_mul_planes", "mccormick_planes", "mul_parallel_planes", "tilted_planes",
-           "MODES"]
+           "interpolated_mccormick", "MODES"]
