@@ -74,12 +74,19 @@ class Patches:
         r = self.offset[..., 0:1] + (top + torch.arange(ph, device=dev))  # (B, R, ph) in the padded grid
         c = self.offset[..., 1:2] + (left + torch.arange(pw, device=dev))
         flat = (r.unsqueeze(-1) * Wp + c.unsqueeze(-2)).reshape(B, R, 1, ph * pw)
+        # with gradients, per-neuron tensors are gathered from (B, C * n) by channel-offset indices: the
+        # gather's backward then scatters into (B, C * n), not into a zero tensor (B, R, C, n) per tensor
+        grad = any(t.requires_grad for t in ts)
+        chan = (flat + n * torch.arange(C, device=dev).reshape(1, 1, C, 1)).reshape(B, -1) if grad else None
         out = []
         for t in ts:
             rows = t.shape[1] if t.dim() == 5 else 1
             t = torch.broadcast_to(t, (B, rows, C, H, W) if t.dim() == 5 else (B, C, H, W))
             t = F.pad(t, (left, right, top, bottom)).reshape(B, rows, C, n)
-            g = torch.gather(t.expand(B, R, C, n), 3, flat.expand(B, R, C, ph * pw))
+            if chan is not None and rows == 1:
+                g = torch.gather(t.reshape(B, C * n), 1, chan)
+            else:
+                g = torch.gather(t.expand(B, R, C, n), 3, flat.expand(B, R, C, ph * pw))
             out.append(g.reshape(B, R, C, ph, pw))
         return out
 
@@ -193,29 +200,43 @@ def _conv(ctx, op: Conv, in_shape: tuple[int, ...], lA, uA):
 
 def _activation(ctx, op: Activation, node, lA, uA):
     bounds = ctx.bounds[node.inputs[0]]
-    rel = ctx.relaxation(op, node.name, bounds.lower, bounds.upper)
+    opt = ctx.line_params.get(node.name)
+    if getattr(opt, "window_lines", None) is not None:
+        # optimised lines that gather themselves onto the windows (optimize/compact_slopes.py)
+        lines = lambda P, both: (*opt.window_lines(op, bounds.lower, bounds.upper, P), False)  # noqa: E731
+    else:
+        rel = ctx.relaxation(op, node.name, bounds.lower, bounds.upper)
+        lines = lambda P, both: _gather_lines(rel, P, both)  # noqa: E731
     split = ctx.split_terms.get(node.name)
     if split is not None and uA is not None:
         raise ValueError("split constraints apply to lower bounds only (bound -C for upper bounds)")
     if lA is not None and uA is not None and lA is not uA:  # windows differ: one side at a time
-        lo, _, lbias, _ = _activation_sides(ctx, rel, lA, None, split)
-        _, hi, _, ubias = _activation_sides(ctx, rel, None, uA, None)
+        lo, _, lbias, _ = _activation_sides(lines, lA, None, split)
+        _, hi, _, ubias = _activation_sides(lines, None, uA, None)
         return [(lo, hi)], lbias, ubias
-    lo, hi, lbias, ubias = _activation_sides(ctx, rel, lA, uA, split)
+    lo, hi, lbias, ubias = _activation_sides(lines, lA, uA, split)
     return [(lo, hi)], lbias, ubias
 
 
-def _activation_sides(ctx, rel, lA, uA, split):
-    """The line rule (ops/line_push.py) on the windows of lA and / or uA (the same Patches when both)."""
-    P = lA if lA is not None else uA
+def _gather_lines(rel, P: Patches, both: bool):
+    """rel's (lower slope, lower bias, upper slope, upper bias) on P's windows (a zero bias without
+    gradient as None) and whether the slopes are the same (parallel lines; only asked when `both`)."""
     lb, ub = drop_zero(rel.lower_bias), drop_zero(rel.upper_bias)
-    same = lA is not None and lA is uA and split is None and torch.equal(rel.lower_slope, rel.upper_slope)
+    same = both and torch.equal(rel.lower_slope, rel.upper_slope)
     ts = [rel.lower_slope] + ([] if same else [rel.upper_slope]) + [b for b in (lb, ub) if b is not None]
     g = P.gather_many(ts)
     ls = g.pop(0)
     us = ls if same else g.pop(0)
     glb = None if lb is None else g.pop(0)
     gub = None if ub is None else g.pop(0)
+    return ls, glb, us, gub, same
+
+
+def _activation_sides(lines, lA, uA, split):
+    """The line rule (ops/line_push.py) on the windows of lA and / or uA (the same Patches when both);
+    lines(P, both) gives the lines on P's windows."""
+    P = lA if lA is not None else uA
+    ls, glb, us, gub, same = lines(P, lA is not None and lA is uA and split is None)
     lo, hi, lbias, ubias = push_lines(None if lA is None else lA.data, None if uA is None else P.data,
                                       ls, glb, us, gub, rows_dot, same)
     if split is not None and lo is not None:

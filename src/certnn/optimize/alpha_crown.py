@@ -95,7 +95,7 @@ class _Problem:
                 n = rows.shape[1] if rows is not None else math.prod(ctx.graph.nodes[name].shape)
                 if n:
                     self.starts[name] = build_start(ctx, name, rows, needed, 2 * n, self.ref_all, cfg.max_params,
-                                                    warm)
+                                                    warm, compact=True)
         out = ctx.graph.output_name
         self.starts[out] = build_start(ctx, out, None, None, Cs.shape[1], self.ref_all, cfg.max_params, warm)
         self.betas = {}

@@ -62,6 +62,8 @@ class Params:
 
     opt_fields: tuple[str, ...] = ()
     const_fields: tuple[str, ...] = ()
+    #: const fields a warm start must hold equal values in (beyond equal shapes)
+    match_fields: tuple[str, ...] = ()
     #: step size relative to AlphaConfig.lr
     lr_scale = 1.0
     #: parameters of a two-input op's planes (RunContext.plane_params) rather than of lines

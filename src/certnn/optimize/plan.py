@@ -18,6 +18,7 @@ from ..domains.interval import Interval
 from ..engine.backward import _refine, interval_is_exact, rows_needing_refinement
 from ..engine.context import RunContext
 from ..ops.activation import Activation
+from .compact_slopes import compact_params
 from .lines import OPTIMISABLE, PRODUCTS, make_params
 from .product_mix import make_plane_params
 
@@ -77,9 +78,12 @@ def _needs_params(ctx: RunContext, node_name: str, bounds: dict[str, Interval]) 
 
 
 def build_start(ctx: RunContext, name: str, rows: Tensor | None, needed: Tensor | None, n_rows: int,
-                bounds: dict[str, Interval], max_params: int, warm: dict | None = None) -> Start:
+                bounds: dict[str, Interval], max_params: int, warm: dict | None = None,
+                compact: bool = False) -> Start:
     """A start with parameters initialised at the base method's lines on `bounds` (the reference), or
-    taken from `warm` ((start, node) -> Params of the same kind and shape, e.g. a parent domain's)."""
+    taken from `warm` ((start, node) -> Params of the same kind and shape, e.g. a parent domain's).
+    compact: ReLU slopes for the unstable neurons only (optimize/compact_slopes.py; an intermediate
+    start's reference bounds are never loosened, so its stable neurons stay stable)."""
     st = Start(name, rows, needed, n_rows)
     B = ctx.batch
     for act in upstream_optimisable(ctx, name):
@@ -89,21 +93,29 @@ def build_start(ctx: RunContext, name: str, rows: Tensor | None, needed: Tensor 
         ivs = [bounds[i] for i in node.inputs]
         n = ivs[0].lower[0].numel()
         r = n_rows if B * n_rows * n <= max_params else 1
-        if node.op.kind in PRODUCTS:
-            box = [t.detach() for iv in ivs for t in (iv.lower, iv.upper)]
-            p = make_plane_params(node.op, ctx.method.relax_planes(node.op, *box), *box, r)
-        else:
-            base = ctx.method.relax(node.op, ivs[0].lower, ivs[0].upper)
-            p = make_params(node.op, base, ivs[0].lower.detach(), ivs[0].upper.detach(), r)
+        p = _initial_params(ctx, node.op, ivs, r, compact)
         w = (warm or {}).get((name, act))
         if p is not None and w is not None and type(w) is type(p) and all(
-                a.shape == b.shape for a, b in zip(w.tensors(), p.tensors())):
+                a.shape == b.shape for a, b in zip(w.tensors(), p.tensors())) and all(
+                torch.equal(getattr(w, f), getattr(p, f)) for f in p.match_fields):
             p = w._copy(**{f: t.detach().clone() for f, t in zip(w.opt_fields, w.tensors())})
         if p is not None:
             for t in p.tensors():
                 t.requires_grad_(True)
             st.params[act] = p
     return st
+
+
+def _initial_params(ctx: RunContext, op, ivs: list[Interval], rows: int, compact: bool):
+    """Parameters of an activation or product op on its inputs' bounds, at the base method's lines."""
+    if op.kind in PRODUCTS:
+        box = [t.detach() for iv in ivs for t in (iv.lower, iv.upper)]
+        return make_plane_params(op, ctx.method.relax_planes(op, *box), *box, rows)
+    p = compact_params(op, ivs[0].lower, ivs[0].upper, rows) if compact else None
+    if p is None:
+        base = ctx.method.relax(op, ivs[0].lower, ivs[0].upper)
+        p = make_params(op, base, ivs[0].lower.detach(), ivs[0].upper.detach(), rows)
+    return p
 
 
 def bind(ctx: RunContext, start: Start, index: Tensor | None = None) -> None:
