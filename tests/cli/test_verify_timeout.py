@@ -66,3 +66,5 @@ def test_result_written_within_the_timeout_counted_from_process_start(tmp_path):
     assert p.returncode == 0, p.stderr
     assert out.read_text().strip() in ("unknown", "unsat")
     assert out.stat().st_mtime - t0 <= T + 0.5, f"result written {out.stat().st_mtime - t0:.2f} s after the start"
+    # and the process has ended too (a harness times the process): no interpreter teardown after the answer
+    assert time.time() - t0 <= T + 0.5, f"process ended {time.time() - t0:.2f} s after the start"

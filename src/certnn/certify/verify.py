@@ -92,7 +92,7 @@ class VerifyConfig(Config):
     bab_config: BabConfig = BabConfig()
     bab_share: float = 0.85
     exact: str = "auto"
-    exact_max_relus: int = 2000
+    exact_max_relus: int = 1000
     seed: int = 0
     #: element type counterexamples are rounded to before they are checked (the ONNX input's type)
     input_dtype: str = "float32"

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     args.started_at = started_at
+    args.hard_exit = argv is None  # a program may end its own process (verify's deadline watchdog); in-process never
     args.argv = args_list  # sharded runs (--workers) re-parse it in each worker
     try:
         from .validate import validate_args

@@ -12,6 +12,7 @@ from ..report.atomic import write_or_keep
 from .clock import process_start_perf
 from .sharded import add_worker_args
 from .verify_instances import add_instances_args, run_instances
+from .verify_watchdog import AnswerGuard
 from .common import add_log_args, add_random_init_arg, Console, Stopwatch, cli_load_model, input_settings, parse_methods
 
 if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
@@ -115,8 +116,11 @@ def run(args) -> int:
                        exact="auto" if len(exact) == 2 else (exact[0] if exact else "none"), seed=args.seed,
                        input_dtype=input_dtype)
     sw = Stopwatch()
+    guard = AnswerGuard(args.out, args.quiet, getattr(args, "hard_exit", False))
+    guard.arm(started + args.timeout)  # the answer by T even if a stage overruns (cli/verify_watchdog.py)
     with con.progress(f"verify {args.spec}", None):  # start / heartbeat / end lines on stderr
         res = verify_property(graph, prop, cfg, reference, started_at=started)
+    guard.claim()
     word = VNNCOMP_WORD[res.verdict]
     if args.quiet:
         print(res.verdict)
@@ -143,4 +147,4 @@ def run(args) -> int:
         write_or_keep(args.json, json.dumps(doc, indent=2) + "\n", "--json")
         if not args.quiet:
             con.print(f"wrote {args.json}")
-    return 0
+    return guard.finish(0)

@@ -304,8 +304,14 @@ def solve_conjunction(graph: Graph, spec: LpBall, C: np.ndarray, d: np.ndarray, 
 
     Soundness: 'infeasible' needs the LP optimum, or the MILP's dual bound, above PROOF_MARGIN (1e-6);
     a candidate is only a candidate (solver tolerances), the caller checks it.
+
+    time_limit: seconds for the whole call, the encoding included (the solver gets what is left; a sample
+    whose encoding used it all is 'unknown' without a solve).
     """
+    import time
+
     hp = _highs()
+    t_end = None if not time_limit else time.perf_counter() + float(time_limit)
     graph, spec = _float64(graph, spec)
     ctx = _prepare(graph, spec)
     C = np.asarray(C, dtype=np.float64)
@@ -313,9 +319,13 @@ def solve_conjunction(graph: Graph, spec: LpBall, C: np.ndarray, d: np.ndarray, 
     results = []
     for b in range(spec.batch):
         m = _Model(hp)
-        if time_limit:
-            m.h.setOptionValue("time_limit", max(0.01, float(time_limit)))
         cols, binaries = _encode(m, graph, ctx, b, spec)
+        if t_end is not None:
+            left = t_end - time.perf_counter()
+            if left <= 0.01:
+                results.append(ConjunctionResult("unknown", -np.inf, None))
+                continue
+            m.h.setOptionValue("time_limit", left)
         if not relax:
             m.integer(np.array(binaries, dtype=np.int64))
         out = cols[graph.output_name]

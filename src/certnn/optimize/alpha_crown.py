@@ -220,7 +220,7 @@ def optimized_bounds(ctx: RunContext, C: Tensor | None, lower: bool = True, uppe
     (node -> Interval, e.g. a branch-and-bound sub-domain's; then only the output is optimised). splits:
     ReLU node -> sign (B, *shape) in {-1, 0, 1} of split constraints on its input (beta-CROWN; lower
     bounds only). warm: parameters to start from, as AlphaResult.params (used where shapes match).
-    deadline: a time.perf_counter() value after which no further iteration starts. stop: (B, S)
+    deadline: a time.perf_counter() value; no iteration starts that would end past it (at the last one's pace). stop: (B, S)
     thresholds of the lower bounds (lower side only; -inf for a row that does not matter): a sample stops
     once its best lower bound exceeds the threshold in every row (e.g. branch and bound's sub-domain is
     proved), like AlphaConfig.stop_at with one value per row."""
