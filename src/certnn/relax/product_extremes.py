@@ -130,7 +130,7 @@ def _reduce(g: Callable[[Tensor, Tensor], Tensor], xs: list[Tensor], ys: list[Te
     hi, ihi = vals.max(0, keepdim=True)
     lo, hi = lo.squeeze(0), hi.squeeze(0)
     if vals.requires_grad:  # tied candidates share the gradient (relax.ties): it must not follow rounding
-        lo, hi = tie_averaged(lo, vals, "min"), tie_averaged(hi, vals, "max")
+        lo, hi = tie_averaged(lo, vals, "min", ext=lo), tie_averaged(hi, vals, "max", ext=hi)
     pick = lambda T, i: T.gather(0, i).squeeze(0)  # noqa: E731
     return Extremes(lo, hi, pick(X, ilo), pick(Y, ilo), pick(X, ihi), pick(Y, ihi))
 
@@ -148,18 +148,20 @@ def _bisect_pieces(sgn: Tensor, Bc: Tensor, absA: Tensor, lo: Tensor, hi: Tensor
     need = hi > lo
     if not bool(need.any()):
         return lo, hi
-    if bool(need.all()):
+    idx = None if bool(need.all()) else torch.nonzero(need.reshape(-1)).reshape(-1)
+    if idx is None:
         x_lo, x_hi = lo, hi
     else:
-        sgn, Bc, absA, x_lo, x_hi = (t[need] for t in (sgn, Bc, absA, lo, hi))
+        sgn, Bc, absA, x_lo, x_hi = (t.reshape(-1).index_select(0, idx) for t in (sgn, Bc, absA, lo, hi))
 
     def h(x: Tensor) -> Tensor:  # sgn * (psi(x) - |A|), psi(x) = sigma(x) sigma(-x) sqrt(1 - B / sigma(x))
         s = torch.sigmoid(x)
         return sgn * (s * torch.sigmoid(-x) * torch.sqrt(torch.clamp(1 - Bc / s, min=0.0)) - absA)
     x_lo, x_hi = _bisect_bracket(h, x_lo, x_hi, iters)
-    if x_lo.shape == lo.shape:
+    if idx is None:
         return x_lo, x_hi
-    return lo.masked_scatter(need, x_lo), hi.masked_scatter(need, x_hi)
+    return (lo.reshape(-1).index_copy(0, idx, x_lo).reshape(lo.shape),
+            hi.reshape(-1).index_copy(0, idx, x_hi).reshape(hi.shape))
 
 
 def _sigtanh_interior(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
