@@ -28,7 +28,7 @@ from ..relax.products import tilted_planes
 from ..relax.sshape import SIGMOID, sshape_relaxation
 from ..relax.types import PlaneRelaxation
 from .lines import Params
-from .sshape_points import SShapeTangents, tangent_ranges
+from .sshape_points import SShapeTangents, shared_tangent_ranges
 
 
 class SigmoidMulSplit(Params):
@@ -54,8 +54,9 @@ class SigmoidMulSplit(Params):
             t.data.clamp_(0.0, 1.0)
 
     def __call__(self, op, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
+        ranges = shared_tangent_ranges(SIGMOID, lx, ux)
         lx, ux, ly, uy = (t.unsqueeze(1) for t in (lx, ux, ly, uy))
-        lo_a, lo_b, lo_chord, up_a, up_b, up_chord, k_chord = tangent_ranges(SIGMOID, lx, ux)
+        lo_a, lo_b, lo_chord, up_a, up_b, up_chord, k_chord = (t.unsqueeze(1) for t in ranges)
         k_lo = torch.where(lo_chord, k_chord, SIGMOID.df(lo_a + self.s_lo.clamp(0, 1) * (lo_b - lo_a)))
         k_up = torch.where(up_chord, k_chord, SIGMOID.df(up_a + self.s_up.clamp(0, 1) * (up_b - up_a)))
         sl, su = torch.sigmoid(lx), torch.sigmoid(ux)

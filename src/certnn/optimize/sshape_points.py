@@ -23,6 +23,8 @@ Soundness: the tangent point only chooses a slope. The intercepts are the exact 
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import Tensor
 
@@ -66,6 +68,25 @@ def tangent_ranges(fn: SShape, l: Tensor, u: Tensor) -> tuple[Tensor, ...]:
     return l, torch.maximum(d_lo, l), lo_chord, torch.minimum(d_up, u), u, up_chord, k_chord
 
 
+#: id(l) -> (weakref l, weakref u, fn, tangent_ranges(fn, l, u)); an entry leaves when l is freed
+_RANGES: dict[int, tuple] = {}
+
+
+def shared_tangent_ranges(fn: SShape, l: Tensor, u: Tensor) -> tuple[Tensor, ...]:
+    """:func:`tangent_ranges` of the bound tensors l, u, computed once per pair of tensor objects: within
+    one alpha-CROWN evaluation every start's backward pass meets a node's same bounds (ctx.bounds), and the
+    ranges (detached, a function of the values only) are the same for all of them. Keyed by identity (the
+    entry holds weak references and is dropped when l is freed); the ranges only steer the tangent search
+    (offsets are exact whatever the slope), so even a stale entry could not make a line unsound."""
+    key = id(l)
+    hit = _RANGES.get(key)
+    if hit is not None and hit[0]() is l and hit[1]() is u and hit[2] is fn:
+        return hit[3]
+    out = tangent_ranges(fn, l, u)
+    _RANGES[key] = (weakref.ref(l, lambda _, k=key: _RANGES.pop(k, None)), weakref.ref(u), fn, out)
+    return out
+
+
 def _position(q: Tensor, a: Tensor, b: Tensor) -> Tensor:
     width = b - a
     safe = torch.where(width > 0, width, torch.ones_like(width))
@@ -105,12 +126,13 @@ class SShapeTangents(Params):
         self.s_up.data.clamp_(0.0, 1.0)
 
     def __call__(self, op, l: Tensor, u: Tensor) -> LinearRelaxation:
+        ranges = shared_tangent_ranges(self.fn, l, u)
         l, u = _rows(l, self.s_lo), _rows(u, self.s_lo)
-        lo_a, lo_b, lo_chord, up_a, up_b, up_chord, k_chord = tangent_ranges(self.fn, l, u)
+        lo_a, lo_b, lo_chord, up_a, up_b, up_chord, k_chord = (_rows(t, self.s_lo) for t in ranges)
         df = self.fn.df
         k_lo = torch.where(lo_chord, k_chord, df(lo_a + self.s_lo * (lo_b - lo_a)))
         k_up = torch.where(up_chord, k_chord, df(up_a + self.s_up * (up_b - up_a)))
         return tied_sshape_lines(self.fn, l, u, k_lo, k_up)
 
 
-__all__ = ["SShapeTangents", "tangent_ranges", "ENVELOPE_ITERS"]
+__all__ = ["SShapeTangents", "shared_tangent_ranges", "tangent_ranges", "ENVELOPE_ITERS"]

@@ -130,13 +130,38 @@ def _reduce(g: Callable[[Tensor, Tensor], Tensor], xs: list[Tensor], ys: list[Te
     hi, ihi = vals.max(0, keepdim=True)
     lo, hi = lo.squeeze(0), hi.squeeze(0)
     if vals.requires_grad:  # tied candidates share the gradient (relax.ties): it must not follow rounding
-        lo, hi = tie_averaged(lo, vals, "min"), tie_averaged(hi, vals, "max")
+        lo, hi = tie_averaged(lo, vals, "min", ext=lo), tie_averaged(hi, vals, "max", ext=hi)
     pick = lambda T, i: T.gather(0, i).squeeze(0)  # noqa: E731
     return Extremes(lo, hi, pick(X, ilo), pick(Y, ilo), pick(X, ihi), pick(Y, ihi))
 
 
 def _corners(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> tuple[list[Tensor], list[Tensor]]:
     return [lx, lx, ux, ux], [ly, uy, ly, uy]
+
+
+def _bisect_pieces(sgn: Tensor, Bc: Tensor, absA: Tensor, lo: Tensor, hi: Tensor,
+                   iters: int) -> tuple[Tensor, Tensor]:
+    """The bisection brackets of sgn * (psi(x) - |A|) on [lo, hi] (:func:`_sigtanh_interior`), run on the
+    non-empty pieces only: an empty piece (lo == hi) keeps the bracket (lo, hi) under bisection anyway, so
+    leaving it out gives the same numbers (every step is elementwise) for about half the work."""
+    sgn, Bc, absA = (torch.broadcast_to(t, lo.shape) for t in (sgn, Bc, absA))
+    need = hi > lo
+    if not bool(need.any()):
+        return lo, hi
+    idx = None if bool(need.all()) else torch.nonzero(need.reshape(-1)).reshape(-1)
+    if idx is None:
+        x_lo, x_hi = lo, hi
+    else:
+        sgn, Bc, absA, x_lo, x_hi = (t.reshape(-1).index_select(0, idx) for t in (sgn, Bc, absA, lo, hi))
+
+    def h(x: Tensor) -> Tensor:  # sgn * (psi(x) - |A|), psi(x) = sigma(x) sigma(-x) sqrt(1 - B / sigma(x))
+        s = torch.sigmoid(x)
+        return sgn * (s * torch.sigmoid(-x) * torch.sqrt(torch.clamp(1 - Bc / s, min=0.0)) - absA)
+    x_lo, x_hi = _bisect_bracket(h, x_lo, x_hi, iters)
+    if idx is None:
+        return x_lo, x_hi
+    return (lo.reshape(-1).index_copy(0, idx, x_lo).reshape(lo.shape),
+            hi.reshape(-1).index_copy(0, idx, x_hi).reshape(hi.shape))
 
 
 def _sigtanh_interior(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
@@ -156,17 +181,13 @@ def _sigtanh_interior(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, 
     x_star = _logit(p_star, q_star)
     absA = A.abs()
 
-    def psi(x: Tensor) -> Tensor:
-        s = torch.sigmoid(x)
-        return s * torch.sigmoid(-x) * torch.sqrt(torch.clamp(1 - Bc / s, min=0.0))
-
     # piece 1: [x_B, x*] psi increasing; piece 2: [x*, +inf) psi decreasing. Intersect with [lx, ux].
     lo = torch.stack([torch.maximum(x_B, lx), torch.maximum(x_star, lx)])
     hi = torch.stack([torch.minimum(x_star, ux), ux + 0 * x_star])
     lo = _clip(lo, lx, ux)
     hi = torch.maximum(_clip(hi, lx, ux), lo)
     sgn = torch.stack([one, -one])
-    x_lo, xs = _bisect_bracket(lambda x: sgn * (psi(x) - absA), lo, hi, iters)
+    x_lo, xs = _bisect_pieces(sgn, Bc, absA, lo, hi, iters)
     ys = _clip(torch.sign(A) * _dfinv(TANH, Bc / torch.sigmoid(xs)), ly, uy)
     ys_lo = _clip(torch.sign(A) * _dfinv(TANH, Bc / torch.sigmoid(x_lo)), ly, uy)
     slack = (HESSIAN_BOUND * ((xs - x_lo) ** 2 + (ys - ys_lo) ** 2)).amax(0)

@@ -16,14 +16,16 @@ from torch import Tensor
 TIE_RTOL = 1e-9
 
 
-def tie_averaged(value: Tensor, cands: Tensor, side: str) -> Tensor:
+def tie_averaged(value: Tensor, cands: Tensor, side: str, ext: Tensor | None = None) -> Tensor:
     """`value` (the exact min or max over dim 0 of `cands`, possibly widened) with the gradient of the
     mean of the candidates within TIE_RTOL (relative, plus an absolute 1e-9) of the extreme. The value is
     untouched (soundness: only the gradient changes); the gradient no longer depends on which of two
-    numerically tied candidates rounding makes the extreme."""
-    ext = cands.amin(0) if side == "min" else cands.amax(0)
+    numerically tied candidates rounding makes the extreme. ext: that extreme when the caller has it
+    (the same values; saves a reduction)."""
+    c = cands.detach()  # the tie mask carries no gradient: build it outside autograd
+    ext = (c.amin(0) if side == "min" else c.amax(0)) if ext is None else ext.detach()
     tol = TIE_RTOL * (1 + ext.abs())
-    near = ((cands - ext).abs() <= tol).to(cands.dtype).detach()
+    near = ((c - ext).abs() <= tol).to(cands.dtype)
     avg = (near * cands).sum(0) / near.sum(0)
     return value.detach() + (avg - avg.detach())
 
