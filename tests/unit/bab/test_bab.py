@@ -169,3 +169,18 @@ def test_counterexamples_are_confirmed_points():
             assert any(c.shape[0] for c in confirmed)
     assert found > 0
     np.testing.assert_(True)
+
+
+def test_milp_time_limit_covers_the_encoding():
+    """solve_conjunction's time_limit is for the whole call: a limit used up by building the model gives
+    'unknown' without a solve (never a proof); a generous one decides as without a limit."""
+    from certnn.engine.milp import solve_conjunction
+
+    model, graph, prob = _instance(3)
+    rows = (prob.rowconj[0] == 0) & torch.isfinite(prob.d[0])
+    C, d = prob.C[0, rows].numpy(), prob.d[0, rows].numpy()
+    tiny = solve_conjunction(graph, prob.spec, C, d, time_limit=1e-9)[0]
+    assert tiny.status == "unknown" and tiny.t_lower == -float("inf") and tiny.x is None
+    free = solve_conjunction(graph, prob.spec, C, d)[0]
+    timed = solve_conjunction(graph, prob.spec, C, d, time_limit=60.0)[0]
+    assert timed.status == free.status
