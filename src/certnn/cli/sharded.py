@@ -17,7 +17,7 @@ from ..errors import ConfigError, SoundnessError
 
 #: argparse destinations that choose how a run is spread, not what it computes
 WORKER_KEYS = ("workers", "address", "resume", "task_size")
-_NOT_FINGERPRINTED = set(WORKER_KEYS) | {"quiet", "log_json", "config", "func", "started_at", "argv", "weights_found",
+_NOT_FINGERPRINTED = set(WORKER_KEYS) | {"quiet", "log_json", "config", "func", "started_at", "argv", "hard_exit", "weights_found",
                                            "clip_clamped"}
 
 
