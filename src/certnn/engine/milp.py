@@ -337,31 +337,34 @@ def solve_conjunction(graph: Graph, spec: LpBall, C: np.ndarray, d: np.ndarray, 
         cost[t] = 1.0
         m.h.changeColsCost(m.n, np.arange(m.n, dtype=np.int32), cost)
         m.h.run()
-        st = m.h.getModelStatus()
-        info = m.h.getInfo()
-        is_mip = (not relax) and len(binaries) > 0
-        lower = -np.inf
-        if st == hp.HighsModelStatus.kOptimal:
-            lower = info.objective_function_value
-            if is_mip and np.isfinite(info.mip_dual_bound):
-                lower = min(lower, info.mip_dual_bound)
-        elif is_mip and np.isfinite(info.mip_dual_bound):
-            lower = info.mip_dual_bound
-        elif st == hp.HighsModelStatus.kInfeasible:
-            lower = np.inf  # the input set itself is empty (cannot happen for a nonempty box)
-        x = None
-        try:
-            sol = m.h.getSolution()
-            if sol.value_valid:
-                x = np.asarray(sol.col_value)[cols[graph.input_name]]
-        except Exception:  # noqa: BLE001 - no solution available
-            x = None
-        if lower > PROOF_MARGIN:
-            results.append(ConjunctionResult("infeasible", float(lower), None))
-        elif x is not None and not relax:
-            results.append(ConjunctionResult("candidate", float(lower), x))
-        elif x is not None and relax:
-            results.append(ConjunctionResult("unknown", float(lower), x))
-        else:
-            results.append(ConjunctionResult("unknown", float(lower), None))
+        results.append(_answer(hp, m, relax, len(binaries) > 0, cols[graph.input_name]))
     return results
+
+
+def _answer(hp, m: "_Model", relax: bool, has_binaries: bool, input_cols) -> ConjunctionResult:
+    """The solved model's outcome: 'infeasible' when its proved lower bound (LP optimum, MILP dual bound)
+    exceeds PROOF_MARGIN, else a candidate point (MILP) or 'unknown' (LP: a point without a proof)."""
+    st = m.h.getModelStatus()
+    info = m.h.getInfo()
+    is_mip = (not relax) and has_binaries
+    lower = -np.inf
+    if st == hp.HighsModelStatus.kOptimal:
+        lower = info.objective_function_value
+        if is_mip and np.isfinite(info.mip_dual_bound):
+            lower = min(lower, info.mip_dual_bound)
+    elif is_mip and np.isfinite(info.mip_dual_bound):
+        lower = info.mip_dual_bound
+    elif st == hp.HighsModelStatus.kInfeasible:
+        lower = np.inf  # the input set itself is empty (cannot happen for a nonempty box)
+    x = None
+    try:
+        sol = m.h.getSolution()
+        if sol.value_valid:
+            x = np.asarray(sol.col_value)[input_cols]
+    except Exception:  # noqa: BLE001 - no solution available
+        x = None
+    if lower > PROOF_MARGIN:
+        return ConjunctionResult("infeasible", float(lower), None)
+    if x is not None and not relax:
+        return ConjunctionResult("candidate", float(lower), x)
+    return ConjunctionResult("unknown", float(lower), x if relax else None)
