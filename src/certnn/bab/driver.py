@@ -29,12 +29,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from ..certify.profile import Profile
 from ..engine.context import RunContext
 from ..engine.methods import get_method
 from ..graph.ir import Graph
@@ -119,20 +119,9 @@ class _BaB:
         self.relus = [n for n in graph.order if graph.nodes[n].op.kind == "relu"]
         self.relu_inputs = {n: graph.nodes[n].inputs[0] for n in self.relus}
         self.sizes = [math.prod(graph.nodes[n].shape) for n in self.relus]
-        self.stats: dict = {}
+        self.profile = Profile()  # seconds per phase, counters (BabResult.stats)
         self.first_split: int | None = None  # index in self.relus of the shallowest split of this round
 
-    @contextmanager
-    def phase(self, key: str):
-        """Add the wall time of the block to stats[key] (seconds)."""
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stats[key] = self.stats.get(key, 0.0) + time.perf_counter() - t0
-
-    def count(self, key: str, n: float) -> None:
-        self.stats[key] = self.stats.get(key, 0) + n
 
     def ctx(self, root: Tensor) -> RunContext:
         return RunContext(self.g, self.p.spec.select(root), self.method)
@@ -214,8 +203,8 @@ class _BaB:
         res = optimized_bounds(self.ctx(kids.root), C, lower=True, upper=False,
                                config=config or self.cfg.domains, reference=kids.bounds, splits=splits, warm=warm,
                                deadline=deadline, stop=stop)
-        self.count("iterations", res.iterations)
-        self.count("bound_calls", 1)
+        self.profile.count("iterations", res.iterations)
+        self.profile.count("bound_calls", 1)
         kids.lb = kids.lb.scatter(1, idx, torch.maximum(res.lower, kids.lb.gather(1, idx)))
         if empty is not None and bool(empty.any()):  # an empty sub-domain holds: no point violates anything
             kids.lb = torch.where(empty[:, None], torch.full_like(kids.lb, math.inf), kids.lb)
@@ -267,7 +256,7 @@ def branch_and_bound(graph: Graph, problem: Problem, config: BabConfig = BabConf
     bab = _BaB(graph, problem, config, method)
     R = problem.spec.batch
     t0 = time.perf_counter()
-    with bab.phase("root"):
+    with bab.profile.phase("root"):
         pool, margin = bab.root(deadline)
     bab.violated = torch.zeros(R, dtype=torch.bool, device=margin.device)
     bab.unprovable = torch.zeros(R, dtype=torch.bool, device=margin.device)
@@ -296,10 +285,11 @@ def branch_and_bound(graph: Graph, problem: Problem, config: BabConfig = BabConf
     left = torch.zeros(R, dtype=torch.bool, device=margin.device)
     if len(pool):
         left[pool.root] = True
-        bab.stats["worst_margin"] = float(pool.margin.min())
+        bab.profile.counts["worst_margin"] = float(pool.margin.min())
     open_ = (left | bab.unprovable).tolist()  # one transfer, not one per root
     status = ["violated" if v else ("unknown" if o else "holds") for v, o in zip(bab.violated.tolist(), open_)]
-    return BabResult(status, rounds, bab.bounded, bab.depth, len(pool), reason, dict(bab.stats))
+    stats = {**bab.profile.seconds, **bab.profile.counts}
+    return BabResult(status, rounds, bab.bounded, bab.depth, len(pool), reason, stats)
 
 
 def _round(bab: _BaB, pool: Domains, batch: int, rounds: int, falsify: Falsify | None,
@@ -307,13 +297,13 @@ def _round(bab: _BaB, pool: Domains, batch: int, rounds: int, falsify: Falsify |
     """One round: the `batch` open sub-domains with the smallest margins are split and their children
     bounded; returns the new pool (open sub-domains)."""
     config = bab.cfg
-    with bab.phase("pool"):
+    with bab.profile.phase("pool"):
         order = torch.argsort(pool.margin)
         cur, pool = pool.index(order[:batch]), pool.index(order[batch:])
-    with bab.phase("capture"):
+    with bab.profile.phase("capture"):
         bab.lam_x = bab.capture(cur)
     if falsify is not None:
-        with bab.phase("falsify"):
+        with bab.profile.phase("falsify"):
             hit = falsify(bab.lam_x[1], cur.root, rounds % config.attack_every == 1)
         if hit.numel():
             bab.violated[hit] = True
@@ -321,19 +311,19 @@ def _round(bab: _BaB, pool: Domains, batch: int, rounds: int, falsify: Falsify |
             pool = pool.index(torch.nonzero(~bab.violated[pool.root]).reshape(-1))
             if not len(cur):
                 return pool
-            with bab.phase("capture"):
+            with bab.profile.phase("capture"):
                 bab.lam_x = bab.capture(cur)
-    with bab.phase("branch"):
+    with bab.profile.phase("branch"):
         kids, stuck = bab.branch(cur)
     if stuck.any():  # every unstable ReLU split: converge beta to the exact (LP) bound, or give up
-        with bab.phase("finish"):
+        with bab.profile.phase("finish"):
             done = bab.bound(cur.index(torch.nonzero(stuck).reshape(-1)), config.finish, deadline)
         bab.unprovable[done.root[done.margin <= 0]] = True
     if len(kids):
-        with bab.phase("bound"):
+        with bab.profile.phase("bound"):
             kids = bab.bound(kids, deadline=deadline)
         bab.bounded += len(kids)
         bab.depth = max(bab.depth, int(kids.depth.max()))
-        with bab.phase("pool"):
+        with bab.profile.phase("pool"):
             pool = Domains.cat([pool, kids.index(torch.nonzero(kids.margin <= 0).reshape(-1))])
     return pool
