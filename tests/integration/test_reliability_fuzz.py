@@ -14,18 +14,11 @@ import torch
 
 import certnn
 from certnn.certify.bounds import bounds_for_spec, make_spec
+from certnn.testing.nets import LastFrameHead
 
 pytestmark = pytest.mark.slow
 SRC = Path(__file__).resolve().parents[2] / "src"
 
-
-class _Seq(torch.nn.Module):
-    def __init__(self, rnn, head):
-        super().__init__()
-        self.rnn, self.head = rnn, head
-
-    def forward(self, x):
-        return self.head(self.rnn(x)[0][:, -1])
 
 
 def _net(cell: str, seed: int, bi: bool) -> torch.nn.Module:
@@ -35,7 +28,7 @@ def _net(cell: str, seed: int, bi: bool) -> torch.nn.Module:
     with torch.no_grad():
         for p in rnn.parameters():
             p.mul_(2.0)
-    return _Seq(rnn, torch.nn.Linear(5 * (2 if bi else 1), 3)).double().eval()
+    return LastFrameHead(rnn, torch.nn.Linear(5 * (2 if bi else 1), 3)).double().eval()
 
 
 # LSTM / GRU cases take ~40-130 s each (7 methods x 2 norms x 2 directions, each batched and alone); two

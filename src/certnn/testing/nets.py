@@ -151,3 +151,15 @@ def random_mlp(seed: int, act: str | None = None, d_in: int | None = None, out: 
         width = w
     layers.append(nn.Linear(width, out))
     return nn.Sequential(*layers).double(), d
+
+
+class LastFrameHead(nn.Module):
+    """A recurrent module (batch_first nn.RNN / LSTM / GRU) followed by a head on its last frame's output:
+    head(rnn(x)[0][:, -1]), the usual sequence classifier of the recurrent soundness tests."""
+
+    def __init__(self, rnn: nn.Module, head: nn.Module):
+        super().__init__()
+        self.rnn, self.head = rnn, head
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1])

@@ -12,6 +12,7 @@ import torch
 import certnn
 from certnn.certify.bounds import bounds_for_spec, make_spec
 from certnn.testing import random_relu_mlp
+from certnn.testing.nets import LastFrameHead
 
 
 @pytest.mark.parametrize("method", ["crown", "fastlin"])
@@ -25,14 +26,6 @@ def test_backward_bounds_batched_equal_alone(method, seed):
                                      upper=False)[0] for i in range(8)])
     assert ((lo8 - lo1).abs() / (1 + lo1.abs())).max() <= 1e-12
 
-
-class _Seq(torch.nn.Module):
-    def __init__(self, rnn, head):
-        super().__init__()
-        self.rnn, self.head = rnn, head
-
-    def forward(self, x):
-        return self.head(self.rnn(x)[0][:, -1])
 
 
 @pytest.mark.parametrize("method", ["crown", "fastlin", "popqorn", "crown-ibp"])
@@ -48,7 +41,7 @@ def test_recurrent_bounds_batched_equal_alone(method, cell, norm):
     with torch.no_grad():
         for p in rnn.parameters():
             p.mul_(2.0)
-    model = _Seq(rnn, torch.nn.Linear(5 * (2 if cell.endswith("-bi") else 1), 3)).double().eval()
+    model = LastFrameHead(rnn, torch.nn.Linear(5 * (2 if cell.endswith("-bi") else 1), 3)).double().eval()
     g = certnn.from_torch(model, (3, 2))
     x = torch.rand(4, 3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) - 0.5
     eps = torch.tensor([0.0, 1e-3, 0.5, 3.0], dtype=torch.float64) * (1.0 if norm == "inf" else 2.0)
@@ -104,7 +97,7 @@ def test_alpha_crown_recurrent_batched_equal_alone(cell, norm):
     with torch.no_grad():
         for p in rnn.parameters():
             p.mul_(2.0)
-    g = certnn.from_torch(_Seq(rnn, torch.nn.Linear(5 * (2 if bi else 1), 3)).double().eval(), (3, 2))
+    g = certnn.from_torch(LastFrameHead(rnn, torch.nn.Linear(5 * (2 if bi else 1), 3)).double().eval(), (3, 2))
     x = torch.rand(4, 3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) - 0.5
     eps = torch.tensor([0.0, 1e-3, 0.5, 3.0], dtype=torch.float64) * (1.0 if norm == "inf" else 2.0)
     assert _alpha(g, x, eps, norm, AlphaConfig(iterations=20)) <= 1e-12

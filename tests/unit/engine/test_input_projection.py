@@ -11,21 +11,14 @@ from certnn.certify.bounds import bounds_for_spec, make_spec
 from certnn.engine.context import RunContext
 from certnn.engine.input_projection import input_projection
 from certnn.engine.methods import METHODS
+from certnn.testing.nets import LastFrameHead
 
-
-class _Seq(torch.nn.Module):
-    def __init__(self, rnn, head):
-        super().__init__()
-        self.rnn, self.head = rnn, head
-
-    def forward(self, x):
-        return self.head(self.rnn(x)[0][:, -1])
 
 
 def _rnn(kind, d=24, h=5, seed=3):
     torch.manual_seed(seed)
     rnn = getattr(torch.nn, kind)(d, h, batch_first=True)
-    return certnn.from_torch(_Seq(rnn, torch.nn.Linear(h, 4)).double().eval(), (3, d))
+    return certnn.from_torch(LastFrameHead(rnn, torch.nn.Linear(h, 4)).double().eval(), (3, d))
 
 
 FAR = (-1e6, 1e6)  # a clip box containing the ball: same set, generic concretisation

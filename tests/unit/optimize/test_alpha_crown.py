@@ -15,18 +15,11 @@ from certnn.engine.context import RunContext
 from certnn.engine.methods import get_method
 from certnn.optimize import AlphaConfig, optimized_bounds
 from certnn.testing import check_bounds_contain, pgd_against_bounds, random_cnn, random_mlp, random_relu_mlp, sample_ball
+from certnn.testing.nets import LastFrameHead
 
 TOL = 1e-9
 FAST = AlphaConfig(iterations=8, patience=8)
 
-
-class Seq(nn.Module):
-    def __init__(self, rnn, head):
-        super().__init__()
-        self.rnn, self.head = rnn, head
-
-    def forward(self, x):
-        return self.head(self.rnn(x)[0][:, -1])
 
 
 def random_recurrent(kind: str, seed: int, T: int = 3, d: int = 3, hidden: int = 4) -> nn.Module:
@@ -35,7 +28,7 @@ def random_recurrent(kind: str, seed: int, T: int = 3, d: int = 3, hidden: int =
     with torch.no_grad():
         for p in rnn.parameters():
             p.mul_(2.0)
-    return Seq(rnn, nn.Linear(hidden, 3)).double().eval()
+    return LastFrameHead(rnn, nn.Linear(hidden, 3)).double().eval()
 
 
 def _net(arch: str, seed: int):

@@ -24,19 +24,12 @@ from certnn.optimize.lines import PlaneTilts
 from certnn.optimize.product_mix import McCormickMix
 from certnn.optimize.product_split import SigmoidMulSplit
 from certnn.testing import check_bounds_contain, pgd_against_bounds, sample_ball
+from certnn.testing.nets import LastFrameHead
 
 torch.set_num_threads(1)
 DT = torch.float64
 TOL = 1e-9
 
-
-class _Seq(nn.Module):
-    def __init__(self, rnn, head):
-        super().__init__()
-        self.rnn, self.head = rnn, head
-
-    def forward(self, x):
-        return self.head(self.rnn(x)[0][:, -1])
 
 
 def _gru(seed: int, bidirectional: bool, hidden: int = 3, scale: float = 2.0) -> nn.Module:
@@ -45,7 +38,7 @@ def _gru(seed: int, bidirectional: bool, hidden: int = 3, scale: float = 2.0) ->
     with torch.no_grad():
         for p in rnn.parameters():
             p.mul_(scale)
-    return _Seq(rnn, nn.Linear(hidden * (2 if bidirectional else 1), 3)).double().eval()
+    return LastFrameHead(rnn, nn.Linear(hidden * (2 if bidirectional else 1), 3)).double().eval()
 
 
 def _product_net(seed: int, d: int = 4, h: int = 6, layers: int = 2):
