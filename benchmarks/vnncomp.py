@@ -52,7 +52,7 @@ def instances(family: str, cap: int, seed: int) -> list[dict]:
     return out
 
 
-def run_one(r: dict, timeout: float, bab: dict | None = None) -> dict:
+def run_one(r: dict, timeout: float, bab: dict | None = None, verify: dict | None = None) -> dict:
     from certnn.bab.config import BabConfig
     from certnn.certify.verify import VerifyConfig, verify_property
     from certnn.errors import CertnnError
@@ -66,9 +66,10 @@ def run_one(r: dict, timeout: float, bab: dict | None = None) -> dict:
         om = onnx_to_model(r["onnx_path"])
         prop = load_vnnlib(r["vnnlib_path"])
         t = min(timeout, float(r["timeout"]))
-        cfg = VerifyConfig(timeout=t, bab_config=BabConfig.from_mapping(bab or {}))
+        cfg = VerifyConfig.from_mapping({**(verify or {}), "timeout": t}).replace(
+            bab_config=BabConfig.from_mapping(bab or {}))
         res = verify_property(om.graph, prop, cfg, reference=om.run_onnxruntime)
-        rec.update(verdict=res.verdict, decided_by=res.decided_by)
+        rec.update(verdict=res.verdict, decided_by=res.decided_by, stages=res.stages)
         if res.verdict == "violated":  # re-check independently of the verifier
             y = om.run_onnxruntime(res.x.reshape((1,) + om.graph.input_shape))[0]
             rec["cex_ok"] = bool(property_violated(prop, res.x, y))
@@ -86,6 +87,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--bab", default="{}", help="BabConfig overrides as JSON (e.g. recompute_intermediate: true)")
+    ap.add_argument("--verify", default="{}", help="VerifyConfig overrides as JSON (e.g. split_branching: sb)")
+    ap.add_argument("--only", default="", help="comma-separated substrings: run only instances whose vnnlib name has one")
     ap.add_argument("--doc", default=None, help="also write the table to this Markdown file")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -94,7 +97,9 @@ def main() -> None:
     for fam in a.families.split(","):
         recs = []
         for r in instances(fam, a.cap, a.seed):
-            rec = run_one(r, a.timeout, json.loads(a.bab))
+            if a.only and not any(k in r["vnnlib"] for k in a.only.split(",")):
+                continue
+            rec = run_one(r, a.timeout, json.loads(a.bab), json.loads(a.verify))
             rec["family"] = fam
             append_jsonl(jl, rec)
             recs.append(rec)
@@ -119,7 +124,8 @@ def main() -> None:
     head = (f"VNN-COMP 2022 subset: {a.cap} instances per family (seed {a.seed}), timeout "
             f"min({a.timeout:g} s, competition), {a.threads} thread(s), `python benchmarks/vnncomp.py "
             f"--cap {a.cap} --timeout {a.timeout:g}"
-            + (f" --bab '{a.bab}'" if a.bab != "{}" else "") + "`\n\n")
+            + (f" --bab '{a.bab}'" if a.bab != "{}" else "")
+            + (f" --verify '{a.verify}'" if a.verify != "{}" else "") + "`\n\n")
     (OUT / "vnncomp.md").write_text(head + table + "\n")
     if a.doc:
         Path(a.doc).write_text("# VNN-COMP 2022 benchmark\n\n" + head + table + "\n")

@@ -17,7 +17,7 @@ def input_split(v, budget: float) -> None:
     """Input branch and bound: the open regions' boxes in batches of cfg.split_batch, each bounded with
     cfg.split_methods in turn (the later ones only on boxes still open); proved boxes are dropped, the
     others are checked for counterexamples (centres, a short PGD every 4th batch) and bisected along the
-    input with the largest width x |sensitivity| of the open rows at the centre."""
+    input with the best score of cfg.split_branching (_branch_scores)."""
     t = time.perf_counter()
     stop = time.perf_counter() + budget
     rid = torch.nonzero(v.open.any(1)).reshape(-1)
@@ -63,7 +63,8 @@ def input_split(v, budget: float) -> None:
         if it % 4 == 1 and v.attack(brid, blo, bhi, bop, steps=10, restarts=1, start=centre, seed=it):
             return v.log("split", t, iterations=it, boxes=boxes, result="violated")
         w = bhi - blo
-        score = _sb_scores(v, brid, bop, gbest, A, w) if A is not None else _gradient_scores(v, brid, bop, centre, w)
+        score = _branch_scores(v, v.cfg.split_branching if A is not None else "gradient",
+                               brid, bop, gbest, A, w, centre)
         score = score + 1e-12 * w / width0[brid]
         score = torch.where(w > 0, score, torch.full_like(score, -1.0))
         dim = score.argmax(1)
@@ -83,6 +84,18 @@ def input_split(v, budget: float) -> None:
         touched = torch.nonzero(v.open.any(1)).reshape(-1)
         v.open[touched] = False
     v.log("split", t, iterations=it, boxes=boxes, result="holds" if not v.open.any() else "open")
+
+
+def _branch_scores(v, how, rid, open_conj, g, A, w, centre):
+    """Scores of splitting each input of each box: 'sb', 'gradient', or 'mixed' (their sum, each scaled
+    by its largest score in the box)."""
+    if how == "sb":
+        return _sb_scores(v, rid, open_conj, g, A, w)
+    grad = _gradient_scores(v, rid, open_conj, centre, w)
+    if how == "gradient":
+        return grad
+    sb = _sb_scores(v, rid, open_conj, g, A, w)
+    return sb / sb.amax(1, keepdim=True).clamp(min=1e-300) + grad / grad.amax(1, keepdim=True).clamp(min=1e-300)
 
 
 def _sb_scores(v, rid, open_conj, g, A, w):

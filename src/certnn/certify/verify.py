@@ -67,7 +67,11 @@ class VerifyConfig(Config):
     seconds. split: input branch and bound when the input has at most split_max_inputs values;
     split_batch boxes per bound computation, bounded with each of split_methods in turn (the later ones
     only on boxes still open; alpha-crown with split_alpha; on small nets CROWN alone proved acasxu
-    prop_1 twice as fast as CROWN then alpha-CROWN). bab: otherwise branch and bound on ReLU
+    prop_1 twice as fast as CROWN then alpha-CROWN); split_branching: the input each open box is halved
+    along: 'gradient' (width x |gradient of the open rows| at the centre), 'sb' (width x |input
+    coefficient| of each open conjunction's best row in its CROWN bound) or 'mixed' (the sum of both,
+    each scaled by its largest score in the box; docs/benchmarks.md: on ACAS Xu each alone leaves
+    instances the other proves). bab: otherwise branch and bound on ReLU
     splits (beta-CROWN, bab_config) for ReLU networks, with bab_share of the remaining time when an exact
     stage follows. exact: 'auto' (lp then milp when the network can be encoded and has at most
     exact_max_relus ReLUs), 'lp', 'milp', or 'none'. seed: seed of the attacks. input_dtype: the element
@@ -88,6 +92,7 @@ class VerifyConfig(Config):
     split_batch: int = 512
     split_methods: tuple = ("crown",)
     split_alpha: AlphaConfig = AlphaConfig(iterations=5, lr=0.1)
+    split_branching: str = "mixed"
     bab: bool = True
     bab_config: BabConfig = BabConfig()
     bab_share: float = 0.85
@@ -97,7 +102,7 @@ class VerifyConfig(Config):
     #: element type counterexamples are rounded to before they are checked (the ONNX input's type)
     input_dtype: str = "float32"
 
-    choices: ClassVar[dict] = {"exact": ("auto", "lp", "milp", "none"),
+    choices: ClassVar[dict] = {"exact": ("auto", "lp", "milp", "none"), "split_branching": ("gradient", "sb", "mixed"),
                                "input_dtype": ("float32", "float64", "float16")}
 
 

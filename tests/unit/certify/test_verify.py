@@ -136,6 +136,28 @@ def test_every_stage_agrees_with_the_exact_answer(seed):
 
 
 @pytest.mark.solvers
+@pytest.mark.parametrize("branching", ["gradient", "sb", "mixed"])
+@pytest.mark.parametrize("seed", range(3))
+def test_input_split_branching_rules_agree_with_the_exact_answer(seed, branching):
+    """Input splitting alone (no attack, no exact stage) with each branching rule: proves the property
+    just below the exact minimum and finds a checked counterexample just above it."""
+    from certnn.specs.lp import LpBall
+
+    g = _tiny(seed + 10)
+    lo, hi = np.array([-1.0, -0.5]), np.array([0.5, 1.0])
+    spec = LpBall.make(torch.tensor(((lo + hi) / 2)[None]), 1.0, "inf", scale=torch.tensor((hi - lo) / 2))
+    mn, mx = (float(v) for v in exact_bounds(g, spec, torch.tensor([[[1.0, -1.0]]], dtype=torch.float64)))
+    gap = 0.02 * (mx - mn) + 1e-4
+    cfg = VerifyConfig(timeout=20.0, exact="none", attack=False, bab=False, split_branching=branching)
+    for c, truth in ((mn - gap, "holds"), (mn + gap, "violated")):
+        p = parse_vnnlib(_header(2, 2) + _box(lo, hi) + f"(assert (<= (- Y_0 Y_1) {c!r}))")
+        r = verify_property(g, p, cfg)
+        assert r.verdict == truth, (c, mn, r)
+        if r.verdict == "violated":
+            assert property_violated(p, r.x, r.y)
+
+
+@pytest.mark.solvers
 def test_lp_and_milp_methods_through_bounds_for_spec():
     from certnn.certify.bounds import bounds_for_spec, make_spec
     from certnn.testing.soundness import check_bounds_contain, sample_ball
