@@ -407,13 +407,7 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
     p = parse_norm(norm)
     radius = cfg.radius_for(p)
 
-    if not isinstance(x, Tensor):
-        x = torch.as_tensor(x)
-    if not torch.is_floating_point(x):
-        x = x.to(torch.float64)
-    if x.ndim < 2 or x.shape[0] < 1:
-        raise DataError(f"x must be batch first, shape (B, *in_shape) with B >= 1, got {tuple(x.shape)}")
-    x = x.detach()
+    x = _as_batch(x)
     dev = target_device(x, device)
     if dev is not None:
         x, model = x.to(dev), model_on(model, dev)
@@ -427,49 +421,10 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
         raise DataError(f"the model must return logits of shape (B, K) = ({bsz}, K >= 2), got {shape}")
     k = logits.shape[1]
     pred = logits.argmax(dim=1)
-
-    if y is None:
-        label = pred.clone()
-    else:
-        label = torch.as_tensor(y, device=x.device)
-        if label.is_floating_point() or label.is_complex():
-            raise DataError(f"labels y must be integers, got {label.dtype}")
-        label = label.to(torch.long)
-        if label.shape != (bsz,):
-            raise DataError(f"labels y must have shape ({bsz},), got {tuple(label.shape)}")
-    if bool(((label < 0) | (label >= k)).any()):
-        raise DataError(f"labels must lie in [0, {k}), got {label.tolist()}")
-
-    tgt: Tensor | None
-    if target is None:
-        tgt = None
-    elif isinstance(target, str):
-        tgt = select_targets(logits, label, target, seed=cfg.seed, index_offset=index_offset)
-    else:
-        tgt = torch.as_tensor(target, device=x.device)
-        if tgt.is_floating_point() or tgt.is_complex():
-            raise DataError(f"target classes must be integers, got {tgt.dtype}")
-        tgt = tgt.to(torch.long)
-        if tgt.ndim == 0:
-            tgt = tgt.expand(bsz).clone()
-        if tgt.shape != (bsz,):
-            raise DataError(f"target must have shape ({bsz},), got {tuple(tgt.shape)}")
-        if bool(((tgt < 0) | (tgt >= k)).any()):
-            raise DataError(f"target classes must lie in [0, {k}), got {tgt.tolist()}")
-        if bool((tgt == label).any()):
-            bad = torch.nonzero(tgt == label).flatten().tolist()
-            raise DataError(f"target class equals the label c for inputs {bad}; a target must differ from c")
-
+    label = _labels(y, pred, k, x.device)
+    tgt = _targets(target, logits, label, cfg, index_offset, x.device)
     if clip is not None:
-        lo, hi = _clip_tensors(clip, x[0])
-        if bool(((x < lo) | (x > hi)).any()):  # within float rounding: clamped; farther: an error
-            from ..errors import SpecError
-            from ..specs.lp import clamp_to_box
-
-            try:
-                x, _ = clamp_to_box(x, lo, hi)
-            except SpecError as exc:
-                raise DataError(f"x lies outside the clip box (lo, hi): {exc}") from None
+        x = _inside_clip(x, clip)
 
     logits64 = logits.detach().to(device="cpu", dtype=torch.float64)
     label_cpu = label.cpu()
@@ -494,14 +449,7 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
                                       generator=gen, clip=clip, max_points_per_call=cfg.max_points_per_call)
         maxima_np = maxima.detach().to(device="cpu", dtype=torch.float64).numpy()
         for row, j in enumerate(classes):
-            if cfg.estimator == "weibull":
-                fit: WeibullFit = fit_reverse_weibull(maxima_np[row], shape_inits=cfg.fit_shape_inits,
-                                          shape_reg=cfg.fit_shape_reg, min_pvalue=cfg.fit_min_pvalue,
-                                          max_extrapolation=cfg.fit_max_extrapolation)
-                lip_j, ok, pv = fit.location, fit.ok, fit.pvalue
-            else:
-                finite = maxima_np[row][np.isfinite(maxima_np[row])]
-                lip_j, ok, pv = (float(finite.max()) if finite.size else nan), False, nan
+            lip_j, ok, pv = _location(cfg, maxima_np[row])
             lip[i, j] = lip_j
             fit_ok[i, j] = ok
             pval[i, j] = pv
@@ -517,3 +465,80 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
         ks_pvalue=pval, label=label_cpu, target=None if tgt is None else tgt.cpu(), misclassified=misclassified,
         norm=p, radius=float(radius), config=cfg, seed=cfg.seed, dtype=str(x.dtype).replace("torch.", ""),
         device=str(x.device), wall_time_s=time.perf_counter() - start)
+
+
+def _as_batch(x) -> Tensor:
+    """x as a detached floating tensor (B, *in_shape), B >= 1 (integers become float64)."""
+    if not isinstance(x, Tensor):
+        x = torch.as_tensor(x)
+    if not torch.is_floating_point(x):
+        x = x.to(torch.float64)
+    if x.ndim < 2 or x.shape[0] < 1:
+        raise DataError(f"x must be batch first, shape (B, *in_shape) with B >= 1, got {tuple(x.shape)}")
+    return x.detach()
+
+
+def _labels(y, pred: Tensor, k: int, device) -> Tensor:
+    """The classes c (B,) int64: y checked, or the predicted ones when y is None."""
+    bsz = pred.shape[0]
+    if y is None:
+        label = pred.clone()
+    else:
+        label = torch.as_tensor(y, device=device)
+        if label.is_floating_point() or label.is_complex():
+            raise DataError(f"labels y must be integers, got {label.dtype}")
+        label = label.to(torch.long)
+        if label.shape != (bsz,):
+            raise DataError(f"labels y must have shape ({bsz},), got {tuple(label.shape)}")
+    if bool(((label < 0) | (label >= k)).any()):
+        raise DataError(f"labels must lie in [0, {k}), got {label.tolist()}")
+    return label
+
+
+def _targets(target, logits: Tensor, label: Tensor, cfg: CleverConfig, index_offset: int, device) -> Tensor | None:
+    """The target classes (B,) of targeted CLEVER (given, or selected by name), checked; None: untargeted."""
+    if target is None:
+        return None
+    if isinstance(target, str):
+        return select_targets(logits, label, target, seed=cfg.seed, index_offset=index_offset)
+    bsz, k = logits.shape
+    tgt = torch.as_tensor(target, device=device)
+    if tgt.is_floating_point() or tgt.is_complex():
+        raise DataError(f"target classes must be integers, got {tgt.dtype}")
+    tgt = tgt.to(torch.long)
+    if tgt.ndim == 0:
+        tgt = tgt.expand(bsz).clone()
+    if tgt.shape != (bsz,):
+        raise DataError(f"target must have shape ({bsz},), got {tuple(tgt.shape)}")
+    if bool(((tgt < 0) | (tgt >= k)).any()):
+        raise DataError(f"target classes must lie in [0, {k}), got {tgt.tolist()}")
+    if bool((tgt == label).any()):
+        bad = torch.nonzero(tgt == label).flatten().tolist()
+        raise DataError(f"target class equals the label c for inputs {bad}; a target must differ from c")
+    return tgt
+
+
+def _inside_clip(x: Tensor, clip) -> Tensor:
+    """x within float rounding of the clip box is clamped into it; farther outside is a DataError."""
+    lo, hi = _clip_tensors(clip, x[0])
+    if bool(((x < lo) | (x > hi)).any()):
+        from ..errors import SpecError
+        from ..specs.lp import clamp_to_box
+
+        try:
+            x, _ = clamp_to_box(x, lo, hi)
+        except SpecError as exc:
+            raise DataError(f"x lies outside the clip box (lo, hi): {exc}") from None
+    return x
+
+
+def _location(cfg: CleverConfig, maxima) -> tuple[float, bool, float]:
+    """(Lipschitz estimate, fit accepted, KS p-value) from one class's batch maxima (numpy, float64): the
+    reverse-Weibull location, or the largest finite maximum for the 'max' estimator."""
+    if cfg.estimator == "weibull":
+        fit: WeibullFit = fit_reverse_weibull(maxima, shape_inits=cfg.fit_shape_inits, shape_reg=cfg.fit_shape_reg,
+                                              min_pvalue=cfg.fit_min_pvalue,
+                                              max_extrapolation=cfg.fit_max_extrapolation)
+        return fit.location, fit.ok, fit.pvalue
+    finite = maxima[np.isfinite(maxima)]
+    return (float(finite.max()) if finite.size else float("nan")), False, float("nan")
