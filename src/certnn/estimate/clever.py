@@ -411,21 +411,39 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
     dev = target_device(x, device)
     if dev is not None:
         x, model = x.to(dev), model_on(model, dev)
-    bsz = x.shape[0]
     net = _model_for(model, x.dtype, x.device)
-
-    with torch.no_grad():
-        logits = net(x)
-    if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != bsz or logits.shape[1] < 2:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise DataError(f"the model must return logits of shape (B, K) = ({bsz}, K >= 2), got {shape}")
+    logits = _checked_logits(net, x)
     k = logits.shape[1]
     pred = logits.argmax(dim=1)
     label = _labels(y, pred, k, x.device)
     tgt = _targets(target, logits, label, cfg, index_offset, x.device)
     if clip is not None:
         x = _inside_clip(x, clip)
+    s = _scores(net, x, logits, label, pred, tgt, p, radius, cfg, index_offset, clip)
+    return CleverResult(
+        clever_estimate=s["estimate"], per_class=s["per_class"], lipschitz_estimate=s["lip"], margin=s["margin"],
+        fit_ok=s["fit_ok"], ks_pvalue=s["pval"], label=s["label"], target=None if tgt is None else tgt.cpu(),
+        misclassified=s["misclassified"], norm=p, radius=float(radius), config=cfg, seed=cfg.seed,
+        dtype=str(x.dtype).replace("torch.", ""), device=str(x.device), wall_time_s=time.perf_counter() - start)
 
+
+def _checked_logits(net, x: Tensor) -> Tensor:
+    """The model's logits (B, K >= 2) at x (DataError for any other output)."""
+    bsz = x.shape[0]
+    with torch.no_grad():
+        logits = net(x)
+    if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != bsz or logits.shape[1] < 2:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise DataError(f"the model must return logits of shape (B, K) = ({bsz}, K >= 2), got {shape}")
+    return logits
+
+
+def _scores(net, x: Tensor, logits: Tensor, label: Tensor, pred: Tensor, tgt: Tensor | None, p: str, radius: float,
+            cfg: CleverConfig, index_offset: int, clip) -> dict[str, Tensor]:
+    """Per input i and class j (float64, cpu): the margin g_j(x_i), the Lipschitz estimate L_j, fit flag and
+    KS p-value, the score min(g_j / L_j, R); per input the estimate (the target's score, or the smallest
+    over j != c; NaN if any is NaN). Misclassified inputs are not sampled and score 0."""
+    bsz, k = logits.shape
     logits64 = logits.detach().to(device="cpu", dtype=torch.float64)
     label_cpu = label.cpu()
     margin = logits64.gather(1, label_cpu.unsqueeze(1)) - logits64
@@ -437,7 +455,6 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
     fit_ok = torch.zeros((bsz, k), dtype=torch.bool)
     misclassified = (pred != label).cpu()
     estimate = torch.zeros(bsz, dtype=torch.float64)
-
     for i in range(bsz):
         if bool(misclassified[i]):
             continue
@@ -459,12 +476,8 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
         else:
             vals = per_class[i, classes]
             estimate[i] = vals.min() if not bool(torch.isnan(vals).any()) else nan
-
-    return CleverResult(
-        clever_estimate=estimate, per_class=per_class, lipschitz_estimate=lip, margin=margin, fit_ok=fit_ok,
-        ks_pvalue=pval, label=label_cpu, target=None if tgt is None else tgt.cpu(), misclassified=misclassified,
-        norm=p, radius=float(radius), config=cfg, seed=cfg.seed, dtype=str(x.dtype).replace("torch.", ""),
-        device=str(x.device), wall_time_s=time.perf_counter() - start)
+    return {"estimate": estimate, "per_class": per_class, "lip": lip, "margin": margin, "fit_ok": fit_ok,
+            "pval": pval, "label": label_cpu, "misclassified": misclassified}
 
 
 def _as_batch(x) -> Tensor:
