@@ -285,68 +285,135 @@ def chunks(n: int, size: int):
 
 
 def run_model(name: str, a) -> dict:
-    st = MODELS[name]
-    eps = a.eps_override.get(name, st.eps)
-    clip = st.clip
-    it = a.iterations
-    f64 = torch.float64
     load0 = os.getloadavg()
+    c = _case(name, a)
+    c.log(f"N={c.n} batch={c.bsz} K={c.k} eps={c.eps:.6g} iterations={c.it}")
+    warm_up(c.graph, c.bm_opt, c.x, c.C, c.eps, c.clip, F64)
+    lbs, t, wall, per_call = _batch_n(c)
+    t1_c, t1_a, b1_gap = _batch_1(c, lbs["ca"], per_call)
+    rec = _record(c, lbs, t, wall, t1_c, t1_a, b1_gap)
+    if a.pgd_steps > 0:
+        pm = pgd_margin_min(c.m, c.x, c.C, c.eps, c.clip, a.pgd_steps)
+        rec["pgd_slack_certnn_alpha"] = float((pm - lbs["ca"]).min())
+        rec["pgd_slack_certnn_crown"] = float((pm - lbs["cc"]).min())
+        rec["pgd_slack_alirpa_opt"] = float((pm - lbs["ao"]).min())
+        rec["pgd_steps"] = a.pgd_steps
+    if a.float32 == "all" or (a.float32 == "auto" and c.st.f32):
+        _add_float32(c, rec)
+    if c.st.relu_mlp and not a.skip_radius:
+        _add_radius(c, rec, a.radius_samples)
+    rec["suspicious"] = suspicious(rec)
+    rec["loadavg_before"] = list(load0)
+    rec["loadavg_after"] = list(os.getloadavg())
+    rec["peak_rss_mb"] = peak_rss_mb()
+    return rec
+
+
+F64 = torch.float64
+
+
+@dataclass
+class Case:
+    """One model's samples (the first N correctly classified), margin spec, certnn graph and auto_LiRPA
+    modules (one for CROWN, one for CROWN-Optimized), N, the batch per call and K (batch-1 samples)."""
+
+    name: str
+    st: Setting
+    eps: float
+    it: int
+    m: torch.nn.Module
+    twin: torch.nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    C: torch.Tensor
+    graph: object
+    bm_crown: object
+    bm_opt: object
+    bsz: int
+    k: int
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    @property
+    def clip(self):
+        return self.st.clip
+
+    def log(self, msg: str) -> None:
+        print(f"[{self.name}] {msg}", file=sys.stderr, flush=True)
+
+    def c_alpha(self, xs, Cs):
+        return certnn_lower(self.graph, xs, self.eps, Cs, self.clip, "alpha-crown", self.it)
+
+    def a_opt(self, xs, Cs):
+        return alirpa_lower(self.bm_opt, xs, self.eps, Cs, self.clip, "CROWN-Optimized", F64)
+
+
+def _case(name: str, a) -> Case:
+    st = MODELS[name]
+    it = a.iterations
     m, twin, xp, yp = load(name)
     x, y = first_correct(m, xp, yp, a.samples or st.samples)
     n = len(y)
     bsz = min(n, a.max_batch or n) if a.max_batch is not None else min(n, st.max_batch)
-    k = min(a.batch1, n)
-    shape = tuple(x.shape[1:])
     C = sshape.margin_spec(y)
-    graph = certnn.from_torch(m, shape)
-    bm_crown = alirpa_module(twin, x, st.conv_mode, f64, it)
-    bm_opt = alirpa_module(twin, x, st.conv_mode, f64, it)
-    c_alpha = lambda xs, Cs: certnn_lower(graph, xs, eps, Cs, clip, "alpha-crown", it)  # noqa: E731
-    a_opt = lambda xs, Cs: alirpa_lower(bm_opt, xs, eps, Cs, clip, "CROWN-Optimized", f64)  # noqa: E731
-    log = lambda msg: print(f"[{name}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    log(f"N={n} batch={bsz} K={k} eps={eps:.6g} iterations={it}")
+    graph = certnn.from_torch(m, tuple(x.shape[1:]))
+    bm_crown = alirpa_module(twin, x, st.conv_mode, F64, it)
+    bm_opt = alirpa_module(twin, x, st.conv_mode, F64, it)
+    return Case(name, st, a.eps_override.get(name, st.eps), it, m, twin, x, y, C, graph, bm_crown, bm_opt, bsz,
+                min(a.batch1, n))
 
-    warm_up(graph, bm_opt, x, C, eps, clip, f64)
 
-    # batch N (in calls of at most bsz samples), interleaved per call
+def _batch_n(c: Case):
+    """Batch N in calls of at most c.bsz samples, interleaved per call: lower bounds per key (cc certnn
+    crown, ac auto_LiRPA CROWN, ca certnn alpha, ao auto_LiRPA opt), CPU and wall seconds per key, and the
+    CPU seconds of (certnn alpha, auto_LiRPA opt) per call."""
     t = {key: 0.0 for key in ("cc", "ac", "ca", "ao")}
     wall = dict(t)
     lbs = {key: [] for key in t}
-    per_call = []  # CPU seconds of (certnn alpha, auto_LiRPA opt) per call
-    for sl in chunks(n, bsz):
-        xs, Cs = x[sl], C[sl]
+    per_call = []
+    for sl in chunks(c.n, c.bsz):
+        xs, Cs = c.x[sl], c.C[sl]
         dts = {}
-        for key, fn in (("cc", lambda: certnn_lower(graph, xs, eps, Cs, clip, "crown", it)),
-                        ("ac", lambda: alirpa_lower(bm_crown, xs, eps, Cs, clip, "CROWN", f64)),
-                        ("ca", lambda: c_alpha(xs, Cs)), ("ao", lambda: a_opt(xs, Cs))):
+        for key, fn in (("cc", lambda: certnn_lower(c.graph, xs, c.eps, Cs, c.clip, "crown", c.it)),
+                        ("ac", lambda: alirpa_lower(c.bm_crown, xs, c.eps, Cs, c.clip, "CROWN", F64)),
+                        ("ca", lambda: c.c_alpha(xs, Cs)), ("ao", lambda: c.a_opt(xs, Cs))):
             lb, dts[key], w = timed(fn)
             lbs[key].append(lb)
             t[key] += dts[key]
             wall[key] += w
         per_call.append((dts["ca"], dts["ao"]))
-        log(f"samples {sl.start}-{sl.stop - 1}: CPU s certnn alpha {dts['ca']:.2f}, auto_LiRPA opt {dts['ao']:.2f}")
-    lb_cc, lb_ac, lb_ca, lb_ao = (torch.cat(lbs[key]) for key in ("cc", "ac", "ca", "ao"))
+        c.log(f"samples {sl.start}-{sl.stop - 1}: CPU s certnn alpha {dts['ca']:.2f}, auto_LiRPA opt {dts['ao']:.2f}")
+    return {key: torch.cat(v) for key, v in lbs.items()}, t, wall, per_call
 
-    # batch 1: the first k samples one by one, interleaved (the batch-N calls already were, when bsz == 1)
+
+def _batch_1(c: Case, lb_ca, per_call) -> tuple[float, float, float]:
+    """The first K samples one by one, interleaved (the batch-N calls already were, when the batch is 1):
+    CPU seconds of certnn alpha and auto_LiRPA opt, and certnn's largest batch-1 vs batch-N difference."""
     b1_gap = 0.0
-    if bsz == 1:
-        t1_c, t1_a = sum(c for c, _ in per_call[:k]), sum(o for _, o in per_call[:k])
-    else:
-        t1_c = t1_a = 0.0
-        for i in range(k):
-            lb1, dt, _ = timed(lambda: c_alpha(x[i:i + 1], C[i:i + 1]))
-            t1_c += dt
-            b1_gap = max(b1_gap, float((lb1[0] - lb_ca[i]).abs().max()))
-            _, dt, _ = timed(lambda: a_opt(x[i:i + 1], C[i:i + 1]))
-            t1_a += dt
-        log(f"batch 1: CPU s/sample certnn alpha {t1_c / max(k, 1):.2f}, auto_LiRPA opt {t1_a / max(k, 1):.2f}")
+    if c.bsz == 1:
+        return sum(d for d, _ in per_call[:c.k]), sum(o for _, o in per_call[:c.k]), b1_gap
+    t1_c = t1_a = 0.0
+    for i in range(c.k):
+        lb1, dt, _ = timed(lambda: c.c_alpha(c.x[i:i + 1], c.C[i:i + 1]))
+        t1_c += dt
+        b1_gap = max(b1_gap, float((lb1[0] - lb_ca[i]).abs().max()))
+        _, dt, _ = timed(lambda: c.a_opt(c.x[i:i + 1], c.C[i:i + 1]))
+        t1_a += dt
+    c.log(f"batch 1: CPU s/sample certnn alpha {t1_c / max(c.k, 1):.2f}, auto_LiRPA opt {t1_a / max(c.k, 1):.2f}")
+    return t1_c, t1_a, b1_gap
 
+
+def _record(c: Case, lbs: dict, t: dict, wall: dict, t1_c: float, t1_a: float, b1_gap: float) -> dict:
+    n, k = c.n, c.k
+    lb_cc, lb_ac, lb_ca, lb_ao = (lbs[key] for key in ("cc", "ac", "ca", "ao"))
     d = lb_ca - lb_ao
     scale = float(lb_ao.abs().mean())  # |margin|: the mean |auto_LiRPA CROWN-Optimized bound| of the model
     rel = 100 * d / lb_ao.abs().clamp(min=1e-3)
-    rec = {
-        "model": name, "eps": eps, "clip": clip, "samples": n, "batch": bsz, "batch1_samples": k,
-        "iterations": it, "alirpa_conv_mode": st.conv_mode or "default",
+    return {
+        "model": c.name, "eps": c.eps, "clip": c.clip, "samples": n, "batch": c.bsz, "batch1_samples": k,
+        "iterations": c.it, "alirpa_conv_mode": c.st.conv_mode or "default",
         "dtype": "float64 (both)",
         "certnn_crown_mean_lb": float(lb_cc.mean()), "certnn_alpha_mean_lb": float(lb_ca.mean()),
         "alirpa_crown_mean_lb": float(lb_ac.mean()), "alirpa_opt_mean_lb": float(lb_ao.mean()),
@@ -362,59 +429,51 @@ def run_model(name: str, a) -> dict:
         # certnn's own sanity: alpha never looser than its crown; batch 1 equals batch N (batch independence)
         "alpha_minus_crown_worst": float((lb_ca - lb_cc).min()),
         "certnn_crown_minus_alirpa_crown_mean": float((lb_cc - lb_ac).mean()),
-        "batch1_vs_batchN_max_abs": b1_gap if bsz > 1 else None,
+        "batch1_vs_batchN_max_abs": b1_gap if c.bsz > 1 else None,
         "cpu_s_per_sample": {"certnn_crown_bN": t["cc"] / n, "alirpa_crown_bN": t["ac"] / n,
                              "certnn_alpha_bN": t["ca"] / n, "alirpa_opt_bN": t["ao"] / n,
                              "certnn_alpha_b1": t1_c / max(k, 1), "alirpa_opt_b1": t1_a / max(k, 1)},
         "wall_s_per_sample": {"certnn_alpha_bN": wall["ca"] / n, "alirpa_opt_bN": wall["ao"] / n},
     }
-    if a.pgd_steps > 0:
-        pm = pgd_margin_min(m, x, C, eps, clip, a.pgd_steps)
-        rec["pgd_slack_certnn_alpha"] = float((pm - lb_ca).min())
-        rec["pgd_slack_certnn_crown"] = float((pm - lb_cc).min())
-        rec["pgd_slack_alirpa_opt"] = float((pm - lb_ao).min())
-        rec["pgd_steps"] = a.pgd_steps
 
-    if a.float32 == "all" or (a.float32 == "auto" and st.f32):
-        f32 = torch.float32
-        g32 = to_graph(m, shape, f32)
-        x32, C32 = x.float(), C.float()
-        bm32 = alirpa_module(copy.deepcopy(twin).float(), x32, st.conv_mode, f32, it)
-        warm_up(g32, bm32, x32, C32, eps, clip, f32)
-        tc = ta = 0.0
-        l32c, l32a = [], []
-        for sl in chunks(n, bsz):
-            lb, dt, _ = timed(lambda: certnn_lower(g32, x32[sl], eps, C32[sl], clip, "alpha-crown", it))
-            l32c.append(lb)
-            tc += dt
-            lb, dt, _ = timed(lambda: alirpa_lower(bm32, x32[sl], eps, C32[sl], clip, "CROWN-Optimized", f32))
-            l32a.append(lb)
-            ta += dt
-        rec["cpu_s_per_sample"].update({"certnn_alpha_bN_f32": tc / n, "alirpa_opt_bN_f32": ta / n})
-        rec["f32_certnn_alpha_mean_lb"] = float(torch.cat(l32c).double().mean())
-        rec["f32_alirpa_opt_mean_lb"] = float(torch.cat(l32a).double().mean())
-        log(f"float32: CPU s/sample certnn alpha {tc / n:.2f}, auto_LiRPA opt {ta / n:.2f}")
 
-    if st.relu_mlp and not a.skip_radius:
-        search = certnn.RadiusConfig(bisection_steps=10)
-        nr = min(n, a.radius_samples or st.radius_samples or n)
-        rec["radius_samples"] = nr
-        for method in ("crown", "alpha-crown"):
-            cfg = certnn.CertifyConfig(method=method, norm="inf", batch_size=bsz,
-                                       alpha=AlphaConfig(iterations=it))
-            res, dt, _ = timed(lambda: certnn.Certifier(graph, cfg).radius(x[:nr], y[:nr], search))
-            key = method.replace("-", "_")
-            rec[f"radius_{key}"] = float(res.certified_radius.mean())
-            rec[f"radius_{key}_evaluations"] = res.evaluations
-            rec["cpu_s_per_sample"][f"radius_{key}"] = dt / nr
-            log(f"radius {method}: {rec[f'radius_{key}']:.5f} ({dt / nr:.2f} CPU s/sample)")
-        rec["radius_ratio"] = rec["radius_alpha_crown"] / rec["radius_crown"] if rec["radius_crown"] > 0 else None
-        rec["radius_bisection_steps"] = 10
-    rec["suspicious"] = suspicious(rec)
-    rec["loadavg_before"] = list(load0)
-    rec["loadavg_after"] = list(os.getloadavg())
-    rec["peak_rss_mb"] = peak_rss_mb()
-    return rec
+def _add_float32(c: Case, rec: dict) -> None:
+    """certnn alpha and auto_LiRPA opt once more in float32 (batch N): CPU seconds and mean bounds."""
+    f32 = torch.float32
+    g32 = to_graph(c.m, tuple(c.x.shape[1:]), f32)
+    x32, C32 = c.x.float(), c.C.float()
+    bm32 = alirpa_module(copy.deepcopy(c.twin).float(), x32, c.st.conv_mode, f32, c.it)
+    warm_up(g32, bm32, x32, C32, c.eps, c.clip, f32)
+    tc = ta = 0.0
+    l32c, l32a = [], []
+    for sl in chunks(c.n, c.bsz):
+        lb, dt, _ = timed(lambda: certnn_lower(g32, x32[sl], c.eps, C32[sl], c.clip, "alpha-crown", c.it))
+        l32c.append(lb)
+        tc += dt
+        lb, dt, _ = timed(lambda: alirpa_lower(bm32, x32[sl], c.eps, C32[sl], c.clip, "CROWN-Optimized", f32))
+        l32a.append(lb)
+        ta += dt
+    rec["cpu_s_per_sample"].update({"certnn_alpha_bN_f32": tc / c.n, "alirpa_opt_bN_f32": ta / c.n})
+    rec["f32_certnn_alpha_mean_lb"] = float(torch.cat(l32c).double().mean())
+    rec["f32_alirpa_opt_mean_lb"] = float(torch.cat(l32a).double().mean())
+    c.log(f"float32: CPU s/sample certnn alpha {tc / c.n:.2f}, auto_LiRPA opt {ta / c.n:.2f}")
+
+
+def _add_radius(c: Case, rec: dict, radius_samples: int | None) -> None:
+    """Certified radius (L_inf, 10 bisection steps) of crown and alpha-crown on the first samples."""
+    search = certnn.RadiusConfig(bisection_steps=10)
+    nr = min(c.n, radius_samples or c.st.radius_samples or c.n)
+    rec["radius_samples"] = nr
+    for method in ("crown", "alpha-crown"):
+        cfg = certnn.CertifyConfig(method=method, norm="inf", batch_size=c.bsz, alpha=AlphaConfig(iterations=c.it))
+        res, dt, _ = timed(lambda: certnn.Certifier(c.graph, cfg).radius(c.x[:nr], c.y[:nr], search))
+        key = method.replace("-", "_")
+        rec[f"radius_{key}"] = float(res.certified_radius.mean())
+        rec[f"radius_{key}_evaluations"] = res.evaluations
+        rec["cpu_s_per_sample"][f"radius_{key}"] = dt / nr
+        c.log(f"radius {method}: {rec[f'radius_{key}']:.5f} ({dt / nr:.2f} CPU s/sample)")
+    rec["radius_ratio"] = rec["radius_alpha_crown"] / rec["radius_crown"] if rec["radius_crown"] > 0 else None
+    rec["radius_bisection_steps"] = 10
 
 
 def suspicious(r: dict) -> list[str]:

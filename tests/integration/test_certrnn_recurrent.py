@@ -13,23 +13,17 @@ from certnn.certify.bounds import bounds_for_spec, make_spec
 from certnn.certify.targets import margin_matrix
 from certnn.graph.recurrent import embed_tokens
 from certnn.testing import check_bounds_contain, pgd_against_bounds, sample_ball
+from certnn.testing.nets import recurrent_classifier
 
 torch.set_num_threads(1)
 DT = torch.float64
 TOL = 1e-9
 
 
-class Head(nn.Module):
-    def __init__(self, kind, d, H, pool="last", **kw):
-        super().__init__()
-        self.rnn = getattr(nn, kind)(d, H, batch_first=True, **kw)
-        D = 2 if kw.get("bidirectional") else 1
-        self.fc = nn.Linear(D * H, 3)
-        self.pool = pool
-
-    def forward(self, x):
-        out, _ = self.rnn(x)
-        return self.fc(out.mean(dim=1) if self.pool == "mean" else out[:, -1])
+def _head(kind, d, H, pool="last", num_layers=1, bidirectional=False, nonlinearity="tanh"):
+    """nn.RNN / LSTM / GRU (batch first) and a linear head (3 classes) on the last frame or the frames' mean."""
+    name = f"rnn_{nonlinearity}" if kind == "RNN" else kind
+    return recurrent_classifier(name, d, H, 3, layers=num_layers, bidirectional=bidirectional, head=pool)
 
 
 class CellLoop(nn.Module):
@@ -112,7 +106,7 @@ def test_imported_recurrent_sound(method, norm, kind, kw):
     torch.manual_seed(len(kind) + kw.get("num_layers", 1))
     g = torch.Generator().manual_seed(hash((kind, str(kw))) % 1000)
     T, d, H = int(torch.randint(2, 5, (1,), generator=g)), 3, int(torch.randint(3, 7, (1,), generator=g))
-    model = _scaled(Head(kind, d, H, pool="mean" if kw.get("bidirectional") else "last", **kw))
+    model = _scaled(_head(kind, d, H, pool="mean" if kw.get("bidirectional") else "last", **kw))
     graph = certnn.from_torch(model, (T, d))
     x = torch.randn(2, T, d, generator=g, dtype=DT)
     for i, frames in enumerate(["all", "one", "list", "weights"]):
@@ -140,7 +134,7 @@ def test_embedded_tokens():
 
 def test_certrnn_radius_on_imported_lstm_and_not_looser_than_ibp():
     torch.manual_seed(5)
-    model = Head("LSTM", 3, 6, num_layers=1).double().eval()
+    model = _head("LSTM", 3, 6, num_layers=1).double().eval()
     graph = certnn.from_torch(model, (5, 3))
     x = torch.randn(4, 5, 3, dtype=DT)
     y = graph(x).argmax(1)
@@ -157,7 +151,7 @@ def test_certrnn_bounds_do_not_depend_on_the_batch(cell, seed):
     """A sample's bounds are the same in a batch of 6 and alone: rounding noise between batch sizes must not
     flip the choice between (nearly) tied Cert-RNN tilts (it did, moving bounds by ~1e-5)."""
     torch.manual_seed(seed)
-    g = certnn.from_torch(Head(cell, 6, 8).eval(), (5, 6))
+    g = certnn.from_torch(_head(cell, 6, 8).eval(), (5, 6))
     x = torch.randn(6, 5, 6, dtype=torch.float64)
     lo6, _, _ = bounds_for_spec(g, make_spec(g, x, 0.05, "inf", None, None), "certrnn", None, upper=False)
     lo1 = torch.cat([bounds_for_spec(g, make_spec(g, x[i:i + 1], 0.05, "inf", None, None), "certrnn", None,

@@ -16,24 +16,11 @@ from certnn.errors import ConfigError, SpecError, UnsupportedOpError
 from certnn.specs.frames import frame_scale
 from certnn.specs.lp import LpBall
 from certnn.testing import check_bounds_contain, pgd_against_bounds, sample_ball
+from certnn.testing.nets import recurrent_classifier
 
 torch.set_num_threads(1)
 TOL = 1e-9
 METHODS = ["ibp", "fastlin", "crown", "crown-ibp", "popqorn", "cnncert", "certrnn", "deepz", "lipschitz"]
-
-
-class Seq(nn.Module):
-    def __init__(self, kind, d=3, H=5, K=3, bidir=False):
-        super().__init__()
-        if kind.startswith("rnn"):
-            self.rnn = nn.RNN(d, H, batch_first=True, nonlinearity=kind[4:], bidirectional=bidir)
-        else:
-            self.rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(d, H, batch_first=True, bidirectional=bidir)
-        self.fc = nn.Linear(H * (2 if bidir else 1), K)
-
-    def forward(self, x):
-        out, _ = self.rnn(x)
-        return self.fc(out[:, -1])
 
 
 def mlp(T=4, d=3):
@@ -42,7 +29,7 @@ def mlp(T=4, d=3):
 
 def _model(kind, seed):
     torch.manual_seed(seed)
-    m = mlp() if kind == "mlp" else Seq(kind, bidir=seed % 2 == 1)
+    m = mlp() if kind == "mlp" else recurrent_classifier(kind, 3, 5, 3, bidirectional=seed % 2 == 1)
     with torch.no_grad():
         for p in m.parameters():
             p.mul_(1.5)

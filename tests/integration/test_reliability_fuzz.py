@@ -14,7 +14,7 @@ import torch
 
 import certnn
 from certnn.certify.bounds import bounds_for_spec, make_spec
-from certnn.testing.nets import LastFrameHead
+from certnn.testing.nets import recurrent_classifier
 
 pytestmark = pytest.mark.slow
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -23,12 +23,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 def _net(cell: str, seed: int, bi: bool) -> torch.nn.Module:
     torch.manual_seed(seed)
-    kind = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
-    rnn = kind(2, 5, batch_first=True, bidirectional=bi)
-    with torch.no_grad():
-        for p in rnn.parameters():
-            p.mul_(2.0)
-    return LastFrameHead(rnn, torch.nn.Linear(5 * (2 if bi else 1), 3)).double().eval()
+    return recurrent_classifier(cell, 2, 5, 3, bidirectional=bi, scale=2.0).double().eval()
 
 
 # LSTM / GRU cases take ~40-130 s each (7 methods x 2 norms x 2 directions, each batched and alone); two

@@ -8,32 +8,17 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 import certnn
 from certnn.certify.bounds import bounds_for_spec, make_spec
 from certnn.certify.targets import margin_matrix
 from certnn.specs.frames import frame_scale
 from certnn.testing import bound_violations, check_bounds_contain, sample_ball
+from certnn.testing.nets import recurrent_classifier
 
 torch.set_num_threads(1)
 TOL = 1e-9
 KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
-
-
-class SeqNet(nn.Module):
-    def __init__(self, kind, d, H, L, bidir, head, C=3):
-        super().__init__()
-        if kind.startswith("rnn"):
-            self.rnn = nn.RNN(d, H, L, nonlinearity=kind[4:], batch_first=True, bidirectional=bidir)
-        else:
-            self.rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(d, H, L, batch_first=True, bidirectional=bidir)
-        self.head = head
-        self.fc = nn.Linear(H * (2 if bidir else 1), C)
-
-    def forward(self, x):
-        out, _ = self.rnn(x)
-        return self.fc(out.mean(1) if self.head == "mean" else out[:, -1])
 
 
 def random_seq_net(seed, kind=None, max_T=5):
@@ -47,7 +32,7 @@ def random_seq_net(seed, kind=None, max_T=5):
     bidir = ri(0, 3) == 0
     head = "mean" if ri(0, 2) == 0 else "last"
     torch.manual_seed(seed)
-    m = SeqNet(kind, d, H, L, bidir, head).double()
+    m = recurrent_classifier(kind, d, H, 3, layers=L, bidirectional=bidir, head=head).double()
     with torch.no_grad():
         for p in m.parameters():
             p.mul_(1.5)
@@ -95,7 +80,7 @@ def test_per_frame_masks(norm):
     kind = ["lstm", "gru", "rnn_tanh"][seed]
     shape = (4, 2)
     torch.manual_seed(70 + seed)
-    model = SeqNet(kind, 2, 3, 2, seed % 2 == 0, "last").double().eval()
+    model = recurrent_classifier(kind, 2, 3, 3, layers=2, bidirectional=seed % 2 == 0).double().eval()
     for frames, feps in [([2], None), ([0, 3], [1.0, 0.3]), (None, [0.5, 0.0, 1.0, 2.0])]:
         scale = frame_scale(shape, frames, feps)
         frozen = (scale == 0).all(-1)
@@ -122,7 +107,7 @@ def test_frozen_frames_zero_width_intervals_inside():
     gave wrong bounds there); the bounds are sound and tight on the frozen prefix."""
     torch.manual_seed(3)
     for kind in ("lstm", "gru", "rnn_tanh"):
-        model = SeqNet(kind, 3, 4, 1, False, "last").double().eval()
+        model = recurrent_classifier(kind, 3, 4, 3).double().eval()
         scale = frame_scale((4, 3), [-1])
         _check(model, (4, 3), "popqorn", "inf", 0.3, 1, scale=scale, n=100)
 
@@ -131,7 +116,7 @@ def test_popqorn_faults_absent_inf_norm_and_relu():
     """p = inf last layer and ReLU RNNs give finite bounds (the original code returned NaN there), also
     for large eps where many ReLUs are unstable and LSTM gates saturate."""
     for kind in ("rnn_relu", "lstm"):
-        model = SeqNet(kind, 2, 5, 2, False, "last").double().eval()
+        model = recurrent_classifier(kind, 2, 5, 3, layers=2).double().eval()
         for eps in (1e-3, 50.0):
             x = torch.rand(2, 3, 2, dtype=torch.float64)
             iv = certnn.compute_bounds(model, x, eps, "inf", "popqorn", input_shape=(3, 2))
@@ -143,7 +128,7 @@ def test_untargeted_margins_bounded_as_differences():
     """The engine bounds f_y - f_j directly (C spec), which is sound and at least as tight as the
     difference of separately bounded logits (what the original LSTM check did)."""
     torch.manual_seed(5)
-    model = SeqNet("lstm", 3, 5, 1, False, "last", C=4).double().eval()
+    model = recurrent_classifier("lstm", 3, 5, 4).double().eval()
     x = torch.rand(3, 4, 3, dtype=torch.float64)
     graph = certnn.from_torch(model, (4, 3))
     spec = make_spec(graph, x, 0.3, "inf")

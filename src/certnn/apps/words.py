@@ -133,27 +133,8 @@ def word_sensitivity(graph: Graph, x: Tensor, lengths: Tensor, y: Tensor | None 
     Returns:
         :class:`WordSensitivity` (flat over (sentence, word) pairs).
     """
-    if len(graph.input_shape) != 2:
-        raise DataError(f"word sensitivity needs a sequence model over (T, E) frames; this model's input has "
-                        f"shape {graph.input_shape}")
-    if config.frames is not None:
-        raise ConfigError("word_sensitivity perturbs one word at a time; CertifyConfig.frames must be None")
-    if config.frame_eps is not None and len(config.frame_eps) != 1:
-        raise ConfigError("word_sensitivity: frame_eps must be one value (the weight of the perturbed word)")
-    if padding not in ("left", "right"):
-        raise ConfigError(f"padding must be 'left' or 'right', got {padding!r}")
-    T = graph.input_shape[0]
-    x = torch.as_tensor(x).to(torch.float64)
-    if x.ndim != 3 or tuple(x.shape[1:]) != tuple(graph.input_shape):
-        raise DataError(f"x must be (N, {T}, {graph.input_shape[1]}) embedded sentences, got {tuple(x.shape)}")
-    lengths = torch.as_tensor(lengths, dtype=torch.long).reshape(-1)
-    if lengths.numel() != x.shape[0]:
-        raise DataError(f"{lengths.numel()} lengths for {x.shape[0]} sentences")
-    if lengths.numel() == 0:
-        raise DataError("no sentences given")
-    if (lengths < 1).any():
-        raise DataError(f"sentence(s) {torch.nonzero(lengths < 1).flatten().tolist()} have no words")
-    sentence, position, frame = word_pairs(lengths, T, padding)
+    x, lengths = _checked_inputs(graph, x, lengths, config, padding)
+    sentence, position, frame = word_pairs(lengths, graph.input_shape[0], padding)
 
     # gradient saliency of the margin w.r.t. each frame (one backward pass for the whole batch)
     with torch.no_grad():
@@ -177,6 +158,32 @@ def word_sensitivity(graph: Graph, x: Tensor, lengths: Tensor, y: Tensor | None 
     saliency_rank = _ranks([-saliency, position.double()], sentence)
     return WordSensitivity(sentence, position, frame, radius, saliency, rank, saliency_rank, yy, pred, pred == yy,
                            margin.detach(), res.target, res.time_s, config.norm, config.method)
+
+
+def _checked_inputs(graph: Graph, x: Tensor, lengths: Tensor, config: CertifyConfig,
+                    padding: str) -> tuple[Tensor, Tensor]:
+    """(x as float64 (N, T, E), lengths as int64 (N,)), after checking the graph, config, padding and shapes."""
+    if len(graph.input_shape) != 2:
+        raise DataError(f"word sensitivity needs a sequence model over (T, E) frames; this model's input has "
+                        f"shape {graph.input_shape}")
+    if config.frames is not None:
+        raise ConfigError("word_sensitivity perturbs one word at a time; CertifyConfig.frames must be None")
+    if config.frame_eps is not None and len(config.frame_eps) != 1:
+        raise ConfigError("word_sensitivity: frame_eps must be one value (the weight of the perturbed word)")
+    if padding not in ("left", "right"):
+        raise ConfigError(f"padding must be 'left' or 'right', got {padding!r}")
+    T = graph.input_shape[0]
+    x = torch.as_tensor(x).to(torch.float64)
+    if x.ndim != 3 or tuple(x.shape[1:]) != tuple(graph.input_shape):
+        raise DataError(f"x must be (N, {T}, {graph.input_shape[1]}) embedded sentences, got {tuple(x.shape)}")
+    lengths = torch.as_tensor(lengths, dtype=torch.long).reshape(-1)
+    if lengths.numel() != x.shape[0]:
+        raise DataError(f"{lengths.numel()} lengths for {x.shape[0]} sentences")
+    if lengths.numel() == 0:
+        raise DataError("no sentences given")
+    if (lengths < 1).any():
+        raise DataError(f"sentence(s) {torch.nonzero(lengths < 1).flatten().tolist()} have no words")
+    return x, lengths
 
 
 def _spearman(a: Tensor, b: Tensor) -> float:

@@ -149,10 +149,7 @@ def fmn_attack(model: Model, x: Tensor, y: Tensor, norm: str, config: FMNConfig 
     norm, frames = _norms(norm, frame_norm, x)
     if not isinstance(config, FMNConfig):
         raise ConfigError(f"config must be an FMNConfig; got {type(config).__name__}")
-    if eps_max is not None and (isinstance(eps_max, bool) or not isinstance(eps_max, (int, float))
-                                or math.isnan(eps_max) or eps_max <= 0):
-        raise ConfigError(f"eps_max = {eps_max!r} must be a number > 0 (or None: unbounded)")
-    cap = math.inf if eps_max is None else float(eps_max)
+    cap = _cap(eps_max)
     model64 = _working_model(model, torch.float64)
     problem, clean_margin = _prepare(model64, x, y, target, clip, scale, frames)
     batch, device = problem.batch, problem.x.device
@@ -163,40 +160,69 @@ def fmn_attack(model: Model, x: Tensor, y: Tensor, norm: str, config: FMNConfig 
     margin = clean_margin.clone()
     best_z = torch.zeros_like(problem.x)  # in x's dtype; x itself where nothing was found
     todo = (~success).nonzero()[:, 0]
-    if todo.numel():
-        wdt = config.torch_dtype
-        model_w = _working_model(model, wdt)
-        sub = problem.subset(todo)
-        pw = _cast(sub, wdt)
-        n = len(todo)
-        # every restart is a block of rows of one batch: one forward/backward per step for all of them
-        aims = _aims(pw, norm, model_w, config.restarts - 1) if pw.target is None and pw.n_classes > 2 else None
-        rows = torch.arange(n, device=device)
-        aim = torch.full((n,), -1, dtype=torch.long, device=device)
-        if aims is not None and aims.shape[1]:
-            rows = torch.cat([rows] + [torch.arange(n, device=device)] * aims.shape[1])
-            aim = torch.cat([aim] + [aims[:, c] for c in range(aims.shape[1])])
-        z, d = _run(pw.subset(rows), norm, config, model_w, aim, cap, progress, n)
-        best_w = torch.full((n,), math.inf, dtype=torch.float64, device=device)
-        best_w = best_w.scatter_reduce(0, rows, d, reduce="amin")
-        pick = torch.full((n,), -1, dtype=torch.long, device=device)
-        hit = (d == best_w[rows]) & torch.isfinite(d)
-        pick[rows[hit]] = hit.nonzero()[:, 0]  # one of the rows reaching the smallest distance
-        found = pick >= 0
-        if found.any():
-            idx = found.nonzero()[:, 0]
-            z_out, d_out, m_out, ok = _verify_and_refine(sub.subset(idx), z[pick[idx]].to(problem.x.dtype), norm,
-                                                         model64, cap)
-            glob = todo[idx]
-            okg = glob[ok]
-            success[okg] = True
-            distance[okg] = d_out[ok]
-            radius[okg] = d_out[ok] * _round_up_factor(problem.x.shape[1])
-            margin[okg] = m_out[ok]
-            best_z[okg] = z_out[ok]
+    found = _attack_samples(model, model64, problem, todo, norm, config, cap, progress) if todo.numel() else None
+    if found is not None:
+        okg, d_ok, m_ok, z_ok = found
+        success[okg] = True
+        distance[okg] = d_ok
+        radius[okg] = d_ok * _round_up_factor(problem.x.shape[1])
+        margin[okg] = m_ok
+        best_z[okg] = z_ok
     x_adv, _, _ = _apply(problem, best_z)
     return RadiusAttackResult(radius=radius, x_adv=x_adv.reshape(batch, *problem.in_shape), success=success,
                               distance=distance, margin=margin, norm=norm, eps_max=cap)
+
+
+def _attack_samples(model: Model, model64, problem, todo: Tensor, norm: str, config: FMNConfig, cap: float,
+                    progress: Progress | None):
+    """FMN on the samples `todo` (not adversarial at x), all restarts in one batch: (their indices with a
+    verified example, its float64 distance, margin and z in x's dtype), or None when no run found one."""
+    device = problem.x.device
+    wdt = config.torch_dtype
+    model_w = _working_model(model, wdt)
+    sub = problem.subset(todo)
+    pw = _cast(sub, wdt)
+    n = len(todo)
+    rows, aim = _restart_rows(pw, norm, model_w, config, n, device)
+    z, d = _run(pw.subset(rows), norm, config, model_w, aim, cap, progress, n)
+    pick = _closest_rows(rows, d, n, device)
+    found = pick >= 0
+    if not found.any():
+        return None
+    idx = found.nonzero()[:, 0]
+    z_out, d_out, m_out, ok = _verify_and_refine(sub.subset(idx), z[pick[idx]].to(problem.x.dtype), norm,
+                                                 model64, cap)
+    return todo[idx][ok], d_out[ok], m_out[ok], z_out[ok]
+
+
+def _cap(eps_max) -> float:
+    """The largest radius searched: eps_max checked (a number > 0), inf for None."""
+    if eps_max is not None and (isinstance(eps_max, bool) or not isinstance(eps_max, (int, float))
+                                or math.isnan(eps_max) or eps_max <= 0):
+        raise ConfigError(f"eps_max = {eps_max!r} must be a number > 0 (or None: unbounded)")
+    return math.inf if eps_max is None else float(eps_max)
+
+
+def _restart_rows(pw, norm: str, model_w, config: FMNConfig, n: int, device) -> tuple[Tensor, Tensor]:
+    """(sample of each row, aimed class of each row or -1): every restart is a block of rows of one batch,
+    one forward/backward per step for all of them; untargeted restarts past the first aim at other classes."""
+    aims = _aims(pw, norm, model_w, config.restarts - 1) if pw.target is None and pw.n_classes > 2 else None
+    rows = torch.arange(n, device=device)
+    aim = torch.full((n,), -1, dtype=torch.long, device=device)
+    if aims is not None and aims.shape[1]:
+        rows = torch.cat([rows] + [torch.arange(n, device=device)] * aims.shape[1])
+        aim = torch.cat([aim] + [aims[:, c] for c in range(aims.shape[1])])
+    return rows, aim
+
+
+def _closest_rows(rows: Tensor, d: Tensor, n: int, device) -> Tensor:
+    """Per sample, one of its rows reaching the smallest finite distance d (-1: none found)."""
+    best_w = torch.full((n,), math.inf, dtype=torch.float64, device=device)
+    best_w = best_w.scatter_reduce(0, rows, d, reduce="amin")
+    pick = torch.full((n,), -1, dtype=torch.long, device=device)
+    hit = (d == best_w[rows]) & torch.isfinite(d)
+    pick[rows[hit]] = hit.nonzero()[:, 0]  # one of the rows reaching the smallest distance
+    return pick
 
 
 def _round_up_factor(dim: int) -> float:

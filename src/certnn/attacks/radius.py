@@ -96,6 +96,20 @@ def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: FMNConf
     norm, frames = _norms(norm, frame_norm, x)
     if not isinstance(config, PGDConfig):
         raise ConfigError(f"config must be an FMNConfig or a PGDConfig; got {type(config).__name__}")
+    eps_max, eps_init = _search_bounds(eps_max, eps_init, steps)
+
+    model64 = as_dtype(model, torch.float64)
+    problem, clean_margin = _prepare(model64, x, y, target, clip, scale, frames)
+    search = _PGDSearch(problem, clean_margin, norm, config, as_dtype(model, x.dtype), model64, progress)
+    search.bracket(eps_init, eps_max)
+    search.bisect(steps)
+    return RadiusAttackResult(radius=search.hi, x_adv=search.x_adv.reshape(problem.batch, *problem.in_shape),
+                              success=search.success, distance=search.distance, margin=search.margin, norm=norm,
+                              eps_max=float(eps_max))
+
+
+def _search_bounds(eps_max: float | None, eps_init: float | None, steps: int) -> tuple[float, float]:
+    """(eps_max, eps_init) of the PGD search with their defaults, checked (ConfigError), and steps checked."""
     eps_max = 1.0 if eps_max is None else eps_max
     if not _positive_finite(eps_max):
         raise ConfigError(f"eps_max = {eps_max!r} must be a finite number > 0")
@@ -104,74 +118,80 @@ def attack_radius(model: Model, x: Tensor, y: Tensor, norm: str, config: FMNConf
         raise ConfigError(f"eps_init = {eps_init!r} must be in (0, eps_max = {eps_max}]")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ConfigError(f"steps = {steps!r} must be an integer >= 0")
+    return eps_max, eps_init
 
-    model64 = as_dtype(model, torch.float64)
-    problem, clean_margin = _prepare(model64, x, y, target, clip, scale, frames)
-    model_w = as_dtype(model, x.dtype)
-    batch, device, dtype = problem.batch, problem.x.device, problem.x.dtype
-    f64 = {"dtype": torch.float64, "device": device}
 
-    x_adv = problem.x.clone()
-    success = clean_margin > 0
-    margin = clean_margin.clone()
-    distance = torch.zeros(batch, **f64)
-    lo = torch.zeros(batch, **f64)  # largest eps where PGD failed
-    hi = torch.where(success, torch.zeros(batch, **f64), torch.full((batch,), math.inf, **f64))
+class _PGDSearch:
+    """The batched PGD radius search: per sample the example found, its distance and margin, the largest eps
+    where PGD failed (lo) and the smallest where it succeeded (hi, inf while none)."""
 
-    def attack(idx: Tensor, eps64: Tensor) -> Tensor:
+    def __init__(self, problem, clean_margin: Tensor, norm: str, config: PGDConfig, model_w, model64,
+                 progress: Callable[[dict], None] | None):
+        self.problem, self.norm, self.config = problem, norm, config
+        self.model_w, self.model64, self.progress = model_w, model64, progress
+        batch, device = problem.batch, problem.x.device
+        self.f64 = {"dtype": torch.float64, "device": device}
+        self.x_adv = problem.x.clone()
+        self.success = clean_margin > 0
+        self.margin = clean_margin.clone()
+        self.distance = torch.zeros(batch, **self.f64)
+        self.lo = torch.zeros(batch, **self.f64)  # largest eps where PGD failed
+        self.hi = torch.where(self.success, torch.zeros(batch, **self.f64), torch.full((batch,), math.inf, **self.f64))
+        self.rounds = 0
+
+    def attack(self, idx: Tensor, eps64: Tensor) -> Tensor:
         """Attack samples idx at eps64 (rounded to x's dtype); record the outcome; return success."""
-        eps_w = eps64.to(dtype)
+        problem = self.problem
+        eps_w = eps64.to(problem.x.dtype)
         used = eps_w.double()
-        res = _run(problem.subset(idx), eps_w, norm, config, model_w, model64)
+        res = _run(problem.subset(idx), eps_w, self.norm, self.config, self.model_w, self.model64)
         won = res.success
         sel = idx[won]
-        hi[sel] = used[won]
-        x_adv[sel] = res.x_adv.reshape(len(idx), problem.x.shape[1])[won]
-        distance[sel] = res.distance[won]
-        margin[sel] = res.margin[won]
-        success[sel] = True
+        self.hi[sel] = used[won]
+        self.x_adv[sel] = res.x_adv.reshape(len(idx), problem.x.shape[1])[won]
+        self.distance[sel] = res.distance[won]
+        self.margin[sel] = res.margin[won]
+        self.success[sel] = True
         lost = idx[~won]
-        lo[lost] = torch.maximum(lo[lost], used[~won])
+        self.lo[lost] = torch.maximum(self.lo[lost], used[~won])
         return won
 
-    # Phase 1: bracket. Failures double (up to eps_max); successes with no failure below halve.
-    cur = torch.full((batch,), float(eps_init), **f64)
-    searching = ~success
-    floor = eps_init * 2.0 ** -_MAX_HALVINGS
-    rounds = 0
+    def report(self, phase: str, n: int) -> None:
+        self.rounds += 1
+        if self.progress is not None:
+            self.progress({"phase": phase, "round": self.rounds, "searching": n, "samples": self.problem.batch,
+                           "found": int(torch.isfinite(self.hi).sum())})
 
-    def report(phase: str, n: int) -> None:
-        nonlocal rounds
-        rounds += 1
-        if progress is not None:
-            progress({"phase": phase, "round": rounds, "searching": n, "samples": batch,
-                      "found": int(torch.isfinite(hi).sum())})
+    def bracket(self, eps_init: float, eps_max: float) -> None:
+        """Phase 1: failures double (up to eps_max); successes with no failure below halve."""
+        lo, hi = self.lo, self.hi
+        cur = torch.full((self.problem.batch,), float(eps_init), **self.f64)
+        searching = ~self.success
+        floor = eps_init * 2.0 ** -_MAX_HALVINGS
+        while bool(searching.any()):
+            idx = searching.nonzero()[:, 0]
+            asked = cur[idx]
+            won = self.attack(idx, asked)
+            nxt = torch.where(won, asked / 2, torch.clamp(asked * 2, max=eps_max))
+            done = torch.where(won, (lo[idx] > 0) | (nxt < floor), torch.isfinite(hi[idx]) | (asked >= eps_max))
+            cur[idx] = nxt
+            searching[idx[done]] = False
+            self.report("bracket", int(searching.sum()))
 
-    while bool(searching.any()):
-        idx = searching.nonzero()[:, 0]
-        asked = cur[idx]
-        won = attack(idx, asked)
-        nxt = torch.where(won, asked / 2, torch.clamp(asked * 2, max=eps_max))
-        done = torch.where(won, (lo[idx] > 0) | (nxt < floor), torch.isfinite(hi[idx]) | (asked >= eps_max))
-        cur[idx] = nxt
-        searching[idx[done]] = False
-        report("bracket", int(searching.sum()))
-
-    # Phase 2: bisection between the largest failure and the smallest success.
-    open_ = torch.isfinite(hi) & (hi > 0)
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        # stop where the bracket cannot be split any more in x's dtype
-        mid_w = mid.to(dtype).double()
-        open_ &= (mid_w > lo) & (mid_w < hi)
-        idx = open_.nonzero()[:, 0]
-        if idx.numel() == 0:
-            break
-        attack(idx, mid[idx])
-        report("bisection", int(idx.numel()))
-
-    return RadiusAttackResult(radius=hi, x_adv=x_adv.reshape(batch, *problem.in_shape), success=success,
-                              distance=distance, margin=margin, norm=norm, eps_max=float(eps_max))
+    def bisect(self, steps: int) -> None:
+        """Phase 2: bisection between the largest failure and the smallest success."""
+        lo, hi, dtype = self.lo, self.hi, self.problem.x.dtype
+        open_ = torch.isfinite(hi) & (hi > 0)
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            # stop where the bracket cannot be split any more in x's dtype
+            mid_w = mid.to(dtype).double()
+            open_ &= (mid_w > lo) & (mid_w < hi)
+            idx = open_.nonzero()[:, 0]
+            if idx.numel() == 0:
+                break
+            self.attack(idx, mid[idx])
+            self.report("bisection", int(idx.numel()))
 
 
 def _positive_finite(value: object) -> bool:

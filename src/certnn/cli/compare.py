@@ -173,12 +173,7 @@ def run(args) -> int:
         rows.append({"model": path, **s.to_dict(),
                      "certified_radius": s.certified_radius.tolist(),
                      **({"attack_radius": s.attack_radius.tolist()} if s.attack_radius is not None else {})})
-    cols = ["model", "clean acc"] + [f"cert acc @{e:g}" for e in args.eps] + ["mean cert radius",
-                                                                              "mean cert radius (correct)"] + \
-        (["mean attack radius"] if attack else []) + ["s / sample"]
-    table = [[Path(r["model"]).name, r["clean_accuracy"]] + [r["certified_accuracy"][str(float(e))] for e in args.eps]
-             + [r["mean_certified_radius"], r["mean_certified_radius_correct"]]
-             + ([r["mean_attack_radius"]] if attack else []) + [r["seconds_per_sample"]] for r in rows]
+    cols, table = _table(args, rows, attack is not None)
     what = f"words {args.words}" if text else "whole image"
     title = (f"{task}: {len(indices)} test samples, {method[0]}, L{args.norm}, {what} "
              "(mean cert radius: 0 for misclassified samples)")
@@ -195,10 +190,25 @@ def run(args) -> int:
         write_document(args.json, "compare", settings, environment_for(args), models=rows)
         con.print(f"wrote {args.json}")
     if args.md:
-        lines = [f"**{title}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in table]
-        from ..report.atomic import write_or_keep
-
-        write_or_keep(args.md, "\n".join(lines) + "\n", "--md")
-        con.print(f"wrote {args.md}")
+        _write_md(args.md, con, title, cols, table)
     return 0
+
+
+def _table(args, rows: list[dict], attack: bool) -> tuple[list[str], list[list]]:
+    """The columns and rows of the console / Markdown table, one row per model."""
+    cols = ["model", "clean acc"] + [f"cert acc @{e:g}" for e in args.eps] + ["mean cert radius",
+                                                                              "mean cert radius (correct)"] + \
+        (["mean attack radius"] if attack else []) + ["s / sample"]
+    table = [[Path(r["model"]).name, r["clean_accuracy"]] + [r["certified_accuracy"][str(float(e))] for e in args.eps]
+             + [r["mean_certified_radius"], r["mean_certified_radius_correct"]]
+             + ([r["mean_attack_radius"]] if attack else []) + [r["seconds_per_sample"]] for r in rows]
+    return cols, table
+
+
+def _write_md(path: str, con, title: str, cols: list[str], table: list[list]) -> None:
+    from ..report.atomic import write_or_keep
+
+    lines = [f"**{title}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in table]
+    write_or_keep(path, "\n".join(lines) + "\n", "--md")
+    con.print(f"wrote {path}")

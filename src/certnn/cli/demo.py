@@ -32,16 +32,32 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import torch
-
-    from ..certify.radius import CertifyConfig, Certifier
-    from ..data.digits import load_digits_split
     from ..graph.from_torch import from_torch
-    from ..train.simple import accuracy, mlp, train_classifier
-    from ..config import parse_norm
 
     con = Console.for_args(args)
     sw = Stopwatch()
+    model, x, y = _train(args, con, sw)
+    out = Path(args.out)
+    _save(out, model, x, y)
+    graph = from_torch(model, (64,))
+    methods = parse_methods(args.method)
+    rows = _radius_rows(args, con, graph, x, y, methods)
+    con.table(f"digits MLP: mean radius over the correctly classified of {len(y)} test samples (ball clipped to [0,1])",
+              ["norm", "method", "certified radius (lower bound)", "attack radius (upper bound)", "s / sample"], rows)
+    _report(args, con, graph, x, y, out)
+    con.print(f"model and data written to {out}/ ; try:\n  certnn radius --model {out}/digits_mlp.py:make "
+              f"--weights {out}/digits_mlp.pt --data {out}/digits_test.npz --norm 2 --method crown,fastlin --attack")
+    con.print(f"done in {sw():.1f} s")
+    return 0
+
+
+def _train(args, con, sw):
+    """(a 64-32-32-10 ReLU MLP trained on the digits' training split, the first --samples test inputs, labels)."""
+    import torch
+
+    from ..data.digits import load_digits_split
+    from ..train.simple import accuracy, mlp, train_classifier
+
     xtr, ytr, xte, yte = load_digits_split()
     torch.manual_seed(args.seed)
     model = mlp([64, 32, 32, 10])
@@ -49,20 +65,32 @@ def run(args) -> int:
         train_classifier(model, xtr, ytr, epochs=40, batch_size=64, lr=3e-3, seed=args.seed, on_epoch=task)
     con.print(f"trained a 64-32-32-10 ReLU MLP on {len(ytr)} digits in {sw():.1f} s; "
               f"test accuracy {accuracy(model, xte, yte):.3f}")
-    out = Path(args.out)
+    return model, xte[:args.samples], yte[:args.samples]
+
+
+def _save(out: Path, model, x, y) -> None:
+    """The model (FILE.py:make + state dict) and the test samples (npz), for the `certnn radius` hint."""
+    import numpy as np
+    import torch
+
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "digits_mlp.pt")
     (out / "digits_mlp.py").write_text(
         "import torch\n\n\ndef make():\n    return torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), "
         "torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))\n")
-    x, y = xte[:args.samples], yte[:args.samples]
-    import numpy as np
     np.savez(out / "digits_test.npz", x=x.numpy(), y=y.numpy())
-    graph = from_torch(model, (64,))
-    methods = parse_methods(args.method)
-    rows = []
-    from ..attacks import attack_radius
 
+
+def _radius_rows(args, con, graph, x, y, methods: list[str]) -> list:
+    """Per norm and method: mean certified radius, mean attack radius (FMN) and seconds per sample; a
+    certified radius above an attack radius is a SoundnessError."""
+    import torch
+
+    from ..attacks import attack_radius
+    from ..certify.radius import CertifyConfig, Certifier
+    from ..config import parse_norm
+
+    rows = []
     for norm in [parse_norm(n) for n in args.norm.split(",") if n.strip()]:
         with con.progress(f"L{norm} attack radius (FMN)", len(y)) as cb:
             ar = attack_radius(graph, x, y, norm, clip=(0.0, 1.0), progress=cb.detail, device=args.device)
@@ -77,8 +105,11 @@ def run(args) -> int:
             if (res.certified_radius > ar.radius * (1 + 1e-9) + 1e-12).any():
                 from ..errors import SoundnessError
                 raise SoundnessError("certified radius above attack radius in the demo: a bug")
-    con.table(f"digits MLP: mean radius over the correctly classified of {len(y)} test samples (ball clipped to [0,1])",
-              ["norm", "method", "certified radius (lower bound)", "attack radius (upper bound)", "s / sample"], rows)
+    return rows
+
+
+def _report(args, con, graph, x, y, out: Path) -> None:
+    """The L2 report (crown, fastlin, ibp, attack, CLEVER) written under out/report."""
     from ..estimate import CleverConfig
     from ..report.build import build_report
     from ..report.render import write_report
@@ -94,7 +125,3 @@ def run(args) -> int:
     if data.violations:
         from ..errors import SoundnessError
         raise SoundnessError("certified radius above attack radius in the demo report: a bug")
-    con.print(f"model and data written to {out}/ ; try:\n  certnn radius --model {out}/digits_mlp.py:make "
-              f"--weights {out}/digits_mlp.pt --data {out}/digits_test.npz --norm 2 --method crown,fastlin --attack")
-    con.print(f"done in {sw():.1f} s")
-    return 0

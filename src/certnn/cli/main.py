@@ -43,22 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .allocator import tune_allocator
-    from .memory_guard import release_guard
-    from .precision_args import check_device
 
     args_list = sys.argv[1:] if argv is None else list(argv)
     if args_list[:1] == ["vnnlib"]:  # the VNN-LIB solver interface has its own options and exit codes
-        import time
-
-        from .vnnlib_solver import _process_age
-        from .vnnlib_solver import main as vnnlib_main
-
-        from .._startup import restore
-
-        restore()
-        tune_allocator()
-        started = time.monotonic() - (_process_age() if argv is None else 0.0)
-        return vnnlib_main(args_list[1:], prog="certnn vnnlib", started=started, hard_exit=argv is None)
+        return _vnnlib(args_list[1:], argv is None)
     tune_allocator()
     import time
 
@@ -67,6 +55,36 @@ def main(argv: list[str] | None = None) -> int:
     # deadlines of a command run as a program count from the process start; called in-process (argv
     # given, e.g. tests or scripts), from now
     started_at = process_start_perf() if argv is None else time.perf_counter()
+    parsed = _parse(args_list)
+    if isinstance(parsed, int):
+        return parsed
+    args, args_list = parsed
+    args.started_at = started_at
+    args.hard_exit = argv is None  # a program may end its own process (verify's deadline watchdog); in-process never
+    args.argv = args_list  # sharded runs (--workers) re-parse it in each worker
+    return _dispatch(args)
+
+
+def _vnnlib(rest: list[str], as_program: bool) -> int:
+    """`certnn vnnlib ...`: the VNN-LIB solver interface (cli/vnnlib_solver.py); as a program its clock
+    starts with the process."""
+    import time
+
+    from .allocator import tune_allocator
+    from .vnnlib_solver import _process_age
+    from .vnnlib_solver import main as vnnlib_main
+
+    from .._startup import restore
+
+    restore()
+    tune_allocator()
+    started = time.monotonic() - (_process_age() if as_program else 0.0)
+    return vnnlib_main(rest, prog="certnn vnnlib", started=started, hard_exit=as_program)
+
+
+def _parse(args_list: list[str]) -> tuple[argparse.Namespace, list[str]] | int:
+    """(parsed arguments, the argument list after --config expansion), or the exit code of a bad --config
+    file or of Ctrl-C while parsing."""
     try:
         parser = build_parser()
         from .config_file import expand
@@ -83,9 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    args.started_at = started_at
-    args.hard_exit = argv is None  # a program may end its own process (verify's deadline watchdog); in-process never
-    args.argv = args_list  # sharded runs (--workers) re-parse it in each worker
+    return args, args_list
+
+
+def _dispatch(args) -> int:
+    """Runs the subcommand: its errors become messages on stderr and exit codes (module docstring)."""
+    from .memory_guard import release_guard
+    from .precision_args import check_device
+
     try:
         from .validate import validate_args
 

@@ -72,43 +72,13 @@ def run(args) -> int:
         raise ConfigError("verify needs --model and --spec (or --instances instances.csv)")
     if args.workers or args.address or args.resume:
         raise ConfigError("--workers / --address / --resume shard a benchmark: use them with --instances")
-    from ..certify.bounds import to_graph
     from ..certify.verify import VerifyConfig, verify_property
-    from ..report.records import environment
-    from ..specs.vnnlib import load_vnnlib, write_counterexample
+    from ..specs.vnnlib import load_vnnlib
 
     con = Console.for_args(args)
-    methods = parse_methods(args.method)
-    exact = [m for m in methods if m in ("lp", "milp")]
-    bounds = tuple(m for m in methods if m not in ("lp", "milp"))
-    if any(m == "lipschitz" for m in bounds):
-        raise ConfigError("verify does not use the lipschitz baseline; choose from ibp, fastlin, crown, crown-ibp, "
-                          "lp, milp")
-    if args.timeout <= 0:
-        raise ConfigError("--timeout must be positive")
+    methods, bounds, exact = _stages(args)
     prop = load_vnnlib(args.spec)
-    reference = None
-    input_dtype = "float32"
-    if args.model.endswith(".onnx") or args.model.endswith(".onnx.gz"):
-        from ..graph.from_onnx import onnx_to_model
-        from ..graph.from_onnx import SymbolicShapeError
-        try:
-            om = onnx_to_model(args.model, input_shape=args.input_shape)
-        except SymbolicShapeError as exc:  # a symbolic sequence length: from the property's number of inputs
-            shape = exc.complete(prop.n_inputs)
-            if shape is None:
-                raise
-            om = onnx_to_model(args.model, input_shape=shape)
-        graph = om.graph
-        input_dtype = om.input_dtype
-        try:
-            import onnxruntime  # noqa: F401
-            reference = om.run_onnxruntime
-        except ImportError:  # pragma: no cover
-            reference = None
-    else:
-        model = cli_load_model(args)
-        graph = to_graph(model, args.input_shape or (prop.n_inputs,))
+    graph, input_dtype, reference = _load_graph(args, prop)
     # the clock started with the process; a second is kept for writing the results and exiting
     started = getattr(args, "started_at", None) or process_start_perf()
     cfg = VerifyConfig(timeout=max(0.05, args.timeout - RESERVE_S), methods=bounds or ("ibp",),
@@ -128,6 +98,53 @@ def run(args) -> int:
         con.table(f"verify {Path(args.spec).name}", ["stage", "seconds", "outcome"],
                   [[s["stage"], s["seconds"], s.get("result", f"{s.get('open', '-')} open")] for s in res.stages])
         con.print(f"{res.verdict} ({word}) decided by {res.decided_by} in {sw():.3g} s")
+    _write_outputs(args, con, res, word, methods, cfg, prop, reference)
+    return guard.finish(0)
+
+
+def _stages(args) -> tuple[list[str], tuple[str, ...], list[str]]:
+    """--method split into (all methods, bound methods, exact methods lp / milp); --timeout checked."""
+    methods = parse_methods(args.method)
+    exact = [m for m in methods if m in ("lp", "milp")]
+    bounds = tuple(m for m in methods if m not in ("lp", "milp"))
+    if any(m == "lipschitz" for m in bounds):
+        raise ConfigError("verify does not use the lipschitz baseline; choose from ibp, fastlin, crown, crown-ibp, "
+                          "lp, milp")
+    if args.timeout <= 0:
+        raise ConfigError("--timeout must be positive")
+    return methods, bounds, exact
+
+
+def _load_graph(args, prop):
+    """(graph, input element type, onnxruntime reference or None) of --model; an ONNX input's symbolic
+    sequence length is solved from the property's number of inputs."""
+    if not (args.model.endswith(".onnx") or args.model.endswith(".onnx.gz")):
+        from ..certify.bounds import to_graph
+
+        model = cli_load_model(args)
+        return to_graph(model, args.input_shape or (prop.n_inputs,)), "float32", None
+    from ..graph.from_onnx import onnx_to_model
+    from ..graph.from_onnx import SymbolicShapeError
+    try:
+        om = onnx_to_model(args.model, input_shape=args.input_shape)
+    except SymbolicShapeError as exc:  # a symbolic sequence length: from the property's number of inputs
+        shape = exc.complete(prop.n_inputs)
+        if shape is None:
+            raise
+        om = onnx_to_model(args.model, input_shape=shape)
+    try:
+        import onnxruntime  # noqa: F401
+        reference = om.run_onnxruntime
+    except ImportError:  # pragma: no cover
+        reference = None
+    return om.graph, om.input_dtype, reference
+
+
+def _write_outputs(args, con, res, word: str, methods, cfg, prop, reference) -> None:
+    """--out (VNN-COMP result file: the counterexample of a violated property, else the word) and --json."""
+    from ..report.records import environment
+    from ..specs.vnnlib import write_counterexample
+
     if args.out:
         if res.verdict == "violated":
             write_counterexample(args.out, res.x, res.y_reference if res.y_reference is not None else res.y)
@@ -147,4 +164,3 @@ def run(args) -> int:
         write_or_keep(args.json, json.dumps(doc, indent=2) + "\n", "--json")
         if not args.quiet:
             con.print(f"wrote {args.json}")
-    return guard.finish(0)

@@ -86,10 +86,8 @@ def _style(rank: int, n: int) -> str:
 
 
 def run(args) -> int:
-    import torch
-
     from ..certify.radius import CertifyConfig, RadiusConfig
-    from ..report.records import environment, write_document
+    from ..report.records import write_document
 
     from ..graph.recurrent import embed_tokens
     from ..models.text import TextEncoder, text_graph
@@ -102,20 +100,7 @@ def run(args) -> int:
     enc = TextEncoder.from_meta(vocab, meta)
     encoded = enc.encode(texts)
     kept = [enc.kept_tokens(t) for t in texts]
-    if args.text is not None:
-        empty = [i for i in range(len(texts)) if int(encoded.lengths[i]) == 0]
-        if empty:
-            raise DataError(f"--text sentence(s) {empty} have no words (nothing to certify)")
-        unknown = [i for i, toks in enumerate(kept) if not any(w in vocab for w in toks)]
-        if unknown:
-            raise DataError(f"--text sentence(s) {unknown} have no word in the model's vocabulary (every token "
-                            "would be <unk>); nothing meaningful to rank")
-        keep = torch.arange(len(texts))
-    else:
-        keep = torch.nonzero(encoded.lengths > 0).flatten()
-        keep = keep[keep >= args.start][:args.samples]
-        if keep.numel() == 0:
-            raise DataError(f"no non-empty test sentence from index {args.start}")
+    keep = _kept_sentences(args, encoded.lengths, kept, vocab)
     tokens, lengths = encoded.tokens[keep], encoded.lengths[keep]
     x = embed_tokens(model, tokens)
     graph = text_graph(model, enc.max_len)
@@ -126,44 +111,10 @@ def run(args) -> int:
     with con.progress(f"{args.method} radius per word", int(lengths.sum())) as cb:
         ws = word_sensitivity(graph, x, lengths, y, cfg, search, padding=enc.padding, progress=cb,
                               **precision_kwargs(args))
-    attack = None
-    if args.attack:
-        from ..attacks import attack_radius
-        from ..certify.per_sample_frames import frame_scales
-
-        frames = [(int(f),) for f in ws.frame.tolist()]
-        with con.progress("attack radius per word", None) as acb:
-            ar = attack_radius(graph, x[ws.sentence], ws.label[ws.sentence], args.norm, attack_config(args),
-                               target=ws.target, scale=frame_scales(tuple(x.shape[1:]), frames),
-                               eps_max=args.eps_max, progress=acb.detail, device=args.device)
-        attack = ar.radius.to(torch.float64)
-        bad = torch.nonzero(ws.certified_radius > attack * (1 + 1e-9) + 1e-12).flatten()
-        if bad.numel():
-            raise SoundnessError(f"certified radius above the attack radius for (sentence, word) pairs "
-                                 f"{[(int(ws.sentence[b]), int(ws.position[b])) for b in bad[:10]]}: this is a "
-                                 "bug in certnn, please report it with the model and sentence")
+    attack = _attack_words(args, con, graph, x, ws) if args.attack else None
     agree = ranking_agreement(ws)
-    samples = []
-    for i in range(keep.numel()):
-        j = int(keep[i])
-        idx = ws.pairs_of(i)
-        L = int(lengths[i])
-        words = []
-        for p in idx.tolist():
-            w = kept[j][int(ws.position[p])]
-            rec = {"word": w, "position": int(ws.position[p]), "frame": int(ws.frame[p]), "in_vocabulary": w in vocab,
-                   "certified_radius": float(ws.certified_radius[p]), "saliency": float(ws.saliency[p]),
-                   "rank": int(ws.rank[p]), "saliency_rank": int(ws.saliency_rank[p])}
-            if attack is not None:
-                rec["attack_radius"] = float(attack[p])
-            words.append(rec)
-        k = agree["sentences"].index(i) if i in agree["sentences"] else None
-        samples.append({"index": indices[j], "text": texts[j], "label": int(ws.label[i]),
-                        "predicted": int(ws.predicted[i]), "correct": bool(ws.correct[i]),
-                        "margin": float(ws.margin[i]), "length": L,
-                        "truncated_tokens": max(0, len(enc.tokenizer(texts[j])) - L),
-                        "spearman": None if k is None else agree["spearman"][k],
-                        "top1_agree": None if k is None else agree["top1"][k], "words": words})
+    samples = [_sentence_record(i, int(keep[i]), ws, agree, kept, vocab, attack, indices, texts, enc, int(lengths[i]))
+               for i in range(keep.numel())]
     summary = {"sentences": len(samples), "correct": int(ws.correct.sum()), "pairs": int(lengths.sum()),
                "mean_spearman": agree["mean_spearman"], "top1_agreement": agree["top1_agreement"],
                "seconds_per_word": float(ws.time_s.mean()), "conventions":
@@ -180,6 +131,68 @@ def run(args) -> int:
         write_document(args.json, "words", settings, environment_for(args), summary=summary, samples=samples)
         con.print(f"wrote {args.json}")
     return 0
+
+
+def _kept_sentences(args, lengths, kept: list, vocab):
+    """Indices of the sentences to rank: every --text sentence (each must have a known word), or the
+    non-empty test sentences from --start (at most --samples)."""
+    import torch
+
+    if args.text is not None:
+        empty = [i for i in range(len(kept)) if int(lengths[i]) == 0]
+        if empty:
+            raise DataError(f"--text sentence(s) {empty} have no words (nothing to certify)")
+        unknown = [i for i, toks in enumerate(kept) if not any(w in vocab for w in toks)]
+        if unknown:
+            raise DataError(f"--text sentence(s) {unknown} have no word in the model's vocabulary (every token "
+                            "would be <unk>); nothing meaningful to rank")
+        return torch.arange(len(kept))
+    keep = torch.nonzero(lengths > 0).flatten()
+    keep = keep[keep >= args.start][:args.samples]
+    if keep.numel() == 0:
+        raise DataError(f"no non-empty test sentence from index {args.start}")
+    return keep
+
+
+def _attack_words(args, con, graph, x, ws):
+    """--attack: the attack radius of every (sentence, word) pair, checked against the certified radii."""
+    import torch
+
+    from ..attacks import attack_radius
+    from ..certify.per_sample_frames import frame_scales
+
+    frames = [(int(f),) for f in ws.frame.tolist()]
+    with con.progress("attack radius per word", None) as acb:
+        ar = attack_radius(graph, x[ws.sentence], ws.label[ws.sentence], args.norm, attack_config(args),
+                           target=ws.target, scale=frame_scales(tuple(x.shape[1:]), frames),
+                           eps_max=args.eps_max, progress=acb.detail, device=args.device)
+    attack = ar.radius.to(torch.float64)
+    bad = torch.nonzero(ws.certified_radius > attack * (1 + 1e-9) + 1e-12).flatten()
+    if bad.numel():
+        raise SoundnessError(f"certified radius above the attack radius for (sentence, word) pairs "
+                             f"{[(int(ws.sentence[b]), int(ws.position[b])) for b in bad[:10]]}: this is a "
+                             "bug in certnn, please report it with the model and sentence")
+    return attack
+
+
+def _sentence_record(i: int, j: int, ws, agree: dict, kept: list, vocab, attack, indices, texts, enc, L: int) -> dict:
+    """The JSON record of ranked sentence i (sentence j of the input), its words in position order."""
+    words = []
+    for p in ws.pairs_of(i).tolist():
+        w = kept[j][int(ws.position[p])]
+        rec = {"word": w, "position": int(ws.position[p]), "frame": int(ws.frame[p]), "in_vocabulary": w in vocab,
+               "certified_radius": float(ws.certified_radius[p]), "saliency": float(ws.saliency[p]),
+               "rank": int(ws.rank[p]), "saliency_rank": int(ws.saliency_rank[p])}
+        if attack is not None:
+            rec["attack_radius"] = float(attack[p])
+        words.append(rec)
+    k = agree["sentences"].index(i) if i in agree["sentences"] else None
+    return {"index": indices[j], "text": texts[j], "label": int(ws.label[i]),
+            "predicted": int(ws.predicted[i]), "correct": bool(ws.correct[i]),
+            "margin": float(ws.margin[i]), "length": L,
+            "truncated_tokens": max(0, len(enc.tokenizer(texts[j])) - L),
+            "spearman": None if k is None else agree["spearman"][k],
+            "top1_agree": None if k is None else agree["top1"][k], "words": words}
 
 
 def _aggregate(samples: list[dict]) -> dict:

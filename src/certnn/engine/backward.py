@@ -96,28 +96,28 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
             if sound and merged:  # the sum of two paths' coefficients is rounded too
                 lerr, uerr = rounding.merge_errors(ctx, inp, *coeffs.get(inp), lerr, uerr)
     A_in = coeffs.get(g.input_name)
-    spec = ctx.spec
     if g.input_name in ctx.capture:
         ctx.captured[g.input_name] = patches.densify(A_in[0])
-
-    def conc(A, bias, side):
-        if A is None:
-            val = bias
-        elif patches.is_patches(A):
-            val = patches.concretize(spec, A, bias, side)
-        else:
-            val = spec.concretize(A, bias, side)
-        if sound:  # outward by the rounding of the concretisation and of all earlier steps
-            acc = lerr if side == "lower" else uerr
-            err = (rounding.sum_error(ctx, bias) if A is None else rounding.concretize_error(ctx, A, bias))
-            err = err if acc is None else err + acc
-            val = val - err if side == "lower" else val + err
-        return val
-
     with ctx.timer("concretize"):
-        lo = conc(A_in[0], lbias, "lower") if lA is not None else None
-        hi = conc(A_in[1], ubias, "upper") if uA is not None else None
+        lo = _concretize(ctx, A_in[0], lbias, "lower", lerr) if lA is not None else None
+        hi = _concretize(ctx, A_in[1], ubias, "upper", uerr) if uA is not None else None
     return lo, hi
+
+
+def _concretize(ctx: RunContext, A, bias: Tensor, side: str, acc: Tensor | None) -> Tensor:
+    """The `side` bound (B, S) of A x + bias over ctx.spec (A None: the bias alone); in float32-sound mode
+    moved outward by the rounding of the concretisation and of all earlier steps (acc)."""
+    if A is None:
+        val = bias
+    elif patches.is_patches(A):
+        val = patches.concretize(ctx.spec, A, bias, side)
+    else:
+        val = ctx.spec.concretize(A, bias, side)
+    if ctx.rounding is not None:
+        err = (rounding.sum_error(ctx, bias) if A is None else rounding.concretize_error(ctx, A, bias))
+        err = err if acc is None else err + acc
+        val = val - err if side == "lower" else val + err
+    return val
 
 
 def _dense(t) -> bool:

@@ -28,201 +28,28 @@ from __future__ import annotations
 
 import copy
 import math
-import operator
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..config import Config, dual_exponent, parse_norm
+from ..config import dual_exponent, parse_norm
 from ..errors import ConfigError, DataError
 from ..attacks.placement import model_on, target_device
+from .clever_config import DEFAULT_RADIUS, CleverConfig, CleverResult
 from .sampling import _clip_tensors, sample_lp_ball
-from .weibull import DEFAULT_SHAPE_INITS, WeibullFit, fit_reverse_weibull
+from .weibull import WeibullFit, fit_reverse_weibull
 
 __all__ = ["CleverConfig", "CleverResult", "clever_scores", "gradient_norm_maxima", "select_targets",
            "DEFAULT_RADIUS", "TARGET_MODES"]
-
-#: Default sampling radius R per perturbation norm, for inputs scaled to [0, 1] (e.g. images with
-#: d ~ 10^3): 0.1 for L_inf, 2 for L_2 (about the L_2 size of a 0.1-box corner for d = 400) and 10 for L_1.
-#: R caps the score, so it should exceed the adversarial distances one expects to measure.
-DEFAULT_RADIUS: dict[str, float] = {"inf": 0.1, "2": 2.0, "1": 10.0}
 
 #: Target selections of the paper's experiments: the least likely class, a random class != c, and the
 #: runner-up class (the largest logit other than c).
 TARGET_MODES: tuple[str, ...] = ("least_likely", "random", "top2")
 
 Model = Callable[[Tensor], Tensor]
-
-
-def _as_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"CleverConfig.{name} must be an integer, got {value!r}")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise ConfigError(f"CleverConfig.{name} must be an integer, got {value!r}") from None
-    if v < minimum:
-        raise ConfigError(f"CleverConfig.{name} must be >= {minimum}, got {v}")
-    return v
-
-
-def _as_float(value: Any, name: str) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"CleverConfig.{name} must be a number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"CleverConfig.{name} must be a number, got {value!r}") from None
-
-
-@dataclass(frozen=True)
-class CleverConfig(Config):
-    """Settings of :func:`clever_scores` (Weng et al., ICLR 2018, Algorithm 1).
-
-    Attributes:
-        n_batches: N_b, the number of batches, i.e. of maxima the reverse Weibull law is fitted to (the paper
-            uses 500; the default 100 costs 5x less and fits a 3-parameter law well).
-        n_samples: N_s, points per batch (the paper uses 1024; default 256).
-        radius: R, the sampling radius, also the cap of the score. None picks DEFAULT_RADIUS[norm]
-            (0.1 for inf, 2 for 2, 10 for 1; meant for inputs in [0, 1]).
-        seed: seed of the point sampler (per input i, the stream is seeded by (seed, index_offset + i), see
-            clever_scores) and of the 'random' target selection; the same seed gives the same result on the
-            same device, whatever the batches or shards the inputs are scored in.
-        pool: how each batch's gradient norms are reduced; 'max' (the batch maximum, as in the paper) is
-            the only choice EVT supports.
-        estimator: 'weibull' fits the reverse Weibull law (the paper); 'max' skips the fit and uses the
-            largest observed gradient norm (a cheaper, smaller estimate of L, so a larger score).
-        fit_shape_inits: starting shapes c_0 of the Weibull maximum-likelihood fit (the reference code's
-            0.1, 1, 5, 10, 20, 50, 100); the fit with the best Kolmogorov-Smirnov p-value is kept.
-        fit_shape_reg: weight of a penalty fit_shape_reg * c^2 on the shape in the fit (0: none).
-        fit_max_extrapolation: fits whose location lies more than this many observed ranges above the
-            largest maximum are rejected (see ``fit_reverse_weibull``).
-        fit_min_pvalue: fits whose best KS p-value is lower are rejected and replaced by the largest
-            observed maximum (the reference code uses 0.001).
-        max_points_per_call: the most rows (replicated points x classes) passed to the model in one
-            forward and backward call; bounds memory at about max_points_per_call * d values per tensor.
-    """
-
-    n_batches: int = 100
-    n_samples: int = 256
-    radius: float | None = None
-    seed: int = 0
-    pool: str = "max"
-    estimator: str = "weibull"
-    fit_shape_inits: tuple[float, ...] = DEFAULT_SHAPE_INITS
-    fit_shape_reg: float = 0.0
-    fit_min_pvalue: float = 1e-3
-    fit_max_extrapolation: float = 1.0
-    max_points_per_call: int = 8192
-
-    choices: ClassVar[dict[str, tuple[Any, ...]]] = {"pool": ("max",), "estimator": ("weibull", "max")}
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        set_ = object.__setattr__
-        set_(self, "n_batches", _as_int(self.n_batches, "n_batches", 1))
-        set_(self, "n_samples", _as_int(self.n_samples, "n_samples", 1))
-        set_(self, "seed", _as_int(self.seed, "seed", 0))
-        set_(self, "max_points_per_call", _as_int(self.max_points_per_call, "max_points_per_call", 1))
-        if self.radius is not None:
-            r = _as_float(self.radius, "radius")
-            if not (r > 0 and math.isfinite(r)):
-                raise ConfigError(f"CleverConfig.radius must be a positive finite number (or None for the "
-                                  f"per-norm default), got {self.radius!r}")
-            set_(self, "radius", r)
-        inits = self.fit_shape_inits
-        if isinstance(inits, (int, float)):
-            inits = (inits,)
-        try:
-            inits = tuple(_as_float(c, "fit_shape_inits") for c in inits)
-        except TypeError:
-            raise ConfigError(f"CleverConfig.fit_shape_inits must be a sequence of positive numbers, "
-                              f"got {self.fit_shape_inits!r}") from None
-        if not inits or not all(c > 0 and math.isfinite(c) for c in inits):
-            raise ConfigError(f"CleverConfig.fit_shape_inits must be a non-empty sequence of positive numbers, "
-                              f"got {self.fit_shape_inits!r}")
-        set_(self, "fit_shape_inits", inits)
-        reg = _as_float(self.fit_shape_reg, "fit_shape_reg")
-        if not (reg >= 0 and math.isfinite(reg)):
-            raise ConfigError(f"CleverConfig.fit_shape_reg must be >= 0, got {self.fit_shape_reg!r}")
-        set_(self, "fit_shape_reg", reg)
-        pmin = _as_float(self.fit_min_pvalue, "fit_min_pvalue")
-        if not 0.0 <= pmin <= 1.0:
-            raise ConfigError(f"CleverConfig.fit_min_pvalue must lie in [0, 1], got {self.fit_min_pvalue!r}")
-        set_(self, "fit_min_pvalue", pmin)
-        ext = _as_float(self.fit_max_extrapolation, "fit_max_extrapolation")
-        if not ext > 0:
-            raise ConfigError(f"CleverConfig.fit_max_extrapolation must be > 0, got {self.fit_max_extrapolation!r}")
-        set_(self, "fit_max_extrapolation", ext)
-
-    def radius_for(self, norm: str) -> float:
-        """R for the perturbation norm: ``radius`` if set, else DEFAULT_RADIUS[norm]."""
-        return self.radius if self.radius is not None else DEFAULT_RADIUS[parse_norm(norm)]
-
-
-@dataclass(frozen=True)
-class CleverResult:
-    """CLEVER estimates for a batch of B inputs and K classes. All tensors are float64 (bool/long for
-    flags and classes) on the CPU, batch first.
-
-    Attributes:
-        clever_estimate: (B,) the untargeted score min_{j != c} per_class[:, j], or the targeted score
-            per_class[:, target]; 0 for misclassified inputs.
-        per_class: (B, K) min(g_j(x0) / L_j, R) per class j; nan for j = c, for classes not evaluated
-            (targeted runs evaluate only the target) and for misclassified inputs.
-        lipschitz_estimate: (B, K) the estimate L_j of the local cross Lipschitz constant
-            max_{x in B_p(x0,R)} ||grad g_j(x)||_q (Weibull location, or the largest observed gradient
-            norm on a fallback); nan where not evaluated.
-        margin: (B, K) g_j(x0) = f_c(x0) - f_j(x0); nan for j = c.
-        fit_ok: (B, K) True where L_j comes from an accepted reverse Weibull fit; False on a fallback to the
-            largest observed gradient norm, with estimator 'max', and where not evaluated.
-        ks_pvalue: (B, K) Kolmogorov-Smirnov p-value of the best fit (nan where no fit was made).
-        label: (B,) the class c each input is scored for (the given y, or the prediction when y is None).
-        target: (B,) the target classes of a targeted run, None for an untargeted run.
-        misclassified: (B,) True where argmax_k f_k(x0) != c; those inputs get score 0 and no sampling.
-        norm: the perturbation norm p ('inf', '2', '1'); gradients are measured in the dual norm q.
-        radius: the sampling radius R used.
-        config: the :class:`CleverConfig` used.
-        seed: the seed used (config.seed).
-        dtype, device: where the model was evaluated.
-        wall_time_s: wall-clock time of the call.
-        method: 'clever'.
-    """
-
-    clever_estimate: Tensor
-    per_class: Tensor
-    lipschitz_estimate: Tensor
-    margin: Tensor
-    fit_ok: Tensor
-    ks_pvalue: Tensor
-    label: Tensor
-    target: Tensor | None
-    misclassified: Tensor
-    norm: str
-    radius: float
-    config: CleverConfig
-    seed: int
-    dtype: str
-    device: str
-    wall_time_s: float
-    method: str = "clever"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain Python values (lists, floats with nan kept, the config as a dict)."""
-        out: dict[str, Any] = {}
-        for name in self.__dataclass_fields__:
-            v = getattr(self, name)
-            if isinstance(v, Tensor):
-                v = v.tolist()
-            elif isinstance(v, Config):
-                v = v.to_dict()
-            out[name] = v
-        return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -407,70 +234,43 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
     p = parse_norm(norm)
     radius = cfg.radius_for(p)
 
-    if not isinstance(x, Tensor):
-        x = torch.as_tensor(x)
-    if not torch.is_floating_point(x):
-        x = x.to(torch.float64)
-    if x.ndim < 2 or x.shape[0] < 1:
-        raise DataError(f"x must be batch first, shape (B, *in_shape) with B >= 1, got {tuple(x.shape)}")
-    x = x.detach()
+    x = _as_batch(x)
     dev = target_device(x, device)
     if dev is not None:
         x, model = x.to(dev), model_on(model, dev)
-    bsz = x.shape[0]
     net = _model_for(model, x.dtype, x.device)
+    logits = _checked_logits(net, x)
+    k = logits.shape[1]
+    pred = logits.argmax(dim=1)
+    label = _labels(y, pred, k, x.device)
+    tgt = _targets(target, logits, label, cfg, index_offset, x.device)
+    if clip is not None:
+        x = _inside_clip(x, clip)
+    s = _scores(net, x, logits, label, pred, tgt, p, radius, cfg, index_offset, clip)
+    return CleverResult(
+        clever_estimate=s["estimate"], per_class=s["per_class"], lipschitz_estimate=s["lip"], margin=s["margin"],
+        fit_ok=s["fit_ok"], ks_pvalue=s["pval"], label=s["label"], target=None if tgt is None else tgt.cpu(),
+        misclassified=s["misclassified"], norm=p, radius=float(radius), config=cfg, seed=cfg.seed,
+        dtype=str(x.dtype).replace("torch.", ""), device=str(x.device), wall_time_s=time.perf_counter() - start)
 
+
+def _checked_logits(net, x: Tensor) -> Tensor:
+    """The model's logits (B, K >= 2) at x (DataError for any other output)."""
+    bsz = x.shape[0]
     with torch.no_grad():
         logits = net(x)
     if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != bsz or logits.shape[1] < 2:
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise DataError(f"the model must return logits of shape (B, K) = ({bsz}, K >= 2), got {shape}")
-    k = logits.shape[1]
-    pred = logits.argmax(dim=1)
+    return logits
 
-    if y is None:
-        label = pred.clone()
-    else:
-        label = torch.as_tensor(y, device=x.device)
-        if label.is_floating_point() or label.is_complex():
-            raise DataError(f"labels y must be integers, got {label.dtype}")
-        label = label.to(torch.long)
-        if label.shape != (bsz,):
-            raise DataError(f"labels y must have shape ({bsz},), got {tuple(label.shape)}")
-    if bool(((label < 0) | (label >= k)).any()):
-        raise DataError(f"labels must lie in [0, {k}), got {label.tolist()}")
 
-    tgt: Tensor | None
-    if target is None:
-        tgt = None
-    elif isinstance(target, str):
-        tgt = select_targets(logits, label, target, seed=cfg.seed, index_offset=index_offset)
-    else:
-        tgt = torch.as_tensor(target, device=x.device)
-        if tgt.is_floating_point() or tgt.is_complex():
-            raise DataError(f"target classes must be integers, got {tgt.dtype}")
-        tgt = tgt.to(torch.long)
-        if tgt.ndim == 0:
-            tgt = tgt.expand(bsz).clone()
-        if tgt.shape != (bsz,):
-            raise DataError(f"target must have shape ({bsz},), got {tuple(tgt.shape)}")
-        if bool(((tgt < 0) | (tgt >= k)).any()):
-            raise DataError(f"target classes must lie in [0, {k}), got {tgt.tolist()}")
-        if bool((tgt == label).any()):
-            bad = torch.nonzero(tgt == label).flatten().tolist()
-            raise DataError(f"target class equals the label c for inputs {bad}; a target must differ from c")
-
-    if clip is not None:
-        lo, hi = _clip_tensors(clip, x[0])
-        if bool(((x < lo) | (x > hi)).any()):  # within float rounding: clamped; farther: an error
-            from ..errors import SpecError
-            from ..specs.lp import clamp_to_box
-
-            try:
-                x, _ = clamp_to_box(x, lo, hi)
-            except SpecError as exc:
-                raise DataError(f"x lies outside the clip box (lo, hi): {exc}") from None
-
+def _scores(net, x: Tensor, logits: Tensor, label: Tensor, pred: Tensor, tgt: Tensor | None, p: str, radius: float,
+            cfg: CleverConfig, index_offset: int, clip) -> dict[str, Tensor]:
+    """Per input i and class j (float64, cpu): the margin g_j(x_i), the Lipschitz estimate L_j, fit flag and
+    KS p-value, the score min(g_j / L_j, R); per input the estimate (the target's score, or the smallest
+    over j != c; NaN if any is NaN). Misclassified inputs are not sampled and score 0."""
+    bsz, k = logits.shape
     logits64 = logits.detach().to(device="cpu", dtype=torch.float64)
     label_cpu = label.cpu()
     margin = logits64.gather(1, label_cpu.unsqueeze(1)) - logits64
@@ -482,7 +282,6 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
     fit_ok = torch.zeros((bsz, k), dtype=torch.bool)
     misclassified = (pred != label).cpu()
     estimate = torch.zeros(bsz, dtype=torch.float64)
-
     for i in range(bsz):
         if bool(misclassified[i]):
             continue
@@ -494,14 +293,7 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
                                       generator=gen, clip=clip, max_points_per_call=cfg.max_points_per_call)
         maxima_np = maxima.detach().to(device="cpu", dtype=torch.float64).numpy()
         for row, j in enumerate(classes):
-            if cfg.estimator == "weibull":
-                fit: WeibullFit = fit_reverse_weibull(maxima_np[row], shape_inits=cfg.fit_shape_inits,
-                                          shape_reg=cfg.fit_shape_reg, min_pvalue=cfg.fit_min_pvalue,
-                                          max_extrapolation=cfg.fit_max_extrapolation)
-                lip_j, ok, pv = fit.location, fit.ok, fit.pvalue
-            else:
-                finite = maxima_np[row][np.isfinite(maxima_np[row])]
-                lip_j, ok, pv = (float(finite.max()) if finite.size else nan), False, nan
+            lip_j, ok, pv = _location(cfg, maxima_np[row])
             lip[i, j] = lip_j
             fit_ok[i, j] = ok
             pval[i, j] = pv
@@ -511,9 +303,82 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
         else:
             vals = per_class[i, classes]
             estimate[i] = vals.min() if not bool(torch.isnan(vals).any()) else nan
+    return {"estimate": estimate, "per_class": per_class, "lip": lip, "margin": margin, "fit_ok": fit_ok,
+            "pval": pval, "label": label_cpu, "misclassified": misclassified}
 
-    return CleverResult(
-        clever_estimate=estimate, per_class=per_class, lipschitz_estimate=lip, margin=margin, fit_ok=fit_ok,
-        ks_pvalue=pval, label=label_cpu, target=None if tgt is None else tgt.cpu(), misclassified=misclassified,
-        norm=p, radius=float(radius), config=cfg, seed=cfg.seed, dtype=str(x.dtype).replace("torch.", ""),
-        device=str(x.device), wall_time_s=time.perf_counter() - start)
+
+def _as_batch(x) -> Tensor:
+    """x as a detached floating tensor (B, *in_shape), B >= 1 (integers become float64)."""
+    if not isinstance(x, Tensor):
+        x = torch.as_tensor(x)
+    if not torch.is_floating_point(x):
+        x = x.to(torch.float64)
+    if x.ndim < 2 or x.shape[0] < 1:
+        raise DataError(f"x must be batch first, shape (B, *in_shape) with B >= 1, got {tuple(x.shape)}")
+    return x.detach()
+
+
+def _labels(y, pred: Tensor, k: int, device) -> Tensor:
+    """The classes c (B,) int64: y checked, or the predicted ones when y is None."""
+    bsz = pred.shape[0]
+    if y is None:
+        label = pred.clone()
+    else:
+        label = torch.as_tensor(y, device=device)
+        if label.is_floating_point() or label.is_complex():
+            raise DataError(f"labels y must be integers, got {label.dtype}")
+        label = label.to(torch.long)
+        if label.shape != (bsz,):
+            raise DataError(f"labels y must have shape ({bsz},), got {tuple(label.shape)}")
+    if bool(((label < 0) | (label >= k)).any()):
+        raise DataError(f"labels must lie in [0, {k}), got {label.tolist()}")
+    return label
+
+
+def _targets(target, logits: Tensor, label: Tensor, cfg: CleverConfig, index_offset: int, device) -> Tensor | None:
+    """The target classes (B,) of targeted CLEVER (given, or selected by name), checked; None: untargeted."""
+    if target is None:
+        return None
+    if isinstance(target, str):
+        return select_targets(logits, label, target, seed=cfg.seed, index_offset=index_offset)
+    bsz, k = logits.shape
+    tgt = torch.as_tensor(target, device=device)
+    if tgt.is_floating_point() or tgt.is_complex():
+        raise DataError(f"target classes must be integers, got {tgt.dtype}")
+    tgt = tgt.to(torch.long)
+    if tgt.ndim == 0:
+        tgt = tgt.expand(bsz).clone()
+    if tgt.shape != (bsz,):
+        raise DataError(f"target must have shape ({bsz},), got {tuple(tgt.shape)}")
+    if bool(((tgt < 0) | (tgt >= k)).any()):
+        raise DataError(f"target classes must lie in [0, {k}), got {tgt.tolist()}")
+    if bool((tgt == label).any()):
+        bad = torch.nonzero(tgt == label).flatten().tolist()
+        raise DataError(f"target class equals the label c for inputs {bad}; a target must differ from c")
+    return tgt
+
+
+def _inside_clip(x: Tensor, clip) -> Tensor:
+    """x within float rounding of the clip box is clamped into it; farther outside is a DataError."""
+    lo, hi = _clip_tensors(clip, x[0])
+    if bool(((x < lo) | (x > hi)).any()):
+        from ..errors import SpecError
+        from ..specs.lp import clamp_to_box
+
+        try:
+            x, _ = clamp_to_box(x, lo, hi)
+        except SpecError as exc:
+            raise DataError(f"x lies outside the clip box (lo, hi): {exc}") from None
+    return x
+
+
+def _location(cfg: CleverConfig, maxima) -> tuple[float, bool, float]:
+    """(Lipschitz estimate, fit accepted, KS p-value) from one class's batch maxima (numpy, float64): the
+    reverse-Weibull location, or the largest finite maximum for the 'max' estimator."""
+    if cfg.estimator == "weibull":
+        fit: WeibullFit = fit_reverse_weibull(maxima, shape_inits=cfg.fit_shape_inits, shape_reg=cfg.fit_shape_reg,
+                                              min_pvalue=cfg.fit_min_pvalue,
+                                              max_extrapolation=cfg.fit_max_extrapolation)
+        return fit.location, fit.ok, fit.pvalue
+    finite = maxima[np.isfinite(maxima)]
+    return (float(finite.max()) if finite.size else float("nan")), False, float("nan")

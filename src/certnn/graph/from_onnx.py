@@ -1244,19 +1244,8 @@ def onnx_to_model(source, dtype: torch.dtype = torch.float64, check: bool = True
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
     if not 1 <= opset:
         raise ModelImportError(f"unsupported opset {opset}")
-    env: dict[str, Val] = {}
-    for init in g.initializer:
-        try:
-            env[init.name] = Val(const=numpy_helper.to_array(init))
-        except Exception as exc:  # noqa: BLE001
-            raise ModelImportError(f"cannot read initializer {init.name!r}: {exc}") from exc
-    real_inputs = [i for i in g.input if i.name not in env]
-    if len(real_inputs) != 1:
-        raise ModelImportError(f"the ONNX graph has {len(real_inputs)} inputs that are not initializers "
-                               f"({', '.join(i.name for i in real_inputs)}); certnn supports exactly one")
-    if len(g.output) != 1:
-        raise ModelImportError(f"the ONNX graph has {len(g.output)} outputs; certnn supports exactly one")
-    inp = real_inputs[0]
+    env = _initializers(g, numpy_helper)
+    inp = _single_input(g, env)
     input_dtype, output_dtype, precision = _element_types(model, inp, env)
     dims = _dims(inp)
     if not dims:
@@ -1265,73 +1254,12 @@ def onnx_to_model(source, dtype: torch.dtype = torch.float64, check: bool = True
     batched = batch_axis is not None
     per = _resolve_shape(inp.name, dims, batch_axis, input_shape)
     builder = GraphBuilder(per, dtype)
-    consumers: dict[str, int] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers[i] = consumers.get(i, 0) + 1
-    for o in g.output:
-        consumers[o.name] = consumers.get(o.name, 0) + 1
-    imp = _Importer(builder, batch_axis, consumers)
+    imp = _Importer(builder, batch_axis, _consumer_counts(g))
     imp.env = env
     env[inp.name] = Val(name=builder.input_name, batch=batch_axis)
     for pos, node in enumerate(g.node):
-        imp.node = node
-        imp.where = f"node {pos} {node.op_type} {node.name or node.output[0]!r}"
-        if node.domain not in ("", "ai.onnx"):
-            raise imp.unsupported(f"op {node.domain}.{node.op_type}")
-        ins: list[Val | None] = []
-        for i in node.input:
-            if not i:
-                ins.append(None)
-            elif i not in env:
-                raise imp.error(f"input {i!r} is not defined before use")
-            else:
-                ins.append(env[i])
-        attrs = _attrs(node)
-        if node.op_type == "Constant":
-            from onnx import numpy_helper as nh
-            a = node.attribute[0]
-            if a.name == "value":
-                c = nh.to_array(a.t)
-            elif a.name in ("value_float", "value_int"):
-                c = np.array(attrs[a.name])
-            elif a.name in ("value_floats", "value_ints"):
-                c = np.array(list(attrs[a.name]))
-            else:
-                raise imp.unsupported(f"Constant with attribute {a.name}")
-            env[node.output[0]] = Val(const=c)
-            continue
-        present = [v for v in ins if v is not None]
-        if node.op_type in PASSTHROUGH:
-            if len(node.output) > 1 and any(node.output[1:]) and consumers.get(node.output[1], 0):
-                raise imp.unsupported(f"{node.op_type} with its mask output in use")
-            env[node.output[0]] = ins[0]
-            continue
-        if present and all(v.is_const for v in present) and node.op_type != "Shape":
-            try:
-                outs = _fold(node, ins, opset)
-            except Exception as exc:  # noqa: BLE001
-                raise imp.error(f"cannot evaluate this constant {node.op_type}: {exc}") from exc
-            for name, o in zip(node.output, outs):
-                env[name] = Val(const=o)
-            continue
-        conv = ONNX_CONVERTERS.get(node.op_type)
-        if conv is None:
-            raise imp.unsupported(f"op {node.op_type}")
-        try:
-            outs = conv(imp, node, ins, attrs)
-        except ImportError as exc:
-            raise imp.unsupported(f"op {node.op_type} (its certnn op is not available: {exc})") from exc
-        for name, v in zip(node.output, outs):
-            env[name] = v
-    out = env.get(g.output[0].name)
-    if out is None:
-        raise ModelImportError(f"the ONNX output {g.output[0].name!r} is never computed")
-    if out.is_const:
-        raise ModelImportError("the ONNX output does not depend on the input: nothing to certify")
-    if out.name == builder.input_name:  # the output is the input (up to layout): an identity node
-        per_in = builder.shape(out.name)
-        out = Val(name=builder.add(Reshape(per_in, per_in), [out.name]), batch=out.batch)
+        _convert_node(imp, pos, node, opset)
+    out = _output_value(g, env, builder)
     from .passes import simplify_selections
     graph = simplify_selections(_prune(builder.build(out.name)))
     shown = tuple(d if i == batch_axis or not (d is None or isinstance(d, str) or d <= 0) else
@@ -1341,6 +1269,110 @@ def onnx_to_model(source, dtype: torch.dtype = torch.float64, check: bool = True
     if check:
         check_onnx_parity(om)
     return om
+
+
+def _initializers(g, numpy_helper) -> dict[str, Val]:
+    env: dict[str, Val] = {}
+    for init in g.initializer:
+        try:
+            env[init.name] = Val(const=numpy_helper.to_array(init))
+        except Exception as exc:  # noqa: BLE001
+            raise ModelImportError(f"cannot read initializer {init.name!r}: {exc}") from exc
+    return env
+
+
+def _single_input(g, env: dict[str, Val]):
+    """The graph's one input that is not an initializer (and its one output is checked)."""
+    real_inputs = [i for i in g.input if i.name not in env]
+    if len(real_inputs) != 1:
+        raise ModelImportError(f"the ONNX graph has {len(real_inputs)} inputs that are not initializers "
+                               f"({', '.join(i.name for i in real_inputs)}); certnn supports exactly one")
+    if len(g.output) != 1:
+        raise ModelImportError(f"the ONNX graph has {len(g.output)} outputs; certnn supports exactly one")
+    return real_inputs[0]
+
+
+def _consumer_counts(g) -> dict[str, int]:
+    """How many nodes (and graph outputs) read each value."""
+    consumers: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    for o in g.output:
+        consumers[o.name] = consumers.get(o.name, 0) + 1
+    return consumers
+
+
+def _convert_node(imp: _Importer, pos: int, node, opset: int) -> None:
+    """One ONNX node's outputs into imp.env: a constant (Constant, or every input constant: folded), the
+    input itself (pass-through ops), or the nodes its converter adds."""
+    env = imp.env
+    imp.node = node
+    imp.where = f"node {pos} {node.op_type} {node.name or node.output[0]!r}"
+    if node.domain not in ("", "ai.onnx"):
+        raise imp.unsupported(f"op {node.domain}.{node.op_type}")
+    ins: list[Val | None] = []
+    for i in node.input:
+        if not i:
+            ins.append(None)
+        elif i not in env:
+            raise imp.error(f"input {i!r} is not defined before use")
+        else:
+            ins.append(env[i])
+    attrs = _attrs(node)
+    if node.op_type == "Constant":
+        env[node.output[0]] = Val(const=_constant(imp, node, attrs))
+        return
+    present = [v for v in ins if v is not None]
+    if node.op_type in PASSTHROUGH:
+        if len(node.output) > 1 and any(node.output[1:]) and imp.consumers.get(node.output[1], 0):
+            raise imp.unsupported(f"{node.op_type} with its mask output in use")
+        env[node.output[0]] = ins[0]
+        return
+    if present and all(v.is_const for v in present) and node.op_type != "Shape":
+        try:
+            outs = _fold(node, ins, opset)
+        except Exception as exc:  # noqa: BLE001
+            raise imp.error(f"cannot evaluate this constant {node.op_type}: {exc}") from exc
+        for name, o in zip(node.output, outs):
+            env[name] = Val(const=o)
+        return
+    conv = ONNX_CONVERTERS.get(node.op_type)
+    if conv is None:
+        raise imp.unsupported(f"op {node.op_type}")
+    try:
+        outs = conv(imp, node, ins, attrs)
+    except ImportError as exc:
+        raise imp.unsupported(f"op {node.op_type} (its certnn op is not available: {exc})") from exc
+    for name, v in zip(node.output, outs):
+        env[name] = v
+
+
+def _constant(imp: _Importer, node, attrs: dict) -> np.ndarray:
+    """The value of a Constant node."""
+    from onnx import numpy_helper as nh
+    a = node.attribute[0]
+    if a.name == "value":
+        return nh.to_array(a.t)
+    if a.name in ("value_float", "value_int"):
+        return np.array(attrs[a.name])
+    if a.name in ("value_floats", "value_ints"):
+        return np.array(list(attrs[a.name]))
+    raise imp.unsupported(f"Constant with attribute {a.name}")
+
+
+def _output_value(g, env: dict[str, Val], builder: GraphBuilder) -> Val:
+    """The graph output's value: computed, depending on the input; an output that is the input itself gets
+    an identity node."""
+    out = env.get(g.output[0].name)
+    if out is None:
+        raise ModelImportError(f"the ONNX output {g.output[0].name!r} is never computed")
+    if out.is_const:
+        raise ModelImportError("the ONNX output does not depend on the input: nothing to certify")
+    if out.name == builder.input_name:  # the output is the input (up to layout): an identity node
+        per_in = builder.shape(out.name)
+        out = Val(name=builder.add(Reshape(per_in, per_in), [out.name]), batch=out.batch)
+    return out
 
 
 def _prune(graph: Graph) -> Graph:

@@ -80,23 +80,36 @@ def load_model(spec: str, weights: str | None = None, trust_pickle: bool = False
             raise ModelImportError(f"ONNX import is not available: {exc}") from exc
         return load_onnx(str(path), input_shape=input_shape)
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            is_script = any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
-        if is_script:
-            try:
-                m = torch.jit.load(str(path), map_location="cpu")
-            except Exception as exc:  # noqa: BLE001
-                raise ModelImportError(f"cannot load TorchScript model {path}: {exc}") from exc
-            if weights:
-                raise ModelImportError("--weights is for FILE.py:FACTORY models; a TorchScript file has its own")
-            return m.eval()
-        from ..models.bundle import bundle_module, read_bundle
+        model = _load_zip(path, weights)
+        if model is not None:
+            return model
+    return _load_pickled(path, trust_pickle)
 
-        doc = read_bundle(path)
-        if doc is not None:
-            if weights:
-                raise ModelImportError("--weights is for FILE.py:FACTORY models; a certnn bundle has its own")
-            return bundle_module(doc, str(path))
+
+def _load_zip(path: Path, weights: str | None):
+    """A TorchScript file or a certnn bundle (None: neither, e.g. a torch.save zip)."""
+    with zipfile.ZipFile(path) as zf:
+        is_script = any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
+    if is_script:
+        try:
+            m = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:  # noqa: BLE001
+            raise ModelImportError(f"cannot load TorchScript model {path}: {exc}") from exc
+        if weights:
+            raise ModelImportError("--weights is for FILE.py:FACTORY models; a TorchScript file has its own")
+        return m.eval()
+    from ..models.bundle import bundle_module, read_bundle
+
+    doc = read_bundle(path)
+    if doc is not None:
+        if weights:
+            raise ModelImportError("--weights is for FILE.py:FACTORY models; a certnn bundle has its own")
+        return bundle_module(doc, str(path))
+    return None
+
+
+def _load_pickled(path: Path, trust_pickle: bool):
+    """A fully pickled module, only with trust_pickle; otherwise an error saying what the file holds."""
     if not trust_pickle:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)

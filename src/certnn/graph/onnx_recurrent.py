@@ -32,14 +32,15 @@ onnxruntime checks the unrolling on random inputs.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from ..ops.activation import Activation
-from ..ops.affine import ElementwiseAffine, Linear
-from ..ops.product import Mul, SigmoidMul, SigmoidTanhMul
-from ..ops.shape import Add, Concat, Reshape, Slice
+from ..ops.affine import Linear
+from ..ops.shape import Concat, Reshape, Slice
 from .from_onnx import Val, _Importer, _var, const_node, register_onnx
+from .onnx_recurrent_step import _Act, _Unroller
 from .recurrent import _input_bias, _step
 
 #: ONNX gate blocks in PyTorch's order
@@ -51,25 +52,6 @@ _DEFAULT_ACTS = {"RNN": ["Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["
 _ACT_PARAMS = {"Sigmoid": (), "Tanh": (), "Relu": (), "LeakyRelu": (0.01,), "Affine": (1.0, 0.0),
                "ScaledTanh": (1.0, 1.0), "HardSigmoid": (0.2, 0.5)}
 _NO_RELAXATION = ("Elu", "Softsign", "Softplus", "ThresholdedRelu")
-
-
-class _Act:
-    """One activation of an ONNX recurrent op (name and its alpha / beta)."""
-
-    def __init__(self, name: str, params: tuple[float, ...]):
-        self.name, self.params = name, params
-
-    @property
-    def sigmoid(self) -> bool:
-        return self.name == "Sigmoid"
-
-    @property
-    def tanh(self) -> bool:
-        return self.name == "Tanh"
-
-    @property
-    def identity(self) -> bool:
-        return self.name == "Affine" and self.params == (1.0, 0.0)
 
 
 def _reorder(a: np.ndarray, order: tuple[int, ...], H: int) -> np.ndarray:
@@ -109,173 +91,6 @@ def _const(imp: _Importer, v: Val | None, what: str) -> np.ndarray | None:
     if not v.is_const:
         raise imp.unsupported(f"{imp.node.op_type} with a computed {what} (it must be a constant)")
     return np.asarray(v.const, dtype=np.float64)
-
-
-class _Unroller:
-    """Builds the nodes of one ONNX recurrent op for one direction at a time."""
-
-    def __init__(self, imp: _Importer, kind: str, H: int, clip: float | None, acts: list[_Act],
-                 input_forget: bool, lbr: bool):
-        self.imp, self.b, self.kind, self.H = imp, imp.b, kind, H
-        self.clip, self.acts, self.input_forget, self.lbr = clip, acts, input_forget, lbr
-
-    def t(self, a) -> torch.Tensor:
-        return self.imp.torch_const(a)
-
-    def add(self, op, inputs: list[str]) -> str:
-        return self.b.add(op, inputs)
-
-    def slice(self, x: str, k: int) -> str:
-        return self.add(Slice(self.b.shape(x), (slice(k * self.H, (k + 1) * self.H),)), [x])
-
-    def shift(self, x: str, c: np.ndarray) -> str:
-        """x + c for a constant vector c."""
-        if not np.any(c):
-            return x
-        return self.add(ElementwiseAffine(None, self.t(c)), [x])
-
-    def scale(self, x: str, c: np.ndarray) -> str:
-        return self.add(ElementwiseAffine(self.t(c), None), [x])
-
-    def clipped(self, x: str) -> str:
-        if self.clip is None:
-            return x
-        return self.add(Activation("hardtanh", min_val=-self.clip, max_val=self.clip), [x])
-
-    def act(self, a: _Act, x: str, clip: bool = True) -> str:
-        """F(x) for a pre-activation node x (clip applied unless clip=False)."""
-        x = self.clipped(x) if clip else x
-        if a.name == "Sigmoid":
-            return self.add(Activation("sigmoid"), [x])
-        if a.name == "Tanh":
-            return self.add(Activation("tanh"), [x])
-        if a.name == "Relu":
-            return self.add(Activation("relu"), [x])
-        if a.name == "LeakyRelu":
-            return self.add(Activation("leaky_relu", negative_slope=a.params[0]), [x])
-        if a.name == "Affine":
-            if a.identity:
-                return x
-            return self.add(ElementwiseAffine(torch.tensor(a.params[0]), torch.tensor(a.params[1])), [x])
-        if a.name == "ScaledTanh":
-            y = self.add(ElementwiseAffine(torch.tensor(a.params[1]), None), [x])
-            y = self.add(Activation("tanh"), [y])
-            return self.add(ElementwiseAffine(torch.tensor(a.params[0]), None), [y])
-        # HardSigmoid: max(0, min(1, alpha x + beta))
-        y = self.add(ElementwiseAffine(torch.tensor(a.params[0]), torch.tensor(a.params[1])), [x])
-        return self.add(Activation("hardtanh", min_val=0.0, max_val=1.0), [y])
-
-    def gate_times(self, f: _Act, pre_a: str, other: str, g: _Act | None, clip_other: bool = True) -> str:
-        """F(pre_a) * G(other) (G None: `other` is already a value). The fused sigmoid products when they
-        apply (on the clipped pre-activations), else the general product of the two activations. clip
-        applies to pre_a and, unless clip_other=False (an LSTM's cell state before h), to other."""
-        co = self.clipped(other) if clip_other else other
-        if f.sigmoid and g is not None and g.tanh:
-            return self.add(SigmoidTanhMul(), [self.clipped(pre_a), co])
-        if f.sigmoid and (g is None or g.identity and (self.clip is None or not clip_other)):
-            return self.add(SigmoidMul(), [self.clipped(pre_a), other])
-        y = other if g is None else self.act(g, other, clip=clip_other)
-        return self.add(Mul(), [self.act(f, pre_a), y])
-
-    def one_minus_times(self, f: _Act, pre_z: str, other: str, g: _Act | None) -> str:
-        """(1 - F(pre_z)) * G(other); for the sigmoid 1 - s(z) = s(-z)."""
-        if f.sigmoid:
-            neg = self.add(ElementwiseAffine(torch.tensor(-1.0), None), [self.clipped(pre_z)])
-            if g is not None and g.tanh:
-                return self.add(SigmoidTanhMul(), [neg, self.clipped(other)])
-            y = other if g is None else self.act(g, other)
-            return self.add(SigmoidMul(), [neg, y])
-        one_minus = self.add(ElementwiseAffine(torch.tensor(-1.0), torch.tensor(1.0)), [self.act(f, pre_z)])
-        y = other if g is None else self.act(g, other)
-        return self.add(Mul(), [one_minus, y])
-
-    def const_times(self, f: _Act, pre: str, c: np.ndarray) -> str | None:
-        """F(pre) * c for a constant vector c (None when c is zero)."""
-        if not np.any(c):
-            return None
-        return self.scale(self.act(f, pre), c)
-
-    # -- one step ---------------------------------------------------------------------------------------
-    def step(self, xp: str, h, c, R: np.ndarray, Rb: np.ndarray, P: np.ndarray | None):
-        """One step from the input projection xp (G*H,) (input biases and R's biases of the gates that are
-        not reset-gated folded in). h, c: a node name, a constant vector, or None (zero)."""
-        H, kind = self.H, self.kind
-        if kind == "RNN":
-            pre = self._recur(xp, h, R)
-            return self.act(self.acts[0], pre), None
-        if kind == "LSTM":
-            f, g, hh = self.acts
-            pre = self._recur(xp, h, R)
-            i_pre, f_pre, g_pre, o_pre = (self.slice(pre, k) for k in range(4))
-            if P is not None and c is not None:  # peepholes on c_{t-1}: P_i * c, P_f * c
-                i_pre = self._peep(i_pre, P[0], c)
-                f_pre = self._peep(f_pre, P[2], c)
-            ig = self.gate_times(f, i_pre, g_pre, g)
-            if c is None:
-                c_new = ig
-            else:
-                if self.input_forget:
-                    fc = (self.one_minus_times(f, i_pre, c, None) if isinstance(c, str)
-                          else self.scale(self.add(ElementwiseAffine(torch.tensor(-1.0), torch.tensor(1.0)),
-                                                   [self.act(f, i_pre)]), c))
-                else:
-                    fc = self.gate_times(f, f_pre, c, None) if isinstance(c, str) else self.const_times(f, f_pre, c)
-                c_new = ig if fc is None else self.add(Add(), [fc, ig])
-            if P is not None:
-                o_pre = self._peep(o_pre, P[1], c_new)
-            # onnxruntime clips the gates' pre-activations, not the cell state before h
-            return self.gate_times(f, o_pre, c_new, hh, clip_other=False), c_new
-        # GRU (r, z, n after reordering)
-        f, g = self.acts
-        xr, xz, xn = (self.slice(xp, k) for k in range(3))
-        Rr, Rz, Rn = R[:H], R[H:2 * H], R[2 * H:]
-        Rbn = Rb[2 * H:]
-        if h is None:
-            r_pre, z_pre = xr, xz
-            if self.lbr:  # r * (R_n 0 + Rb_n) = Rb_n * F(r)
-                t = self.const_times(f, r_pre, Rbn)
-                n_pre = xn if t is None else self.add(Add(), [xn, t])
-            else:
-                n_pre = self.shift(xn, Rbn)
-        elif isinstance(h, str):
-            hp = self.add(Linear(self.t(np.concatenate([Rr, Rz])), None), [h])
-            r_pre = self.add(Add(), [xr, self.add(Slice(self.b.shape(hp), (slice(0, H),)), [hp])])
-            z_pre = self.add(Add(), [xz, self.add(Slice(self.b.shape(hp), (slice(H, 2 * H),)), [hp])])
-            if self.lbr:
-                hn = self.add(Linear(self.t(Rn), self.t(Rbn)), [h])
-                n_pre = self.add(Add(), [xn, self.gate_times(f, r_pre, hn, None)])
-            else:
-                rh = self.gate_times(f, r_pre, h, None)
-                n_pre = self.add(Add(), [self.shift(xn, Rbn), self.add(Linear(self.t(Rn), None), [rh])])
-        else:  # constant state
-            r_pre = self.shift(xr, Rr @ h)
-            z_pre = self.shift(xz, Rz @ h)
-            if self.lbr:
-                t = self.const_times(f, r_pre, Rn @ h + Rbn)
-                n_pre = xn if t is None else self.add(Add(), [xn, t])
-            else:
-                fr = self.act(f, r_pre)
-                n_pre = self.add(Add(), [self.shift(xn, Rbn), self.add(Linear(self.t(Rn * h[None, :]), None), [fr])])
-        new = self.one_minus_times(f, z_pre, n_pre, g)
-        if h is not None:
-            zh = self.gate_times(f, z_pre, h, None) if isinstance(h, str) else self.const_times(f, z_pre, h)
-            if zh is not None:
-                new = self.add(Add(), [new, zh])
-        return new, None
-
-    def _recur(self, xp: str, h, R: np.ndarray) -> str:
-        if h is None:
-            return xp
-        if isinstance(h, str):
-            return self.add(Add(), [xp, self.add(Linear(self.t(R), None), [h])])
-        return self.shift(xp, R @ h)
-
-    def _peep(self, pre: str, p: np.ndarray, c) -> str:
-        if not np.any(p):
-            return pre
-        if isinstance(c, str):
-            return self.add(Add(), [pre, self.scale(c, p)])
-        return self.shift(pre, p * c)
 
 
 def _state(imp: _Importer, v: Val | None, D: int, H: int, layout: int, what: str) -> list:
@@ -323,19 +138,25 @@ def _sequence_length(imp: _Importer, v: Val | None, T: int) -> int:
     return L
 
 
-@register_onnx("RNN", "LSTM", "GRU")
-def _recurrent(imp: _Importer, node, ins, attrs):
-    kind = node.op_type
+@dataclass(frozen=True)
+class _Layer:
+    """An ONNX RNN / LSTM / GRU node's checked attributes: G gates, D directions, H units, I inputs."""
+
+    kind: str
+    G: int
+    D: int
+    H: int
+    I: int
+    layout: int
+    direction: str
+    clip: float | None
+    input_forget: bool
+    lbr: bool
+    acts: list
+
+
+def _layer(imp: _Importer, kind: str, W: np.ndarray, R: np.ndarray, attrs: dict) -> _Layer:
     G = _GATES[kind]
-    b = imp.b
-    X = _var(imp, ins[0], "X")
-    W = _const(imp, ins[1], "W")
-    R = _const(imp, ins[2], "R")
-    Bv = _const(imp, ins[3] if len(ins) > 3 else None, "B")
-    seq = ins[4] if len(ins) > 4 else None
-    h0v = ins[5] if len(ins) > 5 else None
-    c0v = ins[6] if len(ins) > 6 and kind == "LSTM" else None
-    Pv = _const(imp, ins[7] if len(ins) > 7 and kind == "LSTM" else None, "P")
     layout = int(attrs.get("layout", 0))
     if layout not in (0, 1):
         raise imp.error(f"{kind} layout={layout}; the specification defines 0 and 1")
@@ -349,7 +170,6 @@ def _recurrent(imp: _Importer, node, ins, attrs):
     H = int(attrs.get("hidden_size", W.shape[1] // G))
     if W.shape[1] != G * H or R.shape != (D, G * H, H):
         raise imp.error(f"{kind} W {W.shape} / R {R.shape} do not fit hidden_size={H}")
-    I = W.shape[2]
     clip = attrs.get("clip", None)
     clip = None if clip is None else float(clip)
     if clip is not None and not clip > 0:
@@ -357,8 +177,47 @@ def _recurrent(imp: _Importer, node, ins, attrs):
     input_forget = bool(attrs.get("input_forget", 0))
     lbr = bool(attrs.get("linear_before_reset", 0))
     acts = _activations(imp, kind, attrs, D)
+    return _Layer(kind, G, D, H, W.shape[2], layout, direction, clip, input_forget, lbr, acts)
 
-    # the input sequence as a per-sample (T, I) node
+
+@register_onnx("RNN", "LSTM", "GRU")
+def _recurrent(imp: _Importer, node, ins, attrs):
+    kind = node.op_type
+    X = _var(imp, ins[0], "X")
+    W = _const(imp, ins[1], "W")
+    R = _const(imp, ins[2], "R")
+    Bv = _const(imp, ins[3] if len(ins) > 3 else None, "B")
+    seq = ins[4] if len(ins) > 4 else None
+    h0v = ins[5] if len(ins) > 5 else None
+    c0v = ins[6] if len(ins) > 6 and kind == "LSTM" else None
+    Pv = _const(imp, ins[7] if len(ins) > 7 and kind == "LSTM" else None, "P")
+    ly = _layer(imp, kind, W, R, attrs)
+    G, D, H = ly.G, ly.D, ly.H
+    xnode, out_batch = _input_sequence(imp, ly, X)
+    T = imp.b.shape(xnode)[0]
+    L = _sequence_length(imp, seq, T)
+    Bm = np.zeros((D, 2 * G * H)) if Bv is None else Bv.reshape(D, 2 * G * H)
+    # the biases in their own precision: PyTorch and onnxruntime add b_ih + b_hh in it (float32), and the
+    # plane relaxations are discrete choices, so the same bias bits give the same bounds as nn.LSTM
+    Braw = (np.zeros((D, 2 * G * H), dtype=np.float32) if Bv is None
+            else np.asarray(ins[3].const).reshape(D, 2 * G * H))
+    Pm = Pv.reshape(D, 3 * H) if Pv is not None else None
+    h0 = _state(imp, h0v, D, H, ly.layout, "initial_h")
+    c0 = _state(imp, c0v, D, H, ly.layout, "initial_c") if kind == "LSTM" else [None] * D
+    hs: list[list] = []  # per direction, per step
+    h_last, c_last = [], []
+    for d in range(D):
+        steps, h, c = _direction(imp, ly, d, xnode, T, L, W[d], R[d], Bm[d], Braw[d],
+                                 None if Pm is None else Pm[d], h0[d], c0[d])
+        hs.append(steps)
+        h_last.append(h)
+        c_last.append(c)
+    return _outputs(imp, node, ly, xnode, out_batch, T, L, hs, h_last, c_last)
+
+
+def _input_sequence(imp: _Importer, ly: _Layer, X: Val) -> tuple[str, bool]:
+    """The input sequence as a per-sample (T, I) node, and whether it is batched (else: one sample)."""
+    b, kind, layout = imp.b, ly.kind, ly.layout
     want = 1 if layout == 0 else 0
     xs = imp.shape(X)
     if len(xs) != 3:
@@ -374,68 +233,65 @@ def _recurrent(imp: _Importer, node, ins, attrs):
             raise imp.unsupported(f"{kind} X of shape {xs} with no batch dimension (of size 1)")
         xnode = b.add(Reshape(xs, tuple(d for i, d in enumerate(xs) if i != want)), [X.name])
         out_batch = False
-    T, I_x = b.shape(xnode)
-    if I_x != I:
-        raise imp.error(f"{kind} X has {I_x} features per step; W expects {I}")
-    L = _sequence_length(imp, seq, T)
-    Bm = np.zeros((D, 2 * G * H)) if Bv is None else Bv.reshape(D, 2 * G * H)
-    # the biases in their own precision: PyTorch and onnxruntime add b_ih + b_hh in it (float32), and the
-    # plane relaxations are discrete choices, so the same bias bits give the same bounds as nn.LSTM
-    Braw = (np.zeros((D, 2 * G * H), dtype=np.float32) if Bv is None
-            else np.asarray(ins[3].const).reshape(D, 2 * G * H))
-    if Pv is not None:
-        Pm = Pv.reshape(D, 3 * H)
-    h0 = _state(imp, h0v, D, H, layout, "initial_h")
-    c0 = _state(imp, c0v, D, H, layout, "initial_c") if kind == "LSTM" else [None] * D
+    _, I_x = b.shape(xnode)
+    if I_x != ly.I:
+        raise imp.error(f"{kind} X has {I_x} features per step; W expects {ly.I}")
+    return xnode, out_batch
 
+
+def _direction(imp: _Importer, ly: _Layer, d: int, xnode: str, T: int, L: int, Wd0: np.ndarray, Rd0: np.ndarray,
+               Bmd: np.ndarray, Brawd: np.ndarray, Pmd: np.ndarray | None, h, c):
+    """Direction d unrolled over the first L of T steps: (hidden state node per step, None past L; last
+    hidden state; last cell state). nn.RNN / LSTM / GRU-like settings use the torch importer's steps (same
+    graph, same bounds), any other through _Unroller."""
+    b, kind, H, G = imp.b, ly.kind, ly.H, ly.G
     order = {"LSTM": _LSTM_ORDER, "GRU": _GRU_ORDER, "RNN": (0,)}[kind]
     mode = {"LSTM": "lstm", "GRU": "gru", "RNN": None}[kind]
-    hs: list[list] = []  # per direction, per step
-    h_last, c_last = [], []
-    for d in range(D):
-        Wd = _reorder(W[d], order, H)
-        Rd = _reorder(R[d], order, H)
-        Wb = _reorder(Bm[d, :G * H], order, H)
-        Rb = _reorder(Bm[d, G * H:], order, H)
-        P = None
-        if Pv is not None and np.any(Pm[d]):
-            P = (Pm[d, :H], Pm[d, H:2 * H], Pm[d, 2 * H:])  # ONNX P order: i, o, f
-        a = acts[d]
-        torch_like = (clip is None and P is None and not input_forget and not (h0[d] is not None and not
-                      isinstance(h0[d], str)) and not (c0[d] is not None and not isinstance(c0[d], str)))
-        if kind == "RNN":
-            torch_like = torch_like and a[0].name in ("Tanh", "Relu")
-            mode = "rnn_" + a[0].name.lower()
-        elif kind == "LSTM":
-            torch_like = torch_like and a[0].sigmoid and a[1].tanh and a[2].tanh
-        else:
-            torch_like = torch_like and a[0].sigmoid and a[1].tanh and lbr
-        tW = imp.torch_const(Wd)
-        tR = imp.torch_const(Rd)
+    Wd = _reorder(Wd0, order, H)
+    Rd = _reorder(Rd0, order, H)
+    Wb = _reorder(Bmd[:G * H], order, H)
+    Rb = _reorder(Bmd[G * H:], order, H)
+    P = None
+    if Pmd is not None and np.any(Pmd):
+        P = (Pmd[:H], Pmd[H:2 * H], Pmd[2 * H:])  # ONNX P order: i, o, f
+    a = ly.acts[d]
+    torch_like = (ly.clip is None and P is None and not ly.input_forget and not (h is not None and not
+                  isinstance(h, str)) and not (c is not None and not isinstance(c, str)))
+    if kind == "RNN":
+        torch_like = torch_like and a[0].name in ("Tanh", "Relu")
+        mode = "rnn_" + a[0].name.lower()
+    elif kind == "LSTM":
+        torch_like = torch_like and a[0].sigmoid and a[1].tanh and a[2].tanh
+    else:
+        torch_like = torch_like and a[0].sigmoid and a[1].tanh and ly.lbr
+    tW = imp.torch_const(Wd)
+    tR = imp.torch_const(Rd)
+    if torch_like:
+        bias = _input_bias(mode, torch.as_tensor(_reorder(Brawd[:G * H], order, H)),
+                           torch.as_tensor(_reorder(Brawd[G * H:], order, H)), H)
+    else:
+        # R's biases fold into the input projection except GRU's reset-gated n block
+        fold = Rb.copy()
+        if kind == "GRU":
+            fold[2 * H:] = 0.0
+        bias = imp.torch_const(Wb + fold)
+    xp_all = b.add(Linear(tW, bias), [xnode])
+    xps = [b.add(Slice(b.shape(xp_all), (t,)), [xp_all]) for t in range(L)]
+    un = _Unroller(imp, kind, H, ly.clip, a, ly.input_forget, ly.lbr)
+    steps: list = [None] * T
+    for t in (range(L - 1, -1, -1) if (d == 1 or ly.direction == "reverse") else range(L)):
         if torch_like:
-            bias = _input_bias(mode, torch.as_tensor(_reorder(Braw[d, :G * H], order, H)),
-                               torch.as_tensor(_reorder(Braw[d, G * H:], order, H)), H)
+            h, c = _step(b, mode, xps[t], h, c, tR, imp.torch_const(Rb), H)
         else:
-            # R's biases fold into the input projection except GRU's reset-gated n block
-            fold = Rb.copy()
-            if kind == "GRU":
-                fold[2 * H:] = 0.0
-            bias = imp.torch_const(Wb + fold)
-        xp_all = b.add(Linear(tW, bias), [xnode])
-        xps = [b.add(Slice(b.shape(xp_all), (t,)), [xp_all]) for t in range(L)]
-        un = _Unroller(imp, kind, H, clip, a, input_forget, lbr)
-        steps: list = [None] * T
-        h, c = h0[d], c0[d]
-        for t in (range(L - 1, -1, -1) if (d == 1 or direction == "reverse") else range(L)):
-            if torch_like:
-                h, c = _step(b, mode, xps[t], h, c, tR, imp.torch_const(Rb), H)
-            else:
-                h, c = un.step(xps[t], h, c, Rd, Rb, P)
-            steps[t] = h
-        hs.append(steps)
-        h_last.append(h)
-        c_last.append(c)
+            h, c = un.step(xps[t], h, c, Rd, Rb, P)
+        steps[t] = h
+    return steps, h, c
 
+
+def _outputs(imp: _Importer, node, ly: _Layer, xnode: str, out_batch: bool, T: int, L: int, hs: list,
+             h_last: list, c_last: list) -> list:
+    """The node's outputs Y (T, D, H; zeros past L), Y_h and Y_c (D, H), where used, in the ONNX layout."""
+    b, D, H, layout = imp.b, ly.D, ly.H, ly.layout
     outs: list = [None, None, None]
     names = list(node.output) + [""] * 3
     used = [bool(n) and imp.consumers.get(n, 0) > 0 for n in names[:3]]
@@ -468,8 +324,8 @@ def _recurrent(imp: _Importer, node, ins, attrs):
     if used[1]:
         outs[1] = batched(per_dir(h_last), (D, H), 1 if layout == 0 else 0)
     if len(node.output) > 2 and used[2]:
-        if kind != "LSTM":
-            raise imp.error(f"{kind} has no third output")
+        if ly.kind != "LSTM":
+            raise imp.error(f"{ly.kind} has no third output")
         outs[2] = batched(per_dir(c_last), (D, H), 1 if layout == 0 else 0)
     return outs
 

@@ -76,6 +76,52 @@ class _Record:
                 getattr(self.params[k], f)[orig] = t[rows]
 
 
+class _Live:
+    """Per-sample state of the samples still in the batch (original positions `index`): best bounds, kept
+    intermediate bounds, best parameters, the best bound sum, iterations without improvement, and which
+    samples are still optimised."""
+
+    def __init__(self, prob):
+        B0 = prob.ctx.batch
+        dev = prob.Cs.device
+        self.index = torch.arange(B0, device=dev)
+        self.best = prob.crown.clone()
+        self.bounds: dict[str, Interval] = {}
+        self.best_params = {k: [t.detach().clone() for t in p.tensors()] for k, p in prob.params()}
+        self.active = torch.ones(B0, dtype=torch.bool, device=dev)
+        self.stale = torch.zeros(B0, dtype=torch.long, device=dev)
+        self.best_sum = torch.full((B0,), -math.inf, dtype=prob.Cs.dtype, device=dev)
+
+    def observe(self, prob, lo: Tensor, cfg: AlphaConfig) -> None:
+        """Keep the best bounds / parameters after an evaluation with bounds `lo` (detached), and stop the
+        samples that are proved, past their threshold or stale for `patience` iterations."""
+        self.best = torch.maximum(self.best, lo)
+        _keep_bounds(prob, self.bounds)
+        prob.tighten_reference()
+        total = lo.sum(1)
+        best_sum = self.best_sum
+        tol = torch.where(torch.isfinite(best_sum), 1e-12 * (1 + best_sum.abs()), torch.zeros_like(best_sum))
+        improved = total > best_sum + tol
+        self.best_sum = torch.where(improved, total, best_sum)
+        self.stale = torch.where(improved, torch.zeros_like(self.stale), self.stale + 1)
+        _keep_improved(prob, self.best_params, improved)
+        self.active &= self.stale < cfg.patience
+        if cfg.stop_at is not None:
+            self.active &= ~(self.best > cfg.stop_at).all(1)
+        if prob.stop is not None:
+            self.active &= ~(self.best > prob.stop).all(1)
+
+    def write(self, rec: _Record, rows: Tensor) -> None:
+        rec.write(self.index, rows, self.best, self.bounds, self.best_params)
+
+    def cut(self, keep: Tensor) -> None:
+        """Keep only the samples `keep` (positions in the current batch)."""
+        self.index, self.best, self.stale = self.index[keep], self.best[keep], self.stale[keep]
+        self.best_sum, self.active = self.best_sum[keep], self.active[keep]
+        self.bounds = {k: Interval(v.lower[keep], v.upper[keep]) for k, v in self.bounds.items()}
+        self.best_params = {k: [t[keep] for t in ts] for k, ts in self.best_params.items()}
+
+
 def run(prob, cfg: AlphaConfig, hook=None, deadline: float | None = None):
     """Optimise `prob` (optimize.alpha_crown._Problem); returns (best (B, S'), intermediate bounds,
     iterations, best parameters per sample). Stops early at `deadline` (a time.perf_counter() value): no
@@ -84,15 +130,7 @@ def run(prob, cfg: AlphaConfig, hook=None, deadline: float | None = None):
     import time
 
     rec = _Record(prob)
-    B0 = prob.ctx.batch
-    dev = prob.Cs.device
-    index = torch.arange(B0, device=dev)
-    best = prob.crown.clone()
-    bounds: dict[str, Interval] = {}
-    best_params = {k: [t.detach().clone() for t in p.tensors()] for k, p in prob.params()}
-    active = torch.ones(B0, dtype=torch.bool, device=dev)
-    stale = torch.zeros(B0, dtype=torch.long, device=dev)
-    best_sum = torch.full((B0,), -math.inf, dtype=prob.Cs.dtype, device=dev)
+    live = _Live(prob)
     opt = _adam(prob, cfg)
     it = 0
     t_check = time.perf_counter()
@@ -102,23 +140,10 @@ def run(prob, cfg: AlphaConfig, hook=None, deadline: float | None = None):
         with torch.no_grad():
             if hook is not None:
                 full = rec.best.clone()
-                full[index] = lo.detach()
+                full[live.index] = lo.detach()
                 hook(it, full)
-            best = torch.maximum(best, lo.detach())
-            _keep_bounds(prob, bounds)
-            prob.tighten_reference()
-            total = lo.detach().sum(1)
-            tol = torch.where(torch.isfinite(best_sum), 1e-12 * (1 + best_sum.abs()), torch.zeros_like(best_sum))
-            improved = total > best_sum + tol
-            best_sum = torch.where(improved, total, best_sum)
-            stale = torch.where(improved, torch.zeros_like(stale), stale + 1)
-            _keep_improved(prob, best_params, improved)
-            active &= stale < cfg.patience
-            if cfg.stop_at is not None:
-                active &= ~(best > cfg.stop_at).all(1)
-            if prob.stop is not None:
-                active &= ~(best > prob.stop).all(1)
-        if it == cfg.iterations or opt is None or not bool(active.any()):
+            live.observe(prob, lo.detach(), cfg)
+        if it == cfg.iterations or opt is None or not bool(live.active.any()):
             break
         if deadline is not None:
             # the next step and evaluation cost about what the last ones did: do not start them unless
@@ -128,20 +153,24 @@ def run(prob, cfg: AlphaConfig, hook=None, deadline: float | None = None):
                 break
             t_check = now
         with prob.ctx.timer("alpha:step"):
-            _step(prob, opt, lo, active, cfg, it)
-        if prob.ctx.batch > 1 and int((~active).sum()) * 4 >= prob.ctx.batch:
-            done = torch.nonzero(~active).reshape(-1)
-            rec.write(index, done, best, bounds, best_params)
-            keep = torch.nonzero(active).reshape(-1)
-            old = _flat(prob)
-            state = {o: _cut_state(opt.state[o], keep) for o in old if o in opt.state}
-            prob.select(keep)
-            opt = _adam(prob, cfg, state, old)
-            index, best, stale, best_sum, active = index[keep], best[keep], stale[keep], best_sum[keep], active[keep]
-            bounds = {k: Interval(v.lower[keep], v.upper[keep]) for k, v in bounds.items()}
-            best_params = {k: [t[keep] for t in ts] for k, ts in best_params.items()}
-    rec.write(index, torch.arange(index.numel(), device=dev), best, bounds, best_params)
+            _step(prob, opt, lo, live.active, cfg, it)
+        if prob.ctx.batch > 1 and int((~live.active).sum()) * 4 >= prob.ctx.batch:
+            opt = _leave(prob, cfg, opt, rec, live)
+    live.write(rec, torch.arange(live.index.numel(), device=live.index.device))
     return rec.best, rec.bounds, it, rec.params
+
+
+def _leave(prob, cfg: AlphaConfig, opt, rec: _Record, live: _Live):
+    """The stopped samples leave the batch: their results are written out and the problem, Adam's moments
+    and the live state are cut to the rest; returns the optimiser over the remaining parameters."""
+    live.write(rec, torch.nonzero(~live.active).reshape(-1))
+    keep = torch.nonzero(live.active).reshape(-1)
+    old = _flat(prob)
+    state = {o: _cut_state(opt.state[o], keep) for o in old if o in opt.state}
+    prob.select(keep)
+    opt = _adam(prob, cfg, state, old)
+    live.cut(keep)
+    return opt
 
 
 def _keep_improved(prob, best_params: dict, improved: Tensor) -> None:

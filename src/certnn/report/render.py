@@ -55,11 +55,13 @@ def write_plots(data: ReportData, out: Path, settings: dict | None = None) -> li
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     head = plot_title(settings or data.settings, len(data.correct))
+    return [_plot_accuracy(plt, data, head, out), _plot_radii(plt, data, head, out), _plot_time(plt, data, head, out)]
 
-    files = []
+
+def _plot_accuracy(plt, data: ReportData, head: str, out: Path) -> str:
+    """Certified accuracy vs eps per method, and the attack's upper bound on robust accuracy."""
     methods = list(data.radii)
     rmax = max([float(r.max()) for r in data.radii.values()] + [1e-12])
     if data.attack_radius is not None:
@@ -83,8 +85,14 @@ def write_plots(data: ReportData, out: Path, settings: dict | None = None) -> li
     fig.tight_layout()
     _save_png(fig, out / "certified_accuracy.png")
     plt.close(fig)
-    files.append("certified_accuracy.png")
+    return "certified_accuracy.png"
 
+
+def _plot_radii(plt, data: ReportData, head: str, out: Path) -> str:
+    """Per-sample radii of the correctly classified samples: certified, attack, CLEVER."""
+    from matplotlib.ticker import MaxNLocator
+
+    methods = list(data.radii)
     ok = data.correct
     fig, ax = plt.subplots(figsize=(6, 4))
     order = torch.argsort(data.radii[methods[0]][ok])
@@ -110,8 +118,10 @@ def write_plots(data: ReportData, out: Path, settings: dict | None = None) -> li
     fig.tight_layout()
     _save_png(fig, out / "radii.png")
     plt.close(fig)
-    files.append("radii.png")
+    return "radii.png"
 
+
+def _plot_time(plt, data: ReportData, head: str, out: Path) -> str:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     secs = data.summary["seconds_per_sample"]
     names = list(secs)
@@ -122,8 +132,7 @@ def write_plots(data: ReportData, out: Path, settings: dict | None = None) -> li
     fig.tight_layout()
     _save_png(fig, out / "time.png")
     plt.close(fig)
-    files.append("time.png")
-    return files
+    return "time.png"
 
 
 def write_report(data: ReportData, out_dir: str | Path, settings_extra: dict | None = None,
@@ -154,7 +163,17 @@ def write_report(data: ReportData, out_dir: str | Path, settings_extra: dict | N
     if data.clever_estimate is not None:
         lines.append(f"| CLEVER | estimate (no guarantee) | {_fmt(s['mean_clever_estimate'])} | "
                      f"{_fmt(s['seconds_per_sample'].get('clever'))} |")
-    lines += ["", "## Checks", ""]
+    lines += ["", "## Checks", ""] + _check_lines(data) + ["", "## Per sample", ""] + _sample_rows(data)
+    if files:
+        lines += ["", "## Plots", ""] + [f"![{f}]({f})" for f in files]
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    return {"json": out / "report.json", "md": out / "report.md", **{f: out / f for f in files}}
+
+
+def _check_lines(data: ReportData) -> list[str]:
+    """The report's checks: certified radii against the attack radius, CLEVER against both."""
+    s = data.summary
+    lines = []
     if data.attack_radius is not None:
         if data.violations:
             lines.append(f"**BUG: {len(data.violations)} certified radii exceed the attack radius** (a certificate "
@@ -171,10 +190,15 @@ def write_report(data: ReportData, out_dir: str | Path, settings_extra: dict | N
         lines.append(f"- CLEVER estimate below a certified radius on {clever_below_certified(data)} of {s['correct']} "
                      "samples: there the estimate is provably too low (CLEVER extrapolates sampled gradient norms; "
                      "it is neither a lower nor an upper bound).")
-    lines += ["", "## Per sample", ""]
+    return lines
+
+
+def _sample_rows(data: ReportData) -> list[str]:
+    """The per-sample table (Markdown): label, prediction, radii; undecided samples marked."""
+    methods = list(data.radii)
     head = ["index", "label", "pred"] + [f"cert. {m}" for m in methods]
     head += (["attack"] if data.attack_radius is not None else []) + (["CLEVER"] if data.clever_estimate is not None else [])
-    lines += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for i, rec in enumerate(data.samples):
         row = [rec.index, rec.label, rec.predicted] + [_fmt(float(data.radii[m][i])) for m in methods]
         if rec.extra.get("undecided"):
@@ -184,7 +208,4 @@ def write_report(data: ReportData, out_dir: str | Path, settings_extra: dict | N
         if data.clever_estimate is not None and not rec.extra.get("undecided"):
             row.append(_fmt(float(data.clever_estimate[i])))
         lines.append("| " + " | ".join(str(v) for v in row) + " |")
-    if files:
-        lines += ["", "## Plots", ""] + [f"![{f}]({f})" for f in files]
-    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
-    return {"json": out / "report.json", "md": out / "report.md", **{f: out / f for f in files}}
+    return lines

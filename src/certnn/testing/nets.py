@@ -155,11 +155,59 @@ def random_mlp(seed: int, act: str | None = None, d_in: int | None = None, out: 
 
 class LastFrameHead(nn.Module):
     """A recurrent module (batch_first nn.RNN / LSTM / GRU) followed by a head on its last frame's output:
-    head(rnn(x)[0][:, -1]), the usual sequence classifier of the recurrent soundness tests."""
+    head(rnn(x)[0][:, -1]), the usual sequence classifier of the recurrent soundness tests; with an
+    `embedding` (nn.Embedding) in front, x holds integer tokens (B, T)."""
 
-    def __init__(self, rnn: nn.Module, head: nn.Module):
+    def __init__(self, rnn: nn.Module, head: nn.Module, embedding: nn.Module | None = None):
         super().__init__()
+        self.embedding = embedding  # first: the model's first parameter sets its dtype for the importer
         self.rnn, self.head = rnn, head
 
     def forward(self, x):
+        if self.embedding is not None:
+            x = self.embedding(x)
         return self.head(self.rnn(x)[0][:, -1])
+
+
+class MeanFrameHead(LastFrameHead):
+    """The same with the head on the mean of all frames' outputs: head(rnn(x)[0].mean(1))."""
+
+    def forward(self, x):
+        if self.embedding is not None:
+            x = self.embedding(x)
+        return self.head(self.rnn(x)[0].mean(1))
+
+
+def recurrent_layer(kind: str, d: int, hidden: int, layers: int = 1, bidirectional: bool = False,
+                    scale: float = 1.0) -> nn.Module:
+    """A batch_first nn.RNN / nn.LSTM / nn.GRU by name: "rnn" or "rnn_tanh", "rnn_relu", "lstm", "gru"
+    (any case), with its parameters multiplied by `scale` (larger weights: more curvature, harder for the
+    relaxations). Draws from torch's global generator like the constructor itself."""
+    name = kind.lower()
+    if name in ("rnn", "rnn_tanh", "rnn_relu"):
+        rnn = nn.RNN(d, hidden, layers, nonlinearity=name[4:] or "tanh", batch_first=True,
+                     bidirectional=bidirectional)
+    elif name in ("lstm", "gru"):
+        rnn = (nn.LSTM if name == "lstm" else nn.GRU)(d, hidden, layers, batch_first=True,
+                                                       bidirectional=bidirectional)
+    else:
+        raise ValueError(f"unknown recurrent kind {kind!r}: rnn, rnn_tanh, rnn_relu, lstm or gru")
+    if scale != 1.0:
+        with torch.no_grad():
+            for p in rnn.parameters():
+                p.mul_(scale)
+    return rnn
+
+
+def recurrent_classifier(kind: str, d: int, hidden: int, classes: int, layers: int = 1,
+                         bidirectional: bool = False, scale: float = 1.0, vocab: int | None = None,
+                         head: str = "last") -> LastFrameHead:
+    """[nn.Embedding(vocab, d) ->] recurrent_layer(...) -> nn.Linear on the last frame's output (head="last")
+    or on the mean of all frames' outputs (head="mean"); created in that order (same draws as building the
+    modules by hand). float32, training mode, as torch makes them."""
+    if head not in ("last", "mean"):
+        raise ValueError(f"head must be 'last' or 'mean', got {head!r}")
+    emb = nn.Embedding(vocab, d) if vocab else None
+    rnn = recurrent_layer(kind, d, hidden, layers, bidirectional, scale)
+    lin = nn.Linear(hidden * (2 if bidirectional else 1), classes)
+    return (LastFrameHead if head == "last" else MeanFrameHead)(rnn, lin, embedding=emb)

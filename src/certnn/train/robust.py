@@ -200,14 +200,7 @@ def train_robust(model: nn.Module, x: Tensor, y: Tensor, input_shape: tuple[int,
     embedded (T, E)); y: (N,) labels. Deterministic for a given seed and thread count.
     """
     input_shape = tuple(int(s) for s in input_shape)
-    y = torch.as_tensor(y).long().reshape(-1)
-    if x.shape[0] != y.shape[0]:
-        raise DataError(f"{x.shape[0]} inputs but {y.shape[0]} labels")
-    if not cfg.embedded and tuple(x.shape[1:]) != input_shape:
-        raise DataError(f"inputs have shape {tuple(x.shape[1:])} per sample; input_shape is {input_shape}")
-    dtype = param_dtype(model)
-    if not cfg.embedded:
-        x = x.to(dtype)
+    x, y, dtype = _checked_data(model, x, y, input_shape, cfg)
     scale = _frame_scale(cfg, input_shape, dtype)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -228,23 +221,9 @@ def train_robust(model: nn.Module, x: Tensor, y: Tensor, input_shape: tuple[int,
             idx = perm[i:i + cfg.batch_size]
             xb, yb = x[idx], y[idx]
             sv = schedule(cfg, step, spe)
-            opt.zero_grad()
-            logits = model(xb)
-            clean = nn.functional.cross_entropy(logits, yb)
-            loss = clean
-            b = yb.shape[0]
-            if sv.robust:
-                rob, m = robust_loss_terms(model, xb, yb, input_shape, cfg, sv.eps, sv.beta, scale)
-                loss = sv.kappa * clean + (1.0 - sv.kappa) * rob
-                sums["robust"] += rob.item() * b
-                sums["verr"] += (m <= 0).any(1).double().sum().item()
-                n_rob += b
-            loss.backward()
-            opt.step()
-            sums["clean"] += clean.item() * b
-            sums["acc"] += (logits.argmax(1) == yb).double().sum().item()
-            sums["loss"] += loss.item() * b
-            n_all += b
+            loss, robust = _batch_step(model, opt, xb, yb, input_shape, cfg, sv, scale, sums)
+            n_rob += robust
+            n_all += yb.shape[0]
             step += 1
             if on_batch is not None:  # {epoch, epochs, batch, batches, eps, loss}: the CLI's progress lines
                 on_batch({"epoch": epoch + 1, "epochs": cfg.epochs, "batch": i // cfg.batch_size + 1, "batches": spe,
@@ -257,6 +236,44 @@ def train_robust(model: nn.Module, x: Tensor, y: Tensor, input_shape: tuple[int,
             progress(epoch + 1, cfg.epochs, rec)
     model.eval()
     return TrainLog(cfg, tuple(logs), time.perf_counter() - t_run)
+
+
+def _checked_data(model: nn.Module, x: Tensor, y: Tensor, input_shape: tuple[int, ...],
+                  cfg: RobustTrainConfig) -> tuple[Tensor, Tensor, torch.dtype]:
+    """(x in the parameters' dtype unless embedded, y as int64 (N,), that dtype), shapes checked."""
+    y = torch.as_tensor(y).long().reshape(-1)
+    if x.shape[0] != y.shape[0]:
+        raise DataError(f"{x.shape[0]} inputs but {y.shape[0]} labels")
+    if not cfg.embedded and tuple(x.shape[1:]) != input_shape:
+        raise DataError(f"inputs have shape {tuple(x.shape[1:])} per sample; input_shape is {input_shape}")
+    dtype = param_dtype(model)
+    if not cfg.embedded:
+        x = x.to(dtype)
+    return x, y, dtype
+
+
+def _batch_step(model: nn.Module, opt, xb: Tensor, yb: Tensor, input_shape: tuple[int, ...],
+                cfg: RobustTrainConfig, sv: ScheduleValues, scale: Tensor | None, sums: dict) -> tuple[Tensor, int]:
+    """One Adam step on a minibatch (kappa clean + (1 - kappa) robust loss once the schedule says so); adds
+    to the epoch's sums; returns (the loss, the number of samples with a robust term)."""
+    opt.zero_grad()
+    logits = model(xb)
+    clean = nn.functional.cross_entropy(logits, yb)
+    loss = clean
+    b = yb.shape[0]
+    n_rob = 0
+    if sv.robust:
+        rob, m = robust_loss_terms(model, xb, yb, input_shape, cfg, sv.eps, sv.beta, scale)
+        loss = sv.kappa * clean + (1.0 - sv.kappa) * rob
+        sums["robust"] += rob.item() * b
+        sums["verr"] += (m <= 0).any(1).double().sum().item()
+        n_rob = b
+    loss.backward()
+    opt.step()
+    sums["clean"] += clean.item() * b
+    sums["acc"] += (logits.argmax(1) == yb).double().sum().item()
+    sums["loss"] += loss.item() * b
+    return loss, n_rob
 
 
 __all__ = ["RobustTrainConfig", "ScheduleValues", "schedule", "EpochLog", "TrainLog", "train_robust",

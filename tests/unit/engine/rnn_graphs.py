@@ -11,39 +11,23 @@ from certnn.ops.activation import Activation
 from certnn.ops.affine import ElementwiseAffine, Linear
 from certnn.ops.product import SigmoidMul, SigmoidTanhMul
 from certnn.ops.shape import Add, Slice
+from certnn.testing.nets import LastFrameHead, recurrent_layer
 
 
-class Seq(nn.Module):
-    """rnn (batch_first) + linear head on the last time step's top-layer hidden state."""
-
-    def __init__(self, rnn: nn.Module, head: nn.Linear):
-        super().__init__()
-        self.rnn, self.head = rnn, head
-
-    def forward(self, x):
-        out = self.rnn(x)[0]
-        return self.head(out[:, -1])
-
-
-def make_model(kind: str, d: int, hidden: int, layers: int, classes: int, seed: int, nonlinearity="tanh") -> Seq:
+def make_model(kind: str, d: int, hidden: int, layers: int, classes: int, seed: int,
+               nonlinearity="tanh") -> LastFrameHead:
+    """rnn (batch_first, weights x 2: more curvature, harder for the relaxations) + linear head on the last
+    time step's top-layer hidden state, float64."""
     torch.manual_seed(seed)
-    if kind == "rnn":
-        rnn = nn.RNN(d, hidden, layers, nonlinearity=nonlinearity, batch_first=True)
-    elif kind == "lstm":
-        rnn = nn.LSTM(d, hidden, layers, batch_first=True)
-    else:
-        rnn = nn.GRU(d, hidden, layers, batch_first=True)
-    with torch.no_grad():
-        for p in rnn.parameters():
-            p.mul_(2.0)  # larger weights: more curvature, harder for the relaxations
-    return Seq(rnn, nn.Linear(hidden, classes)).double()
+    rnn = recurrent_layer(f"rnn_{nonlinearity}" if kind == "rnn" else kind, d, hidden, layers, scale=2.0)
+    return LastFrameHead(rnn, nn.Linear(hidden, classes)).double()
 
 
 def _w(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to(torch.float64)
 
 
-def build_graph(model: Seq, T: int, d: int):
+def build_graph(model: LastFrameHead, T: int, d: int):
     rnn = model.rnn
     kind = type(rnn).__name__.lower()
     H = rnn.hidden_size
@@ -99,7 +83,7 @@ def _const(b: GraphBuilder, src: str, value: torch.Tensor, d: int) -> str:
     return zero
 
 
-def check_parity(model: Seq, graph, T: int, d: int, n: int = 5) -> float:
+def check_parity(model: LastFrameHead, graph, T: int, d: int, n: int = 5) -> float:
     x = torch.randn(n, T, d, dtype=torch.float64)
     with torch.no_grad():
         return (model(x) - graph(x)).abs().max().item()

@@ -12,7 +12,7 @@ import torch
 import certnn
 from certnn.certify.bounds import bounds_for_spec, make_spec
 from certnn.testing import random_relu_mlp
-from certnn.testing.nets import LastFrameHead
+from certnn.testing.nets import recurrent_classifier
 
 
 @pytest.mark.parametrize("method", ["crown", "fastlin"])
@@ -36,12 +36,8 @@ def test_recurrent_bounds_batched_equal_alone(method, cell, norm):
     an ulp between a sample alone and in a batch (vectorised transcendental functions); ties are broken
     by a tolerance, so the planes and bounds do not depend on the batch (before: up to 0.08 on GRUs)."""
     torch.manual_seed(5011)
-    kind = torch.nn.LSTM if cell == "lstm" else torch.nn.GRU
-    rnn = kind(2, 5, batch_first=True, bidirectional=cell.endswith("-bi"))
-    with torch.no_grad():
-        for p in rnn.parameters():
-            p.mul_(2.0)
-    model = LastFrameHead(rnn, torch.nn.Linear(5 * (2 if cell.endswith("-bi") else 1), 3)).double().eval()
+    model = recurrent_classifier(cell.split("-")[0], 2, 5, 3, bidirectional=cell.endswith("-bi"), scale=2.0)
+    model = model.double().eval()
     g = certnn.from_torch(model, (3, 2))
     x = torch.rand(4, 3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) - 0.5
     eps = torch.tensor([0.0, 1e-3, 0.5, 3.0], dtype=torch.float64) * (1.0 if norm == "inf" else 2.0)
@@ -91,13 +87,8 @@ def test_alpha_crown_recurrent_batched_equal_alone(cell, norm):
     from certnn.optimize.config import AlphaConfig
 
     torch.manual_seed(5011)
-    kind = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell.split("-")[0]]
-    bi = cell.endswith("-bi")
-    rnn = kind(2, 5, batch_first=True, bidirectional=bi)
-    with torch.no_grad():
-        for p in rnn.parameters():
-            p.mul_(2.0)
-    g = certnn.from_torch(LastFrameHead(rnn, torch.nn.Linear(5 * (2 if bi else 1), 3)).double().eval(), (3, 2))
+    model = recurrent_classifier(cell.split("-")[0], 2, 5, 3, bidirectional=cell.endswith("-bi"), scale=2.0)
+    g = certnn.from_torch(model.double().eval(), (3, 2))
     x = torch.rand(4, 3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) - 0.5
     eps = torch.tensor([0.0, 1e-3, 0.5, 3.0], dtype=torch.float64) * (1.0 if norm == "inf" else 2.0)
     assert _alpha(g, x, eps, norm, AlphaConfig(iterations=20)) <= 1e-12

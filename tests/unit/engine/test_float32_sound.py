@@ -10,7 +10,7 @@ from torch import nn
 
 import certnn
 from certnn.errors import ConfigError
-from certnn.testing.nets import random_cnn, random_mlp
+from certnn.testing.nets import random_cnn, random_mlp, recurrent_classifier
 from certnn.testing.soundness import sample_ball
 from certnn.specs.lp import LpBall
 
@@ -78,20 +78,10 @@ def test_cnns_contain_float64_bounds(seed):
     _check(model, x, 0.02, "inf", "crown", seed)
 
 
-class _RNN(nn.Module):
-    def __init__(self, kind: str, d: int, h: int, k: int):
-        super().__init__()
-        self.rnn = nn.RNN(d, h, batch_first=True) if kind == "rnn" else nn.LSTM(d, h, batch_first=True)
-        self.head = nn.Linear(h, k)
-
-    def forward(self, x):
-        return self.head(self.rnn(x)[0][:, -1])
-
-
 @pytest.mark.parametrize("seed,kind", [(0, "rnn"), (1, "rnn"), (2, "lstm"), (3, "lstm")])
 def test_rnns_contain_float64_bounds(seed, kind):
     torch.manual_seed(seed)
-    model = _RNN(kind, 3, 8, 3).eval()
+    model = recurrent_classifier(kind, 3, 8, 3).eval()
     x = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(seed))
     _check(model, x, 0.05, "inf", "crown", seed)
 

@@ -11,14 +11,13 @@ from certnn.certify.bounds import bounds_for_spec, make_spec
 from certnn.engine.context import RunContext
 from certnn.engine.input_projection import input_projection
 from certnn.engine.methods import METHODS
-from certnn.testing.nets import LastFrameHead
+from certnn.testing.nets import recurrent_classifier
 
 
 
 def _rnn(kind, d=24, h=5, seed=3):
     torch.manual_seed(seed)
-    rnn = getattr(torch.nn, kind)(d, h, batch_first=True)
-    return certnn.from_torch(LastFrameHead(rnn, torch.nn.Linear(h, 4)).double().eval(), (3, d))
+    return certnn.from_torch(recurrent_classifier(kind, d, h, 4).double().eval(), (3, d))
 
 
 FAR = (-1e6, 1e6)  # a clip box containing the ball: same set, generic concretisation

@@ -12,27 +12,12 @@ import certnn
 from certnn.certify.bounds import bounds_for_spec, make_spec
 from certnn.errors import ConfigError, DataError
 from certnn.specs.frames import frame_scale
+from certnn.testing.nets import recurrent_classifier
 from certnn.train.margins import margin_lower_bounds, robust_cross_entropy, training_graph
 from certnn.train.robust import RobustTrainConfig, schedule, train_robust
 from certnn.train.simple import train_classifier
 
 torch.set_num_threads(1)
-
-
-class SeqNet(nn.Module):
-    """rnn (batch first) + linear head on the last step; optionally an nn.Embedding in front."""
-
-    def __init__(self, cell: str, d: int = 3, hidden: int = 4, classes: int = 3, vocab: int | None = None):
-        super().__init__()
-        self.emb = nn.Embedding(vocab, d) if vocab else None
-        self.rnn = getattr(nn, cell)(d, hidden, batch_first=True)
-        self.fc = nn.Linear(hidden, classes)
-
-    def forward(self, x):
-        if self.emb is not None:
-            x = self.emb(x)
-        out, _ = self.rnn(x)
-        return self.fc(out[:, -1])
 
 
 def _mlp(d: int = 5, classes: int = 3) -> nn.Module:
@@ -46,9 +31,9 @@ def _cnn(classes: int = 3) -> nn.Module:
 ARCHS = {  # name: (factory, input shape)
     "mlp": (_mlp, (5,)),
     "cnn": (_cnn, (1, 6, 6)),
-    "rnn": (lambda: SeqNet("RNN"), (3, 3)),
-    "lstm": (lambda: SeqNet("LSTM"), (3, 3)),
-    "gru": (lambda: SeqNet("GRU"), (3, 3)),
+    "rnn": (lambda: recurrent_classifier("rnn", 3, 4, 3), (3, 3)),
+    "lstm": (lambda: recurrent_classifier("lstm", 3, 4, 3), (3, 3)),
+    "gru": (lambda: recurrent_classifier("gru", 3, 4, 3), (3, 3)),
 }
 CASES = [(a, m) for a in ("mlp", "cnn") for m in ("ibp", "crown-ibp")]
 CASES += [(a, m) for a in ("rnn", "lstm", "gru") for m in ("ibp", "crown-ibp", "certrnn")]
@@ -132,14 +117,14 @@ def test_gradients_reach_every_parameter_finite(arch, method):
 
 def test_gradients_reach_the_embedding_table():
     torch.manual_seed(0)
-    model = SeqNet("LSTM", vocab=7)
+    model = recurrent_classifier("lstm", 3, 4, 3, vocab=7)
     tokens = torch.tensor([[1, 2, 3], [4, 5, 6], [0, 1, 2], [3, 3, 3]])
     y = torch.tensor([0, 1, 2, 0])
     for method in ("ibp", "crown-ibp", "certrnn"):
         model.zero_grad()
         m = margin_lower_bounds(model, tokens, y, (3, 3), method, 0.1, embedded=True)
         robust_cross_entropy(m).backward()
-        g = model.emb.weight.grad
+        g = model.embedding.weight.grad
         assert g is not None and torch.isfinite(g).all() and g[[1, 2, 3]].abs().sum() > 0
     with pytest.raises(DataError):
         margin_lower_bounds(model, tokens.float(), y, (3, 3), "ibp", 0.1, embedded=True)
@@ -278,7 +263,7 @@ def test_training_raises_certified_accuracy_rnn_certrnn(frames, eps, epochs):
 
     def net():
         torch.manual_seed(0)
-        return SeqNet("RNN", d=4, hidden=8, classes=2)
+        return recurrent_classifier("rnn", 4, 8, 2)
 
     natural = train_classifier(net(), x, y, epochs=epochs, batch_size=32, lr=1e-2, seed=0)
     robust = net()
