@@ -27,7 +27,7 @@ from torch import Tensor
 from ..config import dual_exponent
 from ..ops.activation import Activation
 from ..ops.affine import ElementwiseAffine
-from ..ops.conv import Conv
+from ..ops.conv import Conv, conv_transpose_rows
 from ..ops.line_push import drop_zero, push_lines, rows_dot
 from ..ops.shape import Add
 
@@ -176,10 +176,7 @@ def _conv(ctx, op: Conv, in_shape: tuple[int, ...], lA, uA):
     def push(P: Patches | None) -> Patches | Tensor | None:
         if P is None:
             return None
-        B, R, C, ph, pw = P.data.shape
-        x = F.conv_transpose2d(P.data.reshape(B * R, C, ph, pw), op.weight, None, op.stride, 0, 0, op.groups,
-                               op.dilation)
-        x = x.reshape((B, R) + tuple(x.shape[1:]))
+        x = conv_transpose_rows(P.data, op.weight, op.stride, (0, 0), (0, 0), op.groups, op.dilation)
         off = P.offset * torch.tensor(op.stride, device=P.offset.device) - torch.tensor(op.padding, device=P.offset.device)
         out = Patches(x, off, tuple(in_shape[1:])).masked()
         if x.shape[3] * x.shape[4] >= in_shape[1] * in_shape[2]:
