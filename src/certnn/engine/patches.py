@@ -207,12 +207,20 @@ def _activation(ctx, op: Activation, node, lA, uA):
     split = ctx.split_terms.get(node.name)
     if split is not None and uA is not None:
         raise ValueError("split constraints apply to lower bounds only (bound -C for upper bounds)")
-    if lA is not None and uA is not None and lA is not uA:  # windows differ: one side at a time
+    if lA is not None and uA is not None and lA is not uA and not same_windows(lA, uA):
+        # windows differ: one side at a time
         lo, _, lbias, _ = _activation_sides(lines, lA, None, split)
         _, hi, _, ubias = _activation_sides(lines, None, uA, None)
         return [(lo, hi)], lbias, ubias
     lo, hi, lbias, ubias = _activation_sides(lines, lA, uA, split)
     return [(lo, hi)], lbias, ubias
+
+
+def same_windows(a: Patches, b: Patches) -> bool:
+    """Whether two patches cover the same windows (same size and offsets): per-neuron values gathered
+    onto one serve the other."""
+    return (a.spatial == b.spatial and a.data.shape == b.data.shape
+            and (a.offset is b.offset or torch.equal(a.offset, b.offset)))
 
 
 def _gather_lines(rel, P: Patches, both: bool):
@@ -230,16 +238,16 @@ def _gather_lines(rel, P: Patches, both: bool):
 
 
 def _activation_sides(lines, lA, uA, split):
-    """The line rule (ops/line_push.py) on the windows of lA and / or uA (the same Patches when both);
-    lines(P, both) gives the lines on P's windows."""
+    """The line rule (ops/line_push.py) on the windows of lA and / or uA (the same Patches, or two on the
+    same windows, when both); lines(P, both) gives the lines on P's windows, gathered once for both sides."""
     P = lA if lA is not None else uA
     ls, glb, us, gub, same = lines(P, lA is not None and lA is uA and split is None)
-    lo, hi, lbias, ubias = push_lines(None if lA is None else lA.data, None if uA is None else P.data,
-                                      ls, glb, us, gub, rows_dot, same)
+    ldata = None if lA is None else lA.data
+    udata = None if uA is None else (ldata if uA is lA else uA.data)
+    lo, hi, lbias, ubias = push_lines(ldata, udata, ls, glb, us, gub, rows_dot, same)
     if split is not None and lo is not None:
         lo = lo + lA.gather(split)
-    wrap = P.with_data
-    return (None if lo is None else wrap(lo)), (None if hi is None else wrap(hi)), lbias, ubias
+    return (None if lo is None else P.with_data(lo)), (None if hi is None else P.with_data(hi)), lbias, ubias
 
 
 def _elementwise(op: ElementwiseAffine, lA, uA):
