@@ -89,9 +89,13 @@ def conv_transpose_rows(A: Tensor, weight: Tensor, stride, padding, output_paddi
     step = max(1, ROWS_COLUMNS // max(1, per_row))
     w3 = weight.unsqueeze(2)
     args = ((1,) + tuple(stride), (0,) + tuple(padding), (0,) + tuple(output_padding), groups, (1,) + tuple(dilation))
-    parts = [F.conv_transpose3d(A[:, r0:r0 + step].transpose(1, 2), w3, None, *args).transpose(1, 2)
-             for r0 in range(0, R, step)]
-    return parts[0].contiguous() if len(parts) == 1 else torch.cat(parts, 1)
+    out = None
+    for r0 in range(0, R, step):  # each chunk written into the result: one chunk-sized temporary at a time
+        y = F.conv_transpose3d(A[:, r0:r0 + step].transpose(1, 2), w3, None, *args)
+        if out is None:
+            out = y.new_empty((B, R, y.shape[1]) + tuple(y.shape[3:]))
+        out[:, r0:r0 + step] = y.transpose(1, 2)
+    return out
 
 
 class Conv(SpatialAffineOp):

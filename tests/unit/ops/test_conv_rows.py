@@ -38,3 +38,16 @@ def test_rows_of_a_view_and_one_row():
         B, R = rows.shape[:2]
         ref = F.conv_transpose2d(rows.reshape(B * R, 3, 4, 4), W).reshape(B, R, 2, 6, 6)
         assert torch.allclose(got, ref, rtol=1e-13, atol=1e-13)
+
+
+def test_rows_gradient(monkeypatch):
+    """Verified training differentiates through the chunked result (weights and coefficients)."""
+    monkeypatch.setattr(conv_ops, "ROWS_COLUMNS", 100)
+    A = torch.randn(2, 6, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(2, 6, 2, 6, 6, dtype=torch.float64)
+    (conv_transpose_rows(A, W, (1, 1), (0, 0), (0, 0), 1, (1, 1)) * v).sum().backward()
+    ga, gw = A.grad.clone(), W.grad.clone()
+    A.grad, W.grad = None, None
+    (F.conv_transpose2d(A.reshape(12, 3, 4, 4), W).reshape(2, 6, 2, 6, 6) * v).sum().backward()
+    assert torch.allclose(ga, A.grad, rtol=1e-12, atol=1e-12) and torch.allclose(gw, W.grad, rtol=1e-12, atol=1e-12)
