@@ -1,4 +1,4 @@
-"""CPU time of certnn's `crown` at batch 1 on the two residual nets of crown_vs_autolirpa.py (resnet2_relu:
+"""CPU time of certnn's `crown` at batch 1 (or --batch) on the two residual nets of crown_vs_autolirpa.py (resnet2_relu:
 trained MNIST ResNet with BatchNorm, eps .01; cifar-resnet: random weights, eps .002, clip [0, 1]): the same
 models, inputs (the first N of the test pool), L_inf ball and margin spec (rows e_y - e_j, y the model's
 prediction), float64, one thread, lower bounds only; certnn alone (no auto_LiRPA needed), for profiling
@@ -44,12 +44,12 @@ def load(name: str, n: int):
     return m, x, C
 
 
-def run(graph, x, C, eps, clip) -> torch.Tensor:
-    """Lower bounds (n, 9), one sample per call."""
+def run(graph, x, C, eps, clip, batch: int = 1) -> torch.Tensor:
+    """Lower bounds (n, 9), `batch` samples per call."""
     out = []
-    for i in range(len(x)):
-        spec = make_spec(graph, x[i:i + 1], eps, "inf", clip)
-        lo, _, _ = bounds_for_spec(graph, spec, "crown", C[i:i + 1], lower=True, upper=False)
+    for i in range(0, len(x), batch):
+        spec = make_spec(graph, x[i:i + batch], eps, "inf", clip)
+        lo, _, _ = bounds_for_spec(graph, spec, "crown", C[i:i + batch], lower=True, upper=False)
         out.append(lo)
     return torch.cat(out)
 
@@ -58,6 +58,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=sorted(SETTINGS), default="resnet2_relu")
     p.add_argument("--samples", type=int, default=5)
+    p.add_argument("--batch", type=int, default=1, help="samples per call (default 1)")
     p.add_argument("--repeats", type=int, default=1, help="timed passes (the least is reported)")
     p.add_argument("--profile", choices=("none", "cprofile", "torch"), default="none")
     p.add_argument("--save", help="write the lower bounds (a .pt file)")
@@ -71,9 +72,9 @@ def main() -> None:
     best, lo = float("inf"), None
     for _ in range(max(1, a.repeats)):
         c0 = time.process_time()
-        lo = run(graph, x, C, eps, clip)
+        lo = run(graph, x, C, eps, clip, a.batch)
         best = min(best, time.process_time() - c0)
-    print(f"{a.model}: {len(x)} samples at batch 1, CPU s per sample {best / len(x):.4f} "
+    print(f"{a.model}: {len(x)} samples at batch {a.batch}, CPU s per sample {best / len(x):.4f} "
           f"(least of {max(1, a.repeats)}), mean lower bound {lo.mean().item():.12f}")
     if a.save:
         torch.save(lo, a.save)
@@ -86,7 +87,7 @@ def main() -> None:
     if a.profile == "cprofile":
         pr = cProfile.Profile()
         pr.enable()
-        run(graph, x, C, eps, clip)
+        run(graph, x, C, eps, clip, a.batch)
         pr.disable()
         st = pstats.Stats(pr)
         st.sort_stats("tottime").print_stats(30)
@@ -95,7 +96,7 @@ def main() -> None:
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            run(graph, x, C, eps, clip)
+            run(graph, x, C, eps, clip, a.batch)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
 
 
