@@ -178,10 +178,10 @@ def _conv(ctx, op: Conv, in_shape: tuple[int, ...], lA, uA):
             return None
         x = conv_transpose_rows(P.data, op.weight, op.stride, (0, 0), (0, 0), op.groups, op.dilation)
         off = P.offset * torch.tensor(op.stride, device=P.offset.device) - torch.tensor(op.padding, device=P.offset.device)
-        out = Patches(x, off, tuple(in_shape[1:])).masked()
+        out = Patches(x, off, tuple(in_shape[1:]))
         if x.shape[3] * x.shape[4] >= in_shape[1] * in_shape[2]:
-            return out.to_dense()
-        return out
+            return out.to_dense()  # which keeps the in-image entries only
+        return _mask_fresh(out)
 
     def bias(P):
         if P is None or op.bias is None:
@@ -193,6 +193,15 @@ def _conv(ctx, op: Conv, in_shape: tuple[int, ...], lA, uA):
         b = bias(lA)
         return [(A, A)], b, b
     return [(push(lA), push(uA))], bias(lA), bias(uA)
+
+
+def _mask_fresh(P: Patches) -> Patches:
+    """P.masked(), writing into P's data in place (a tensor the caller has just made and nobody else holds;
+    out of place when it carries gradients)."""
+    B, R, C, ph, pw = P.data.shape
+    _, valid = P.positions()
+    m = valid.reshape(B, R, 1, ph, pw).to(P.data.dtype)
+    return P.with_data(P.data * m) if P.data.requires_grad else P.with_data(P.data.mul_(m))
 
 
 def _activation(ctx, op: Activation, node, lA, uA):
