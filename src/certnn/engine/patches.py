@@ -173,15 +173,19 @@ def backward(ctx, node, lA, uA):
 
 
 def _conv(ctx, op: Conv, in_shape: tuple[int, ...], lA, uA):
-    def push(P: Patches | None) -> Patches | Tensor | None:
-        if P is None:
-            return None
-        x = conv_transpose_rows(P.data, op.weight, op.stride, (0, 0), (0, 0), op.groups, op.dilation)
-        off = P.offset * torch.tensor(op.stride, device=P.offset.device) - torch.tensor(op.padding, device=P.offset.device)
-        out = Patches(x, off, tuple(in_shape[1:]))
-        if x.shape[3] * x.shape[4] >= in_shape[1] * in_shape[2]:
-            return out.to_dense()  # which keeps the in-image entries only
-        return _mask_fresh(out)
+    spatial = tuple(in_shape[1:])
+    dev = (lA if lA is not None else uA).offset.device
+
+    def push(data: Tensor) -> Tensor:
+        return conv_transpose_rows(data, op.weight, op.stride, (0, 0), (0, 0), op.groups, op.dilation)
+
+    def place(P: Patches, xs: list[Tensor]) -> list:
+        """The pushed data xs on P's windows moved to the input grid: dense when a window covers the image
+        (to_dense keeps the in-image entries), else masked in place; one mask for all of xs."""
+        off = P.offset * torch.tensor(op.stride, device=dev) - torch.tensor(op.padding, device=dev)
+        if xs[0].shape[3] * xs[0].shape[4] >= spatial[0] * spatial[1]:
+            return [Patches(x, off, spatial).to_dense() for x in xs]
+        return _mask_fresh([Patches(x, off, spatial) for x in xs])
 
     def bias(P):
         if P is None or op.bias is None:
@@ -189,19 +193,24 @@ def _conv(ctx, op: Conv, in_shape: tuple[int, ...], lA, uA):
         return P.data.sum(dim=(3, 4)) @ op.bias  # windows only hold in-image entries
 
     if lA is not None and lA is uA:
-        A = push(lA)
+        A = place(lA, [push(lA.data)])[0]
         b = bias(lA)
         return [(A, A)], b, b
-    return [(push(lA), push(uA))], bias(lA), bias(uA)
+    if lA is not None and uA is not None and same_windows(lA, uA):
+        lo, hi = place(lA, [push(lA.data), push(uA.data)])
+        return [(lo, hi)], bias(lA), bias(uA)
+    lo = None if lA is None else place(lA, [push(lA.data)])[0]
+    hi = None if uA is None else place(uA, [push(uA.data)])[0]
+    return [(lo, hi)], bias(lA), bias(uA)
 
 
-def _mask_fresh(P: Patches) -> Patches:
-    """P.masked(), writing into P's data in place (a tensor the caller has just made and nobody else holds;
-    out of place when it carries gradients)."""
-    B, R, C, ph, pw = P.data.shape
-    _, valid = P.positions()
-    m = valid.reshape(B, R, 1, ph, pw).to(P.data.dtype)
-    return P.with_data(P.data * m) if P.data.requires_grad else P.with_data(P.data.mul_(m))
+def _mask_fresh(ps: list[Patches]) -> list[Patches]:
+    """p.masked() for patches on the same windows, writing into their data in place (tensors the caller has
+    just made and nobody else holds; out of place when they carry gradients); the mask is computed once."""
+    B, R, C, ph, pw = ps[0].data.shape
+    _, valid = ps[0].positions()
+    m = valid.reshape(B, R, 1, ph, pw).to(ps[0].data.dtype)
+    return [p.with_data(p.data * m) if p.data.requires_grad else p.with_data(p.data.mul_(m)) for p in ps]
 
 
 def _activation(ctx, op: Activation, node, lA, uA):
