@@ -73,14 +73,15 @@ def conv_transpose_rows(A: Tensor, weight: Tensor, stride, padding, output_paddi
                         dilation) -> Tensor:
     """conv_transpose2d of every row of A (B, R, C_out, h, w) -> (B, R, C_in, H, W).
 
-    On CPU the rows are the depth of one conv_transpose3d per sample with a depth-1 kernel: PyTorch's CPU
-    kernel (float64 has no oneDNN path) loops over the batch with one small product per image, so R rows as
-    R images cost R small products, as a depth one large product (1.5-3x less CPU time at R ~ 2000 on
-    windows of 3-12 pixels). Rows go in chunks whose im2col buffer stays under ROWS_COLUMNS entries. The same
-    sums, in a different blocking of the products (results equal to ~1 ulp). Other devices (and a single
-    row) take conv_transpose2d over the folded (B * R) batch."""
+    float64 on CPU: the rows are the depth of one conv_transpose3d per sample with a depth-1 kernel.
+    PyTorch's float64 CPU kernel (float64 has no oneDNN path) loops over the batch with one small product
+    per image, so R rows as R images cost R small products, as a depth one large product (1.5-3x less CPU
+    time at R ~ 2000 on windows of 3-12 pixels). Rows go in chunks whose im2col buffer stays under
+    ROWS_COLUMNS entries. The same sums, in a different blocking of the products (results equal to ~1 ulp).
+    float32 (oneDNN's conv_transpose2d is as fast or faster on most of these shapes), other devices and a
+    single row take conv_transpose2d over the folded (B * R) batch."""
     B, R = A.shape[:2]
-    if A.device.type != "cpu" or R == 1:
+    if A.device.type != "cpu" or A.dtype != torch.float64 or R == 1:
         flat = A.reshape((B * R,) + tuple(A.shape[2:]))
         x = F.conv_transpose2d(flat, weight, None, stride, padding, output_padding, groups, dilation)
         return x.reshape((B, R) + tuple(x.shape[1:]))

@@ -29,6 +29,13 @@ def test_rows_equal_folded_batch(monkeypatch, stride, padding, opad, dilation, g
     assert ((got - ref).abs() <= 1e-13 * (1 + ref.abs())).all()
 
 
+def test_float32_takes_the_2d_path():
+    A = torch.randn(1, 4, 2, 3, 3)
+    W = torch.randn(2, 2, 3, 3)
+    ref = F.conv_transpose2d(A.reshape(4, 2, 3, 3), W).reshape(1, 4, 2, 5, 5)
+    assert torch.equal(conv_transpose_rows(A, W, (1, 1), (0, 0), (0, 0), 1, (1, 1)), ref)
+
+
 def test_rows_of_a_view_and_one_row():
     """Non-contiguous coefficients (a transposed view) and a single row (the conv_transpose2d path)."""
     A = torch.randn(2, 5, 3, 4, 4, dtype=torch.float64).transpose(3, 4)
