@@ -54,12 +54,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import alpha_vs_autolirpa as ava  # noqa: E402  (imports auto_LiRPA or exits with how to get it)
 import sshape_vs_autolirpa as sshape  # noqa: E402
 from crown_vs_autolirpa_table import write_table  # noqa: E402
+from residual_nets import cifar_resnet  # noqa: E402
 from common import (OUT, chosen_models, model_child, peak_rss_mb, peer_parser,  # noqa: E402
                     record_models, stamp)
 
@@ -95,24 +95,6 @@ MODELS: dict[str, Setting] = {
 
 
 # ----------------------------------------------------------------------------------------------- models
-class Block(nn.Module):
-    """relu(x + conv(relu(conv(x)))), no BatchNorm."""
-
-    def __init__(self, c: int):
-        super().__init__()
-        self.c1, self.c2 = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
-
-    def forward(self, x):
-        return torch.relu(x + self.c2(torch.relu(self.c1(x))))
-
-
-def cifar_resnet() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(), Block(16), Block(16),
-                         nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(32 * 8 * 8, 100), nn.ReLU(), nn.Linear(100, 10)).eval()
-
-
 def load(name: str, n: int):
     """(float64 model in eval mode, first n inputs (float64), their predicted labels)."""
     if name == "3x1024_relu":

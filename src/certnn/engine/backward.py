@@ -20,6 +20,7 @@ from ..ops.shape import Permute, Reshape, Slice
 from . import patches, rounding
 from .accumulate import CoeffSums
 from .context import RunContext
+from .fold import backward_node
 from .input_projection import concretize_projection, input_projection
 from .interval import affine_chain, affine_chain_bounds, interval_pass, interval_spec
 
@@ -63,7 +64,7 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
     for name in reversed(g.ancestors(start)):
         if name == g.input_name or name not in coeffs:
             continue
-        node = g.nodes[name]
+        node = backward_node(ctx, name)  # a BatchNorm after a conv: the folded conv (engine/fold.py)
         cl, cu = coeffs.pop(name)
         if name in ctx.capture:  # e.g. branch and bound's branching scores: coefficients of a node's output
             ctx.captured[name] = patches.densify(cl)

@@ -27,7 +27,7 @@ from torch import Tensor
 from ..config import dual_exponent
 from ..ops.activation import Activation
 from ..ops.affine import ElementwiseAffine
-from ..ops.conv import Conv
+from ..ops.conv import Conv, conv_transpose_rows
 from ..ops.line_push import drop_zero, push_lines, rows_dot
 from ..ops.shape import Add
 
@@ -173,18 +173,19 @@ def backward(ctx, node, lA, uA):
 
 
 def _conv(ctx, op: Conv, in_shape: tuple[int, ...], lA, uA):
-    def push(P: Patches | None) -> Patches | Tensor | None:
-        if P is None:
-            return None
-        B, R, C, ph, pw = P.data.shape
-        x = F.conv_transpose2d(P.data.reshape(B * R, C, ph, pw), op.weight, None, op.stride, 0, 0, op.groups,
-                               op.dilation)
-        x = x.reshape((B, R) + tuple(x.shape[1:]))
-        off = P.offset * torch.tensor(op.stride, device=P.offset.device) - torch.tensor(op.padding, device=P.offset.device)
-        out = Patches(x, off, tuple(in_shape[1:])).masked()
-        if x.shape[3] * x.shape[4] >= in_shape[1] * in_shape[2]:
-            return out.to_dense()
-        return out
+    spatial = tuple(in_shape[1:])
+    dev = (lA if lA is not None else uA).offset.device
+
+    def push(data: Tensor) -> Tensor:
+        return conv_transpose_rows(data, op.weight, op.stride, (0, 0), (0, 0), op.groups, op.dilation)
+
+    def place(P: Patches, xs: list[Tensor]) -> list:
+        """The pushed data xs on P's windows moved to the input grid: dense when a window covers the image
+        (to_dense keeps the in-image entries), else masked in place; one mask for all of xs."""
+        off = P.offset * torch.tensor(op.stride, device=dev) - torch.tensor(op.padding, device=dev)
+        if xs[0].shape[3] * xs[0].shape[4] >= spatial[0] * spatial[1]:
+            return [Patches(x, off, spatial).to_dense() for x in xs]
+        return _mask_fresh([Patches(x, off, spatial) for x in xs])
 
     def bias(P):
         if P is None or op.bias is None:
@@ -192,10 +193,24 @@ def _conv(ctx, op: Conv, in_shape: tuple[int, ...], lA, uA):
         return P.data.sum(dim=(3, 4)) @ op.bias  # windows only hold in-image entries
 
     if lA is not None and lA is uA:
-        A = push(lA)
+        A = place(lA, [push(lA.data)])[0]
         b = bias(lA)
         return [(A, A)], b, b
-    return [(push(lA), push(uA))], bias(lA), bias(uA)
+    if lA is not None and uA is not None and same_windows(lA, uA):
+        lo, hi = place(lA, [push(lA.data), push(uA.data)])
+        return [(lo, hi)], bias(lA), bias(uA)
+    lo = None if lA is None else place(lA, [push(lA.data)])[0]
+    hi = None if uA is None else place(uA, [push(uA.data)])[0]
+    return [(lo, hi)], bias(lA), bias(uA)
+
+
+def _mask_fresh(ps: list[Patches]) -> list[Patches]:
+    """p.masked() for patches on the same windows, writing into their data in place (tensors the caller has
+    just made and nobody else holds; out of place when they carry gradients); the mask is computed once."""
+    B, R, C, ph, pw = ps[0].data.shape
+    _, valid = ps[0].positions()
+    m = valid.reshape(B, R, 1, ph, pw).to(ps[0].data.dtype)
+    return [p.with_data(p.data * m) if p.data.requires_grad else p.with_data(p.data.mul_(m)) for p in ps]
 
 
 def _activation(ctx, op: Activation, node, lA, uA):
@@ -210,12 +225,20 @@ def _activation(ctx, op: Activation, node, lA, uA):
     split = ctx.split_terms.get(node.name)
     if split is not None and uA is not None:
         raise ValueError("split constraints apply to lower bounds only (bound -C for upper bounds)")
-    if lA is not None and uA is not None and lA is not uA:  # windows differ: one side at a time
+    if lA is not None and uA is not None and lA is not uA and not same_windows(lA, uA):
+        # windows differ: one side at a time
         lo, _, lbias, _ = _activation_sides(lines, lA, None, split)
         _, hi, _, ubias = _activation_sides(lines, None, uA, None)
         return [(lo, hi)], lbias, ubias
     lo, hi, lbias, ubias = _activation_sides(lines, lA, uA, split)
     return [(lo, hi)], lbias, ubias
+
+
+def same_windows(a: Patches, b: Patches) -> bool:
+    """Whether two patches cover the same windows (same size and offsets): per-neuron values gathered
+    onto one serve the other."""
+    return (a.spatial == b.spatial and a.data.shape == b.data.shape
+            and (a.offset is b.offset or torch.equal(a.offset, b.offset)))
 
 
 def _gather_lines(rel, P: Patches, both: bool):
@@ -233,16 +256,16 @@ def _gather_lines(rel, P: Patches, both: bool):
 
 
 def _activation_sides(lines, lA, uA, split):
-    """The line rule (ops/line_push.py) on the windows of lA and / or uA (the same Patches when both);
-    lines(P, both) gives the lines on P's windows."""
+    """The line rule (ops/line_push.py) on the windows of lA and / or uA (the same Patches, or two on the
+    same windows, when both); lines(P, both) gives the lines on P's windows, gathered once for both sides."""
     P = lA if lA is not None else uA
     ls, glb, us, gub, same = lines(P, lA is not None and lA is uA and split is None)
-    lo, hi, lbias, ubias = push_lines(None if lA is None else lA.data, None if uA is None else P.data,
-                                      ls, glb, us, gub, rows_dot, same)
+    ldata = None if lA is None else lA.data
+    udata = None if uA is None else (ldata if uA is lA else uA.data)
+    lo, hi, lbias, ubias = push_lines(ldata, udata, ls, glb, us, gub, rows_dot, same)
     if split is not None and lo is not None:
         lo = lo + lA.gather(split)
-    wrap = P.with_data
-    return (None if lo is None else wrap(lo)), (None if hi is None else wrap(hi)), lbias, ubias
+    return (None if lo is None else P.with_data(lo)), (None if hi is None else P.with_data(hi)), lbias, ubias
 
 
 def _elementwise(op: ElementwiseAffine, lA, uA):

@@ -60,19 +60,35 @@ def fold_batchnorm(graph: Graph) -> Graph:
         if (isinstance(n.op, ElementwiseAffine) and src is not None and isinstance(src.op, Conv)
                 and graph.consumers(src.name) == [name] and src.name != graph.output_name
                 and _per_channel(n.op, n.shape)):
-            conv = src.op
-            C = conv.weight.shape[0]
-            s = (n.op.scale.reshape(-1) if n.op.scale is not None else torch.ones(1, dtype=conv.weight.dtype)).expand(C)
-            t = (n.op.shift.reshape(-1) if n.op.shift is not None else torch.zeros(1, dtype=conv.weight.dtype)).expand(C)
-            w = conv.weight * s.reshape((C,) + (1,) * (conv.weight.ndim - 1))
-            b = (conv.bias if conv.bias is not None else torch.zeros(C, dtype=w.dtype)) * s + t
-            nodes[src.name] = Node(src.name, Conv(w, b, conv.stride, conv.padding, conv.dilation, conv.groups),
-                                   src.inputs, src.shape)
+            nodes[src.name] = Node(src.name, folded_conv(src.op, n.op), src.inputs, src.shape)
             rename[name] = src.name
             continue
         nodes[name] = n
     out = rename.get(graph.output_name, graph.output_name)
     return Graph(list(nodes.values()), out)
+
+
+def folded_conv(conv: Conv, bn: ElementwiseAffine) -> Conv:
+    """The Conv computing bn(conv(x)) for a per-channel bn (`foldable`): W' = W * s per output channel,
+    b' = b * s + t (the same function; rounding aside)."""
+    C = conv.weight.shape[0]
+    like = conv.weight
+    s = (bn.scale.reshape(-1) if bn.scale is not None else like.new_ones(1)).expand(C)
+    t = (bn.shift.reshape(-1) if bn.shift is not None else like.new_zeros(1)).expand(C)
+    w = conv.weight * s.reshape((C,) + (1,) * (conv.weight.ndim - 1))
+    b = (conv.bias if conv.bias is not None else like.new_zeros(C)) * s + t
+    return Conv(w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def foldable(graph: Graph, name: str) -> bool:
+    """True when node `name` is a per-channel ElementwiseAffine (eval-mode BatchNorm) right after a Conv
+    whose only consumer it is (and which is not the output): bn(conv(x)) is then one conv."""
+    n = graph.nodes[name]
+    if not isinstance(n.op, ElementwiseAffine) or len(n.inputs) != 1:
+        return False
+    src = graph.nodes[n.inputs[0]]
+    return (isinstance(src.op, Conv) and graph.consumers(src.name) == [name] and src.name != graph.output_name
+            and _per_channel(n.op, n.shape))
 
 
 def _per_channel(op: ElementwiseAffine, shape: tuple[int, ...]) -> bool:
