@@ -31,9 +31,9 @@ from torch import Tensor
 from ..relax import SSHAPES
 from ..relax.relu import leaky_relu_relaxation, relu_relaxation
 from ..relax.ties import tie_averaged
-from ..relax.sshape import SShape, exact_offsets, stationary_candidates
+from ..relax.sshape import SShape, stationary_candidates
 from ..relax.products import PRODUCT_FNS, tilted_planes
-from ..relax.types import LinearRelaxation, PlaneRelaxation
+from ..relax.types import LinearRelaxation, PlaneRelaxation, safety_margin
 
 OPTIMISABLE = ("relu", "leaky_relu", "sigmoid", "tanh", "arctan")
 PRODUCTS = ("sigmoid_tanh_mul", "sigmoid_mul", "mul")
@@ -47,11 +47,23 @@ def _rows(t: Tensor, like: Tensor) -> Tensor:
 def tied_sshape_lines(fn: SShape, l: Tensor, u: Tensor, k_lo: Tensor, k_up: Tensor) -> LinearRelaxation:
     """relax.sshape.sshape_lines (sound lines with the given slopes: exact offsets plus a few ulps) with
     tie-averaged gradients (:func:`tie_averaged`) for the optimiser."""
-    lo_min, _ = exact_offsets(fn, k_lo, l, u)
-    _, up_max = exact_offsets(fn, k_up, l, u)
-    lo_c = torch.stack([fn.f(c) - k_lo * c for c in stationary_candidates(fn, k_lo, l, u)])
-    up_c = torch.stack([fn.f(c) - k_up * c for c in stationary_candidates(fn, k_up, l, u)])
-    return LinearRelaxation(k_lo, tie_averaged(lo_min, lo_c, "min"), k_up, tie_averaged(up_max, up_c, "max"))
+    return LinearRelaxation(k_lo, _tied_offset(fn, k_lo, l, u, "min"), k_up, _tied_offset(fn, k_up, l, u, "max"))
+
+
+def _tied_offset(fn: SShape, k: Tensor, l: Tensor, u: Tensor, side: str) -> Tensor:
+    """exact_offsets' min (max) of f(x) - k x on [l, u] with the tie-averaged gradient, from one set of
+    candidates (the same values and gradients as exact_offsets plus tie_averaged over the candidates
+    computed again; the margin's own gradient was dropped by tie_averaged there too)."""
+    cands = stationary_candidates(fn, k, l, u)
+    fs = [fn.f(c) for c in cands]
+    lin = [k * c for c in cands]
+    vals = torch.stack(torch.broadcast_tensors(*[f - a for f, a in zip(fs, lin)]))
+    with torch.no_grad():
+        mags = torch.stack(torch.broadcast_tensors(*[torch.maximum(f.abs(), a.abs()) for f, a in zip(fs, lin)]))
+        margin = safety_margin(mags.amax(0))
+        ext = vals.amin(0) if side == "min" else vals.amax(0)
+    value = ext - margin if side == "min" else ext + margin
+    return tie_averaged(value, vals, side, ext=ext)
 
 
 class Params:

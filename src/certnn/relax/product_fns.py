@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from .product_extremes import Extremes, sigmoid_mul_extremes, sigmoid_tanh_extremes
+from .product_sided import sigmoid_mul_sided, sigmoid_tanh_sided
 
 
 def _dsig(x: Tensor) -> Tensor:
@@ -25,6 +26,9 @@ class ProductFn:
     fy: Callable[[Tensor, Tensor], Tensor]
     extremes: Callable[..., Extremes]
     bound: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]  # an upper bound of |F| on the box
+    #: ``sided(A, B, lx, ux, ly, uy, side)`` = (min where side = -1, max where side = +1; slack)
+    #: (relax.product_sided), or None
+    sided: Callable[..., tuple] | None = None
 
 
 SIGMOID_TANH = ProductFn(
@@ -34,6 +38,7 @@ SIGMOID_TANH = ProductFn(
     lambda x, y: torch.sigmoid(x) * (1 - torch.tanh(y) ** 2),
     sigmoid_tanh_extremes,
     lambda lx, ux, ly, uy: torch.ones_like(lx),
+    sigmoid_tanh_sided,
 )
 
 SIGMOID_MUL = ProductFn(
@@ -43,6 +48,7 @@ SIGMOID_MUL = ProductFn(
     lambda x, y: torch.sigmoid(x) + 0 * y,
     sigmoid_mul_extremes,
     lambda lx, ux, ly, uy: torch.maximum(ly.abs(), uy.abs()),
+    sigmoid_mul_sided,
 )
 
 __all__ = ["ProductFn", "SIGMOID_TANH", "SIGMOID_MUL"]

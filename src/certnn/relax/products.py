@@ -67,12 +67,20 @@ def _check_box(lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> None:
 
 def _offsets(fn: ProductFn, A: Tensor, B: Tensor, box: list[Tensor], out_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """Sound (C_l, C_u) in out_dtype for the tilt (A, B), which must be representable in out_dtype."""
+    e = fn.extremes(A, B, *box)
+    return _widened(fn, A, B, box, e.lo, e.hi, e.slack, out_dtype)
+
+
+def _widened(fn: ProductFn, A: Tensor, B: Tensor, box: list[Tensor], lo: Tensor, hi: Tensor, slack,
+             out_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The extremes lo, hi of F - A x - B y (exact up to `slack`) as sound offsets in out_dtype."""
     lx, ux, ly, uy = box
-    e = fn.extremes(A, B, lx, ux, ly, uy)
     mag = (fn.bound(lx, ux, ly, uy) + A.abs() * torch.maximum(lx.abs(), ux.abs())
            + B.abs() * torch.maximum(ly.abs(), uy.abs()))
-    margin = safety_margin(mag.to(out_dtype)).to(WORK_DTYPE) + e.slack  # slack: bisection's bracket
-    lo, hi = e.lo - margin, e.hi + margin
+    margin = safety_margin(mag.to(out_dtype)).to(WORK_DTYPE) + slack  # slack: the interior points' bracket
+    lo, hi = lo - margin, hi + margin
+    if out_dtype == WORK_DTYPE:  # nothing to round (the steps below would all be no-ops)
+        return lo, hi
     # rounding to out_dtype may move a value inwards by half an ulp: step one ulp outwards if it did
     lo_o, hi_o = lo.to(out_dtype), hi.to(out_dtype)
     lo_o = torch.where(lo_o.to(WORK_DTYPE) > lo, _step(lo_o, -float("inf")), lo_o)
@@ -82,12 +90,21 @@ def _offsets(fn: ProductFn, A: Tensor, B: Tensor, box: list[Tensor], out_dtype: 
 
 def _offsets_pair(fn: ProductFn, Al: Tensor, Bl: Tensor, Au: Tensor, Bu: Tensor, box: list[Tensor],
                   out_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """(C_l of the tilt (Al, Bl), C_u of the tilt (Au, Bu)) as two `_offsets` calls would give, from one
-    extremes computation on the two tilts stacked (every step is elementwise over the tilts, so the values
-    are the same; one call instead of two halves the per-op overhead, which dominates on small boxes)."""
+    """(C_l of the tilt (Al, Bl), C_u of the tilt (Au, Bu)) from one computation on the two tilts stacked
+    (one call instead of two halves the per-op overhead, which dominates on small boxes): the one-sided
+    extremes (`fn.sided`: the min for the lower tilt, the max for the upper) where the product has them;
+    the same values as two `_offsets` calls up to the last ulps (both enumerations contain every
+    extremiser)."""
     two = lambda a, b: torch.stack([a, b])  # noqa: E731
-    box2 = [t.unsqueeze(0).expand((2,) + tuple(t.shape)) for t in box]
-    lo, hi = _offsets(fn, two(Al, Au), two(Bl, Bu), box2, out_dtype)
+    A, B = two(Al, Au), two(Bl, Bu)
+    if fn.sided is None:
+        lo, hi = _offsets(fn, A, B, [t.unsqueeze(0).expand((2,) + tuple(A.shape[1:])) for t in box], out_dtype)
+    else:  # only the min of the lower tilt and the max of the upper one (relax.product_sided); the box
+        # keeps its own (broadcastable) shape: box-only terms are computed once for all spec rows
+        side = torch.tensor([-1.0, 1.0], dtype=A.dtype, device=A.device).reshape((2,) + (1,) * (A.dim() - 1))
+        box2 = [t.unsqueeze(0) for t in box]
+        ext, slack = fn.sided(A, B, *box2, side)
+        lo, hi = _widened(fn, A, B, box2, ext, ext, slack, out_dtype)
     return lo[0], hi[1]
 
 
@@ -180,7 +197,7 @@ def tilted_planes(kind: str, Al: Tensor, Bl: Tensor, Au: Tensor, Bu: Tensor, lx:
     fn = PRODUCT_FNS[kind]
     out = lx.dtype
     shape = torch.broadcast_shapes(Al.shape, Bl.shape, Au.shape, Bu.shape, lx.shape, ly.shape)
-    box = [torch.broadcast_to(t, shape).to(WORK_DTYPE) for t in (lx, ux, ly, uy)]
+    box = [t.to(WORK_DTYPE) for t in (lx, ux, ly, uy)]  # broadcast by the arithmetic (see _offsets_pair)
     c_lo, c_hi = _offsets_pair(fn, *(torch.broadcast_to(t, shape).to(WORK_DTYPE) for t in (Al, Bl, Au, Bu)), box, out)
     return PlaneRelaxation(Al, Bl, c_lo, Au, Bu, c_hi)
 
