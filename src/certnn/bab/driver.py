@@ -140,7 +140,7 @@ class _BaB:
         if wants_refinement(self.g, self.cfg, margin):  # MILP-refined intermediate bounds (bab/refine.py)
             self.profile.counts["refine_margin_before"] = float(margin.min())
             with self.profile.phase("refine"):
-                res, info = refine_root(self, res, self.capture(doms)[0], deadline)
+                res, info = refine_root(self, res, self.capture(doms)[0], margin, deadline)
             doms, margin = self.root_domains(res)
             self.profile.counts.update(info, refine_margin_after=float(margin.min()))
         self.root_starts = root_starts(res, res.starts, self.g.output_name)

@@ -196,9 +196,10 @@ def _round_out(lo: np.ndarray, hi: np.ndarray, like: Tensor) -> tuple[Tensor, Te
 
 
 def refine_layer(hp, g64: Graph, spec64: LpBall, bounds: dict, name: str, score: Tensor | None, cfg,
-                 end: float | None, stats: RefineStats) -> None:
+                 end: float | None, stats: RefineStats, skip: Tensor | None = None) -> None:
     """Tighten bounds[name] (Interval (R, *shape)) of every root's unstable neurons by MILP, most
-    influential first (score (R, n) or None: widest first), until `end` (a time.perf_counter() value)."""
+    influential first (score (R, n) or None: widest first), until `end` (a time.perf_counter() value); roots
+    marked in `skip` (R,) keep their bounds. Roots are refined one after the other in the layer's time."""
     iv = bounds[name]
     R = iv.lower.shape[0]
     new_lo, new_hi = [], []
@@ -206,7 +207,8 @@ def refine_layer(hp, g64: Graph, spec64: LpBall, bounds: dict, name: str, score:
         lo = iv.lower[b].detach().reshape(-1).double().cpu().numpy().copy()
         hi = iv.upper[b].detach().reshape(-1).double().cpu().numpy().copy()
         unstable = np.flatnonzero((lo < 0) & (hi > 0))
-        if unstable.size and (end is None or time.perf_counter() < end):
+        busy = skip is not None and bool(skip[b])
+        if unstable.size and not busy and (end is None or time.perf_counter() < end):
             key = (hi - lo) if score is None else score[b].reshape(-1).double().cpu().numpy()
             order = unstable[np.argsort(-key[unstable], kind="stable")]
             m, cols, scale, has_int = _encoding(hp, g64, spec64, bounds, b, name)
@@ -219,10 +221,12 @@ def refine_layer(hp, g64: Graph, spec64: LpBall, bounds: dict, name: str, score:
 
 
 def refine_bounds(graph: Graph, spec: LpBall, bounds: dict, scores: dict, cfg, end: float | None,
-                  after_layer: Callable[[dict, str], dict] | None = None) -> tuple[dict, str | None, RefineStats]:
+                  after_layer: Callable[[dict, str], dict] | None = None,
+                  skip: Tensor | None = None) -> tuple[dict, str | None, RefineStats]:
     """(refined bounds, deepest refined node or None, stats): the first `cfg.refine_layers` targets'
     bounds tightened by MILP (module docstring), each layer with an equal share of the time left until
-    `end`. after_layer(bounds, name) returns the bounds with the layers after `name` recomputed."""
+    `end`. after_layer(bounds, name) returns the bounds with the layers after `name` recomputed; roots
+    marked in `skip` (R,) (e.g. already proved) are left as they are."""
     hp = milp._highs()
     g64, spec64 = milp._float64(graph, spec)
     bounds = dict(bounds)
@@ -234,7 +238,7 @@ def refine_bounds(graph: Graph, spec: LpBall, bounds: dict, scores: dict, cfg, e
         if end is not None and now >= end:
             break
         layer_end = None if end is None else now + (end - now) / (len(layers) - i)
-        refine_layer(hp, g64, spec64, bounds, name, scores.get(name), cfg, layer_end, stats)
+        refine_layer(hp, g64, spec64, bounds, name, scores.get(name), cfg, layer_end, stats, skip)
         deepest = name
         if after_layer is not None and i + 1 < len(layers):
             bounds = after_layer(bounds, name)
@@ -272,12 +276,13 @@ def wants_refinement(graph: Graph, cfg, margin: Tensor) -> bool:
     return relus <= cfg.refine_max_relus and float(margin.min()) < cfg.refine_below
 
 
-def refine_root(bab, res, lam: dict, deadline: float | None) -> tuple[object, dict]:
+def refine_root(bab, res, lam: dict, margin: Tensor, deadline: float | None) -> tuple[object, dict]:
     """(root alpha-CROWN result, stats) after MILP refinement of the root result `res` of branch and bound
     `bab` (bab/driver._BaB): its intermediate bounds refined (refine_bounds, with cfg.refine_share of the
     time left to `deadline`, neurons ranked by `influence` with the decisive row's ReLU coefficients `lam`),
     then alpha-CROWN again with every node up to the deepest refined layer fixed to the refined bounds. The
-    result's bounds are intersected with the refined ones and its lower bounds with `res`'s (all sound)."""
+    result's bounds are intersected with the refined ones and its lower bounds with `res`'s (all sound).
+    Roots whose `margin` (R,) is already > 0 are not refined."""
     from ..optimize import optimized_bounds
     from .intermediate import recompute, root_starts
 
@@ -292,7 +297,7 @@ def refine_root(bab, res, lam: dict, deadline: float | None) -> tuple[object, di
         return recompute(bab.ctx(every), bounds, pos[name], every, starts)[0]
 
     refined, deepest, stats = refine_bounds(g, bab.p.spec, res.bounds, influence(g, res.bounds, lam), cfg, end,
-                                            after_layer)
+                                            after_layer, margin > 0)
     info = {**stats.as_dict(), "refine_milp": time.perf_counter() - t0}
     if deepest is None or stats.tightened == 0:
         return res, info

@@ -87,9 +87,9 @@ def test_refined_bounds_are_sound_and_never_looser(seed):
     for name in targets(graph):
         lo, hi = refined[name].lower[0], refined[name].upper[0]
         assert (lo >= crown[name].lower[0]).all() and (hi <= crown[name].upper[0]).all()
-        assert (vals[name] >= lo).all() and (vals[name] <= hi).all()
+        assert (vals[name] >= lo - 1e-9).all() and (vals[name] <= hi + 1e-9).all()
         pmin, pmax = _pgd_extremes(graph, spec, name)
-        assert (pmin >= lo).all() and (pmax <= hi).all()
+        assert (pmin >= lo - 1e-9).all() and (pmax <= hi + 1e-9).all()
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -148,7 +148,7 @@ def test_bab_root_after_refinement_is_sound():
     prob = Problem.robustness(spec, margin_matrix(model(x).argmax(1), 3))
     bab = driver._BaB(graph, prob, BabConfig(refine="on"), "alpha-crown")
     doms, margin = bab.root(None)
-    assert "refine_solves" in bab.profile.counts and "refine" in bab.profile.seconds
+    assert bab.profile.counts["refine_solves"] > 0 and "refine" in bab.profile.seconds
     assert bab.profile.counts["refine_margin_after"] >= bab.profile.counts["refine_margin_before"] - 1e-9
     pts = _points(spec, 3000, 1)
     vals = graph.forward_all(pts)
