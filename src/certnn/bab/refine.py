@@ -124,6 +124,7 @@ def _encoding(hp, g64: Graph, spec64: LpBall, bounds: dict, b: int, target: str)
     pos = {n: i for i, n in enumerate(g64.order)}
     ctx.bounds = {k: _widened(v) for k, v in bounds.items() if pos.get(k, math.inf) < pos[target]}
     cols, binaries = milp._encode(m, g64, ctx, b, spec64, upto=target)
+    m.integer(np.array(binaries, dtype=np.int64))
     box = spec64.box()
     scale = float(torch.maximum(box.lower[b].abs(), box.upper[b].abs()).sum()) + len(binaries)
     for iv in list(ctx.bounds.values()) + [_widened(bounds[target])]:
@@ -138,9 +139,9 @@ def _solve(hp, m, col: int, sense: float, limit: float, has_int: bool) -> tuple[
     # issue 1477; highspy has no zeroAllClocks): the limit is that sum plus this solve's seconds
     m.h.setOptionValue("time_limit", float(m.h.getRunTime() + limit))
     m.h.run()
-    m.h.changeColCost(int(col), 0.0)
-    st = m.h.getModelStatus()
+    st = m.h.getModelStatus()  # read before the cost change below resets it
     info = m.h.getInfo()
+    m.h.changeColCost(int(col), 0.0)
     timed_out = st == hp.HighsModelStatus.kTimeLimit
     val = None
     if st == hp.HighsModelStatus.kOptimal:
