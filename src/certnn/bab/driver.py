@@ -106,8 +106,8 @@ class BabResult:
     reason: str  # why it stopped: 'done', 'timeout', 'max_domains'
     #: where the time went: seconds per phase ('root', 'pool' (picking and storing sub-domains), 'capture',
     #: 'falsify', 'branch', 'bound', 'finish'; 'refine' (inside 'root'): MILP refinement and the second
-    #: root alpha-CROWN, with counters 'refine_milp' (its MILP seconds), 'refine_margin_before' / '_after',
-    #: 'refine_solves', ... (bab/refine.py RefineStats))
+    #: root alpha-CROWN, with counters 'refine_highs_s' (its LP / MILP seconds), 'refine_margin_before' /
+    #: '_after', 'refine_solves', ... (bab/refine.py RefineStats))
     #: and counters ('iterations': optimiser iterations summed over the bound calls, 'bound_calls',
     #: 'worst_margin': the smallest margin of an open sub-domain when it stopped, a lower bound of the
     #: property's value over the whole search)
