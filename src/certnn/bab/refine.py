@@ -141,7 +141,10 @@ def _encoding(hp, g64: Graph, spec64: LpBall, bounds: dict, b: int, target: str,
 def _solve(hp, m, col: int, sense: float, limit: float, has_int: bool) -> tuple[float | None, bool]:
     """(proved lower bound of sense * x[col] or None, stopped by the time limit)."""
     m.h.changeColCost(int(col), float(sense))
-    m.h.setOptionValue("time_limit", float(limit))  # per run (measured with highspy 1.16)
+    # highspy 1.16, measured: a MIP run's time limit counts from its start, an LP run's from the model's
+    # first run (HiGHS' run clock, summed over the runs: ERGO-Code/HiGHS issue 1477)
+    start = 0.0 if has_int else m.h.getRunTime()
+    m.h.setOptionValue("time_limit", float(start + limit))
     m.h.run()
     st = m.h.getModelStatus()  # read before the cost change below resets it
     info = m.h.getInfo()
