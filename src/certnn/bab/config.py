@@ -34,8 +34,8 @@ class BabConfig(Config):
     every ReLU MLP, 'off' never. The unstable neurons of the first refine_layers layers with a ReLU
     upstream are tightened by one HiGHS solve per side (at most refine_solve_seconds each; the proved dual
     bound, never the incumbent), most influential first, within refine_share of the time left after the
-    root: an LP pass (triangle relaxation) over every such neuron, then, if refine_milp, a MILP pass over
-    those still unstable; then the root's alpha-CROWN runs again on the refined bounds."""
+    root: if refine_lp an LP pass (triangle relaxation) over every such neuron, then, if refine_milp, a
+    MILP pass over those still unstable; then the root's alpha-CROWN runs again on the refined bounds."""
 
     root: AlphaConfig = AlphaConfig(iterations=50, lr=0.5)
     domains: AlphaConfig = AlphaConfig(iterations=10, lr=0.05, beta_lr=0.05)
@@ -54,6 +54,7 @@ class BabConfig(Config):
     refine_layers: int = 3
     refine_solve_seconds: float = 1.0
     refine_max_relus: int = 4096
+    refine_lp: bool = False
     refine_milp: bool = True
 
     choices: ClassVar[dict] = {"branching": ("fsb", "babsr"), "fsb_reduce": ("min", "max"),
