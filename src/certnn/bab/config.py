@@ -49,10 +49,10 @@ class BabConfig(Config):
     recompute_intermediate: bool = False
     intermediate_lines: str = "alpha"
     refine: str = "auto"
-    refine_below: float = -1.0
-    refine_share: float = 0.35
-    refine_layers: int = 3
-    refine_solve_seconds: float = 1.0
+    refine_below: float = -10.0
+    refine_share: float = 0.5
+    refine_layers: int = 2
+    refine_solve_seconds: float = 3.0
     refine_max_relus: int = 4096
     refine_lp: bool = False
     refine_milp: bool = True

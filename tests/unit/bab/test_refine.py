@@ -133,9 +133,9 @@ def test_only_relu_mlps_with_a_layer_to_refine():
     assert is_relu_mlp(graph) and not targets(graph)
     assert not wants_refinement(graph, BabConfig(refine="on"), torch.tensor([-100.0]))
     _, graph, _, _ = _net(0)
-    assert wants_refinement(graph, BabConfig(refine="auto"), torch.tensor([-2.0]))
-    assert not wants_refinement(graph, BabConfig(refine="auto"), torch.tensor([-0.5]))
-    assert not wants_refinement(graph, BabConfig(refine="auto", refine_max_relus=4), torch.tensor([-2.0]))
+    assert wants_refinement(graph, BabConfig(refine="auto"), torch.tensor([-20.0]))
+    assert not wants_refinement(graph, BabConfig(refine="auto"), torch.tensor([-5.0]))
+    assert not wants_refinement(graph, BabConfig(refine="auto", refine_max_relus=4), torch.tensor([-20.0]))
     assert not wants_refinement(graph, BabConfig(refine="off"), torch.tensor([-100.0]))
     cnn = certnn.from_torch(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(),
                                                 torch.nn.Linear(8, 4), torch.nn.ReLU(),
