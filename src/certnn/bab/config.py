@@ -27,7 +27,15 @@ class BabConfig(Config):
     with the root's optimised slopes (intermediate_lines 'alpha') or CROWN's lines ('crown'); a child
     whose recomputed bounds cannot meet its stored ones is empty and dropped as proved. Tighter per
     sub-domain but ~5x its cost on the VNN-COMP mnist_fc 256x4 net (docs/benchmarks.md: the worst open
-    margin after 60 s about the same); off by default (beta carries the splits)."""
+    margin after 60 s about the same); off by default (beta carries the splits).
+
+    refine: MILP-refined intermediate bounds before branching (bab/refine.py; ReLU MLPs only): 'auto'
+    refines nets with at most refine_max_relus ReLU neurons whose root margin is below refine_below, 'on'
+    every ReLU MLP, 'off' never. The unstable neurons of the first refine_layers layers with a ReLU
+    upstream are tightened by one HiGHS solve per side (at most refine_solve_seconds each; the proved dual
+    bound, never the incumbent), most influential first, within refine_share of the time left after the
+    root: if refine_lp an LP pass (triangle relaxation) over every such neuron, then, if refine_milp, a
+    MILP pass over those still unstable; then the root's alpha-CROWN runs again on the refined bounds."""
 
     root: AlphaConfig = AlphaConfig(iterations=50, lr=0.5)
     domains: AlphaConfig = AlphaConfig(iterations=10, lr=0.05, beta_lr=0.05)
@@ -40,11 +48,23 @@ class BabConfig(Config):
     attack_every: int = 4
     recompute_intermediate: bool = False
     intermediate_lines: str = "alpha"
+    refine: str = "auto"
+    refine_below: float = -10.0
+    refine_share: float = 0.5
+    refine_layers: int = 2
+    refine_solve_seconds: float = 3.0
+    refine_max_relus: int = 4096
+    refine_lp: bool = False
+    refine_milp: bool = True
 
     choices: ClassVar[dict] = {"branching": ("fsb", "babsr"), "fsb_reduce": ("min", "max"),
-                               "intermediate_lines": ("alpha", "crown")}
+                               "intermediate_lines": ("alpha", "crown"), "refine": ("auto", "on", "off")}
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.batch < 1 or self.candidates < 1 or self.max_domains < 1 or self.attack_every < 1:
             raise ConfigError("BabConfig: batch, candidates, max_domains and attack_every must be >= 1")
+        if not 0 < self.refine_share <= 1 or self.refine_layers < 1 or self.refine_max_relus < 1:
+            raise ConfigError("BabConfig: refine_share must be in (0, 1], refine_layers and refine_max_relus >= 1")
+        if not self.refine_solve_seconds > 0:
+            raise ConfigError("BabConfig: refine_solve_seconds must be > 0")

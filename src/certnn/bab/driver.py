@@ -5,7 +5,9 @@ belong to). A root holds when, for every open conjunction, some row has C f(x) -
 a sub-domain (a root plus ReLU split decisions) is proved when that holds for its lower bounds (its
 *margin*: min over open conjunctions of the max over their rows of lb - d, is > 0).
 
-1. The root: alpha-CROWN with intermediate bounds optimised (BabConfig.root).
+1. The root: alpha-CROWN with intermediate bounds optimised (BabConfig.root); on ReLU MLPs far from
+   proved (BabConfig.refine), the first layers' intermediate bounds are then refined by MILP and the
+   root's alpha-CROWN run again on them (bab/refine.py).
 2. Each round takes the `batch` open sub-domains with the smallest margins, computes their branching
    scores and candidate counterexamples (the minimiser of the decisive row's linear bound over the
    input set) in one backward pass, splits one ReLU each (bab/branching.py) and bounds all children in one
@@ -44,6 +46,7 @@ from .branching import choose, scores
 from .config import BabConfig
 from .domains import Domains, split
 from .intermediate import recompute, root_starts
+from .refine import refine_root, wants_refinement
 
 
 @dataclass
@@ -102,7 +105,9 @@ class BabResult:
     open_domains: int  # left when it stopped
     reason: str  # why it stopped: 'done', 'timeout', 'max_domains'
     #: where the time went: seconds per phase ('root', 'pool' (picking and storing sub-domains), 'capture',
-    #: 'falsify', 'branch', 'bound', 'finish')
+    #: 'falsify', 'branch', 'bound', 'finish'; 'refine' (inside 'root'): MILP refinement and the second
+    #: root alpha-CROWN, with counters 'refine_highs_s' (its LP / MILP seconds), 'refine_margin_before' /
+    #: '_after', 'refine_solves', ... (bab/refine.py RefineStats))
     #: and counters ('iterations': optimiser iterations summed over the bound calls, 'bound_calls',
     #: 'worst_margin': the smallest margin of an open sub-domain when it stopped, a lower bound of the
     #: property's value over the whole search)
@@ -131,7 +136,20 @@ class _BaB:
         every = torch.arange(R, device=self.p.C.device)
         res = optimized_bounds(self.ctx(every), self.p.C, lower=True, upper=False, config=self.cfg.root,
                                deadline=deadline)
+        doms, margin = self.root_domains(res)
+        if wants_refinement(self.g, self.cfg, margin):  # MILP-refined intermediate bounds (bab/refine.py)
+            self.profile.counts["refine_margin_before"] = float(margin.min())
+            with self.profile.phase("refine"):
+                res, info = refine_root(self, res, self.capture(doms)[0], margin, deadline)
+            doms, margin = self.root_domains(res)
+            self.profile.counts.update(info, refine_margin_after=float(margin.min()))
         self.root_starts = root_starts(res, res.starts, self.g.output_name)
+        return doms, margin
+
+    def root_domains(self, res) -> tuple[Domains, Tensor]:
+        """The roots as sub-domains (no split) from a root alpha-CROWN result, and their margins."""
+        R = self.p.spec.batch
+        every = torch.arange(R, device=self.p.C.device)
         margin, _ = self.p.margin(res.lower, every)
         out = self.g.output_name
         doms = Domains(every, res.bounds,

@@ -127,8 +127,10 @@ class _Model:
                                          np.array([self.hp.HighsVarType.kInteger] * len(idx)))
 
 
-def _encode(m: _Model, graph: Graph, ctx: RunContext, b: int, spec: LpBall) -> tuple[dict, list]:
-    """Columns and rows of sample b's input set and network; returns (columns per node, binaries)."""
+def _encode(m: _Model, graph: Graph, ctx: RunContext, b: int, spec: LpBall,
+            upto: str | None = None) -> tuple[dict, list]:
+    """Columns and rows of sample b's input set and network (up to node `upto` included, default: all);
+    returns (columns per node, binaries)."""
     cols: dict[str, np.ndarray] = {}
     box = spec.box()
     blo = box.lower[b].reshape(-1).cpu().numpy()
@@ -147,7 +149,8 @@ def _encode(m: _Model, graph: Graph, ctx: RunContext, b: int, spec: LpBall) -> t
         w = np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
         m.rows(-m.inf, float(spec.eps[b]), t[None, :], w[None, :])
     binaries: list[int] = []
-    for name in graph.order[1:]:
+    last = len(graph.order) if upto is None else graph.order.index(upto) + 1
+    for name in graph.order[1:last]:
         node = graph.nodes[name]
         op = node.op
         if len(node.inputs) != 1:

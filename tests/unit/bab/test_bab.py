@@ -93,6 +93,13 @@ def test_fsb_max_and_recomputed_intermediate_bounds_equal_milp_ground_truth():
 
 
 @pytest.mark.solvers
+def test_milp_refined_intermediate_bounds_equal_milp_ground_truth():
+    """With the root's intermediate bounds refined by MILP on every instance (bab/refine.py), the same
+    verdicts."""
+    _run(range(20), 0.05, config=BabConfig(batch=64, refine="on"))
+
+
+@pytest.mark.solvers
 def test_multi_row_conjunctions_never_wrong():
     """Conjunctions of two rows (unsafe where both are <= d): proving needs max(g1, g2) > 0, which ReLU
     splits alone cannot always show row by row; such instances may stay unknown, never wrong."""
