@@ -71,11 +71,7 @@ def input_split(v, budget: float) -> None:
         if (w.gather(1, dim[:, None]) <= 0).any():
             done_all = False  # a point box that is not proved: cannot split further
             break
-        mid = ((blo + bhi) / 2).gather(1, dim[:, None])
-        lo1, hi1 = blo.clone(), bhi.clone()
-        hi1.scatter_(1, dim[:, None], mid)
-        lo2 = blo.clone()
-        lo2.scatter_(1, dim[:, None], mid)
+        lo1, hi1, lo2 = _halves(blo, bhi, dim)
         rid = torch.cat([brid, brid, rid])
         lo = torch.cat([lo1, lo2, lo])
         hi = torch.cat([hi1, bhi, hi])
@@ -84,6 +80,14 @@ def input_split(v, budget: float) -> None:
         touched = torch.nonzero(v.open.any(1)).reshape(-1)
         v.open[touched] = False
     v.log("split", t, iterations=it, boxes=boxes, result="holds" if not v.open.any() else "open")
+
+
+def _halves(lo, hi, dim):
+    """The two halves of each box along its input `dim`: (lo, hi1) and (lo2, hi)."""
+    mid = ((lo + hi) / 2).gather(1, dim[:, None])
+    hi1 = hi.clone().scatter_(1, dim[:, None], mid)
+    lo2 = lo.clone().scatter_(1, dim[:, None], mid)
+    return lo, hi1, lo2
 
 
 def _branch_scores(v, how, rid, open_conj, g, A, w, centre):
