@@ -44,12 +44,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..certify.precision import round_away
 from ..domains.interval import Interval
 from ..engine import milp
 from ..engine.context import RunContext
@@ -112,9 +113,8 @@ class RefineStats:
     layers: int = 0
 
     def as_dict(self) -> dict:
-        return {"refine_solves": self.solves, "refine_milp_solves": self.milp_solves,
-                "refine_timeouts": self.timeouts, "refine_failed": self.failed, "refine_tightened": self.tightened,
-                "refine_stabilised": self.stabilised, "refine_layers": self.layers}
+        """Every field, named refine_<field> (the keys of BabResult.stats)."""
+        return {f"refine_{k}": v for k, v in asdict(self).items()}
 
 
 def _widened(iv: Interval) -> Interval:
@@ -197,11 +197,8 @@ def _refine_root_layer(hp, m, cols, scale: float, has_int: bool, lo: np.ndarray,
 
 def _round_out(lo: np.ndarray, hi: np.ndarray, like: Tensor) -> tuple[Tensor, Tensor]:
     """float64 bounds as `like`'s dtype, rounded outwards."""
-    lo64 = torch.as_tensor(lo, dtype=torch.float64)
-    hi64 = torch.as_tensor(hi, dtype=torch.float64)
-    lo_t, hi_t = lo64.to(like.dtype), hi64.to(like.dtype)
-    lo_t = torch.where(lo_t.double() > lo64, torch.nextafter(lo_t, torch.full_like(lo_t, -math.inf)), lo_t)
-    hi_t = torch.where(hi_t.double() < hi64, torch.nextafter(hi_t, torch.full_like(hi_t, math.inf)), hi_t)
+    lo_t = round_away(torch.as_tensor(lo, dtype=torch.float64), up=False, dtype=like.dtype)
+    hi_t = round_away(torch.as_tensor(hi, dtype=torch.float64), up=True, dtype=like.dtype)
     return lo_t.to(like.device), hi_t.to(like.device)
 
 
@@ -286,8 +283,7 @@ def wants_refinement(graph: Graph, cfg, margin: Tensor) -> bool:
         return False
     if cfg.refine == "on":
         return True
-    relus = sum(math.prod(graph.nodes[n].shape) for n in graph.order if graph.nodes[n].op.kind == "relu")
-    return relus <= cfg.refine_max_relus and float(margin.min()) < cfg.refine_below
+    return milp.relu_neurons(graph) <= cfg.refine_max_relus and float(margin.min()) < cfg.refine_below
 
 
 def refine_root(bab, res, lam: dict, margin: Tensor, deadline: float | None) -> tuple[object, dict]:

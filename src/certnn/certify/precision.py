@@ -44,12 +44,13 @@ def check_float32_weights(graph64: Graph, graph32: Graph) -> None:
                                       "numbers, so the float32 network would differ from the model; use float64")
 
 
-def _round_away(t: Tensor, up: bool) -> Tensor:
-    t32 = t.to(torch.float32)
-    target = torch.full_like(t32, float("inf") if up else float("-inf"))
-    moved = torch.nextafter(t32, target)
-    bad = (t32.to(torch.float64) < t) if up else (t32.to(torch.float64) > t)
-    return torch.where(bad, moved, t32)
+def round_away(t: Tensor, up: bool, dtype: torch.dtype = torch.float32) -> Tensor:
+    """t (float64) as `dtype`, rounded up (`up`) or down: every value of the result is >= (<=) t's."""
+    low = t.to(dtype)
+    target = torch.full_like(low, float("inf") if up else float("-inf"))
+    moved = torch.nextafter(low, target)
+    bad = (low.to(torch.float64) < t) if up else (low.to(torch.float64) > t)
+    return torch.where(bad, moved, low)
 
 
 def sound_inputs(x: Tensor, eps, norm: str, clip, frame_norm: str | None, scale) -> tuple[Tensor, Tensor, tuple | None]:
@@ -73,9 +74,9 @@ def sound_inputs(x: Tensor, eps, norm: str, clip, frame_norm: str | None, scale)
     else:
         dist = torch.linalg.vector_norm(d.reshape(B, x64.shape[1], -1), ord=p, dim=2).amax(1)
     eps64 = torch.as_tensor(eps, dtype=torch.float64).expand(B)
-    eps32 = _round_away((eps64 + dist) * (1 + 2.0 ** -50), up=True)
+    eps32 = round_away((eps64 + dist) * (1 + 2.0 ** -50), up=True)
     clip32 = None
     if clip is not None:
         lo, hi = (torch.as_tensor(c, dtype=torch.float64) for c in clip)
-        clip32 = (_round_away(lo, up=False), _round_away(hi, up=True))
+        clip32 = (round_away(lo, up=False), round_away(hi, up=True))
     return x32, eps32, clip32

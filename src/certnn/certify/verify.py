@@ -312,10 +312,8 @@ class _Verifier:
 
     def exact_ok(self) -> bool:
         """Whether the lp/milp stages apply; convolutions are unrolled to their dense form for them."""
-        from ..engine.milp import check_supported
-        relus = sum(int(np.prod(self.graph.nodes[n].shape)) for n in self.graph.order
-                    if getattr(self.graph.nodes[n].op, "kind", "") == "relu")
-        if relus > self.cfg.exact_max_relus:
+        from ..engine.milp import check_supported, relu_neurons
+        if relu_neurons(self.graph) > self.cfg.exact_max_relus:
             return False
         self.exact_graph = self.graph
         try:

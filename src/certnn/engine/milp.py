@@ -23,6 +23,7 @@ Rows are built in bulk (CSR arrays into ``addRows``), not one Python call per ne
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,12 @@ def _highs():
     except ImportError as exc:  # pragma: no cover
         raise UnsupportedOpError("exact solving without highspy", ["pip install highspy"]) from exc
     return highspy
+
+
+def relu_neurons(graph: Graph) -> int:
+    """How many ReLU neurons the graph has (each unstable one is a binary of the encoding)."""
+    return sum(math.prod(graph.nodes[n].shape) for n in graph.order
+               if getattr(graph.nodes[n].op, "kind", "") == "relu")
 
 
 def check_supported(graph: Graph) -> None:
