@@ -36,7 +36,9 @@ def test_radius_timers_in_json_and_profile_table(tmp_path, capsys):
     for key in ("load", "bounds", "intermediate", "final", "backward", "concretize", "search:bracket",
                 "search:bisection", "attack"):
         assert sec[key] >= 0 and key in t["phases"]
-    assert counts["bisection_steps"] == 5 and counts["bound_calls"] == counts["bracket_steps"] + 5
+    # the narrowing phase (named bisection, rule itp by default) takes at most 2 steps more than bisection
+    assert 1 <= counts["bisection_steps"] <= 7
+    assert counts["bound_calls"] == counts["bracket_steps"] + counts["bisection_steps"]
     assert counts["samples_bounded"] >= counts["bound_calls"]
     # nesting: the engine's phases lie inside the bound computations, which lie inside the search
     assert sec["intermediate"] + sec["final"] <= sec["bounds"] * 1.01 + 1e-3

@@ -2,8 +2,10 @@
 
 The certified radius of a correctly classified sample is the largest eps at which the method proves that
 no point of the input set changes the prediction. It is found for the whole batch at once: a bracketing
-phase (doubling up from `eps_init`, or halving down when eps_init fails) and then bisection (in log space
-by default, as CNN-Cert does), every step one batched bound computation with a per-sample eps.
+phase (doubling up from `eps_init`, or halving down when eps_init fails) and then a narrowing of each
+bracket to the precision of `bisection_steps` halvings (in log space by default, as CNN-Cert does; by default
+interpolating on the margin bounds, certify/radius_search.py), every step one batched bound computation with
+a per-sample eps.
 The reported radius is the last eps actually certified (a proved lower bound on the minimal adversarial
 distortion); it is 0 for misclassified samples and for samples not certified even at `eps_min`.
 """
@@ -24,6 +26,7 @@ from ..graph.ir import Graph
 from ..optimize.config import AlphaConfig
 from .complete import CompleteConfig, complete_status
 from .bounds import CertifyResult, Model, apply_precision, bounds_for_spec, make_spec, sound_graph, to_graph
+from .radius_search import STRATEGIES, Bracket, bracket, max_steps, shrink
 from .search_clock import SearchClock
 from .targets import TARGETS, margin_matrix, select_targets
 from .warm_start import _Warm
@@ -93,6 +96,9 @@ class RadiusConfig(Config):
     bracket_steps: int = 30
     bisection_steps: int = 14
     log_space: bool = True
+    #: how the bracket is narrowed to the precision of `bisection_steps` halvings (certify/radius_search.py):
+    #: 'itp' (interpolation on the margin bounds, at most one step more than bisection) or 'bisection'
+    strategy: str = "itp"
 
     def __post_init__(self) -> None:
         if not 0 < self.eps_min < self.eps_max:
@@ -101,6 +107,8 @@ class RadiusConfig(Config):
             raise ConfigError("eps_init must lie in [eps_min, eps_max]")
         if self.bisection_steps < 0 or self.bracket_steps < 1:
             raise ConfigError("bisection_steps >= 0 and bracket_steps >= 1 required")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown search strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
 
     def initial(self, norm: str) -> float:
         if self.eps_init is not None:
@@ -309,20 +317,20 @@ class Certifier:
         return RadiusResult(radius, pred, correct, target, times, evals,
                             violated if self.config.complete is not None else None)
 
-    def _certified_at(self, x, y, t, eps, warm: "_Warm | None" = None, index: Tensor | None = None) -> Tensor:
-        if warm is None:
-            ok = (self.margin_lower(x, y, eps, t, proof_only=True) > 0).all(1)
-        else:
-            box = {"params": warm.get(index)}
-            ok = (self.margin_lower(x, y, eps, t, proof_only=True, warm=box) > 0).all(1)
+    def _certified_at(self, x, y, t, eps, warm: "_Warm | None" = None, index: Tensor | None = None):
+        """(certified per sample, min margin lower bound per sample or None for a complete search's verdict)."""
+        box = None if warm is None else {"params": warm.get(index)}
+        lo = self.margin_lower(x, y, eps, t, proof_only=True, warm=box)
+        if warm is not None:
             warm.put(index, box["params"])
+        ok = (lo > 0).all(1)
         if self.config.complete is None:
-            return ok
+            return ok, lo.min(1).values
         with self.profile.phase("complete"):
             status, _ = self._complete(x, y, eps, t, ok)
         viol = torch.tensor([s == "violated" for s in status], dtype=torch.bool)
         self._violated[index[viol]] = torch.minimum(self._violated[index[viol]], eps[viol].to(torch.float64).cpu())
-        return torch.tensor([s == "holds" for s in status], dtype=torch.bool)
+        return torch.tensor([s == "holds" for s in status], dtype=torch.bool), None
 
     def _search(self, x: Tensor, y: Tensor, t: Tensor | None, cfg: RadiusConfig,
                 clock: SearchClock | None = None) -> tuple[Tensor, int]:
@@ -335,43 +343,27 @@ class Certifier:
         self._violated = torch.full((n,), math.inf, dtype=torch.float64)
         # alpha-crown: each step starts from the parameters the previous step ended with (where shapes match)
         warm = _Warm(n) if METHODS[self.config.method].engine == "optimized" else None
-        lo = torch.zeros(n, dtype=torch.float64)  # largest certified eps (0 = none yet)
-        hi = torch.full((n,), math.inf, dtype=torch.float64)  # smallest failed eps
+        phase = {"name": "bracket", "k": 0, "steps": cfg.bracket_steps}
+
+        def evaluate(a: Tensor, eps: Tensor):
+            with clock.step(phase["name"], phase["k"], phase["steps"], a):
+                ok, margin = self._certified_at(x[a], y[a], None if t is None else t[a], eps.to(self.dtype), warm, a)
+            self.profile.count(f"{phase['name']}_steps")
+            phase["k"] += 1
+            return ok.cpu(), margin
+
+        state = Bracket.empty(n)
         eps = torch.full((n,), cfg.initial(self.config.frame_norm or self.config.norm), dtype=torch.float64)
-        evals = 0
         with self.profile.phase("search:bracket"):
-            for _ in range(cfg.bracket_steps):
-                active = (hi == math.inf) | (lo == 0)
-                active &= (eps >= cfg.eps_min) & (eps <= cfg.eps_max)
-                if not active.any():
-                    break
-                a = torch.nonzero(active).flatten()
-                with clock.step("bracket", evals, cfg.bracket_steps, a):
-                    ok = self._certified_at(x[a], y[a], None if t is None else t[a], eps[a].to(self.dtype), warm,
-                                            a).cpu()
-                evals += 1
-                self.profile.count("bracket_steps")
-                lo[a[ok]] = eps[a[ok]]
-                hi[a[~ok]] = torch.minimum(hi[a[~ok]], eps[a[~ok]])
-                grow = a[ok & (hi[a] == math.inf)]
-                shrink = a[~ok & (lo[a] == 0)]
-                eps[grow] = eps[grow] * 2
-                eps[shrink] = eps[shrink] / 2
-                # samples with both ends known stop bracketing (their eps is no longer used)
+            evals = bracket(state, eps, evaluate, cfg.bracket_steps, cfg.eps_min, cfg.eps_max)
+        # verdicts of a complete search and alpha-crown's early-stopped bounds (proof_only) carry no margin
+        # worth interpolating: those searches bisect
+        exact_margins = self.config.complete is None and warm is None
+        strategy = cfg.strategy if exact_margins else "bisection"
+        phase.update(name="bisection", k=0, steps=max_steps(cfg.bisection_steps, strategy))
         with self.profile.phase("search:bisection"):
-            for k in range(cfg.bisection_steps):
-                a = torch.nonzero((lo > 0) & torch.isfinite(hi)).flatten()
-                if a.numel() == 0:
-                    break
-                mid = torch.sqrt(lo[a] * hi[a]) if cfg.log_space else (lo[a] + hi[a]) / 2
-                with clock.step("bisection", k, cfg.bisection_steps, a):
-                    ok = self._certified_at(x[a], y[a], None if t is None else t[a], mid.to(self.dtype), warm,
-                                            a).cpu()
-                evals += 1
-                self.profile.count("bisection_steps")
-                lo[a[ok]] = mid[ok]
-                hi[a[~ok]] = mid[~ok]
-        return lo, evals
+            evals += shrink(state, evaluate, cfg.bisection_steps, cfg.log_space, strategy)
+        return state.lo, evals
 
     def _lipschitz_radius(self, x, y, t) -> Tensor:
         """Closed form: min_j margin_j(x0) / L_j (the ball is certified for every eps below it)."""

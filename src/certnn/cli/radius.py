@@ -41,7 +41,12 @@ def register(sub) -> None:
     g.add_argument("--eps-init", type=float, help="first eps tried (none: 0.01 inf, 0.1 L2, 1 L1)")
     g.add_argument("--eps-max", type=float, default=1e3, help="largest eps tried (certified and attack radius)")
     g.add_argument("--bisection-steps", type=int, default=14,
-                   help="bisection steps after bracketing the certified radius (log space)")
+                   help="precision of the certified radius: that of this many bisection steps after bracketing "
+                        "it (log space)")
+    g.add_argument("--search", choices=("itp", "bisection"), default="itp",
+                   help="how the bracket is narrowed: itp (interpolation on the margin bounds, at most 2 steps "
+                        "more than bisection, usually about half; alpha-crown and --complete always bisect) or "
+                        "bisection")
     g.add_argument("--eps", type=float, nargs="+", help="also report certified accuracy at these radii")
     g.add_argument("--attack", action="store_true",
                    help="also find an attack radius (an upper bound, from a checked adversarial example)")
@@ -117,7 +122,8 @@ def run(args) -> int:
     prof = Profile()
     with prof.phase("load"):
         model, x, y, text = _inputs(args)
-    search = RadiusConfig(eps_init=args.eps_init, eps_max=args.eps_max, bisection_steps=args.bisection_steps)
+    search = RadiusConfig(eps_init=args.eps_init, eps_max=args.eps_max, bisection_steps=args.bisection_steps,
+                          strategy=args.search)
     clip = tuple(args.clip) if args.clip else None
     fopts = _frame_opts(args, text)
     if args.complete and text is not None:
