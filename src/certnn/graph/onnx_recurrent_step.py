@@ -16,7 +16,7 @@ from ..ops.product import Mul, SigmoidMul, SigmoidTanhMul
 from ..ops.shape import Add, Slice
 
 if TYPE_CHECKING:
-    from .from_onnx import _Importer
+    from .onnx_importer import Importer
 
 
 class _Act:
@@ -41,7 +41,7 @@ class _Act:
 class _Unroller:
     """Builds the nodes of one ONNX recurrent op for one direction at a time."""
 
-    def __init__(self, imp: _Importer, kind: str, H: int, clip: float | None, acts: list[_Act],
+    def __init__(self, imp: Importer, kind: str, H: int, clip: float | None, acts: list[_Act],
                  input_forget: bool, lbr: bool):
         self.imp, self.b, self.kind, self.H = imp, imp.b, kind, H
         self.clip, self.acts, self.input_forget, self.lbr = clip, acts, input_forget, lbr
