@@ -43,7 +43,7 @@ from .onnx_importer import Importer, Val, variable
 from .onnx_recurrent_step import _Act, _Unroller
 from .onnx_registry import register_onnx
 from .onnx_select import const_node
-from .recurrent import _input_bias, _step
+from .recurrent_unroll import cell_step, input_bias
 
 #: ONNX gate blocks in PyTorch's order
 _LSTM_ORDER = (0, 2, 3, 1)  # ONNX i, o, f, c -> i, f, g(c), o
@@ -269,7 +269,7 @@ def _direction(imp: Importer, ly: _Layer, d: int, xnode: str, T: int, L: int, Wd
     tW = imp.torch_const(Wd)
     tR = imp.torch_const(Rd)
     if torch_like:
-        bias = _input_bias(mode, torch.as_tensor(_reorder(Brawd[:G * H], order, H)),
+        bias = input_bias(mode, torch.as_tensor(_reorder(Brawd[:G * H], order, H)),
                            torch.as_tensor(_reorder(Brawd[G * H:], order, H)), H)
     else:
         # R's biases fold into the input projection except GRU's reset-gated n block
@@ -283,7 +283,7 @@ def _direction(imp: Importer, ly: _Layer, d: int, xnode: str, T: int, L: int, Wd
     steps: list = [None] * T
     for t in (range(L - 1, -1, -1) if (d == 1 or ly.direction == "reverse") else range(L)):
         if torch_like:
-            h, c = _step(b, mode, xps[t], h, c, tR, imp.torch_const(Rb), H)
+            h, c = cell_step(b, mode, xps[t], h, c, tR, imp.torch_const(Rb), H)
         else:
             h, c = un.step(xps[t], h, c, Rd, Rb, P)
         steps[t] = h
