@@ -46,7 +46,6 @@ def _clip(imp: Importer, node, ins, attrs):
     raise imp.unsupported(f"Clip to [{lo}, {hi}] (supported: [0, inf) and finite [min, max])")
 
 
-
 @register_onnx("BatchNormalization")
 def _batchnorm(imp: Importer, node, ins, attrs):
     x = variable(imp, ins[0])

@@ -7,6 +7,7 @@ import numpy as np
 from ..errors import ModelImportError
 from .onnx_importer import Importer, Val
 
+
 def fold_node(node, ins: list[Val | None], opset: int) -> list[np.ndarray]:
     """Evaluate a node whose inputs are all constants with the ONNX reference implementation."""
     import onnx
@@ -24,7 +25,6 @@ def fold_node(node, ins: list[Val | None], opset: int) -> list[np.ndarray]:
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     feeds = {nm: v.const for nm, v in zip(names, ins) if nm}
     return [np.asarray(o) for o in ReferenceEvaluator(m).run(None, feeds)]
-
 
 
 def initializers(g, numpy_helper) -> dict[str, Val]:

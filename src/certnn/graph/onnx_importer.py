@@ -121,8 +121,6 @@ def const_ints(v: Val | None, imp: Importer, what: str) -> list[int] | None:
     return [int(t) for t in np.asarray(v.const).reshape(-1)]
 
 
-
-
 def const_value(imp, v: Val, what: str):
     """The constant value of an input that must be constant."""
     if not v.is_const:

@@ -13,6 +13,7 @@ from ..errors import ModelImportError
 from .onnx_importer import Val
 from .onnx_model import FLOAT_TYPES, RECURRENT_OPS, onnx_type_name
 
+
 def read_model(source):
     """(ModelProto, serialized bytes) of a path (.onnx or gzip), bytes or ModelProto."""
     import onnx
@@ -191,11 +192,11 @@ def element_types(model, inp, env: dict) -> tuple[str, str, str]:
 
 
 def declared_dims(value_info) -> list:
+    """A value's declared dims: ints, or the symbolic name (None when unnamed); [] when it has no shape."""
     t = value_info.type.tensor_type
     if not t.HasField("shape"):
         return []
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
-
 
 
 def single_input(g, env: dict[str, Val]):

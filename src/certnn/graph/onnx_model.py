@@ -11,6 +11,8 @@ import torch
 from ..errors import ModelImportError
 from .ir import Graph
 
+#: the ONNX recurrent op types
+RECURRENT_OPS = ("RNN", "LSTM", "GRU")
 #: ONNX element types certnn imports as inputs, and their numpy types (onnxruntime runs these)
 FLOAT_TYPES = {1: "float32", 11: "float64", 10: "float16"}
 ONNX_TYPE_NAMES = {0: "undefined", 1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32",
@@ -129,9 +131,6 @@ def layout_zero_equivalent(model_bytes: bytes) -> bytes:
     del model.graph.node[:]
     model.graph.node.extend(out)
     return model.SerializeToString()
-
-
-RECURRENT_OPS = ("RNN", "LSTM", "GRU")
 
 
 def parity_tolerance(precision: str) -> float:

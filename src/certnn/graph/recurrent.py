@@ -93,7 +93,6 @@ def embedding_module(b: GraphBuilder, m: nn.Embedding, x: str, where: str) -> st
     return x
 
 
-
 def _perm_of(op: str, args: list, nd: int) -> list[int] | None:
     if op == "transpose":
         d0, d1 = args[1] % nd, args[2] % nd

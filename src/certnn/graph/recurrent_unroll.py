@@ -15,6 +15,7 @@ from .gru_update import gru_update
 from .ir import GraphBuilder
 from .recurrent_values import RECURRENT_SUPPORTED, Seq, Stacked, TimeMajor, Zeros, materialize
 
+
 def _w(b: GraphBuilder, m: nn.Module, name: str) -> Tensor | None:
     """A weight of a recurrent layer, detached unless the graph is built with keep_grad=True."""
     t = getattr(m, name, None)

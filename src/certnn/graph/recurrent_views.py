@@ -11,6 +11,7 @@ from ..ops.shape import Permute, Reshape, Slice
 from .ir import GraphBuilder
 from .recurrent_values import BATCH, NOT_HANDLED, RECURRENT_SUPPORTED, Seq, ShapeOf, Stacked, TimeMajor
 
+
 def _norm_index(idx) -> tuple:
     return idx if isinstance(idx, tuple) else (idx,)
 

@@ -17,6 +17,7 @@ from .ir import GraphBuilder
 from .torch_layers import flatten_dims
 from .torch_registry import is_node_name, register_function, register_method_call, supported_names
 
+
 def _is_node(a) -> bool:
     return isinstance(a, torch.fx.Node)
 
@@ -90,8 +91,6 @@ def _elementwise(b: GraphBuilder, x: str, scale, shift) -> str:
             if t.ndim == len(shape) + 1:
                 t.squeeze_(0)
     return b.add(ElementwiseAffine(scale, shift), [x])
-
-
 
 
 register_function(operator.add, torch.add)(_arith("add"))

@@ -18,6 +18,7 @@ from . import recurrent as rec
 from .ir import GraphBuilder
 from .torch_registry import param, register_function, register_module
 
+
 @register_module(nn.Linear)
 def _linear(b: GraphBuilder, m: nn.Linear, x: str) -> str:
     return b.add(Linear(param(b, m.weight), param(b, m.bias)), [x])
@@ -135,8 +136,6 @@ def _zeropad(b: GraphBuilder, m: nn.Module, x: str) -> str:
     return b.add(ZeroPad(tuple(m.padding)), [x])
 
 
-
-
 def _arg(args, kwargs, i: int, name: str, default):
     return args[i] if len(args) > i else kwargs.get(name, default)
 
@@ -192,7 +191,6 @@ def _fx_adaptive(b: GraphBuilder, node, args, kwargs) -> str:
 
 
 register_function(nn.functional.adaptive_avg_pool1d, nn.functional.adaptive_avg_pool2d)(_fx_adaptive)
-
 
 
 @register_module(nn.Embedding)
