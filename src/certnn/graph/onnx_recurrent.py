@@ -39,9 +39,11 @@ import torch
 
 from ..ops.affine import Linear
 from ..ops.shape import Concat, Reshape, Slice
-from .from_onnx import Val, _Importer, _var, const_node, register_onnx
+from .onnx_importer import Importer, Val, variable
 from .onnx_recurrent_step import _Act, _Unroller
-from .recurrent import _input_bias, _step
+from .onnx_registry import register_onnx
+from .onnx_select import const_node
+from .recurrent_unroll import cell_step, input_bias
 
 #: ONNX gate blocks in PyTorch's order
 _LSTM_ORDER = (0, 2, 3, 1)  # ONNX i, o, f, c -> i, f, g(c), o
@@ -59,7 +61,7 @@ def _reorder(a: np.ndarray, order: tuple[int, ...], H: int) -> np.ndarray:
     return np.concatenate([a[k * H:(k + 1) * H] for k in order], 0)
 
 
-def _activations(imp: _Importer, kind: str, attrs: dict, D: int) -> list[list[_Act]]:
+def _activations(imp: Importer, kind: str, attrs: dict, D: int) -> list[list[_Act]]:
     """Per direction, the activation list (f, g[, h])."""
     k = len(_DEFAULT_ACTS[kind])
     names = [a.decode() if isinstance(a, bytes) else str(a) for a in attrs.get("activations", [])]
@@ -85,7 +87,7 @@ def _activations(imp: _Importer, kind: str, attrs: dict, D: int) -> list[list[_A
     return acts
 
 
-def _const(imp: _Importer, v: Val | None, what: str) -> np.ndarray | None:
+def _const(imp: Importer, v: Val | None, what: str) -> np.ndarray | None:
     if v is None:
         return None
     if not v.is_const:
@@ -93,7 +95,7 @@ def _const(imp: _Importer, v: Val | None, what: str) -> np.ndarray | None:
     return np.asarray(v.const, dtype=np.float64)
 
 
-def _state(imp: _Importer, v: Val | None, D: int, H: int, layout: int, what: str) -> list:
+def _state(imp: Importer, v: Val | None, D: int, H: int, layout: int, what: str) -> list:
     """Initial states per direction: None (zero), a constant (H,) vector, or a node (H,)."""
     if v is None:
         return [None] * D
@@ -122,7 +124,7 @@ def _state(imp: _Importer, v: Val | None, D: int, H: int, layout: int, what: str
     return [b.add(Slice((D, H), (d,)), [name]) for d in range(D)]
 
 
-def _sequence_length(imp: _Importer, v: Val | None, T: int) -> int:
+def _sequence_length(imp: Importer, v: Val | None, T: int) -> int:
     if v is None:
         return T
     if not v.is_const:
@@ -155,7 +157,7 @@ class _Layer:
     acts: list
 
 
-def _layer(imp: _Importer, kind: str, W: np.ndarray, R: np.ndarray, attrs: dict) -> _Layer:
+def _layer(imp: Importer, kind: str, W: np.ndarray, R: np.ndarray, attrs: dict) -> _Layer:
     G = _GATES[kind]
     layout = int(attrs.get("layout", 0))
     if layout not in (0, 1):
@@ -181,9 +183,9 @@ def _layer(imp: _Importer, kind: str, W: np.ndarray, R: np.ndarray, attrs: dict)
 
 
 @register_onnx("RNN", "LSTM", "GRU")
-def _recurrent(imp: _Importer, node, ins, attrs):
+def _recurrent(imp: Importer, node, ins, attrs):
     kind = node.op_type
-    X = _var(imp, ins[0], "X")
+    X = variable(imp, ins[0], "X")
     W = _const(imp, ins[1], "W")
     R = _const(imp, ins[2], "R")
     Bv = _const(imp, ins[3] if len(ins) > 3 else None, "B")
@@ -215,7 +217,7 @@ def _recurrent(imp: _Importer, node, ins, attrs):
     return _outputs(imp, node, ly, xnode, out_batch, T, L, hs, h_last, c_last)
 
 
-def _input_sequence(imp: _Importer, ly: _Layer, X: Val) -> tuple[str, bool]:
+def _input_sequence(imp: Importer, ly: _Layer, X: Val) -> tuple[str, bool]:
     """The input sequence as a per-sample (T, I) node, and whether it is batched (else: one sample)."""
     b, kind, layout = imp.b, ly.kind, ly.layout
     want = 1 if layout == 0 else 0
@@ -239,7 +241,7 @@ def _input_sequence(imp: _Importer, ly: _Layer, X: Val) -> tuple[str, bool]:
     return xnode, out_batch
 
 
-def _direction(imp: _Importer, ly: _Layer, d: int, xnode: str, T: int, L: int, Wd0: np.ndarray, Rd0: np.ndarray,
+def _direction(imp: Importer, ly: _Layer, d: int, xnode: str, T: int, L: int, Wd0: np.ndarray, Rd0: np.ndarray,
                Bmd: np.ndarray, Brawd: np.ndarray, Pmd: np.ndarray | None, h, c):
     """Direction d unrolled over the first L of T steps: (hidden state node per step, None past L; last
     hidden state; last cell state). nn.RNN / LSTM / GRU-like settings use the torch importer's steps (same
@@ -267,7 +269,7 @@ def _direction(imp: _Importer, ly: _Layer, d: int, xnode: str, T: int, L: int, W
     tW = imp.torch_const(Wd)
     tR = imp.torch_const(Rd)
     if torch_like:
-        bias = _input_bias(mode, torch.as_tensor(_reorder(Brawd[:G * H], order, H)),
+        bias = input_bias(mode, torch.as_tensor(_reorder(Brawd[:G * H], order, H)),
                            torch.as_tensor(_reorder(Brawd[G * H:], order, H)), H)
     else:
         # R's biases fold into the input projection except GRU's reset-gated n block
@@ -281,14 +283,14 @@ def _direction(imp: _Importer, ly: _Layer, d: int, xnode: str, T: int, L: int, W
     steps: list = [None] * T
     for t in (range(L - 1, -1, -1) if (d == 1 or ly.direction == "reverse") else range(L)):
         if torch_like:
-            h, c = _step(b, mode, xps[t], h, c, tR, imp.torch_const(Rb), H)
+            h, c = cell_step(b, mode, xps[t], h, c, tR, imp.torch_const(Rb), H)
         else:
             h, c = un.step(xps[t], h, c, Rd, Rb, P)
         steps[t] = h
     return steps, h, c
 
 
-def _outputs(imp: _Importer, node, ly: _Layer, xnode: str, out_batch: bool, T: int, L: int, hs: list,
+def _outputs(imp: Importer, node, ly: _Layer, xnode: str, out_batch: bool, T: int, L: int, hs: list,
              h_last: list, c_last: list) -> list:
     """The node's outputs Y (T, D, H; zeros past L), Y_h and Y_c (D, H), where used, in the ONNX layout."""
     b, D, H, layout = imp.b, ly.D, ly.H, ly.layout
@@ -330,5 +332,5 @@ def _outputs(imp: _Importer, node, ly: _Layer, xnode: str, out_batch: bool, T: i
     return outs
 
 
-def _const_node(imp: _Importer, like: str, value: np.ndarray) -> str:
+def _const_node(imp: Importer, like: str, value: np.ndarray) -> str:
     return const_node(imp, like, value)

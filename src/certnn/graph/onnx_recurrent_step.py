@@ -16,7 +16,7 @@ from ..ops.product import Mul, SigmoidMul, SigmoidTanhMul
 from ..ops.shape import Add, Slice
 
 if TYPE_CHECKING:
-    from .from_onnx import _Importer
+    from .onnx_importer import Importer
 
 
 class _Act:
@@ -41,7 +41,7 @@ class _Act:
 class _Unroller:
     """Builds the nodes of one ONNX recurrent op for one direction at a time."""
 
-    def __init__(self, imp: _Importer, kind: str, H: int, clip: float | None, acts: list[_Act],
+    def __init__(self, imp: Importer, kind: str, H: int, clip: float | None, acts: list[_Act],
                  input_forget: bool, lbr: bool):
         self.imp, self.b, self.kind, self.H = imp, imp.b, kind, H
         self.clip, self.acts, self.input_forget, self.lbr = clip, acts, input_forget, lbr
@@ -126,33 +126,41 @@ class _Unroller:
     def step(self, xp: str, h, c, R: np.ndarray, Rb: np.ndarray, P: np.ndarray | None):
         """One step from the input projection xp (G*H,) (input biases and R's biases of the gates that are
         not reset-gated folded in). h, c: a node name, a constant vector, or None (zero)."""
-        H, kind = self.H, self.kind
+        kind = self.kind
         if kind == "RNN":
             pre = self._recur(xp, h, R)
             return self.act(self.acts[0], pre), None
         if kind == "LSTM":
-            f, g, hh = self.acts
-            pre = self._recur(xp, h, R)
-            i_pre, f_pre, g_pre, o_pre = (self.slice(pre, k) for k in range(4))
-            if P is not None and c is not None:  # peepholes on c_{t-1}: P_i * c, P_f * c
-                i_pre = self._peep(i_pre, P[0], c)
-                f_pre = self._peep(f_pre, P[2], c)
-            ig = self.gate_times(f, i_pre, g_pre, g)
-            if c is None:
-                c_new = ig
+            return self._lstm_step(xp, h, c, R, P)
+        return self._gru_step(xp, h, R, Rb)
+
+    def _lstm_step(self, xp: str, h, c, R: np.ndarray, P: np.ndarray | None):
+        """LSTM: c_t = F(f) c + F(i) G(g) (peepholes, input_forget), h_t = F(o) H(c_t)."""
+        f, g, hh = self.acts
+        pre = self._recur(xp, h, R)
+        i_pre, f_pre, g_pre, o_pre = (self.slice(pre, k) for k in range(4))
+        if P is not None and c is not None:  # peepholes on c_{t-1}: P_i * c, P_f * c
+            i_pre = self._peep(i_pre, P[0], c)
+            f_pre = self._peep(f_pre, P[2], c)
+        ig = self.gate_times(f, i_pre, g_pre, g)
+        if c is None:
+            c_new = ig
+        else:
+            if self.input_forget:
+                fc = (self.one_minus_times(f, i_pre, c, None) if isinstance(c, str)
+                      else self.scale(self.add(ElementwiseAffine(torch.tensor(-1.0), torch.tensor(1.0)),
+                                               [self.act(f, i_pre)]), c))
             else:
-                if self.input_forget:
-                    fc = (self.one_minus_times(f, i_pre, c, None) if isinstance(c, str)
-                          else self.scale(self.add(ElementwiseAffine(torch.tensor(-1.0), torch.tensor(1.0)),
-                                                   [self.act(f, i_pre)]), c))
-                else:
-                    fc = self.gate_times(f, f_pre, c, None) if isinstance(c, str) else self.const_times(f, f_pre, c)
-                c_new = ig if fc is None else self.add(Add(), [fc, ig])
-            if P is not None:
-                o_pre = self._peep(o_pre, P[1], c_new)
-            # onnxruntime clips the gates' pre-activations, not the cell state before h
-            return self.gate_times(f, o_pre, c_new, hh, clip_other=False), c_new
-        # GRU (r, z, n after reordering)
+                fc = self.gate_times(f, f_pre, c, None) if isinstance(c, str) else self.const_times(f, f_pre, c)
+            c_new = ig if fc is None else self.add(Add(), [fc, ig])
+        if P is not None:
+            o_pre = self._peep(o_pre, P[1], c_new)
+        # onnxruntime clips the gates' pre-activations, not the cell state before h
+        return self.gate_times(f, o_pre, c_new, hh, clip_other=False), c_new
+
+    def _gru_step(self, xp: str, h, R: np.ndarray, Rb: np.ndarray):
+        """GRU (r, z, n after reordering): h_t = (1 - F(z)) G(n) + F(z) h_{t-1}."""
+        H = self.H
         f, g = self.acts
         xr, xz, xn = (self.slice(xp, k) for k in range(3))
         Rr, Rz, Rn = R[:H], R[H:2 * H], R[2 * H:]

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from ..ops.affine import ElementwiseAffine
+from ..ops.affine import ElementwiseAffine, Linear
 from ..ops.conv import Conv, DenseAffine, SpatialAffineOp
+from ..ops.shape import Concat, Permute, Reshape, Slice
 from .ir import Graph, Node
 
 
@@ -109,8 +110,6 @@ _MOVES = ("reshape", "slice", "permute", "concat")
 
 def _is_move(op) -> bool:
     """Ops that only move values around (every output element is one input element)."""
-    from ..ops.shape import Concat, Permute, Reshape, Slice
-
     return isinstance(op, (Reshape, Slice, Permute, Concat))
 
 
@@ -131,73 +130,98 @@ def simplify_selections(graph: Graph) -> Graph:
     and a Linear applied row by row). The result is the graph ``from_torch`` builds for the module an ONNX
     recurrent model was exported from.
     """
-    from ..ops.affine import Linear
-    from ..ops.shape import Reshape, Slice
+    sel = _Selections(graph)
+    for name in graph.order:
+        node = graph.nodes[name]
+        if _is_move(node.op) and sel.move(name, node):
+            continue
+        if sel.sliced_linear(name, node):
+            continue
+        ins = tuple(sel.rename.get(i, i) for i in node.inputs)
+        sel.nodes.append(Node(name, node.op, ins, node.shape))
+    out = sel.rename.get(graph.output_name, graph.output_name)
+    g = Graph(_sink(sel.nodes, sel.deferred), out)
+    keep = set(g.ancestors(g.output_name))
+    return Graph([g.nodes[n] for n in g.order if n in keep], g.output_name)
+
+
+class _Selections:
+    """The state of simplify_selections: the origin of every data-movement node (which element of which
+    node each of its elements is: node id * BIG + flat index), the nodes kept so far, renamed nodes and the
+    per-step Linear nodes to move just before their first consumer."""
 
     BIG = 1 << 40
-    ids = {name: k + 1 for k, name in enumerate(graph.order)}
-    origin: dict[str, torch.Tensor] = {}
 
-    def own(name: str) -> torch.Tensor:
-        shape = graph.nodes[name].shape
-        return (ids[name] * BIG + torch.arange(_numel(shape), dtype=torch.int64)).reshape((1,) + tuple(shape))
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.ids = {name: k + 1 for k, name in enumerate(graph.order)}
+        self.origin: dict[str, torch.Tensor] = {}
+        self.by_origin: dict[bytes, str] = {}  # kept data-movement nodes, by the elements they hold
+        self.nodes: list[Node] = []
+        self.rename: dict[str, str] = {}  # old node -> node that replaces it
+        self.deferred: set[str] = set()  # per-step Linear nodes, moved to just before their first consumer
 
-    by_origin: dict[bytes, str] = {}  # kept data-movement nodes, by the elements they hold
+    def own(self, name: str) -> torch.Tensor:
+        shape = self.graph.nodes[name].shape
+        return (self.ids[name] * self.BIG + torch.arange(_numel(shape), dtype=torch.int64)).reshape((1,) + tuple(shape))
 
-    def alias_of(o: torch.Tensor) -> str | None:
+    def origin_of(self, name: str) -> torch.Tensor:
+        return self.origin[name] if name in self.origin else self.own(name)
+
+    def alias_of(self, o: torch.Tensor) -> str | None:
+        """The node whose elements o is, in order (or a kept data-movement node holding them); None if none."""
         flat = o.reshape(-1)
         if flat.numel() == 0:
             return None
-        src = int(flat[0]) // BIG
-        name = graph.order[src - 1]
-        want = own(name).reshape(-1)
+        src = int(flat[0]) // self.BIG
+        name = self.graph.order[src - 1]
+        want = self.own(name).reshape(-1)
         if flat.shape == want.shape and torch.equal(flat, want):
             return name
-        return by_origin.get(flat.numpy().tobytes())
+        return self.by_origin.get(flat.numpy().tobytes())
 
-    nodes: list[Node] = []
-    rename: dict[str, str] = {}  # old node -> node that replaces it
-    deferred: set[str] = set()  # per-step Linear nodes, moved to just before their first consumer
-    for name in graph.order:
-        node = graph.nodes[name]
-        ins = tuple(rename.get(i, i) for i in node.inputs)
-        if _is_move(node.op):
-            o = node.op.forward(*[origin.get(i) if i in origin else own(i) for i in node.inputs])
-            origin[name] = o
-            src = alias_of(o)
-            if src is not None and src != name:
-                target = rename.get(src, src)
-                tshape = graph.nodes[src].shape
-                if tshape == node.shape:
-                    rename[name] = target
-                    continue
-                nodes.append(Node(name, Reshape(tshape, node.shape), (target,), node.shape))
-                continue
-            by_origin.setdefault(o.reshape(-1).numpy().tobytes(), name)
-        if isinstance(node.op, Slice) and len(node.inputs) == 1:
-            lin = graph.nodes[node.inputs[0]]
-            keeps_last = len(node.op.index) < len(lin.shape) or node.op.index[len(lin.shape) - 1:] in ((), (slice(None),))
-            if isinstance(lin.op, Linear) and keeps_last and len(lin.inputs) == 1:
-                x = lin.inputs[0]
-                ox = origin[x] if x in origin else own(x)
-                src = alias_of(node.op.forward(ox)) if x != graph.input_name else None
-                if src is not None:
-                    target = rename.get(src, src)
-                    tshape = graph.nodes[src].shape
-                    want_in = node.shape[:-1] + (lin.op.weight.shape[1],)
-                    if tshape != want_in:
-                        rname = f"{name}__in"
-                        nodes.append(Node(rname, Reshape(tshape, want_in), (target,), want_in))
-                        deferred.add(rname)
-                        target = rname
-                    nodes.append(Node(name, Linear(lin.op.weight, lin.op.bias), (target,), node.shape))
-                    deferred.add(name)
-                    continue
-        nodes.append(Node(name, node.op, ins, node.shape))
-    out = rename.get(graph.output_name, graph.output_name)
-    g = Graph(_sink(nodes, deferred), out)
-    keep = set(g.ancestors(g.output_name))
-    return Graph([g.nodes[n] for n in g.order if n in keep], g.output_name)
+    def move(self, name: str, node: Node) -> bool:
+        """Record a data-movement node's origin; True when it re-selects an existing node and was replaced
+        by it (reshaped if the shapes differ)."""
+        o = node.op.forward(*[self.origin_of(i) for i in node.inputs])
+        self.origin[name] = o
+        src = self.alias_of(o)
+        if src is not None and src != name:
+            target = self.rename.get(src, src)
+            tshape = self.graph.nodes[src].shape
+            if tshape == node.shape:
+                self.rename[name] = target
+                return True
+            self.nodes.append(Node(name, Reshape(tshape, node.shape), (target,), node.shape))
+            return True
+        self.by_origin.setdefault(o.reshape(-1).numpy().tobytes(), name)
+        return False
+
+    def sliced_linear(self, name: str, node: Node) -> bool:
+        """Slice(Linear(X)) keeping the last dimension, rewritten as Linear(Slice(X)) when that slice of X is
+        an existing node; True when rewritten."""
+        if not (isinstance(node.op, Slice) and len(node.inputs) == 1):
+            return False
+        lin = self.graph.nodes[node.inputs[0]]
+        keeps_last = len(node.op.index) < len(lin.shape) or node.op.index[len(lin.shape) - 1:] in ((), (slice(None),))
+        if not (isinstance(lin.op, Linear) and keeps_last and len(lin.inputs) == 1):
+            return False
+        x = lin.inputs[0]
+        ox = self.origin_of(x)
+        src = self.alias_of(node.op.forward(ox)) if x != self.graph.input_name else None
+        if src is None:
+            return False
+        target = self.rename.get(src, src)
+        tshape = self.graph.nodes[src].shape
+        want_in = node.shape[:-1] + (lin.op.weight.shape[1],)
+        if tshape != want_in:
+            rname = f"{name}__in"
+            self.nodes.append(Node(rname, Reshape(tshape, want_in), (target,), want_in))
+            self.deferred.add(rname)
+            target = rname
+        self.nodes.append(Node(name, Linear(lin.op.weight, lin.op.bias), (target,), node.shape))
+        self.deferred.add(name)
+        return True
 
 
 def _sink(nodes: list[Node], deferred: set[str]) -> list[Node]:
