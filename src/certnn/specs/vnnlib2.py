@@ -36,7 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SpecError
-from .vnnlib import DEFAULT_MAX_DISJUNCTS, VnnlibProperty, _Bound, _Parser, _read_text, _Row, _Source
+from .vnnlib import _Parser
+from .vnnlib_atoms import _Bound, _Row
+from .vnnlib_property import DEFAULT_MAX_DISJUNCTS, VnnlibProperty
+from .vnnlib_sexpr import _read_text, _Source
 
 __all__ = ["Declaration", "NetworkDecl", "Query", "parse_query", "load_query", "translate_v1", "vnnlib_available",
            "VNNLIB_VERSIONS", "REAL"]
