@@ -187,7 +187,6 @@ def pgd_attack(model: Model, x: Tensor, y: Tensor, eps: float | Tensor, norm: st
     return _run(problem, eps_t, norm, config, model_w, model64)
 
 
-
 def _run(p: _Problem, eps: Tensor, norm: str, cfg: PGDConfig, model_w: Model, model64: Model) -> AttackResult:
     """The attack on a prepared problem; eps (B,) in x's dtype."""
     batch = p.x.shape[0]
@@ -300,6 +299,7 @@ def _rank_aims(p: _Problem, norm: str, model: Model) -> Tensor:
                                     torch.full_like(dual, float("inf"))))
     order = torch.stack(dist, dim=1).argsort(dim=1, stable=True)
     return cand.gather(1, order)
+
 
 def _finalize(p: _Problem, z: Tensor, eps: Tensor, norm: str, model64: Model) -> AttackResult:
     """Map z to x_adv, enforce and verify the constraints in float64, and re-verify success in float64."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 def _assignment(query, x, y) -> list[tuple]:
     """(declaration, values) of every declared variable in declaration order."""
     import numpy as np
@@ -50,7 +51,6 @@ def _serialise(assignment, folder: str) -> None:
 _PROTO_NAMES = {"float32": "FLOAT", "float64": "DOUBLE", "float16": "FLOAT16", "bfloat16": "BFLOAT16",
                 "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64", "uint8": "UINT8",
                 "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64", "bool": "BOOL"}
-
 
 
 def answer_text(res, query, out_shape: tuple, serialise: str | None, prog: str) -> tuple[str, str]:

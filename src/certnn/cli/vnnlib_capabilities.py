@@ -46,5 +46,3 @@ def capability_answer(cap: str) -> str:
     else:  # pragma: no cover - argparse only lets the flags above through
         raise ValueError(cap)
     return "".join(f"{v}\n" for v in lines)
-
-

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+
 def _network_map(args, query) -> dict[str, str]:
     """Section 5.3.2, condition 1: one model file per declared network not declared equal to another."""
     from ..errors import SpecError
@@ -150,7 +151,6 @@ class _V1Query:
         from ..specs.vnnlib import property_violated
 
         return property_violated(self.prop, values["X"], values["Y"])
-
 
 
 class Checked(NamedTuple):

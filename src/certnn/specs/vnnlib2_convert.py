@@ -14,6 +14,7 @@ from .vnnlib_property import VnnlibProperty
 from .vnnlib_regions import _RegionBuilder
 from .vnnlib_sexpr import _Source
 
+
 def _dnf_size(expr, vnnlib, cap: int) -> int:
     """Number of disjuncts of expr's DNF (stops counting above cap)."""
     if isinstance(expr, vnnlib.And):
@@ -226,4 +227,3 @@ def _build(q, vnnlib, source: str, version: str, parser: str, max_disjuncts: int
             raise SpecError(str(exc)) from None
         prop = VnnlibProperty(n, m, regions, source, parser)
     return Query(version, nets, prop, why, parser, source, q)
-

@@ -23,7 +23,6 @@ DTYPE_NAMES = {"Real": "real", "F16": "float16", "F32": "float32", "F64": "float
                "C64": "complex64", "C128": "complex128", "Bool": "bool"}
 
 
-
 def _vnnlib():
     try:
         import vnnlib
@@ -144,4 +143,3 @@ class Query:
             return all(holds(a.expr) for a in self._ast.assertions)
         except ValueError:
             return False
-

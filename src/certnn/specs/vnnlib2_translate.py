@@ -83,4 +83,3 @@ def translate_v1(text: str, name: str = "<string>") -> str:
     head = (f"(vnnlib-version <2.0>) (declare-network N (declare-input X {REAL} [{n['X']}]) "
             f"(declare-output Y {REAL} [{n['Y']}]))")
     return head + body
-

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from ..errors import SpecError
 from .vnnlib_sexpr import _NUMBER, _VAR_NAME, _Atom, _List, _Node, _Source
 
+
 class _Bound(NamedTuple):
     """Input box atom: ``x[idx] <= value`` if ``upper`` else ``x[idx] >= value``."""
 
@@ -60,6 +61,7 @@ def _count_product(sizes: list[int], cap: int) -> int:
         if total > cap:
             return total
     return total
+
 
 class _AtomReader:
     """Terms, atoms and formulas of one VNN-LIB text; the declared variables are in ``vars``."""

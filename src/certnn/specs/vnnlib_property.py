@@ -56,4 +56,3 @@ class VnnlibProperty:
         shown = str(sizes) if len(sizes) <= 8 else f"[{', '.join(map(str, sizes[:8]))}, ...]"
         return (f"VnnlibProperty(source={self.source!r}, n_inputs={self.n_inputs}, "
                 f"n_outputs={self.n_outputs}, regions={len(self.regions)}, disjuncts_per_region={shown})")
-

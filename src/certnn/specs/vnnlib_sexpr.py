@@ -83,7 +83,6 @@ def _read_sexprs(src: _Source) -> list[_Node]:
     return top
 
 
-
 def _read_text(path: Path, what: type[Exception]) -> str:
     try:
         raw = path.read_bytes()
