@@ -42,8 +42,8 @@ from torch import Tensor
 
 from ..config import Config
 from ..errors import ConfigError
-from .pgd import (Model, _apply, _ascent_step, _distance, _logits, _margin, _norms, _prepare, _Problem, _project, _Sub,
-                  _z_box, as_dtype)
+from .problem import Model, _logits, _margin, _norms, _prepare, _Problem, as_dtype
+from .steps import _apply, _ascent_step, _distance, _project, _Sub, _z_box
 from .projections import lp_norm, project_l2_ball
 
 __all__ = ["FMNConfig", "fmn_attack"]

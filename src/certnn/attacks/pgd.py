@@ -18,25 +18,22 @@ References:
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..config import Config, parse_norm
-from ..errors import ConfigError, DataError, SpecError
-from ..specs.lp import clamp_to_box
+from ..config import Config
+from ..errors import ConfigError
 from .placement import model_on, result_on, target_device, tensor_on
-from .projections import lp_norm, project_box_ball, project_l1_ball, project_l2_ball
+from .problem import Model, _eps_vector, _logits, _margin, _norms, _prepare, _Problem, as_dtype
+from .projections import lp_norm
+from .steps import _apply, _ascent_step, _distance, _project, _random_start, _Sub, _z_box
 
 __all__ = ["PGDConfig", "AttackResult", "pgd_attack", "as_dtype"]
-
-Model = Callable[[Tensor], Tensor]
 
 #: Relative tolerance of the ball and clip checks on returned points.
 VERIFY_RTOL = 1e-9
@@ -130,161 +127,6 @@ class AttackResult:
     norm: str
 
 
-def as_dtype(model: Model, dtype: torch.dtype) -> Model:
-    """``model`` running in ``dtype``, without changing ``model`` itself.
-
-    An ``nn.Module`` whose floating parameters and buffers all have ``dtype`` (or that has none) is
-    returned as is; otherwise a deep copy converted with ``.to(dtype)`` is returned. Any other callable is
-    returned unchanged: it must accept inputs of ``dtype`` itself.
-    """
-    if not isinstance(model, nn.Module):
-        return model
-    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
-    if all(t.dtype == dtype for t in tensors):
-        return model
-    return copy.deepcopy(model).to(dtype)
-
-
-# ---------------------------------------------------------------------------------------------------
-# The prepared problem: validated, flattened tensors shared by pgd_attack and attack_radius.
-
-
-@dataclasses.dataclass(frozen=True)
-class _Problem:
-    x: Tensor  # (B, d), dtype of the caller's x
-    in_shape: tuple[int, ...]
-    y: Tensor  # (B,) long
-    target: Tensor | None  # (B,) long
-    scale: Tensor | None  # (B, d), dtype of x, >= 0
-    lo: Tensor | None  # (B, d), dtype of x
-    hi: Tensor | None  # (B, d), dtype of x
-    n_classes: int
-    #: per-frame balls: the number of frames T (dim 0 of a sample); the norm then applies to each frame
-    #: and the frames are independent (L-inf across frames)
-    frames: int | None = None
-
-    @property
-    def batch(self) -> int:
-        return self.x.shape[0]
-
-    def subset(self, idx: Tensor) -> _Problem:
-        def pick(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t[idx]
-
-        return _Problem(self.x[idx], self.in_shape, self.y[idx], pick(self.target), pick(self.scale),
-                        pick(self.lo), pick(self.hi), self.n_classes, self.frames)
-
-
-def _logits(model: Model, x_flat: Tensor, in_shape: tuple[int, ...]) -> Tensor:
-    out = model(x_flat.reshape(x_flat.shape[0], *in_shape))
-    if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != x_flat.shape[0]:
-        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise DataError(f"the model must return logits of shape (B, K) = ({x_flat.shape[0]}, K); got {got}")
-    return out
-
-
-def _labels(value: object, name: str, batch: int, device: torch.device) -> Tensor:
-    t = torch.as_tensor(value, device=device)
-    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-        raise DataError(f"{name} must hold integer class indices; got dtype {t.dtype}")
-    if t.shape != (batch,):
-        raise DataError(f"{name} must have shape (B,) = ({batch},) to match x; got {tuple(t.shape)}")
-    return t.long()
-
-
-def _broadcast(value: object, name: str, x: Tensor) -> Tensor:
-    t = torch.as_tensor(value, dtype=x.dtype, device=x.device)
-    try:
-        t = torch.broadcast_to(t, x.shape)
-    except RuntimeError as exc:
-        raise DataError(f"{name} of shape {tuple(t.shape)} does not broadcast to x of shape "
-                        f"{tuple(x.shape)}") from exc
-    if torch.isnan(t).any():
-        raise DataError(f"{name} contains NaN")
-    return t.reshape(x.shape[0], math.prod(x.shape[1:]))
-
-
-def _norms(norm: str, frame_norm: str | None, x: Tensor) -> tuple[str, int | None]:
-    """(the norm the steps and projections use, the number of frames or None)."""
-    norm = parse_norm(norm)
-    if frame_norm is None:
-        return norm, None
-    from ..specs.lp import check_frame_norm
-
-    shape = tuple(x.shape[1:]) if isinstance(x, Tensor) else ()
-    fn = check_frame_norm(norm, frame_norm, shape)
-    if fn is None:  # L-inf frames: the plain L-inf ball
-        return "inf", None
-    return fn, shape[0]
-
-
-def _prepare(model64: Model, x: Tensor, y: object, target: object, clip: object,
-             scale: object, frames: int | None = None) -> tuple[_Problem, Tensor]:
-    """Validate the inputs; return the problem and the float64 clean margin (B,)."""
-    if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise DataError(f"x must be a floating-point tensor of shape (B, *in_shape); got "
-                        f"{getattr(x, 'dtype', type(x).__name__)}")
-    if x.ndim < 1:
-        raise DataError("x must have a batch dimension: shape (B, *in_shape)")
-    if not torch.isfinite(x).all():
-        raise DataError("x contains NaN or infinite values")
-    batch = x.shape[0]
-    in_shape = tuple(x.shape[1:])
-    x_flat = x.detach().reshape(batch, math.prod(in_shape))
-    y_t = _labels(y, "y", batch, x.device)
-    t_t = None if target is None else _labels(target, "target", batch, x.device)
-    s_t = None
-    if scale is not None:
-        s_t = _broadcast(scale, "scale", x)
-        if not torch.isfinite(s_t).all() or (s_t < 0).any():
-            raise DataError("scale must be finite and nonnegative")
-    lo_t = hi_t = None
-    if clip is not None:
-        if not isinstance(clip, (tuple, list)) or len(clip) != 2:
-            raise DataError("clip must be None or a pair (lo, hi)")
-        lo_t, hi_t = _broadcast(clip[0], "clip lo", x), _broadcast(clip[1], "clip hi", x)
-        if (lo_t > hi_t).any():
-            raise DataError("clip: lo must be <= hi everywhere")
-        # within float rounding of the box: clamped into it (specs/lp.py clamp_to_box); farther: an error
-        try:
-            x_flat, _ = clamp_to_box(x_flat, lo_t, hi_t)
-        except SpecError as exc:
-            raise DataError(f"x lies outside the clip box [lo, hi]: {exc}") from None
-    with torch.no_grad():
-        logits = _logits(model64, x_flat.double(), in_shape) if batch else None
-    n_classes = logits.shape[1] if logits is not None else 0
-    if logits is not None and n_classes < 2:
-        raise DataError(f"the model must return at least 2 logits per sample; got {n_classes}")
-    for name, labels in (("y", y_t), ("target", t_t)):
-        if labels is not None and batch and ((labels < 0) | (labels >= n_classes)).any():
-            raise DataError(f"{name} holds class indices outside [0, {n_classes}) of the model's logits")
-    if t_t is not None and (t_t == y_t).any():
-        raise DataError("target equals the label y for some samples; a targeted attack needs target != y")
-    problem = _Problem(x_flat, in_shape, y_t, t_t, s_t, lo_t, hi_t, n_classes, frames)
-    clean = _margin(logits, y_t, t_t) if logits is not None else x_flat.new_zeros(0, dtype=torch.float64)
-    return problem, clean
-
-
-def _eps_vector(eps: float | Tensor, batch: int, like: Tensor) -> Tensor:
-    t = torch.as_tensor(eps, dtype=torch.float64, device=like.device)
-    if t.ndim == 0:
-        t = t.expand(batch)
-    elif t.shape != (batch,):
-        raise DataError(f"eps must be a number or a tensor of shape (B,) = ({batch},); got {tuple(t.shape)}")
-    if not torch.isfinite(t).all() or (t < 0).any():
-        raise DataError("eps must be finite and nonnegative")
-    return t.to(like.dtype)
-
-
-def _margin(logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
-    """Untargeted max_{j != y} f_j - f_y; targeted f_t - max_{j != t} f_j. (B, K) -> (B,)."""
-    cls = y if target is None else target
-    mask = F.one_hot(cls, logits.shape[1]).bool()
-    own = logits.gather(1, cls[:, None])[:, 0]
-    other = logits.masked_fill(mask, float("-inf")).amax(dim=1)
-    return other - own if target is None else own - other
-
-
 # ---------------------------------------------------------------------------------------------------
 # The attack.
 
@@ -347,25 +189,19 @@ def pgd_attack(model: Model, x: Tensor, y: Tensor, eps: float | Tensor, norm: st
 
 def _run(p: _Problem, eps: Tensor, norm: str, cfg: PGDConfig, model_w: Model, model64: Model) -> AttackResult:
     """The attack on a prepared problem; eps (B,) in x's dtype."""
-    batch, dim = p.x.shape
-    dtype, device = p.x.dtype, p.x.device
+    batch = p.x.shape[0]
     if batch == 0:
         return _finalize(p, p.x.clone(), eps, norm, model64)
-    gen = torch.Generator(device=device)
+    gen = torch.Generator(device=p.x.device)
     gen.manual_seed(cfg.seed)
     zl, zu = _z_box(p, eps)
     free = None if p.scale is None else p.scale > 0
-    per = dim // p.frames if p.frames else dim  # coordinates one L1 step spreads over (a frame, or all)
-    if free is None:
-        n_free = torch.full((batch,) if not p.frames else (batch, p.frames), per, device=device)
-    else:
-        n_free = free.sum(dim=1) if not p.frames else free.reshape(batch, p.frames, per).sum(dim=2)
-    k_l1 = torch.clamp(torch.ceil(cfg.l1_sparsity * n_free.to(torch.float64)).long(), min=1, max=max(per, 1))
+    k_l1 = _l1_counts(p, free, cfg.l1_sparsity)
     alpha = cfg.relative_step * eps
 
     best_z = torch.zeros_like(p.x)
     with torch.no_grad():  # x itself is a candidate
-        best_m = _margin(_logits(model_w, p.x, p.in_shape), p.y, p.target).to(dtype)
+        best_m = _margin(_logits(model_w, p.x, p.in_shape), p.y, p.target).to(p.x.dtype)
     aims = None
     if cfg.multi_target and p.target is None and cfg.restarts > 1 and p.n_classes > 2:
         aims = _rank_aims(p, norm, model_w)
@@ -382,49 +218,49 @@ def _run(p: _Problem, eps: Tensor, norm: str, cfg: PGDConfig, model_w: Model, mo
                 z = torch.zeros_like(sub.p.x)
             else:
                 z = _project(_random_start(norm, sub, gen), sub, norm, has_clip=p.lo is not None)
-            for step in range(cfg.steps + 1):
-                z = z.detach().requires_grad_(True)
-                x_in = sub.p.x + (z if sub.p.scale is None else sub.p.scale * z)
-                logits = _logits(model_w, x_in, p.in_shape)
-                m = _margin(logits, sub.p.y, sub.p.target)
-                last = step == cfg.steps
-                grad = None
-                if not last:
-                    (grad,) = torch.autograd.grad(_objective(cfg.loss, logits, m, sub).sum(), z)
-                z, m = z.detach(), m.detach().to(dtype)
-                better = m > best_m[idx]
-                if better.any():
-                    best_z[idx[better]] = z[better]
-                    best_m[idx[better]] = m[better]
-                if last:
-                    break
-                keep = m <= 0  # samples that succeeded stop here
-                if not keep.all():
-                    if not keep.any():
-                        break
-                    idx, z, grad = idx[keep], z[keep], grad[keep]
-                    sub = sub.subset(keep)
-                z = _project(z + _ascent_step(norm, z, grad, sub), sub, norm, has_clip=p.lo is not None)
+            _ascend(p, sub, idx, z, norm, cfg, model_w, best_z, best_m)
     return _finalize(p, best_z, eps, norm, model64)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Sub:
-    """The still-active samples of one restart, with their per-sample attack constants."""
+def _l1_counts(p: _Problem, free: Tensor | None, sparsity: float) -> Tensor:
+    """Coordinates one L1 step moves, per sample (B,) or per frame (B, T): the top ``sparsity`` fraction
+    of the free coordinates, at least one."""
+    batch, dim = p.x.shape
+    per = dim // p.frames if p.frames else dim  # coordinates one L1 step spreads over (a frame, or all)
+    if free is None:
+        n_free = torch.full((batch,) if not p.frames else (batch, p.frames), per, device=p.x.device)
+    else:
+        n_free = free.sum(dim=1) if not p.frames else free.reshape(batch, p.frames, per).sum(dim=2)
+    return torch.clamp(torch.ceil(sparsity * n_free.to(torch.float64)).long(), min=1, max=max(per, 1))
 
-    p: _Problem
-    zl: Tensor  # (b, d) box in z-space, within [-eps, eps], 0 on fixed features
-    zu: Tensor
-    eps: Tensor  # (b,)
-    alpha: Tensor  # (b,) step length
-    k_l1: Tensor  # (b,) coordinates per L1 step
-    free: Tensor | None  # (b, d) bool, scale > 0
-    aim: Tensor | None  # (b,) class aimed at by a multi-targeted restart
 
-    def subset(self, keep: Tensor) -> _Sub:
-        return _Sub(self.p.subset(keep), self.zl[keep], self.zu[keep], self.eps[keep], self.alpha[keep],
-                    self.k_l1[keep], None if self.free is None else self.free[keep],
-                    None if self.aim is None else self.aim[keep])
+def _ascend(p: _Problem, sub: _Sub, idx: Tensor, z: Tensor, norm: str, cfg: PGDConfig, model_w: Model,
+            best_z: Tensor, best_m: Tensor) -> None:
+    """One restart's steps from z for the samples ``idx``; the best point and margin of each sample are
+    kept in ``best_z`` / ``best_m`` (in place). A sample stops at its first success."""
+    for step in range(cfg.steps + 1):
+        z = z.detach().requires_grad_(True)
+        x_in = sub.p.x + (z if sub.p.scale is None else sub.p.scale * z)
+        logits = _logits(model_w, x_in, p.in_shape)
+        m = _margin(logits, sub.p.y, sub.p.target)
+        last = step == cfg.steps
+        grad = None
+        if not last:
+            (grad,) = torch.autograd.grad(_objective(cfg.loss, logits, m, sub).sum(), z)
+        z, m = z.detach(), m.detach().to(p.x.dtype)
+        better = m > best_m[idx]
+        if better.any():
+            best_z[idx[better]] = z[better]
+            best_m[idx[better]] = m[better]
+        if last:
+            break
+        keep = m <= 0  # samples that succeeded stop here
+        if not keep.all():
+            if not keep.any():
+                break
+            idx, z, grad = idx[keep], z[keep], grad[keep]
+            sub = sub.subset(keep)
+        z = _project(z + _ascent_step(norm, z, grad, sub), sub, norm, has_clip=p.lo is not None)
 
 
 def _objective(loss: str, logits: Tensor, margin: Tensor, sub: _Sub) -> Tensor:
@@ -465,100 +301,6 @@ def _rank_aims(p: _Problem, norm: str, model: Model) -> Tensor:
     return cand.gather(1, order)
 
 
-def _z_box(p: _Problem, eps: Tensor) -> tuple[Tensor, Tensor]:
-    """Bounds on z (B, d): the clip box mapped to z-space, cut to [-eps, eps]; 0 where scale = 0."""
-    r = eps[:, None].expand_as(p.x)
-    zl, zu = -r, r
-    if p.lo is not None:
-        if p.scale is None:
-            dl, du = p.lo - p.x, p.hi - p.x
-        else:
-            safe = torch.where(p.scale > 0, p.scale, torch.ones_like(p.scale))
-            dl, du = (p.lo - p.x) / safe, (p.hi - p.x) / safe
-        zl, zu = torch.maximum(zl, dl.clamp(max=0)), torch.minimum(zu, du.clamp(min=0))
-    if p.scale is not None:
-        fixed = p.scale == 0
-        zl = torch.where(fixed, torch.zeros_like(zl), zl)
-        zu = torch.where(fixed, torch.zeros_like(zu), zu)
-    return zl.contiguous(), zu.contiguous()
-
-
-def _frame_view(sub: _Sub) -> _Sub:
-    """The active samples with every frame as its own row (b * T, d / T): per-frame balls are independent,
-    so a step, a random start and a projection act frame by frame."""
-    T = sub.p.frames
-    b, d = sub.p.x.shape
-
-    def rows(t: Tensor | None) -> Tensor | None:
-        return None if t is None else t.reshape(b * T, d // T)
-
-    p = dataclasses.replace(sub.p, x=rows(sub.p.x), scale=rows(sub.p.scale), lo=rows(sub.p.lo), hi=rows(sub.p.hi),
-                            frames=None)
-    return _Sub(p, rows(sub.zl), rows(sub.zu), sub.eps.repeat_interleave(T), sub.alpha.repeat_interleave(T),
-                sub.k_l1.reshape(-1), rows(sub.free), None)
-
-
-def _framed(fn):
-    """Run a per-ball helper frame by frame for per-frame problems: (args with z / grad of shape (b, d))."""
-    def wrapped(*args, **kwargs):
-        sub = next(a for a in args if isinstance(a, _Sub))
-        if not sub.p.frames:
-            return fn(*args, **kwargs)
-        b = sub.p.x.shape[0]
-        view = _frame_view(sub)
-        conv = [view if a is sub else (a.reshape(view.p.x.shape) if isinstance(a, Tensor) else a) for a in args]
-        return fn(*conv, **kwargs).reshape(b, -1)
-    return wrapped
-
-
-@_framed
-def _project(z: Tensor, sub: _Sub, norm: str, has_clip: bool) -> Tensor:
-    if norm == "inf" or has_clip:
-        return project_box_ball(z, sub.zl, sub.zu, sub.eps, norm)
-    if sub.free is not None:
-        z = torch.where(sub.free, z, torch.zeros_like(z))
-    return project_l2_ball(z, sub.eps) if norm == "2" else project_l1_ball(z, sub.eps)
-
-
-@_framed
-def _random_start(norm: str, sub: _Sub, gen: torch.Generator) -> Tensor:
-    """A random point of the ball (before the box projection): uniform in the L-inf box; for L2 / L1 a
-    random direction (Gaussian / Laplace, normalised) times a radius uniform in [0, eps]."""
-    x = sub.p.x
-    shape, kw = x.shape, {"generator": gen, "dtype": x.dtype, "device": x.device}
-    if norm == "inf":
-        return (2 * torch.rand(shape, **kw) - 1) * sub.eps[:, None]
-    if norm == "2":
-        direction = torch.randn(shape, **kw)
-    else:
-        u = torch.rand(shape, **kw).clamp(min=torch.finfo(x.dtype).tiny)
-        direction = -torch.log(u) * torch.where(torch.rand(shape, **kw) < 0.5, -1.0, 1.0).to(x.dtype)
-    if sub.free is not None:
-        direction = torch.where(sub.free, direction, torch.zeros_like(direction))
-    n = lp_norm(direction, norm)
-    direction = direction / torch.where(n > 0, n, torch.ones_like(n))[:, None]
-    radius = torch.rand(shape[0], **kw) * sub.eps
-    return direction * radius[:, None]
-
-
-@_framed
-def _ascent_step(norm: str, z: Tensor, grad: Tensor, sub: _Sub) -> Tensor:
-    alpha = sub.alpha[:, None]
-    if norm == "inf":
-        return alpha * torch.sign(grad)
-    if norm == "2":
-        n = lp_norm(grad, "2")[:, None]
-        return alpha * grad / torch.where(n > 0, n, torch.ones_like(n))
-    # L1: sign step on the top-k coordinates by |grad| among those that can still move that way.
-    blocked = ((grad > 0) & (z >= sub.zu)) | ((grad < 0) & (z <= sub.zl))
-    g = torch.where(blocked, torch.zeros_like(grad), grad)
-    mag = g.abs()
-    thr = torch.sort(mag, dim=1, descending=True).values.gather(1, (sub.k_l1 - 1)[:, None])
-    e = torch.sign(g) * ((mag >= thr) & (mag > 0)).to(g.dtype)
-    count = e.abs().sum(dim=1, keepdim=True)
-    return alpha * e / count.clamp(min=1)
-
-
 def _finalize(p: _Problem, z: Tensor, eps: Tensor, norm: str, model64: Model) -> AttackResult:
     """Map z to x_adv, enforce and verify the constraints in float64, and re-verify success in float64."""
     eps64 = eps.double()
@@ -590,26 +332,3 @@ def _finalize(p: _Problem, z: Tensor, eps: Tensor, norm: str, model64: Model) ->
     success = (margin > 0) & ball_ok & clip_ok
     return AttackResult(x_adv=x_adv.reshape(p.batch, *p.in_shape), success=success, distance=dist,
                         margin=margin, eps=eps64, norm=norm)
-
-
-def _distance(z: Tensor, norm: str, frames: int | None) -> Tensor:
-    """||z||_p per sample (B,), or the largest frame norm for per-frame balls."""
-    if not frames:
-        return lp_norm(z, norm)
-    b = z.shape[0]
-    return lp_norm(z.reshape(b * frames, -1), norm).reshape(b, frames).amax(dim=1)
-
-
-def _apply(p: _Problem, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """x_adv = clamp(x + scale z, lo, hi) in x's dtype; the float64 z it realises; fixed features kept."""
-    x_adv = p.x + (z if p.scale is None else p.scale * z)
-    if p.lo is not None:
-        x_adv = torch.minimum(torch.maximum(x_adv, p.lo), p.hi)
-    delta = x_adv.double() - p.x.double()
-    if p.scale is None:
-        return x_adv, delta, torch.ones(p.batch, dtype=torch.bool, device=p.x.device)
-    s = p.scale.double()
-    moving = s > 0
-    z_eff = torch.where(moving, delta / torch.where(moving, s, torch.ones_like(s)), torch.zeros_like(delta))
-    fixed_ok = (moving | (delta == 0)).all(dim=1)
-    return x_adv, z_eff, fixed_ok

@@ -21,7 +21,8 @@ from torch import Tensor
 from ..errors import ConfigError
 from .fmn import FMNConfig, fmn_attack
 from .placement import model_on, result_on, target_device, tensor_on
-from .pgd import Model, PGDConfig, _norms, _prepare, _run, as_dtype
+from .pgd import PGDConfig, _run
+from .problem import Model, _norms, _prepare, as_dtype
 
 __all__ = ["RadiusAttackResult", "attack_radius"]
 

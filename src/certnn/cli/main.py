@@ -128,7 +128,9 @@ def _dispatch(args) -> int:
               "or --batch-size", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001
-        where = _save_traceback()
+        from .internal_error import save_traceback
+
+        where = save_traceback()
         print(f"certnn {args.command}: internal error ({type(exc).__name__}: {exc}); please report it"
               + (f" with {where}" if where else ""), file=sys.stderr)
         return 4
@@ -138,18 +140,3 @@ def _dispatch(args) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-
-
-def _save_traceback() -> str | None:
-    """The current exception's traceback in a temporary file for the bug report (never on the user's
-    terminal); its path, or None when it cannot be written."""
-    import tempfile
-    import traceback
-
-    try:
-        fd, path = tempfile.mkstemp(prefix="certnn-internal-error-", suffix=".txt")
-        with open(fd, "w") as fh:
-            traceback.print_exc(file=fh)
-        return path
-    except OSError:
-        return None

@@ -45,8 +45,11 @@ across nodes, linear or polynomial input constraints), malformed queries or mode
 and shape mismatches are also errors (exit 2), as section 5.3.2 leaves to the solver's discretion.
 
 Exit codes: 0 an answer was printed (whatever it is), 2 an error above or a usage error, 4 an internal
-error (a bug; the traceback goes to stderr), 130 interrupted. The standard defines no exit codes; these are
-certnn's.
+error (a bug: one line on stderr naming a temporary file that holds the traceback, cli/internal_error.py),
+130 interrupted. The standard defines no exit codes; these are certnn's.
+
+The pieces: cli/vnnlib_capabilities.py (section 5.4's answers), cli/vnnlib_inputs.py (the query and model
+read and checked), cli/vnnlib_assignment.py (the answer and a ``sat`` answer's assignment).
 """
 from __future__ import annotations
 
@@ -59,55 +62,11 @@ import time
 from pathlib import Path
 
 from .clock import process_age as _process_age
+from .vnnlib_capabilities import ALIASES, CAPABILITIES, OPTIONAL, capability_answer
 
 NAME = "certnn"
 SOLVER = "certnn-vnnlib"
 EXIT_OK, EXIT_ERROR, EXIT_INTERNAL = 0, 2, 4
-
-#: the mandatory capabilities of section 5.4, in its order, and certnn's answers
-OPSET_RANGE = ("7", "21")
-CAPABILITIES = ("--onnx-opset-versions", "--onnx-element-types", "--onnx-operators", "--vnnlib-versions",
-                "--hidden-node-theories", "--multiple-input-output-theories", "--multiple-network-theories",
-                "--multiple-node-comparison-theories", "--arithmetic-complexity-theories",
-                "--optimised-disjunctive-reasoning", "--serialise-assignments")
-#: spellings the standard also uses (the example of 5.4.2) and optional capabilities certnn answers
-ALIASES = {"--multiple-inputs-output-theories": "--multiple-input-output-theories"}
-OPTIONAL = ("--unsat-proofs",)
-
-
-def capability_answer(cap: str) -> str:
-    """The exact stdout text answering one capability (trailing newline included)."""
-    from ..specs.vnnlib2 import VNNLIB_VERSIONS
-
-    cap = ALIASES.get(cap, cap)
-    if cap == "--onnx-opset-versions":
-        lines = list(OPSET_RANGE)
-    elif cap == "--onnx-element-types":
-        lines = ["real"]
-    elif cap == "--onnx-operators":
-        from ..graph.from_onnx import supported_onnx_ops
-        lines = supported_onnx_ops()  # bare lines: every element type reported (real)
-    elif cap == "--vnnlib-versions":
-        lines = [VNNLIB_VERSIONS[0], VNNLIB_VERSIONS[-1]]
-    elif cap == "--hidden-node-theories":
-        lines = ["NH"]
-    elif cap == "--multiple-input-output-theories":
-        lines = ["SIO"]
-    elif cap == "--multiple-network-theories":
-        lines = ["SNET"]
-    elif cap == "--multiple-node-comparison-theories":
-        lines = ["SNC"]
-    elif cap == "--arithmetic-complexity-theories":
-        lines = ["BND", "OUTC"]
-    elif cap == "--optimised-disjunctive-reasoning":
-        lines = ["false"]  # certnn expands the assertions into disjunctive normal form
-    elif cap == "--serialise-assignments":
-        lines = ["true"]
-    elif cap == "--unsat-proofs":
-        lines = ["false"]
-    else:  # pragma: no cover - argparse only lets the flags above through
-        raise ValueError(cap)
-    return "".join(f"{v}\n" for v in lines)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -234,10 +193,11 @@ def _verify_main(args, prog: str, started: float, hard_exit: bool) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001
-        import traceback
+        from .internal_error import save_traceback
 
-        traceback.print_exc()
-        _error(f"internal error ({type(exc).__name__}: {exc}); please report it", prog)
+        where = save_traceback()
+        _error(f"internal error ({type(exc).__name__}: {exc}); please report it"
+               + (f" with {where}" if where else ""), prog)
         return EXIT_INTERNAL
     finally:
         ans.close()
@@ -246,140 +206,6 @@ def _verify_main(args, prog: str, started: float, hard_exit: bool) -> int:
 # ----------------------------------------------------------------------------------------------------
 # verify
 # ----------------------------------------------------------------------------------------------------
-
-def _network_map(args, query) -> dict[str, str]:
-    """Section 5.3.2, condition 1: one model file per declared network not declared equal to another."""
-    from ..errors import SpecError
-
-    given: dict[str, str] = {}
-    for tok in args.network:
-        name, sep, path = tok.partition("=")
-        if not sep or not name or not path:
-            raise SpecError(f"--network takes NAME=FILE; {tok!r} is not a network name and a file separated by '='")
-        if name in given:
-            raise SpecError(f"--network maps {name!r} more than once; each declared network takes one model file")
-        given[name] = path
-    nets = query.networks
-    if query.version == "1.0":  # no network names in VNN-LIB 1.0: one model under any name
-        if len(given) != 1:
-            raise SpecError(f"a VNN-LIB 1.0 query has one network; give exactly one --network NAME=FILE "
-                            f"(got {len(given)})")
-        return {nets[0].name: next(iter(given.values()))}
-    declared = {n.name: n for n in nets}
-    for name in given:
-        if name not in declared:
-            raise SpecError(f"--network maps {name!r}, which {args.query} does not declare (it declares "
-                            f"{', '.join(declared)}); the mapping must name each declared network")
-        if declared[name].equal_to:
-            raise SpecError(f"--network maps {name!r}, which {args.query} declares equal to "
-                            f"{declared[name].equal_to!r}: it takes no model file of its own (an unnecessary model)")
-    for n in nets:
-        if not n.equal_to and n.name not in given:
-            raise SpecError(f"no model file for network {n.name!r}, which {args.query} declares; give "
-                            f"--network {n.name}=FILE.onnx")
-    return given
-
-
-def _shapes(query, sig, model_path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The declared input and output shapes checked against the ONNX model's (symbolic dimensions take the
-    declared sizes, section 3: "the query must instantiate the dynamic dimensions"); returns the
-    per-sample input shape for the importer and the declared output shape."""
-    from ..errors import SpecError
-
-    net = query.networks[0]
-    din, dout = net.of_kind("input")[0], net.of_kind("output")[0]
-
-    def fits(decl, dims, what):
-        if query.version == "1.0":
-            return
-        if len(decl.shape) != len(dims):
-            raise SpecError(f"{decl.name} is declared {list(decl.shape)} but the model {model_path}'s {what} has "
-                            f"shape {list(dims)}")
-        for i, (a, b) in enumerate(zip(decl.shape, dims)):
-            if isinstance(b, int) and b > 0 and a != b:
-                raise SpecError(f"{decl.name} is declared {list(decl.shape)} but the model {model_path}'s {what} has "
-                                f"shape {list(dims)} (dimension {i})")
-
-    fits(din, sig.input_dims, "input")
-    fits(dout, sig.output_dims, "output")
-    if query.version == "1.0" or sig.batch_axis is None:
-        per = None
-    else:
-        b = sig.batch_axis
-        if din.shape[b] != 1:
-            raise SpecError(f"{din.name} is declared {list(din.shape)} with {din.shape[b]} samples in the batch "
-                            f"dimension {b}; certnn verifies one sample at a time (declare 1 there)")
-        per = tuple(d for i, d in enumerate(din.shape) if i != b)
-    return per, dout.shape
-
-
-def _element_types(query, sig, model_path: str, assume_real: bool) -> None:
-    """Section 5.3.2, conditions 2 (declared vs the model's element types) and 3 (certnn's soundness)."""
-    from ..errors import SpecError
-
-    if query.real_valued:
-        return
-    net = query.networks[0]
-    for decl, actual, what in ((net.of_kind("input")[0], sig.input_type, "input"),
-                               (net.of_kind("output")[0], sig.output_type, "output")):
-        if decl.element_type != actual:
-            raise SpecError(f"{decl.name} is declared {decl.element_type} but the model {model_path}'s {what} "
-                            f"{getattr(sig, what + '_name')!r} is {actual}; declared and model element types must "
-                            "agree unless the query is written entirely in real")
-    if not assume_real:
-        bad = next(d for d in query.declarations if d.element_type != "real")
-        raise SpecError(f"{query.source} declares {bad.name} as {bad.element_type}: certnn's analysis is sound for the "
-                        "network read over the real numbers (bounds in float64) and does not bound floating-point "
-                        "rounding, so it supports only the element type real; declare the variables real to "
-                        "consent to real-valued analysis (VNN-LIB section 3.5), or pass certnn's --assume-real")
-
-
-def _assignment(query, x, y) -> list[tuple]:
-    """(declaration, values) of every declared variable in declaration order."""
-    import numpy as np
-
-    net = query.networks[0]
-    out = []
-    for d in net.declarations:
-        v = x if d.kind == "input" else y
-        out.append((d, np.asarray(v, dtype=np.float64).reshape(d.shape)))
-    return out
-
-
-def _format_value(v: float, element_type: str) -> str:
-    if element_type.startswith(("int", "uint")) or element_type == "bool":
-        return str(int(v))
-    return repr(float(v))
-
-
-def _render(assignment) -> str:
-    lines = []
-    for d, vals in assignment:
-        lines.append(f"{d.name} {d.element_type} [{','.join(str(s) for s in d.shape)}]")
-        lines.extend(_format_value(v, d.element_type) for v in vals.reshape(-1))
-    return "".join(f"{line}\n" for line in lines)
-
-
-def _serialise(assignment, folder: str) -> None:
-    import numpy as np
-    from onnx import helper, numpy_helper
-
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    for d, vals in assignment:
-        et = "float64" if d.element_type == "real" else d.element_type
-        try:
-            dtype = helper.tensor_dtype_to_np_dtype(getattr(__import__("onnx").TensorProto, _PROTO_NAMES[et]))
-        except KeyError:
-            dtype = np.float64
-        t = numpy_helper.from_array(np.asarray(vals, dtype=dtype).reshape(d.shape), name=d.name)
-        (out / f"{d.name}.pb").write_bytes(t.SerializeToString())
-
-
-_PROTO_NAMES = {"float32": "FLOAT", "float64": "DOUBLE", "float16": "FLOAT16", "bfloat16": "BFLOAT16",
-                "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64", "uint8": "UINT8",
-                "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64", "bool": "BOOL"}
-
 
 def _verify(args, ans: _Answer, prog: str, started: float, hard_exit: bool) -> int:
     deadline = None
@@ -408,41 +234,18 @@ def _verify(args, ans: _Answer, prog: str, started: float, hard_exit: bool) -> i
 
 
 def _verify_inner(args, ans: _Answer, prog: str, deadline: float | None) -> int:
-    import numpy as np
     import torch
 
-    from ..certify.verify import VerifyConfig, verify_property
-    from ..errors import ModelImportError, SpecError
-    from ..graph.from_onnx import onnx_signature, onnx_to_model
+    from ..certify.verify import verify_property
     from .common import parse_methods
+    from .vnnlib_assignment import answer_text
+    from .vnnlib_inputs import checked_query, load_model
 
     torch.set_num_threads(1)
     qpath = Path(args.query)
-    if not qpath.is_file():
-        raise SpecError(f"query file {qpath} not found")
-    query = _load_any(qpath)
-    mapping = _network_map(args, query)
-    if query.unsupported:
-        raise SpecError(f"{qpath}: {query.unsupported}")
-    prop = query.property()
-    model_path = next(iter(mapping.values()))
-    if not Path(model_path).is_file():
-        raise ModelImportError(f"model file {model_path} (network {next(iter(mapping))}) not found")
-    sig = onnx_signature(model_path)
-    per, out_shape = _shapes(query, sig, model_path)
-    _element_types(query, sig, model_path, args.assume_real)
+    checked = checked_query(args, qpath)
     methods = parse_methods(args.method)
-    exact = [m for m in methods if m in ("lp", "milp")]
-    bounds = tuple(m for m in methods if m not in ("lp", "milp", "lipschitz"))
-    if per is None:  # a VNN-LIB 1.0 query, or a model input without a batch dimension
-        om = _onnx_v1(model_path, prop.n_inputs)
-    else:
-        om = onnx_to_model(model_path, input_shape=per)
-    n_in = int(np.prod(om.graph.input_shape))
-    n_out = int(np.prod(om.graph.output_shape))
-    if (n_in, n_out) != (prop.n_inputs, prop.n_outputs):
-        raise SpecError(f"the query has {prop.n_inputs} input and {prop.n_outputs} output values; the model "
-                        f"{model_path} has {n_in} and {n_out}")
+    om = load_model(checked)
     if deadline is None:
         budget = 1e9
     else:
@@ -450,104 +253,39 @@ def _verify_inner(args, ans: _Answer, prog: str, deadline: float | None) -> int:
         if budget <= 0:
             ans.write("timed-out\n")
             return EXIT_OK
-    backward = any(m in bounds for m in ("crown", "alpha-crown"))  # input splitting and ReLU branch and bound
-    cfg = VerifyConfig(timeout=budget, methods=bounds or ("ibp",), attack=True, split=backward, bab=backward,
-                       exact="auto" if len(exact) == 2 else (exact[0] if exact else "none"), seed=args.seed,
-                       input_dtype=om.input_dtype)
-    res = verify_property(om.graph, prop, cfg, om.run_onnxruntime)
-    word = {"holds": "unsat", "violated": "sat", "unknown": "unknown"}[res.verdict]
-    if res.verdict == "unknown" and res.decided_by == "timeout":
-        word = "timed-out"
-    text = f"{word}\n"
-    assignment = None
-    if res.verdict == "violated":
-        # real-valued queries get certnn's float64 outputs, floating-point ones onnxruntime's
-        y_model = res.y_reference if res.y_reference is not None else res.y
-        assignment = _assignment(query, res.x, res.y if query.real_valued else y_model)
-        out_name = query.networks[0].of_kind("output")[0].name
-        x_vals = {d.name: v for d, v in assignment if d.kind == "input"}
-        both = [{**x_vals, out_name: np.asarray(y).reshape(out_shape)} for y in (res.y, y_model)]
-        if not all(query.satisfied_by(v) for v in both):
-            print(f"{prog}: the counterexample found satisfies the query's closure but not the query as "
-                  "written (a strict comparison, != or a literal's exact value); answering unknown",
-                  file=sys.stderr)
-            word, text, assignment = "unknown", "unknown\n", None
-        elif args.serialise:
-            _serialise(assignment, args.serialise)
-        else:
-            text += _render(assignment)
+    res = verify_property(om.graph, checked.prop, _config(methods, budget, om, args.seed), om.run_onnxruntime)
+    word, text = answer_text(res, checked.query, checked.out_shape, args.serialise, prog)
     if args.json:
-        from ..report.records import environment
-
-        doc = {"schema_version": 1, "command": "vnnlib verify",
-               "settings": {"query": str(qpath), "networks": mapping, "timeout": args.timeout,
-                            "methods": list(methods), "seed": args.seed, "assume_real": args.assume_real,
-                            "vnnlib_version": query.version, "parser": query.parser},
-               "environment": environment(), "result": {**res.as_dict(), "answer": word}}
-        from ..report.atomic import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
+        _write_record(args, qpath, checked, methods, res, word)
     ans.write(text)
     return EXIT_OK
 
 
-def _onnx_v1(model_path: str, n_inputs: int):
-    """A model for a VNN-LIB 1.0 query: symbolic per-sample dimensions solved from the number of inputs."""
-    from ..graph.from_onnx import SymbolicShapeError, onnx_to_model
+def _config(methods: tuple, budget: float, om, seed: int):
+    """The verification's settings: the bound methods tried after the attack (cheapest first), input
+    splitting and ReLU branch and bound under a backward method, the exact stages asked for."""
+    from ..certify.verify import VerifyConfig
 
-    try:
-        return onnx_to_model(model_path)
-    except SymbolicShapeError as exc:
-        shape = exc.complete(n_inputs)
-        if shape is None:
-            raise
-        return onnx_to_model(model_path, input_shape=shape)
-
-
-def _load_any(qpath: Path):
-    """The query through the vnnlib package; a VNN-LIB 1.0 file it cannot read goes through certnn's own
-    parser (which also reports a malformed 1.0 file's line and column)."""
-    from ..errors import SpecError
-    from ..specs import vnnlib2
-    from ..specs.vnnlib import _read_text, parse_vnnlib
-
-    text = _read_text(qpath, SpecError)
-    try:
-        return vnnlib2.parse_query(text, str(qpath))
-    except SpecError:
-        if "vnnlib-version" in text:
-            raise
-        prop = parse_vnnlib(text, str(qpath))  # raises the precise error of a malformed file
-        net = vnnlib2.NetworkDecl("N", None, None, (
-            vnnlib2.Declaration("X", "input", "real", (prop.n_inputs,), "N"),
-            vnnlib2.Declaration("Y", "output", "real", (prop.n_outputs,), "N")))
-        return _V1Query(net, prop, str(qpath))
+    exact = [m for m in methods if m in ("lp", "milp")]
+    bounds = tuple(m for m in methods if m not in ("lp", "milp", "lipschitz"))
+    backward = any(m in bounds for m in ("crown", "alpha-crown"))  # input splitting and ReLU branch and bound
+    return VerifyConfig(timeout=budget, methods=bounds or ("ibp",), attack=True, split=backward, bab=backward,
+                        exact="auto" if len(exact) == 2 else (exact[0] if exact else "none"), seed=seed,
+                        input_dtype=om.input_dtype)
 
 
-class _V1Query:
-    """A VNN-LIB 1.0 query read by certnn's own parser (no exact formula: the closure is checked)."""
+def _write_record(args, qpath: Path, checked, methods: tuple, res, word: str) -> None:
+    """--json: certnn's record of the run (settings, environment, the result and the answer)."""
+    from ..report.atomic import atomic_write_text
+    from ..report.records import environment
 
-    version = "1.0"
-    unsupported = None
-    parser = "certnn"
-    real_valued = True
-
-    def __init__(self, net, prop, source):
-        self.networks = (net,)
-        self.prop = prop
-        self.source = source
-
-    @property
-    def declarations(self):
-        return list(self.networks[0].declarations)
-
-    def property(self):
-        return self.prop
-
-    def satisfied_by(self, values) -> bool:
-        from ..specs.vnnlib import property_violated
-
-        return property_violated(self.prop, values["X"], values["Y"])
+    query = checked.query
+    doc = {"schema_version": 1, "command": "vnnlib verify",
+           "settings": {"query": str(qpath), "networks": checked.mapping, "timeout": args.timeout,
+                        "methods": list(methods), "seed": args.seed, "assume_real": args.assume_real,
+                        "vnnlib_version": query.version, "parser": query.parser},
+           "environment": environment(), "result": {**res.as_dict(), "answer": word}}
+    atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
 
 
 def register(sub) -> None:
