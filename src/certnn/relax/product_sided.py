@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as Fn
 from torch import Tensor
 
-from .danskin import AT_LOWER, AT_UPPER, INSIDE, CandidateExtreme, Coord, clip_tagged, needs_gradient
-from .product_extremes import BISECT_ITERS, FACE_RTOL, HESSIAN_BOUND, _clip, _dfinv, _logit, _safe_ratio
+from .product_extremes import BISECT_ITERS, HESSIAN_BOUND, _candidate, _clip, _dfinv, _logit, _safe_ratio
 from .sshape import SIGMOID, TANH, SShape, _bisect_bracket
+from .ties import tie_averaged
 
 #: at most this many Newton steps (each converged element stops moving; typically 4-8 are run)
 NEWTON_ITERS = 40
@@ -54,21 +54,31 @@ NEWTON_ITERS = 40
 FINE = 2.0 ** -BISECT_ITERS
 
 
-def _side_point(fn: SShape, slope: Tensor, side: Tensor, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-    """(side * x*(slope) clipped into [l, u], its relax.danskin tag): relax.sshape.stationary_candidates'
-    +x* or -x*. The slope is detached (envelope theorem: the point's own motion does not change g to
-    first order); only a clip to l or u moves the point with the box."""
+def _side_point(fn: SShape, slope: Tensor, side: Tensor, l: Tensor, u: Tensor) -> Tensor:
+    """side * x*(slope) clipped into [l, u] (relax.sshape.stationary_candidates' +x* or -x*, the same
+    values and gradients: only a clip to l or u carries one). Callers pass a detached slope (its graph
+    would never be used: envelope theorem, see stationary_candidates)."""
     a = slope.detach().clamp(min=torch.finfo(slope.dtype).tiny, max=fn.peak_slope)
     xs = torch.nan_to_num(fn.dfinv(a), nan=0.0, posinf=1e300, neginf=0.0)
-    return clip_tagged(side * xs, l.detach(), u.detach())
+    return torch.minimum(torch.maximum(side * xs, l), u)
 
 
-def _face_tags(v: Tensor, l: Tensor, u: Tensor) -> Tensor:
-    """relax.product_extremes._candidate's faces of an interior candidate v as relax.danskin tags: within
-    FACE_RTOL of a face counts as on it (the gradient must not follow v's last digit)."""
-    at_l = ~(v > l + FACE_RTOL * (1 + l.abs()))  # NaN -> l, as _clip
-    at_u = ~at_l & (v >= u - FACE_RTOL * (1 + u.abs()))
-    return torch.where(at_l, AT_LOWER, torch.where(at_u, AT_UPPER, INSIDE))
+def _reduce_side(F: list[Tensor], xs: list[Tensor], ys: list[Tensor], A: Tensor, B: Tensor, side: Tensor,
+                 last_valid: Tensor | None = None) -> Tensor:
+    """min over the candidates (x_k, y_k) of g = F_k - A x_k - B y_k where side = -1, max where side = +1
+    (tie-averaged gradient); the last candidate only where `last_valid` (when given). F_k = F(x_k, y_k) is
+    passed in: at the corners and edges it is computed on the box's own shape, which is usually far
+    smaller than the tilts' (one box, many spec rows)."""
+    st = lambda ts: torch.stack(torch.broadcast_tensors(*ts))  # noqa: E731
+    X, Y = st(xs), st(ys)
+    vals = st(F) - A * X - B * Y
+    w = side * vals
+    if last_valid is not None:  # a value no extreme can take: never the max, never tied, no gradient
+        w[-1] = torch.where(last_valid, w[-1], torch.full_like(w[-1], -1e300))
+    m = w.amax(0)
+    if vals.requires_grad:  # relax.ties: the gradient must not follow which tied candidate rounding picks
+        m = tie_averaged(m, w, "max", ext=m)
+    return side * m
 
 
 def _h_dh(x: Tensor, logA: Tensor, Bc: Tensor) -> tuple[Tensor, Tensor]:
@@ -119,7 +129,7 @@ def _newton_bracket(logA: Tensor, Bc: Tensor, a: Tensor, b: Tensor) -> tuple[Ten
 
 def _interior(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor, side: Tensor):
     """The interior candidate of sigma(x) tanh(y) - A x - B y per side: (x, y, valid, slack), all of the
-    broadcast shape and detached (x, y not yet clipped onto the box's faces), or None when no element has one. valid marks the elements with a stationary point
+    broadcast shape, or None when no element has one. valid marks the elements with a stationary point
     in piece 2 (s A > 0 and a root of h there, or x* inside the box); elsewhere no interior point can be
     the side's extreme and (x, y) is a placeholder left out of the reduction. Computed on the candidates'
     elements only."""
@@ -159,75 +169,38 @@ def _interior(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tens
     n = flat(lx).numel()
     put = lambda v: torch.zeros(n, dtype=v.dtype, device=v.device).index_copy(0, gi, v).reshape(shape)  # noqa: E731
     valid = torch.zeros(n, dtype=torch.bool, device=x.device).index_fill(0, gi, True).reshape(shape)
-    return put(x), put(y), valid, put(slack)
-
-
-def _extreme(F: list[Tensor], pts: list[tuple], A: Tensor, B: Tensor, box: tuple, side: Tensor, partials,
-             valid: Tensor | None = None) -> Tensor:
-    """The side's extreme of g_k = F_k - A x_k - B y_k over the candidates pts = [(x, y, tag_x, tag_y)]
-    (relax.danskin: exact value, the envelope gradient in A, B and the box attached, `partials(x, y)`
-    giving dF/dx, dF/dy; tied candidates share it, relax.ties); the last candidate only where `valid`."""
-    lx, ux, ly, uy = box
-    X, Y, TX, TY = (list(c) for c in zip(*pts))
-    ce = CandidateExtreme(F, [Coord(X, A, lx, ux, TX), Coord(Y, B, ly, uy, TY)], side, valid, partials)
-    return ce.attach(ce.ext)
-
-
-def _sigmoid_tanh_partials(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    s, t = torch.sigmoid(x), torch.tanh(y)
-    return s * (1 - s) * t, s * (1 - t * t)
-
-
-def _sigmoid_mul_partials(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    s = torch.sigmoid(x)
-    return s * (1 - s) * y, s
+    return _candidate(put(x), lx, ux), _candidate(put(y), ly, uy), valid, put(slack)
 
 
 def sigmoid_tanh_sided(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
                        side: Tensor) -> tuple[Tensor, Tensor]:
     """(min where side = -1 / max where side = +1 of sigma(x) tanh(y) - A x - B y on the box, slack):
-    the true extreme lies within [ext - slack, ext] (min) or [ext, ext + slack] (max). Gradients (A, B,
-    box): the envelope theorem's (relax.danskin)."""
-    box = (lx, ux, ly, uy)
-    with torch.no_grad():
-        lx, ux, ly, uy = (t.detach() for t in box)
-        s_l, s_u, t_l, t_u = torch.sigmoid(lx), torch.sigmoid(ux), torch.tanh(ly), torch.tanh(uy)
-        F, pts = [], []
-        for x, s, tx in ((lx, s_l, AT_LOWER), (ux, s_u, AT_UPPER)):  # corners
-            for y, t, ty in ((ly, t_l, AT_LOWER), (uy, t_u, AT_UPPER)):
-                F.append(s * t); pts.append((x, y, tx, ty))
-        for x_e, s_e, tx in ((lx, s_l, AT_LOWER), (ux, s_u, AT_UPPER)):  # vertical edges: y = s * y_c
-            y, ty = _side_point(TANH, _safe_ratio(B.detach(), s_e), side, ly, uy)
-            F.append(s_e * torch.tanh(y)); pts.append((x_e, y, tx, ty))
-        for y_e, t_e, ty in ((ly, t_l, AT_LOWER), (uy, t_u, AT_UPPER)):  # horizontal edges: x = s sign(t_e) x_c
-            x, tx = _side_point(SIGMOID, _safe_ratio(A.detach(), t_e), side * torch.sign(t_e), lx, ux)
-            F.append(torch.sigmoid(x) * t_e); pts.append((x, y_e, tx, ty))
-        inner = _interior(A, B, lx, ux, ly, uy, side)
-        if inner is not None:
-            xi, yi, valid, slack = inner
-            x, y = _clip(xi, lx, ux), _clip(yi, ly, uy)
-            F.append(torch.sigmoid(x) * torch.tanh(y)); pts.append((x, y, _face_tags(xi, lx, ux), _face_tags(yi, ly, uy)))
+    the true extreme lies within [ext - slack, ext] (min) or [ext, ext + slack] (max)."""
+    s_l, s_u, t_l, t_u = torch.sigmoid(lx), torch.sigmoid(ux), torch.tanh(ly), torch.tanh(uy)
+    F, xs, ys = [s_l * t_l, s_l * t_u, s_u * t_l, s_u * t_u], [lx, lx, ux, ux], [ly, uy, ly, uy]
+    for x_e, s_e in ((lx, s_l), (ux, s_u)):  # vertical edges: y = s * y_c
+        y = _side_point(TANH, _safe_ratio(B.detach(), s_e.detach()), side, ly, uy)
+        F.append(s_e * torch.tanh(y)); xs.append(x_e); ys.append(y)
+    for y_e, t_e in ((ly, t_l), (uy, t_u)):  # horizontal edges: x = s * sign(tanh(y_e)) * x_c
+        x = _side_point(SIGMOID, _safe_ratio(A.detach(), t_e.detach()), side * torch.sign(t_e.detach()), lx, ux)
+        F.append(torch.sigmoid(x) * t_e); xs.append(x); ys.append(y_e)
+    inner = _interior(A, B, lx, ux, ly, uy, side)
     if inner is None:
-        return _extreme(F, pts, A, B, box, side, _sigmoid_tanh_partials), 0.0
-    return _extreme(F, pts, A, B, box, side, _sigmoid_tanh_partials, valid), slack
+        return _reduce_side(F, xs, ys, A, B, side), 0.0
+    xi, yi, valid, slack = inner
+    F.append(torch.sigmoid(xi) * torch.tanh(yi)); xs.append(xi); ys.append(yi)
+    return _reduce_side(F, xs, ys, A, B, side, valid), slack
 
 
 def sigmoid_mul_sided(A: Tensor, B: Tensor, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
                       side: Tensor) -> tuple[Tensor, float]:
-    """(min where side = -1 / max where side = +1 of sigma(x) y - A x - B y on the box, 0.0): exact.
-    Gradients: the envelope theorem's (relax.danskin)."""
-    box = (lx, ux, ly, uy)
-    with torch.no_grad():
-        lx, ux, ly, uy = (t.detach() for t in box)
-        s_l, s_u = torch.sigmoid(lx), torch.sigmoid(ux)
-        F, pts = [], []
-        for x, s, tx in ((lx, s_l, AT_LOWER), (ux, s_u, AT_UPPER)):  # corners
-            for y, ty in ((ly, AT_LOWER), (uy, AT_UPPER)):
-                F.append(s * y); pts.append((x, y, tx, ty))
-        for y_e, ty in ((ly, AT_LOWER), (uy, AT_UPPER)):  # horizontal edges: x = s * sign(y_e) * x_c
-            x, tx = _side_point(SIGMOID, _safe_ratio(A.detach(), y_e), side * torch.sign(y_e), lx, ux)
-            F.append(torch.sigmoid(x) * y_e); pts.append((x, y_e, tx, ty))
-    return _extreme(F, pts, A, B, box, side, _sigmoid_mul_partials), 0.0
+    """(min where side = -1 / max where side = +1 of sigma(x) y - A x - B y on the box, 0.0): exact."""
+    s_l, s_u = torch.sigmoid(lx), torch.sigmoid(ux)
+    F, xs, ys = [s_l * ly, s_l * uy, s_u * ly, s_u * uy], [lx, lx, ux, ux], [ly, uy, ly, uy]
+    for y_e in (ly, uy):  # horizontal edges: x = s * sign(y_e) * x_c
+        x = _side_point(SIGMOID, _safe_ratio(A.detach(), y_e.detach()), side * torch.sign(y_e.detach()), lx, ux)
+        F.append(torch.sigmoid(x) * y_e); xs.append(x); ys.append(y_e)
+    return _reduce_side(F, xs, ys, A, B, side), 0.0
 
 
 __all__ = ["sigmoid_tanh_sided", "sigmoid_mul_sided", "NEWTON_ITERS"]
