@@ -84,11 +84,16 @@ class RunContext:
         self.relax_cache[node_name] = (key, rel)
         return rel
 
-    def planes(self, op, node_name: str, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
+    def planes(self, op, node_name: str, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
+               coef: Tensor | None = None) -> PlaneRelaxation:
         """The method's planes for a two-input op on its input box, computed once per node and box
-        (optimised planes in `plane_params` take precedence and are never cached)."""
+        (optimised planes in `plane_params` take precedence and are never cached). coef: the coefficients
+        of a lower-bound-only pass; optimised planes may then leave the offsets it does not use at 0
+        (relax.product_select)."""
         opt = self.plane_params.get(node_name)
         if opt is not None:
+            if coef is not None and hasattr(opt, "selected"):
+                return opt.selected(op, lx, ux, ly, uy, coef)
             return opt(op, lx, ux, ly, uy)
         key = (lx, ux, ly, uy)
         hit = self.plane_cache.get(node_name)

@@ -32,6 +32,7 @@ from ..relax import SSHAPES
 from ..relax.relu import leaky_relu_relaxation, relu_relaxation
 from ..relax.ties import tie_averaged
 from ..relax.sshape import SShape, stationary_candidates
+from ..relax.product_select import selected_tilted_planes
 from ..relax.products import PRODUCT_FNS, tilted_planes
 from ..relax.types import LinearRelaxation, PlaneRelaxation, safety_margin
 
@@ -218,11 +219,19 @@ class PlaneTilts(Params):
         for t in self.tensors():
             t.data.clamp_(-1.0, 1.0)
 
-    def __call__(self, op, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
+    def tilts(self, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> tuple[Tensor, ...]:
+        """(Al, Bl, Au, Bu, lx, ux, ly, uy): the tilts and the box with a row dim."""
         sx, sy = self.scale
         Al, Bl, Au, Bu = (b + t * s for b, t, s in zip(self.base, self.tensors(), (sx, sy, sx, sy)))
-        box = [t.unsqueeze(1) for t in (lx, ux, ly, uy)]
-        return tilted_planes(self.kind, Al, Bl, Au, Bu, *box)
+        return (Al, Bl, Au, Bu) + tuple(t.unsqueeze(1) for t in (lx, ux, ly, uy))
+
+    def __call__(self, op, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
+        return tilted_planes(self.kind, *self.tilts(lx, ux, ly, uy))
+
+    def selected(self, op, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor, coef: Tensor) -> PlaneRelaxation:
+        """The planes with offsets only where a lower-bound pass with coefficients `coef` uses them
+        (relax.product_select)."""
+        return selected_tilted_planes(self.kind, *self.tilts(lx, ux, ly, uy), coef)
 
 
 def make_params(op, base: LinearRelaxation, l: Tensor, u: Tensor, rows: int):
