@@ -68,12 +68,16 @@ class RunContext:
     #: values computed once per call and shared by its backward passes (engine/input_projection.py)
     memo: dict = field(default_factory=dict)
 
-    def relaxation(self, op, node_name: str, l: Tensor, u: Tensor) -> LinearRelaxation:
+    def relaxation(self, op, node_name: str, l: Tensor, u: Tensor, coef: Tensor | None = None) -> LinearRelaxation:
         """The method's lines for an activation on [l, u]; computed once per node and bounds (a backward
         pass through an unrolled RNN meets the same activation once per later step). Optimised lines
-        (`line_params`) take precedence; they may carry a spec-row dim and are never cached."""
+        (`line_params`) take precedence; they may carry a spec-row dim and are never cached. coef: the
+        coefficients of a lower-bound-only pass; optimised lines may then leave the intercepts it does
+        not use at 0 (optimize/lines.selected_sshape_lines)."""
         opt = self.line_params.get(node_name)
         if opt is not None:
+            if coef is not None and hasattr(opt, "selected"):
+                return opt.selected(op, l, u, coef)
             return opt(op, l, u)
         key = (l, u)
         hit = self.relax_cache.get(node_name)
@@ -84,11 +88,16 @@ class RunContext:
         self.relax_cache[node_name] = (key, rel)
         return rel
 
-    def planes(self, op, node_name: str, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
+    def planes(self, op, node_name: str, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor,
+               coef: Tensor | None = None) -> PlaneRelaxation:
         """The method's planes for a two-input op on its input box, computed once per node and box
-        (optimised planes in `plane_params` take precedence and are never cached)."""
+        (optimised planes in `plane_params` take precedence and are never cached). coef: the coefficients
+        of a lower-bound-only pass; optimised planes may then leave the offsets it does not use at 0
+        (relax.product_select)."""
         opt = self.plane_params.get(node_name)
         if opt is not None:
+            if coef is not None and hasattr(opt, "selected"):
+                return opt.selected(op, lx, ux, ly, uy, coef)
             return opt(op, lx, ux, ly, uy)
         key = (lx, ux, ly, uy)
         hit = self.plane_cache.get(node_name)

@@ -65,7 +65,7 @@ class Activation(Op):
         sign of the coefficients; a split constraint's Lagrangian term (ctx.split_terms, beta-CROWN) is
         added to the lower-bound coefficients of the input."""
         bounds = ctx.bounds[inputs[0]]
-        rel = ctx.relaxation(self, node_name, bounds.lower, bounds.upper)
+        rel = ctx.relaxation(self, node_name, bounds.lower, bounds.upper, lA if uA is None else None)
         like = lA if lA is not None else uA
         ls, us = per_row(rel.lower_slope, like), per_row(rel.upper_slope, like)
         lb, ub = (None if b is None else per_row(b, like) for b in (drop_zero(rel.lower_bias),

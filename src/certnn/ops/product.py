@@ -54,7 +54,7 @@ class _Product(Op):
         so the sum is a sound linear bound of Lambda . F over the input set.
         """
         bx, by = ctx.bounds[inputs[0]], ctx.bounds[inputs[1]]
-        pl = ctx.planes(self, node_name, bx.lower, bx.upper, by.lower, by.upper)
+        pl = ctx.planes(self, node_name, bx.lower, bx.upper, by.lower, by.upper, lA if uA is None else None)
         like = lA if lA is not None else uA
         al, bl, cl = (per_row(t, like) for t in (pl.lower_a, pl.lower_b, pl.lower_c))
         au, bu, cu = (per_row(t, like) for t in (pl.upper_a, pl.upper_b, pl.upper_c))

@@ -30,8 +30,9 @@ from torch import Tensor
 
 from ..relax import SSHAPES
 from ..relax.relu import leaky_relu_relaxation, relu_relaxation
-from ..relax.ties import tie_averaged
+from ..relax.ties import TIE_RTOL, tie_averaged
 from ..relax.sshape import SShape, stationary_candidates
+from ..relax.product_select import selected_tilted_planes
 from ..relax.products import PRODUCT_FNS, tilted_planes
 from ..relax.types import LinearRelaxation, PlaneRelaxation, safety_margin
 
@@ -64,6 +65,43 @@ def _tied_offset(fn: SShape, k: Tensor, l: Tensor, u: Tensor, side: str) -> Tens
         ext = vals.amin(0) if side == "min" else vals.amax(0)
     value = ext - margin if side == "min" else ext + margin
     return tie_averaged(value, vals, side, ext=ext)
+
+
+def selected_sshape_lines(fn: SShape, l: Tensor, u: Tensor, k_lo: Tensor, k_up: Tensor, coef: Tensor) -> LinearRelaxation:
+    """tied_sshape_lines with the intercepts computed only where a lower-bound pass with coefficients
+    `coef` uses them: the lower line's where coef > 0, the upper line's where coef <= 0 (one offset per
+    element, its side by sign), and the lower one also at coef == 0 when coef requires grad (d/d coef of
+    pos * b_l + neg * b_u is b_l + b_u there); 0 elsewhere. The same bound terms and gradients (as
+    relax.product_select for product planes)."""
+    c = coef.detach()
+    lower = c > 0
+    k = torch.where(lower, k_lo, k_up)
+    off = _tied_offset_sided(fn, k, l, u, torch.where(lower, -1.0, 1.0).to(k.dtype))
+    zero = torch.zeros((), dtype=off.dtype, device=off.device)
+    b_lo, b_up = torch.where(lower, off, zero), torch.where(lower, zero, off)
+    if coef.requires_grad and torch.is_grad_enabled():
+        iz = torch.nonzero((c == 0).reshape(-1)).reshape(-1)
+        if iz.numel():
+            flat = lambda t: torch.broadcast_to(t, c.shape).reshape(-1).index_select(0, iz)  # noqa: E731
+            extra = _tied_offset(fn, flat(k_lo), flat(l), flat(u), "min")
+            b_lo = b_lo.reshape(-1).index_copy(0, iz, extra).reshape(c.shape)
+    return LinearRelaxation(k_lo, b_lo, k_up, b_up)
+
+
+def _tied_offset_sided(fn: SShape, k: Tensor, l: Tensor, u: Tensor, side: Tensor) -> Tensor:
+    """_tied_offset with a side per element (-1: the min, +1: the max): the same values (the min as
+    -max(-g), exactly) and the same tie-averaged gradients."""
+    cands = stationary_candidates(fn, k, l, u)
+    vals = torch.stack(torch.broadcast_tensors(*[fn.f(c) - k * c for c in cands]))
+    with torch.no_grad():
+        mags = torch.stack(torch.broadcast_tensors(*[torch.maximum(fn.f(c).abs(), (k * c).abs()) for c in cands]))
+        margin = safety_margin(mags.amax(0))
+        w = side * vals
+        m = w.amax(0)
+        near = ((w - m).abs() <= TIE_RTOL * (1 + m.abs())).to(vals.dtype)
+        value = side * m + side * margin
+    avg = (near * vals).sum(0) / near.sum(0)  # relax.ties.tie_averaged's gradient
+    return value + (avg - avg.detach())
 
 
 class Params:
@@ -218,11 +256,19 @@ class PlaneTilts(Params):
         for t in self.tensors():
             t.data.clamp_(-1.0, 1.0)
 
-    def __call__(self, op, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
+    def tilts(self, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> tuple[Tensor, ...]:
+        """(Al, Bl, Au, Bu, lx, ux, ly, uy): the tilts and the box with a row dim."""
         sx, sy = self.scale
         Al, Bl, Au, Bu = (b + t * s for b, t, s in zip(self.base, self.tensors(), (sx, sy, sx, sy)))
-        box = [t.unsqueeze(1) for t in (lx, ux, ly, uy)]
-        return tilted_planes(self.kind, Al, Bl, Au, Bu, *box)
+        return (Al, Bl, Au, Bu) + tuple(t.unsqueeze(1) for t in (lx, ux, ly, uy))
+
+    def __call__(self, op, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
+        return tilted_planes(self.kind, *self.tilts(lx, ux, ly, uy))
+
+    def selected(self, op, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor, coef: Tensor) -> PlaneRelaxation:
+        """The planes with offsets only where a lower-bound pass with coefficients `coef` uses them
+        (relax.product_select)."""
+        return selected_tilted_planes(self.kind, *self.tilts(lx, ux, ly, uy), coef)
 
 
 def make_params(op, base: LinearRelaxation, l: Tensor, u: Tensor, rows: int):

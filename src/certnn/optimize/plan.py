@@ -93,7 +93,7 @@ def build_start(ctx: RunContext, name: str, rows: Tensor | None, needed: Tensor 
         ivs = [bounds[i] for i in node.inputs]
         n = ivs[0].lower[0].numel()
         r = n_rows if B * n_rows * n <= max_params else 1
-        p = _initial_params(ctx, node.op, ivs, r, compact)
+        p = _initial_params(ctx, act, node.op, ivs, r, compact)
         w = (warm or {}).get((name, act))
         if p is not None and w is not None and type(w) is type(p) and all(
                 a.shape == b.shape for a, b in zip(w.tensors(), p.tensors())) and all(
@@ -106,14 +106,17 @@ def build_start(ctx: RunContext, name: str, rows: Tensor | None, needed: Tensor 
     return st
 
 
-def _initial_params(ctx: RunContext, op, ivs: list[Interval], rows: int, compact: bool):
-    """Parameters of an activation or product op on its inputs' bounds, at the base method's lines."""
+def _initial_params(ctx: RunContext, name: str, op, ivs: list[Interval], rows: int, compact: bool):
+    """Parameters of an activation or product op on its inputs' bounds, at the base method's lines. The
+    base method's lines / planes come from the context's caches (ctx.relaxation / ctx.planes, keyed by
+    node and bound tensors): every start upstream of a node sees the same reference bounds."""
     if op.kind in PRODUCTS:
-        box = [t.detach() for iv in ivs for t in (iv.lower, iv.upper)]
-        return make_plane_params(op, ctx.method.relax_planes(op, *box), *box, rows)
+        box = [t for iv in ivs for t in (iv.lower, iv.upper)]
+        pl = ctx.planes(op, name, *box)
+        return make_plane_params(op, pl, *(t.detach() for t in box), rows)
     p = compact_params(op, ivs[0].lower, ivs[0].upper, rows) if compact else None
     if p is None:
-        base = ctx.method.relax(op, ivs[0].lower, ivs[0].upper)
+        base = ctx.relaxation(op, name, ivs[0].lower, ivs[0].upper)
         p = make_params(op, base, ivs[0].lower.detach(), ivs[0].upper.detach(), rows)
     return p
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..relax.product_select import selected_tilted_planes
 from ..relax.products import tilted_planes
 from ..relax.sshape import SIGMOID, sshape_relaxation
 from ..relax.types import PlaneRelaxation
@@ -54,6 +55,15 @@ class SigmoidMulSplit(Params):
             t.data.clamp_(0.0, 1.0)
 
     def __call__(self, op, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> PlaneRelaxation:
+        return tilted_planes("sigmoid_mul", *self.tilts(lx, ux, ly, uy))
+
+    def selected(self, op, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor, coef: Tensor) -> PlaneRelaxation:
+        """The planes with offsets only where a lower-bound pass with coefficients `coef` uses them
+        (relax.product_select)."""
+        return selected_tilted_planes("sigmoid_mul", *self.tilts(lx, ux, ly, uy), coef)
+
+    def tilts(self, lx: Tensor, ux: Tensor, ly: Tensor, uy: Tensor) -> tuple[Tensor, ...]:
+        """(Al, Bl, Au, Bu, lx, ux, ly, uy): the composed tilts and the box with a row dim."""
         ranges = shared_tangent_ranges(SIGMOID, lx, ux)
         lx, ux, ly, uy = (t.unsqueeze(1) for t in (lx, ux, ly, uy))
         lo_a, lo_b, lo_chord, up_a, up_b, up_chord, k_chord = (t.unsqueeze(1) for t in ranges)
@@ -65,7 +75,7 @@ class SigmoidMulSplit(Params):
         As_u, Bu = ru * uy + (1 - ru) * ly, ru * sl + (1 - ru) * su
         Al = As_l * torch.where(As_l >= 0, k_lo, k_up)
         Au = As_u * torch.where(As_u >= 0, k_up, k_lo)
-        return tilted_planes("sigmoid_mul", Al, Bl, Au, Bu, lx, ux, ly, uy)
+        return Al, Bl, Au, Bu, lx, ux, ly, uy
 
 
 __all__ = ["SigmoidMulSplit"]

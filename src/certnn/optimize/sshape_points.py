@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ..relax.sshape import SShape, _chord, lower_envelope_point
 from ..relax.types import LinearRelaxation
-from .lines import Params, _rows, tied_sshape_lines
+from .lines import Params, _rows, selected_sshape_lines, tied_sshape_lines
 
 #: bisection steps of the envelope points: they only steer the slope (offsets are exact)
 ENVELOPE_ITERS = 16
@@ -126,13 +126,22 @@ class SShapeTangents(Params):
         self.s_up.data.clamp_(0.0, 1.0)
 
     def __call__(self, op, l: Tensor, u: Tensor) -> LinearRelaxation:
+        return tied_sshape_lines(self.fn, *self._slopes(l, u))
+
+    def selected(self, op, l: Tensor, u: Tensor, coef: Tensor) -> LinearRelaxation:
+        """The lines with intercepts only where a lower-bound pass with coefficients `coef` uses them
+        (optimize/lines.selected_sshape_lines)."""
+        return selected_sshape_lines(self.fn, *self._slopes(l, u), coef)
+
+    def _slopes(self, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(l, u, k_lo, k_up): the bounds with a row dim and the tangent points' slopes."""
         ranges = shared_tangent_ranges(self.fn, l, u)
         l, u = _rows(l, self.s_lo), _rows(u, self.s_lo)
         lo_a, lo_b, lo_chord, up_a, up_b, up_chord, k_chord = (_rows(t, self.s_lo) for t in ranges)
         df = self.fn.df
         k_lo = torch.where(lo_chord, k_chord, df(lo_a + self.s_lo * (lo_b - lo_a)))
         k_up = torch.where(up_chord, k_chord, df(up_a + self.s_up * (up_b - up_a)))
-        return tied_sshape_lines(self.fn, l, u, k_lo, k_up)
+        return l, u, k_lo, k_up
 
 
 __all__ = ["SShapeTangents", "shared_tangent_ranges", "tangent_ranges", "ENVELOPE_ITERS"]

@@ -102,9 +102,11 @@ def _newton_bracket(logA: Tensor, Bc: Tensor, a: Tensor, b: Tensor) -> tuple[Ten
         b = torch.where(live & pos, x, b)
         a = torch.where(live & ~pos, x, a)
         xn = x - hx / dh
-        xn = torch.where((xn > a) & (xn < b), xn, (a + b) / 2)  # NaN / outside: bisect
+        # a Newton step at rounding level has converged, even where it does not leave x (x is then an
+        # end of the bracket, and bisecting would throw the root away: 25 more steps, measured)
+        conv = (xn - x).abs() <= 4 * torch.finfo(x.dtype).eps * (1 + x.abs())  # NaN: False
+        xn = torch.where(((xn > a) & (xn < b)) | conv, _clip(xn, a, b), (a + b) / 2)  # NaN / outside: bisect
         stepn = (xn - x).abs()
-        conv = stepn <= 4 * torch.finfo(x.dtype).eps * (1 + x.abs())
         step = torch.where(live, stepn, step)
         x = torch.where(live, xn, x)
         done = done | conv | (b - a <= FINE * width0)

@@ -75,9 +75,10 @@ def _widened(fn: ProductFn, A: Tensor, B: Tensor, box: list[Tensor], lo: Tensor,
              out_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """The extremes lo, hi of F - A x - B y (exact up to `slack`) as sound offsets in out_dtype."""
     lx, ux, ly, uy = box
-    mag = (fn.bound(lx, ux, ly, uy) + A.abs() * torch.maximum(lx.abs(), ux.abs())
-           + B.abs() * torch.maximum(ly.abs(), uy.abs()))
-    margin = safety_margin(mag.to(out_dtype)).to(WORK_DTYPE) + slack  # slack: the interior points' bracket
+    with torch.no_grad():  # a few ulps: their gradient would only cost (the offsets' is the extremes')
+        mag = (fn.bound(lx, ux, ly, uy) + A.abs() * torch.maximum(lx.abs(), ux.abs())
+               + B.abs() * torch.maximum(ly.abs(), uy.abs()))
+        margin = safety_margin(mag.to(out_dtype)).to(WORK_DTYPE) + slack  # slack: the interior points' bracket
     lo, hi = lo - margin, hi + margin
     if out_dtype == WORK_DTYPE:  # nothing to round (the steps below would all be no-ops)
         return lo, hi
