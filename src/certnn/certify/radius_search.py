@@ -55,7 +55,9 @@ class Bracket:
 
     def record(self, a: Tensor, eps: Tensor, ok: Tensor, margin: Tensor | None) -> None:
         """The result of one evaluation of the samples ``a`` at ``eps``."""
-        m = torch.full_like(eps, math.nan) if margin is None else margin.to(torch.float64)
+        # margins rounded to float32: they only steer the next eps, and a batch's composition moves float64
+        # bounds by a few ulps, which must not change the radii (a worker's batch = one process's)
+        m = torch.full_like(eps, math.nan) if margin is None else margin.to(torch.float32).to(torch.float64)
         up = ok & (eps > self.lo[a])
         down = ~ok & (eps < self.hi[a])
         self.c[a[up]], self.m_c[a[up]] = self.lo[a[up]], self.m_lo[a[up]]
