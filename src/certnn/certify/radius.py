@@ -97,7 +97,7 @@ class RadiusConfig(Config):
     bisection_steps: int = 14
     log_space: bool = True
     #: how the bracket is narrowed to the precision of `bisection_steps` halvings (certify/radius_search.py):
-    #: 'itp' (interpolation on the margin bounds, at most one step more than bisection) or 'bisection'
+    #: 'itp' (interpolation on the margin bounds, at most two steps more than bisection) or 'bisection'
     strategy: str = "itp"
 
     def __post_init__(self) -> None:

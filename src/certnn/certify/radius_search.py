@@ -9,7 +9,7 @@ bound computation per step with a per-sample eps:
 * ``itp`` (default): the ITP rule (Oliveira and Takahashi, ACM TOMS 2021) on the margin lower bounds the
   evaluations return: the secant root of the margin between lo and hi, moved toward the midpoint by a
   truncation that shrinks with the bracket, and projected into a band around the midpoint that guarantees at
-  most one step more than bisection on any sample. The margin bound is close to linear in eps over a small
+  most two steps more than bisection on any sample. The margin bound is close to linear in eps over a small
   bracket, so most samples reach the precision in a third of bisection's steps.
 
 Either way the radius is the largest eps actually certified; only the choice of the next eps differs.
