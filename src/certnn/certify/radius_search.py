@@ -7,10 +7,11 @@ bound computation per step with a per-sample eps:
 
 * ``bisection``: the midpoint every step (exactly `bisection_steps` steps);
 * ``itp`` (default): the ITP rule (Oliveira and Takahashi, ACM TOMS 2021) on the margin lower bounds the
-  evaluations return: the secant root of the margin between lo and hi, moved toward the midpoint by a
+  evaluations return: the root of the margin estimated from the last evaluations (inverse quadratic
+  interpolation, else the secant of lo and hi), moved toward the midpoint by a
   truncation that shrinks with the bracket, and projected into a band around the midpoint that guarantees at
   most two steps more than bisection on any sample. The margin bound is close to linear in eps over a small
-  bracket, so most samples reach the precision in a third of bisection's steps.
+  bracket, so most samples reach the precision in about half of bisection's steps (docs/benchmarks.md).
 
 Either way the radius is the largest eps actually certified; only the choice of the next eps differs.
 Searches whose steps return no usable margin bisect (certify/radius.py: complete certification gives a verdict,
