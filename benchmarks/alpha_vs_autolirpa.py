@@ -88,6 +88,9 @@ Radius (ReLU MLPs; `--skip-radius` leaves it out): mean certified L_inf radius o
 iterations))).radius(x, y, RadiusConfig(bisection_steps=10))`, untargeted; alpha uses its proof-only early
 stop and warm starts), their ratio (the issue's target: >= 1.15 on naturally trained ReLU MLPs) and CPU
 seconds per sample. On the first `radius n` samples: all N (6x100) or 25 (9x200, ~45 CPU s per sample).
+With `--peer-radius`, auto_LiRPA's CROWN and CROWN-Optimized radii on the same samples too (aL crown / aL opt
+/ aL ratio), found by certnn's own search driver (peer_radius.py: the same bracket from eps_init 0.01 and 10
+log-space bisection steps), so the peer's alpha-over-CROWN gain can be read beside certnn's.
 
 The "Suspicious or failed" list names certnn numbers that look wrong: alpha-crown looser than certnn crown,
 a bound above a PGD margin, batch-1 bounds differing from the batch's by > 1e-6, failed children.
@@ -301,7 +304,7 @@ def run_model(name: str, a) -> dict:
     if a.float32 == "all" or (a.float32 == "auto" and c.st.f32):
         _add_float32(c, rec)
     if c.st.relu_mlp and not a.skip_radius:
-        _add_radius(c, rec, a.radius_samples)
+        _add_radius(c, rec, a.radius_samples, a.peer_radius)
     rec["suspicious"] = suspicious(rec)
     rec["loadavg_before"] = list(load0)
     rec["loadavg_after"] = list(os.getloadavg())
@@ -459,8 +462,9 @@ def _add_float32(c: Case, rec: dict) -> None:
     c.log(f"float32: CPU s/sample certnn alpha {tc / c.n:.2f}, auto_LiRPA opt {ta / c.n:.2f}")
 
 
-def _add_radius(c: Case, rec: dict, radius_samples: int | None) -> None:
-    """Certified radius (L_inf, 10 bisection steps) of crown and alpha-crown on the first samples."""
+def _add_radius(c: Case, rec: dict, radius_samples: int | None, peer: bool = False) -> None:
+    """Certified radius (L_inf, 10 bisection steps) of crown and alpha-crown on the first samples (and
+    auto_LiRPA's CROWN and CROWN-Optimized radii when ``peer``)."""
     search = certnn.RadiusConfig(bisection_steps=10)
     nr = min(c.n, radius_samples or c.st.radius_samples or c.n)
     rec["radius_samples"] = nr
@@ -474,6 +478,23 @@ def _add_radius(c: Case, rec: dict, radius_samples: int | None) -> None:
         c.log(f"radius {method}: {rec[f'radius_{key}']:.5f} ({dt / nr:.2f} CPU s/sample)")
     rec["radius_ratio"] = rec["radius_alpha_crown"] / rec["radius_crown"] if rec["radius_crown"] > 0 else None
     rec["radius_bisection_steps"] = 10
+    if peer:
+        _add_peer_radius(c, rec, nr)
+
+
+def _add_peer_radius(c: Case, rec: dict, nr: int) -> None:
+    """auto_LiRPA's CROWN and CROWN-Optimized radii on the same samples, by certnn's search driver
+    (peer_radius.py; the same bracket and 10 log-space bisection steps)."""
+    from peer_radius import alirpa_radius
+
+    for method, bm, key in (("CROWN", c.bm_crown, "alirpa_crown"), ("CROWN-Optimized", c.bm_opt, "alirpa_opt")):
+        (r, evals), dt, _ = timed(lambda: alirpa_radius(bm, method, c.x[:nr], c.C[:nr], c.clip, steps=10))
+        rec[f"radius_{key}"] = float(r.mean())
+        rec[f"radius_{key}_evaluations"] = evals
+        rec["cpu_s_per_sample"][f"radius_{key}"] = dt / nr
+        c.log(f"radius auto_LiRPA {method}: {rec[f'radius_{key}']:.5f} ({dt / nr:.2f} CPU s/sample)")
+    rec["radius_ratio_alirpa"] = (rec["radius_alirpa_opt"] / rec["radius_alirpa_crown"]
+                                  if rec["radius_alirpa_crown"] > 0 else None)
 
 
 def suspicious(r: dict) -> list[str]:
@@ -529,16 +550,19 @@ def write_table(jsonl: Path, md: Path) -> str:
                 f"{r['loadavg_before'][0]:.1f}/{r['loadavg_after'][0]:.1f}", r.get("peak_rss_mb")]
         t_rows.append(row)
     r_cols = ["model", "label", "n", "batch", "eps", "iters", "radius n", "radius crown", "radius alpha", "ratio",
-              "crown s/sample", "alpha s/sample"]
+              "crown s/sample", "alpha s/sample", "aL crown", "aL opt", "aL ratio", "aL opt s/sample"]
     r_rows = [head(r) + [r.get("radius_samples", r["samples"]), r["radius_crown"], r["radius_alpha_crown"],
                          r["radius_ratio"], r["cpu_s_per_sample"]["radius_crown"],
-                         r["cpu_s_per_sample"]["radius_alpha_crown"]]
+                         r["cpu_s_per_sample"]["radius_alpha_crown"], r.get("radius_alirpa_crown"),
+                         r.get("radius_alirpa_opt"), r.get("radius_ratio_alirpa"),
+                         r["cpu_s_per_sample"].get("radius_alirpa_opt")]
               for r in recs if "radius_crown" in r]
     text = ("Margin lower bounds (mean over samples x 9 margins; d = certnn alpha-crown - auto_LiRPA "
             "CROWN-Optimized)\n\n" + markdown_table(b_cols, b_rows)
             + "\n\nCPU seconds per sample, alpha-crown vs CROWN-Optimized (ratio = certnn / auto_LiRPA; f32: "
               "certnn float32 is not sound-rounded)\n\n" + markdown_table(t_cols, t_rows)
-            + "\n\nMean certified L_inf radius, certnn crown vs alpha-crown (ReLU MLPs)\n\n"
+            + "\n\nMean certified L_inf radius, certnn crown vs alpha-crown (ReLU MLPs; aL: auto_LiRPA CROWN / "
+              "CROWN-Optimized by certnn's search driver, with --peer-radius)\n\n"
             + markdown_table(r_cols, r_rows) + "\n")
     notes = [f"* {r['model']} ({r['label']}): {msg}" for r in recs for msg in r.get("suspicious", [])]
     notes += [f"* {r['model']} ({r['label']}): FAILED, {r['error']}" for r in failed]
@@ -571,6 +595,8 @@ def child_args(a, name: str) -> list[str]:
         out.append("--skip-radius")
     if a.radius_samples:
         out += ["--radius-samples", str(a.radius_samples)]
+    if a.peer_radius:
+        out.append("--peer-radius")
     return out
 
 
@@ -592,6 +618,8 @@ def main() -> None:
     p.add_argument("--batch1", type=int, default=5, help="samples timed one by one (K)")
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--skip-radius", action="store_true")
+    p.add_argument("--peer-radius", action="store_true",
+                   help="radius rows for auto_LiRPA's CROWN and CROWN-Optimized too (certnn's search driver)")
     p.add_argument("--radius-samples", type=int, default=None,
                    help="radius rows on the first R samples (default: per model, see above)")
     p.add_argument("--float32", choices=("auto", "all", "none"), default="auto",
