@@ -163,6 +163,8 @@ def test_radius_on_a_given_sentence(text_bundle, tmp_path):
     (["--text", "good", "--label", "7"], "--label"),
     (["--task", "mr", "--text", "good"], "either --text or --task"),
     (["--task", "urls", "--data-dir", "."], "reads words"),
+    (["--task", "nosuch", "--data-dir", "."], "is not a text task"),
+    (["--label", "1"], "--label is for --text sentences"),
     (["--data", "d.npz"], "--data is for models on arrays"),
 ])
 def test_radius_text_bad_flags_exit_2(text_bundle, extra, message, capsys):

@@ -33,42 +33,14 @@ def input_split(v, budget: float) -> None:
         brid, blo, bhi, bop = rid[:nb], lo[:nb], hi[:nb], op[:nb]
         rid, lo, hi, op = rid[nb:], lo[nb:], hi[nb:], op[nb:]
         boxes += nb
-        A = gbest = None
-        for method in v.cfg.split_methods:  # cheap first; the next only on what is still open
-            g, coef = v.row_bounds(method, brid, blo, bhi, coefficients=A is None)
-            cm = v.p.conj_max(brid, g)
-            if coef is not None:
-                A, gbest = coef, g
-                if v.p.multi_row:  # conjunctions of several rows: their rows' linear bounds jointly
-                    cm = torch.maximum(cm, conj_combined(coef, g, blo, bhi, v.p.rowconj[brid],
-                                                         torch.isfinite(v.p.d[brid]), v.p.J))
-            proved = cm > 0
-            bop = bop & ~proved
-            keep = bop.any(1)
-            brid, blo, bhi, bop = brid[keep], blo[keep], bhi[keep], bop[keep]
-            if A is not None and A.shape[0] != brid.shape[0]:
-                A, gbest = A[keep], gbest[keep]
-            if brid.numel() == 0:
-                break
+        brid, blo, bhi, bop, A, gbest = _bound_boxes(v, brid, blo, bhi, bop)
         if brid.numel() == 0:
             continue
-        # counterexamples: centres, then a short PGD
         centre = (blo + bhi) / 2
-        with torch.no_grad():
-            gc = torch.einsum("nsk,nk->ns", v.p.C[brid], v.fn(centre)) - v.p.d[brid]
-        cv = v.p.conj_max(brid, gc)
-        hit = ((cv <= 0) & bop).any(1)
-        if hit.any() and v.check(centre[hit], brid[hit]):
+        if _counterexample(v, it, brid, blo, bhi, bop, centre):
             return v.log("split", t, iterations=it, boxes=boxes, result="violated")
-        if it % 4 == 1 and v.attack(brid, blo, bhi, bop, steps=10, restarts=1, start=centre, seed=it):
-            return v.log("split", t, iterations=it, boxes=boxes, result="violated")
-        w = bhi - blo
-        score = _branch_scores(v, v.cfg.split_branching if A is not None else "gradient",
-                               brid, bop, gbest, A, w, centre)
-        score = score + 1e-12 * w / width0[brid]
-        score = torch.where(w > 0, score, torch.full_like(score, -1.0))
-        dim = score.argmax(1)
-        if (w.gather(1, dim[:, None]) <= 0).any():
+        dim = _split_dims(v, brid, bop, gbest, A, blo, bhi, centre, width0)
+        if dim is None:
             done_all = False  # a point box that is not proved: cannot split further
             break
         lo1, hi1, lo2 = _halves(blo, bhi, dim)
@@ -80,6 +52,57 @@ def input_split(v, budget: float) -> None:
         touched = torch.nonzero(v.open.any(1)).reshape(-1)
         v.open[touched] = False
     v.log("split", t, iterations=it, boxes=boxes, result="holds" if not v.open.any() else "open")
+
+
+def _bound_boxes(v, brid, blo, bhi, bop):
+    """Bound a batch of boxes with cfg.split_methods in turn (cheap first; the next only on the boxes still
+    open), dropping proved conjunctions and boxes. Returns the open boxes (brid, blo, bhi, bop) with the
+    first method's linear coefficients A and row bounds gbest that gave them (None if none did)."""
+    A = gbest = None
+    for method in v.cfg.split_methods:
+        g, coef = v.row_bounds(method, brid, blo, bhi, coefficients=A is None)
+        cm = v.p.conj_max(brid, g)
+        if coef is not None:
+            A, gbest = coef, g
+            if v.p.multi_row:  # conjunctions of several rows: their rows' linear bounds jointly
+                cm = torch.maximum(cm, conj_combined(coef, g, blo, bhi, v.p.rowconj[brid],
+                                                     torch.isfinite(v.p.d[brid]), v.p.J))
+        proved = cm > 0
+        bop = bop & ~proved
+        keep = bop.any(1)
+        brid, blo, bhi, bop = brid[keep], blo[keep], bhi[keep], bop[keep]
+        if A is not None and A.shape[0] != brid.shape[0]:
+            A, gbest = A[keep], gbest[keep]
+        if brid.numel() == 0:
+            break
+    return brid, blo, bhi, bop, A, gbest
+
+
+def _counterexample(v, it, brid, blo, bhi, bop, centre) -> bool:
+    """Whether a checked counterexample was found in the open boxes: their centres, then (every 4th batch)
+    a short PGD started there."""
+    with torch.no_grad():
+        gc = torch.einsum("nsk,nk->ns", v.p.C[brid], v.fn(centre)) - v.p.d[brid]
+    cv = v.p.conj_max(brid, gc)
+    hit = ((cv <= 0) & bop).any(1)
+    if hit.any() and v.check(centre[hit], brid[hit]):
+        return True
+    return bool(it % 4 == 1 and v.attack(brid, blo, bhi, bop, steps=10, restarts=1, start=centre, seed=it))
+
+
+def _split_dims(v, brid, bop, gbest, A, blo, bhi, centre, width0):
+    """(n,) the input each box is bisected along: the best score of cfg.split_branching ("gradient" without
+    coefficients), ties broken by relative width, zero-width inputs never; None when some box's best input
+    has width 0 (a point box that is not proved)."""
+    w = bhi - blo
+    score = _branch_scores(v, v.cfg.split_branching if A is not None else "gradient",
+                           brid, bop, gbest, A, w, centre)
+    score = score + 1e-12 * w / width0[brid]
+    score = torch.where(w > 0, score, torch.full_like(score, -1.0))
+    dim = score.argmax(1)
+    if (w.gather(1, dim[:, None]) <= 0).any():
+        return None
+    return dim
 
 
 def _halves(lo, hi, dim):

@@ -93,10 +93,9 @@ def load_text_inputs(args, doc: dict) -> TextInputs:
     """Sentences, labels and perturbed frames from --text or the task's test split (see module docstring)."""
     import torch
 
-    from ..data.text import TEXT_TASKS, load_text_task, word_frames
+    from ..data.text import word_frames
     from ..graph.recurrent import embed_tokens
     from ..models.text import TextEncoder, text_graph, text_model_from_bundle
-    from .common import resolve_data_dir
 
     if getattr(args, "frames", None) is not None:
         raise ConfigError("--frames indexes the padded sequence; for a text model choose words with --words")
@@ -105,37 +104,11 @@ def load_text_inputs(args, doc: dict) -> TextInputs:
     model, vocab, meta = text_model_from_bundle(doc, args.model)
     enc = TextEncoder.from_meta(vocab, meta)
     words = parse_words(args.words)
-    if args.text:
-        if args.task:
-            raise ConfigError("give either --text or --task, not both")
-        texts, indices, task_name, y = list(args.text), list(range(len(args.text))), None, None
-        y = _labels(args.label, len(texts), model.config.num_classes)
-    else:
-        if args.label is not None:
-            raise ConfigError("--label is for --text sentences; a task's test split has its labels")
-        task_name = args.task or meta["task"]
-        if task_name not in TEXT_TASKS:
-            raise ConfigError(f"--task {task_name!r} is not a text task ({', '.join(TEXT_TASKS)})")
-        if TEXT_TASKS[task_name][0] != meta["level"]:
-            raise ConfigError(f"the model reads {meta['level']}s; task {task_name} is a {TEXT_TASKS[task_name][0]} "
-                              "task")
-        task = load_text_task(task_name, resolve_data_dir(args), seed=int(meta.get("split_seed", 0)),
-                              test_fraction=float(meta.get("test_fraction", 0.1)))
-        texts, y, indices = list(task.test.texts), task.test.labels, list(range(len(task.test)))
-        if task.num_classes != model.config.num_classes:
-            raise ConfigError(f"task {task_name} has {task.num_classes} classes, the model {model.config.num_classes}")
+    texts, y, task_name = _sentences(args, meta, model.config.num_classes)
+    indices = list(range(len(texts)))
     encoded = enc.encode(texts)
     frames_t, valid = word_frames(encoded.lengths, enc.max_len, words, encoded.padding)
-    keep = torch.nonzero(valid).flatten()
-    if args.text and keep.numel() < len(texts):
-        bad = sorted(set(range(len(texts))) - set(keep.tolist()))
-        raise DataError(f"--text sentence(s) {bad} have no word at the --words positions "
-                        f"({args.words or 'all'}); they have {[int(encoded.lengths[i]) for i in bad]} words")
-    keep = keep[keep >= args.start] if args.start else keep
-    if args.samples is not None:
-        keep = keep[:args.samples]
-    if keep.numel() == 0:
-        raise DataError(f"no test sentence (from index {args.start}) has the word positions --words {args.words}")
+    keep = _kept_sentences(args, encoded, valid, len(texts))
     tokens = encoded.tokens[keep]
     x = embed_tokens(model, tokens)
     graph = text_graph(model, enc.max_len)
@@ -153,6 +126,36 @@ def load_text_inputs(args, doc: dict) -> TextInputs:
     known = [[w in vocab for w in ws] for ws in chosen]
     return TextInputs(graph, x, y, frames, [indices[i] for i in keep.tolist()], [texts[i] for i in keep.tolist()],
                       chosen, known, L, meta, task_name)
+
+
+def _sentences(args, meta: dict, num_classes: int):
+    """(texts, labels or None (then the model's predictions are used), task name or None) of the --text
+    sentences or of the task's test split."""
+    if args.text:
+        if args.task:
+            raise ConfigError("give either --text or --task, not both")
+        return list(args.text), _labels(args.label, len(args.text), num_classes), None
+    if args.label is not None:
+        raise ConfigError("--label is for --text sentences; a task's test split has its labels")
+    return task_test_split(args, meta, num_classes)
+
+
+def _kept_sentences(args, encoded, valid, n_texts: int):
+    """(n,) long: the sentences that have the --words positions (every --text sentence must), from --start,
+    at most --samples of them; DataError when none is left."""
+    import torch
+
+    keep = torch.nonzero(valid).flatten()
+    if args.text and keep.numel() < n_texts:
+        bad = sorted(set(range(n_texts)) - set(keep.tolist()))
+        raise DataError(f"--text sentence(s) {bad} have no word at the --words positions "
+                        f"({args.words or 'all'}); they have {[int(encoded.lengths[i]) for i in bad]} words")
+    keep = keep[keep >= args.start] if args.start else keep
+    if args.samples is not None:
+        keep = keep[:args.samples]
+    if keep.numel() == 0:
+        raise DataError(f"no test sentence (from index {args.start}) has the word positions --words {args.words}")
+    return keep
 
 
 def task_test_split(args, meta: dict, num_classes: int, task_name: str | None = None):

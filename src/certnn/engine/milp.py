@@ -138,12 +138,22 @@ def _encode(m: _Model, graph: Graph, ctx: RunContext, b: int, spec: LpBall,
             upto: str | None = None) -> tuple[dict, list]:
     """Columns and rows of sample b's input set and network (up to node `upto` included, default: all);
     returns (columns per node, binaries)."""
-    cols: dict[str, np.ndarray] = {}
+    cols: dict[str, np.ndarray] = {graph.input_name: _encode_input(m, spec, b)}
+    binaries: list[int] = []
+    last = len(graph.order) if upto is None else graph.order.index(upto) + 1
+    for name in graph.order[1:last]:
+        node = graph.nodes[name]
+        if len(node.inputs) != 1:
+            raise UnsupportedOpError(f"node {name} with {len(node.inputs)} inputs for MILP", SUPPORTED)
+        cols[name] = _encode_node(m, graph, ctx, b, node, cols[node.inputs[0]], binaries)
+    return cols, binaries
+
+
+def _encode_input(m: _Model, spec: LpBall, b: int) -> np.ndarray:
+    """Sample b's input columns: its box (ball ∩ clip for L∞), and for L1 the rows sum |x - x0| / s <= eps
+    through auxiliary columns t >= |x - x0| (features with scale 0 are held by the box alone)."""
     box = spec.box()
-    blo = box.lower[b].reshape(-1).cpu().numpy()
-    bhi = box.upper[b].reshape(-1).cpu().numpy()
-    xin = m.cols(blo, bhi)
-    cols[graph.input_name] = xin
+    xin = m.cols(box.lower[b].reshape(-1).cpu().numpy(), box.upper[b].reshape(-1).cpu().numpy())
     if spec.norm == "1":
         x0 = spec.center[b].reshape(-1).cpu().numpy()
         s = (np.ones_like(x0) if spec.scale is None
@@ -155,57 +165,66 @@ def _encode(m: _Model, graph: Graph, ctx: RunContext, b: int, spec: LpBall,
         m.rows(x0[free], m.inf, pair, np.tile([1.0, 1.0], (len(free), 1)))  # t >= x0 - x
         w = np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
         m.rows(-m.inf, float(spec.eps[b]), t[None, :], w[None, :])
-    binaries: list[int] = []
-    last = len(graph.order) if upto is None else graph.order.index(upto) + 1
-    for name in graph.order[1:last]:
-        node = graph.nodes[name]
-        op = node.op
-        if len(node.inputs) != 1:
-            raise UnsupportedOpError(f"node {name} with {len(node.inputs)} inputs for MILP", SUPPORTED)
-        xi = cols[node.inputs[0]]
-        if isinstance(op, Reshape):
-            cols[name] = xi
-            continue
-        if isinstance(op, (Linear, DenseAffine)):
-            if isinstance(op, Linear) and len(graph.nodes[node.inputs[0]].shape) != 1:
-                raise UnsupportedOpError("Linear on a multi-dimensional input for MILP", SUPPORTED)
-            W = op.weight.cpu().numpy()
-            n = W.shape[0]
-            bias = np.zeros(n) if op.bias is None else op.bias.cpu().numpy()
-            y = m.cols(np.full(n, -m.inf), np.full(n, m.inf))
-            idx = np.concatenate([y[:, None], np.broadcast_to(xi, (n, len(xi)))], 1)
-            m.rows(bias, bias, idx, np.concatenate([np.ones((n, 1)), -W], 1))
-        elif isinstance(op, ElementwiseAffine):
-            n = len(xi)
-            sc = (np.ones(n) if op.scale is None
-                  else torch.broadcast_to(op.scale, node.shape).reshape(-1).cpu().numpy())
-            sh = (np.zeros(n) if op.shift is None
-                  else torch.broadcast_to(op.shift, node.shape).reshape(-1).cpu().numpy())
-            y = m.cols(np.full(n, -m.inf), np.full(n, m.inf))
-            m.rows(sh, sh, np.stack([y, xi], 1), np.stack([np.ones(n), -sc], 1))
-        elif isinstance(op, Activation) and op.kind == "relu":
-            pre = ctx.bounds[node.inputs[0]]
-            lo = pre.lower[b].reshape(-1).cpu().numpy()
-            hi = pre.upper[b].reshape(-1).cpu().numpy()
-            y = m.cols(np.maximum(lo, 0.0), np.maximum(hi, 0.0))
-            act = lo >= 0
-            dead = hi <= 0
-            unst = ~act & ~dead
-            ia, idd, iu = np.flatnonzero(act), np.flatnonzero(dead), np.flatnonzero(unst)
-            m.rows(0.0, 0.0, np.stack([y[ia], xi[ia]], 1), np.tile([1.0, -1.0], (len(ia), 1)))
-            m.rows(0.0, 0.0, y[idd][:, None], np.ones((len(idd), 1)))
-            if len(iu):
-                a = m.cols(np.zeros(len(iu)), np.ones(len(iu)))
-                binaries.extend(a.tolist())
-                yu, xu, lu, hu = y[iu], xi[iu], lo[iu], hi[iu]
-                m.rows(0.0, m.inf, np.stack([yu, xu], 1), np.tile([1.0, -1.0], (len(iu), 1)))  # y >= x
-                m.rows(-m.inf, 0.0, np.stack([yu, a], 1), np.stack([np.ones(len(iu)), -hu], 1))  # y <= u a
-                m.rows(-m.inf, -lu, np.stack([yu, xu, a], 1),
-                       np.stack([np.ones(len(iu)), -np.ones(len(iu)), -lu], 1))  # y <= x - l + l a
-        else:
-            raise UnsupportedOpError(f"op {op.describe()} for MILP/LP", SUPPORTED)
-        cols[name] = y
-    return cols, binaries
+    return xin
+
+
+def _encode_node(m: _Model, graph: Graph, ctx: RunContext, b: int, node, xi: np.ndarray,
+                 binaries: list[int]) -> np.ndarray:
+    """One single-input node's columns from its input's columns `xi` (a ReLU's binaries go to `binaries`)."""
+    op = node.op
+    if isinstance(op, Reshape):
+        return xi
+    if isinstance(op, (Linear, DenseAffine)):
+        if isinstance(op, Linear) and len(graph.nodes[node.inputs[0]].shape) != 1:
+            raise UnsupportedOpError("Linear on a multi-dimensional input for MILP", SUPPORTED)
+        return _encode_affine(m, op, xi)
+    if isinstance(op, ElementwiseAffine):
+        return _encode_elementwise(m, op, node.shape, xi)
+    if isinstance(op, Activation) and op.kind == "relu":
+        return _encode_relu(m, ctx.bounds[node.inputs[0]], b, xi, binaries)
+    raise UnsupportedOpError(f"op {op.describe()} for MILP/LP", SUPPORTED)
+
+
+def _encode_affine(m: _Model, op, xi: np.ndarray) -> np.ndarray:
+    """y = W x + bias as equality rows (Linear, or a convolution unrolled to DenseAffine)."""
+    W = op.weight.cpu().numpy()
+    n = W.shape[0]
+    bias = np.zeros(n) if op.bias is None else op.bias.cpu().numpy()
+    y = m.cols(np.full(n, -m.inf), np.full(n, m.inf))
+    idx = np.concatenate([y[:, None], np.broadcast_to(xi, (n, len(xi)))], 1)
+    m.rows(bias, bias, idx, np.concatenate([np.ones((n, 1)), -W], 1))
+    return y
+
+
+def _encode_elementwise(m: _Model, op: ElementwiseAffine, shape, xi: np.ndarray) -> np.ndarray:
+    """y = scale * x + shift elementwise, as equality rows."""
+    n = len(xi)
+    sc = np.ones(n) if op.scale is None else torch.broadcast_to(op.scale, shape).reshape(-1).cpu().numpy()
+    sh = np.zeros(n) if op.shift is None else torch.broadcast_to(op.shift, shape).reshape(-1).cpu().numpy()
+    y = m.cols(np.full(n, -m.inf), np.full(n, m.inf))
+    m.rows(sh, sh, np.stack([y, xi], 1), np.stack([np.ones(n), -sc], 1))
+    return y
+
+
+def _encode_relu(m: _Model, pre, b: int, xi: np.ndarray, binaries: list[int]) -> np.ndarray:
+    """y = max(x, 0) given sample b's pre-activation bounds `pre`: stable neurons exactly (y = x or y = 0),
+    unstable ones by the big-M rows of the module docstring with a new binary (appended to `binaries`)."""
+    lo = pre.lower[b].reshape(-1).cpu().numpy()
+    hi = pre.upper[b].reshape(-1).cpu().numpy()
+    y = m.cols(np.maximum(lo, 0.0), np.maximum(hi, 0.0))
+    act, dead = lo >= 0, hi <= 0
+    ia, idd, iu = np.flatnonzero(act), np.flatnonzero(dead), np.flatnonzero(~act & ~dead)
+    m.rows(0.0, 0.0, np.stack([y[ia], xi[ia]], 1), np.tile([1.0, -1.0], (len(ia), 1)))
+    m.rows(0.0, 0.0, y[idd][:, None], np.ones((len(idd), 1)))
+    if len(iu):
+        a = m.cols(np.zeros(len(iu)), np.ones(len(iu)))
+        binaries.extend(a.tolist())
+        yu, xu, lu, hu = y[iu], xi[iu], lo[iu], hi[iu]
+        m.rows(0.0, m.inf, np.stack([yu, xu], 1), np.tile([1.0, -1.0], (len(iu), 1)))  # y >= x
+        m.rows(-m.inf, 0.0, np.stack([yu, a], 1), np.stack([np.ones(len(iu)), -hu], 1))  # y <= u a
+        m.rows(-m.inf, -lu, np.stack([yu, xu, a], 1),
+               np.stack([np.ones(len(iu)), -np.ones(len(iu)), -lu], 1))  # y <= x - l + l a
+    return y
 
 
 class SolverError(CertnnError):

@@ -234,6 +234,19 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
     p = parse_norm(norm)
     radius = cfg.radius_for(p)
 
+    net, x, logits, label, pred, tgt = _placed_inputs(model, x, y, target, clip, device, cfg, index_offset)
+    s = _scores(net, x, logits, label, pred, tgt, p, radius, cfg, index_offset, clip)
+    return CleverResult(
+        clever_estimate=s["estimate"], per_class=s["per_class"], lipschitz_estimate=s["lip"], margin=s["margin"],
+        fit_ok=s["fit_ok"], ks_pvalue=s["pval"], label=s["label"], target=None if tgt is None else tgt.cpu(),
+        misclassified=s["misclassified"], norm=p, radius=float(radius), config=cfg, seed=cfg.seed,
+        dtype=str(x.dtype).replace("torch.", ""), device=str(x.device), wall_time_s=time.perf_counter() - start)
+
+
+def _placed_inputs(model: Model, x, y, target, clip, device, cfg: CleverConfig, index_offset: int):
+    """(net, x, logits, label, pred, target): x as a batch on the run's device, the model there in x's dtype,
+    its logits and predictions, the labels c (given, or predicted when y is None), the targets (None:
+    untargeted) and x checked against the clip box, in that order (the first bad input raises)."""
     x = _as_batch(x)
     dev = target_device(x, device)
     if dev is not None:
@@ -246,12 +259,7 @@ def clever_scores(model: Model, x: Tensor, y: Tensor | Sequence[int] | None, nor
     tgt = _targets(target, logits, label, cfg, index_offset, x.device)
     if clip is not None:
         x = _inside_clip(x, clip)
-    s = _scores(net, x, logits, label, pred, tgt, p, radius, cfg, index_offset, clip)
-    return CleverResult(
-        clever_estimate=s["estimate"], per_class=s["per_class"], lipschitz_estimate=s["lip"], margin=s["margin"],
-        fit_ok=s["fit_ok"], ks_pvalue=s["pval"], label=s["label"], target=None if tgt is None else tgt.cpu(),
-        misclassified=s["misclassified"], norm=p, radius=float(radius), config=cfg, seed=cfg.seed,
-        dtype=str(x.dtype).replace("torch.", ""), device=str(x.device), wall_time_s=time.perf_counter() - start)
+    return net, x, logits, label, pred, tgt
 
 
 def _checked_logits(net, x: Tensor) -> Tensor:

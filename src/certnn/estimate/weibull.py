@@ -89,6 +89,28 @@ def _fallback(smax: float, reason: str, pvalue: float = float("nan")) -> Weibull
                       reason=reason, sample_max=smax)
 
 
+def _fit_from(z: np.ndarray, c0: float, optimizer) -> tuple[float, float, float, float, float] | None:
+    """(KS p-value, KS statistic, c, loc, scale) of the maximum-likelihood fit of the normalised maxima z
+    started at shape c0 (scipy's plain fit when optimizer is None), or None when it fails or is not
+    finite (c > 0, scale > 0)."""
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            if optimizer is None:
+                c, loc, scale = stats.weibull_max.fit(z, c0)
+            else:
+                c, loc, scale = stats.weibull_max.fit(z, c0, optimizer=optimizer)
+            if not (np.isfinite(c) and np.isfinite(loc) and np.isfinite(scale) and c > 0 and scale > 0):
+                return None
+            ks = stats.kstest(z, stats.weibull_max(c, loc=loc, scale=scale).cdf)
+    except (ValueError, RuntimeError, FloatingPointError, OverflowError):
+        return None
+    pval = float(ks.pvalue)
+    if not np.isfinite(pval):
+        return None
+    return pval, float(ks.statistic), float(c), float(loc), float(scale)
+
+
 def fit_reverse_weibull(maxima: Sequence[float] | np.ndarray, *,
                         shape_inits: Sequence[float] = DEFAULT_SHAPE_INITS,
                         shape_reg: float = 0.0, min_pvalue: float = 1e-3,
@@ -121,25 +143,11 @@ def fit_reverse_weibull(maxima: Sequence[float] | np.ndarray, *,
         return _fallback(smax, "fewer than 3 distinct maxima")
     z = (s - smax) / srange
     optimizer = _regularised_fmin(shape_reg) if shape_reg > 0 else None
-    best: tuple[float, float, float, float, float] | None = None  # (pvalue, ks, c, loc, scale)
-    for c0 in shape_inits:
-        try:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
-                if optimizer is None:
-                    c, loc, scale = stats.weibull_max.fit(z, float(c0))
-                else:
-                    c, loc, scale = stats.weibull_max.fit(z, float(c0), optimizer=optimizer)
-                if not (np.isfinite(c) and np.isfinite(loc) and np.isfinite(scale) and c > 0 and scale > 0):
-                    continue
-                ks = stats.kstest(z, stats.weibull_max(c, loc=loc, scale=scale).cdf)
-        except (ValueError, RuntimeError, FloatingPointError, OverflowError):
-            continue
-        pval = float(ks.pvalue)
-        if not np.isfinite(pval):
-            continue
-        if best is None or pval > best[0]:
-            best = (pval, float(ks.statistic), float(c), float(loc), float(scale))
+    fits = (_fit_from(z, float(c0), optimizer) for c0 in shape_inits)
+    best = None  # (pvalue, ks, c, loc, scale): the first fit with the highest p-value
+    for fit in fits:
+        if fit is not None and (best is None or fit[0] > best[0]):
+            best = fit
     if best is None:
         return _fallback(smax, "the maximum-likelihood fit failed from every starting shape")
     pval, ks_stat, c, loc, scale = best

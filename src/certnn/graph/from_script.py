@@ -12,15 +12,13 @@ import torch
 from torch import nn
 
 from ..errors import UnsupportedOpError
+from .registrar import registrar
 
 _REBUILD: dict[str, Callable[[torch.jit.ScriptModule], nn.Module]] = {}
 
 
-def register_script(name: str):
-    def deco(fn):
-        _REBUILD[name] = fn
-        return fn
-    return deco
+register_script = registrar(_REBUILD, "register_script",
+                            "Decorator registering the rebuilder of a scripted submodule's original class name.")
 
 
 def _copy_params(dst: nn.Module, src: torch.jit.ScriptModule) -> nn.Module:

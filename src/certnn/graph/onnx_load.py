@@ -3,13 +3,13 @@ input and output, element types, the input's batch axis (time-major sequences fe
 per-sample shape (symbolic dimensions given by ``input_shape``), with errors saying what and why."""
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelImportError
+from ..io_gzip import gunzip_if_gzipped
 from .onnx_importer import Val
 from .onnx_model import FLOAT_TYPES, RECURRENT_OPS, onnx_type_name
 
@@ -29,11 +29,7 @@ def read_model(source):
         return source, source.SerializeToString()
     else:
         raise ModelImportError(f"expected an ONNX file path, bytes or ModelProto, got {type(source).__name__}")
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise ModelImportError(f"{source}: corrupt gzip data ({exc})") from exc
+    raw = gunzip_if_gzipped(raw, str(source), ModelImportError)
     try:
         model = onnx.load_from_string(raw)
     except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others

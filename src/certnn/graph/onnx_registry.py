@@ -6,19 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .registrar import registrar
+
 Converter = Callable[["Importer", Any, list, dict], list]
 ONNX_CONVERTERS: dict[str, Converter] = {}
 #: op types that are the identity at inference time (their first output is their first input)
 PASSTHROUGH = ("Identity", "Dropout")
 
 
-def register_onnx(*op_types: str):
-    """Decorator registering a converter for the given ONNX op types."""
-    def deco(fn: Converter) -> Converter:
-        for t in op_types:
-            ONNX_CONVERTERS[t] = fn
-        return fn
-    return deco
+register_onnx = registrar(ONNX_CONVERTERS, "register_onnx",
+                          "Decorator registering a converter for the given ONNX op types.")
 
 
 def supported_onnx_ops() -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .ir import GraphBuilder
+from .registrar import registrar
 
 ModuleConverter = Callable[[GraphBuilder, nn.Module, str], str]
 FunctionConverter = Callable[[GraphBuilder, Any, list, dict], str]
@@ -24,28 +25,12 @@ METHOD_CONVERTERS: dict[str, FunctionConverter] = {}
 PASSTHROUGH: tuple[type, ...] = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
 
 
-def register_module(*types: type):
-    def deco(fn: ModuleConverter) -> ModuleConverter:
-        for t in types:
-            MODULE_CONVERTERS[t] = fn
-        return fn
-    return deco
-
-
-def register_function(*fns: Any):
-    def deco(fn: FunctionConverter) -> FunctionConverter:
-        for f in fns:
-            FUNCTION_CONVERTERS[f] = fn
-        return fn
-    return deco
-
-
-def register_method_call(*names: str):
-    def deco(fn: FunctionConverter) -> FunctionConverter:
-        for n in names:
-            METHOD_CONVERTERS[n] = fn
-        return fn
-    return deco
+register_module = registrar(MODULE_CONVERTERS, "register_module",
+                            "Decorator registering a module converter for the given nn.Module types.")
+register_function = registrar(FUNCTION_CONVERTERS, "register_function",
+                              "Decorator registering an fx function converter for the given call targets.")
+register_method_call = registrar(METHOD_CONVERTERS, "register_method_call",
+                                 "Decorator registering a converter for the given Tensor method names.")
 
 
 def supported_names() -> list[str]:

@@ -6,12 +6,12 @@ VNN-LIB 2.0 route (:mod:`certnn.specs.vnnlib2`).
 from __future__ import annotations
 
 import bisect
-import gzip
 import re
 from pathlib import Path
 from typing import Union
 
 from ..errors import SpecError
+from ..io_gzip import gunzip_if_gzipped
 
 _COMMENT = re.compile(r";[^\n]*")
 _TOKEN = re.compile(r"[()]|[^\s()]+")
@@ -88,11 +88,7 @@ def _read_text(path: Path, what: type[Exception]) -> str:
         raw = path.read_bytes()
     except OSError as e:
         raise what(f"cannot read {path}: {e.strerror or e}") from e
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise what(f"{path}: corrupt gzip data ({e})") from e
+    raw = gunzip_if_gzipped(raw, str(path), what)
     try:
         return raw.decode("utf-8-sig")   # tolerate a byte-order mark
     except UnicodeDecodeError as e:

@@ -85,34 +85,48 @@ def random_cnn(seed: int, act: str | None = None) -> tuple[nn.Module, tuple[int,
     shape = (cin, H, H)
     layers: list[nn.Module] = []
     c, h = cin, H
-    for stage in range(ri(1, 4)):
-        groups = 2 if (c % 2 == 0 and ri(0, 3) == 0) else 1
-        cout = groups * ri(1, 3) if groups > 1 else ri(2, 4)
-        k, s, p, d = ri(1, 4), ri(1, 3), ri(0, 2), ri(1, 3)
-        if (h + 2 * p - d * (k - 1) - 1) // s + 1 < 2:
-            k, s, p, d = 3, 1, 1, 1
-        conv = nn.Conv2d(c, cout, k, stride=s, padding=p, dilation=d, groups=groups)
-        init_weights(conv, g)
-        layers.append(conv)
-        h = (h + 2 * p - d * (k - 1) - 1) // s + 1
-        c = cout
-        if ri(0, 2):
-            bn = nn.BatchNorm2d(c)
-            init_batchnorm(bn, g)
-            layers.append(bn)
-        layers.append(pick()())
-        if ri(0, 2):
-            layers.append(ResBlock(c, pick(), g, bn=bool(ri(0, 2))))
-        r = ri(0, 4)
-        if r == 1 and h >= 2:
-            layers.append(nn.MaxPool2d(2, stride=ri(1, 3), padding=ri(0, 2) if h >= 3 else 0))
-        elif r == 2 and h >= 2:
-            layers.append(nn.AvgPool2d(2, stride=ri(1, 3), padding=ri(0, 2), ceil_mode=bool(ri(0, 2)),
-                                       count_include_pad=bool(ri(0, 2))))
-        elif r == 3 and h >= 3:
-            layers.append(nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=bool(ri(0, 2))))
-        with torch.no_grad():
-            h = nn.Sequential(*layers).eval()(torch.zeros((1,) + shape)).shape[-1]
+    for _ in range(ri(1, 4)):
+        c, h = _cnn_stage(layers, shape, c, h, ri, pick, g)
+    _cnn_head(layers, shape, c, ri, pick, g)
+    return nn.Sequential(*layers).double().eval(), shape
+
+
+def _cnn_stage(layers: list, shape, c: int, h: int, ri, pick, g: torch.Generator) -> tuple[int, int]:
+    """Append one stage of random_cnn to `layers` (conv, maybe bn, act, maybe a residual block, maybe a
+    pool), drawing from `ri` / `pick` in a fixed order; returns the new (channels, height)."""
+    groups = 2 if (c % 2 == 0 and ri(0, 3) == 0) else 1
+    cout = groups * ri(1, 3) if groups > 1 else ri(2, 4)
+    k, s, p, d = ri(1, 4), ri(1, 3), ri(0, 2), ri(1, 3)
+    if (h + 2 * p - d * (k - 1) - 1) // s + 1 < 2:
+        k, s, p, d = 3, 1, 1, 1
+    conv = nn.Conv2d(c, cout, k, stride=s, padding=p, dilation=d, groups=groups)
+    init_weights(conv, g)
+    layers.append(conv)
+    h = (h + 2 * p - d * (k - 1) - 1) // s + 1
+    c = cout
+    if ri(0, 2):
+        bn = nn.BatchNorm2d(c)
+        init_batchnorm(bn, g)
+        layers.append(bn)
+    layers.append(pick()())
+    if ri(0, 2):
+        layers.append(ResBlock(c, pick(), g, bn=bool(ri(0, 2))))
+    r = ri(0, 4)
+    if r == 1 and h >= 2:
+        layers.append(nn.MaxPool2d(2, stride=ri(1, 3), padding=ri(0, 2) if h >= 3 else 0))
+    elif r == 2 and h >= 2:
+        layers.append(nn.AvgPool2d(2, stride=ri(1, 3), padding=ri(0, 2), ceil_mode=bool(ri(0, 2)),
+                                   count_include_pad=bool(ri(0, 2))))
+    elif r == 3 and h >= 3:
+        layers.append(nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=bool(ri(0, 2))))
+    with torch.no_grad():
+        h = nn.Sequential(*layers).eval()(torch.zeros((1,) + shape)).shape[-1]
+    return c, h
+
+
+def _cnn_head(layers: list, shape, c: int, ri, pick, g: torch.Generator) -> None:
+    """Append random_cnn's head to `layers`: global average pool or flatten, maybe a hidden linear layer
+    with an activation, then linear -> 3."""
     if ri(0, 2):
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         width = c
@@ -128,7 +142,6 @@ def random_cnn(seed: int, act: str | None = None) -> tuple[nn.Module, tuple[int,
     out = nn.Linear(width, 3)
     init_weights(out, g)
     layers.append(out)
-    return nn.Sequential(*layers).double().eval(), shape
 
 
 def random_mlp(seed: int, act: str | None = None, d_in: int | None = None, out: int = 3) -> tuple[nn.Module, int]:

@@ -253,6 +253,15 @@ def test_load_model_reads_onnx_and_gz(tmp_path):
     assert torch.equal(a(x), b(x))
 
 
+def test_load_model_truncated_gz_is_a_clear_error(tmp_path):
+    nodes, inits = _mlp_nodes()
+    raw = gzip.compress(_model(nodes, ["N", 4], ["N", 3], inits).SerializeToString())
+    path = tmp_path / "m.onnx.gz"
+    path.write_bytes(raw[:len(raw) // 2])
+    with pytest.raises(ModelImportError, match="m.onnx.gz: corrupt gzip data"):
+        load_model(str(path))
+
+
 def test_two_real_inputs_rejected():
     g = helper.make_graph([helper.make_node("Add", ["x", "z"], ["y"])], "g",
                           [helper.make_tensor_value_info("x", F, ["N", 2]),

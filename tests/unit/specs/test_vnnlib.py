@@ -277,6 +277,14 @@ def test_load_plain_and_gzip(tmp_path):
     np.testing.assert_array_equal(a.regions[0].output_constraint[0].C, b.regions[0].output_constraint[0].C)
 
 
+def test_load_truncated_gzip_is_a_spec_error(tmp_path):
+    data = gzip.compress((decls(1, 1) + unit_box(1) + "(assert (<= Y_0 0))").encode())
+    path = tmp_path / "t.vnnlib.gz"
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(SpecError, match="t.vnnlib.gz: corrupt gzip data"):
+        load_vnnlib(path)
+
+
 # ------------------------------------------------------------------------------------------------------
 # Counterexamples
 # ------------------------------------------------------------------------------------------------------
