@@ -21,6 +21,7 @@ from . import patches, rounding
 from .accumulate import CoeffSums
 from .context import RunContext
 from .fold import backward_node
+from .frame_projection import frame_sink
 from .input_projection import concretize_projection, input_projection
 from .interval import affine_chain, affine_chain_bounds, interval_pass, interval_spec
 
@@ -61,6 +62,7 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
     sound = ctx.rounding is not None  # float32-sound: widen by the rounding error of every step
     lerr = uerr = None
     first = input_projection(ctx)  # L2 sets: concretised at the first Linear (engine/input_projection.py)
+    sink = frame_sink(ctx, first)  # per-frame balls: at its single-frame slices (engine/frame_projection.py)
     for name in reversed(g.ancestors(start)):
         if name == g.input_name or name not in coeffs:
             continue
@@ -73,6 +75,10 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
                 lo = None if lA is None else concretize_projection(ctx, name, cl, lbias, "lower")
                 hi = None if uA is None else concretize_projection(ctx, name, cu, ubias, "upper")
             return lo, hi
+        if sink is not None and sink.takes(name) and _dense(cl) and _dense(cu):
+            with ctx.timer("concretize"):
+                sink.add(name, cl, cu)
+            continue
         if not sound and isinstance(node.op, Slice) and _dense(cl) and _dense(cu):
             with ctx.timer("backward"):  # written straight into the selected entries of the input's sum
                 coeffs.add_slice(node.inputs[0], node.op.in_shape, node.op.index, cl, cu)
@@ -102,7 +108,7 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
     with ctx.timer("concretize"):
         lo = _concretize(ctx, A_in[0], lbias, "lower", lerr) if lA is not None else None
         hi = _concretize(ctx, A_in[1], ubias, "upper", uerr) if uA is not None else None
-    return lo, hi
+    return (lo, hi) if sink is None else sink.finish(lo, hi)
 
 
 def _concretize(ctx: RunContext, A, bias: Tensor, side: str, acc: Tensor | None) -> Tensor:
