@@ -24,7 +24,7 @@ from .fold import backward_node
 from .frame_projection import frame_sink
 from .input_projection import concretize_projection, input_projection
 from .stacked_sides import both_sides, stackable
-from .interval import affine_chain, affine_chain_bounds, interval_pass, interval_spec
+from .interval import affine_chain, affine_chain_bounds, ball_chain, interval_pass, interval_spec
 
 
 def _identity_rows(ctx: RunContext, name: str, rows: Tensor) -> tuple[Tensor, str, Tensor | None]:
@@ -278,18 +278,11 @@ def refine_targets(ctx: RunContext, need: set[str]) -> set[str]:
             node = g.nodes[cur]
             if not _exact_image(node.op) or node.inputs[0] == g.input_name or not _refines_all_rows(ctx, cur):
                 break
-            if _ball_chain(ctx, cur):  # bounded exactly by affine_chain_bounds: nothing to refine upstream
+            if ball_chain(ctx, cur):  # bounded exactly by affine_chain_bounds: nothing to refine upstream
                 break
             cur = node.inputs[0]
         out.add(cur)
     return out
-
-
-def _ball_chain(ctx: RunContext, name: str) -> bool:
-    """True when compute_intermediate_bounds bounds `name` exactly over the L2/L1 set as an affine chain of
-    the input (engine/interval.py): e.g. a recurrent net's first frame, sliced out of the joint input
-    projection, whose (T x m)-row refinement would add nothing (measured: ~40% of a POPQORN evaluation)."""
-    return not ctx.spec.is_box and ctx.rounding is None and affine_chain(ctx, name) is not None
 
 
 def _refines_all_rows(ctx: RunContext, name: str) -> bool:

@@ -67,3 +67,21 @@ def test_not_used_where_it_does_not_apply():
     assert _whole_frame((1,), 4) and _whole_frame((-1, slice(None)), 4)
     assert not _whole_frame((slice(0, 2),), 4) and not _whole_frame((1, slice(0, 3)), 4)
     assert not _whole_frame((4,), 4) and not _whole_frame((True,), 4)
+
+
+@pytest.mark.parametrize("frame_norm", [None, "2"])
+def test_the_joint_projection_is_not_refined_under_l2(monkeypatch, frame_norm):
+    """The first frame's slice is bounded exactly as an affine chain of the input; its T x m-row input
+    projection is no refinement target (engine/backward.refine_targets) and the bounds stay the same."""
+    g = _rnn()
+    spec = _spec(g, frame_norm=frame_norm)
+    ctx = RunContext(g, spec, METHODS["popqorn"])
+    first = input_projection(ctx)
+    need = set(backward.nodes_needing_bounds(ctx))
+    assert first not in backward.refine_targets(ctx, need)
+    lo, hi, _ = bounds_for_spec(g, spec, "popqorn", None)
+    monkeypatch.setattr(backward, "ball_chain", lambda ctx, name: False)  # the refinement moves up again
+    assert first in backward.refine_targets(ctx, need)
+    rlo, rhi, _ = bounds_for_spec(g, spec, "popqorn", None)
+    assert ((lo - rlo).abs() <= 1e-12 * (1 + rlo.abs())).all()
+    assert ((hi - rhi).abs() <= 1e-12 * (1 + rhi.abs())).all()
