@@ -244,8 +244,9 @@ def compute_intermediate_bounds(ctx: RunContext, upto: str | None = None,
             iv = node.op.interval(ctx, *[best[i] for i in node.inputs])
             if sound:
                 iv = rounding.widen_interval(ctx, name, iv)
-        if name in need and not ctx.spec.is_box and not sound and affine_chain(ctx, name) is not None:
-            # an affine chain from the input: exact over the ball (cheap: coefficients shared by the batch)
+        if (name in need or name in targets) and ball_chain(ctx, name):
+            # an affine chain from the input: exact over the ball (cheap: coefficients shared by the batch;
+            # e.g. a recurrent net's joint input projection, not T x m identity rows per sample)
             with ctx.timer("intermediate"):
                 iv = affine_chain_bounds(ctx, name, iv)
         elif name in targets and ctx.method.intermediate != "interval":
@@ -277,8 +278,6 @@ def refine_targets(ctx: RunContext, need: set[str]) -> set[str]:
         while True:
             node = g.nodes[cur]
             if not _exact_image(node.op) or node.inputs[0] == g.input_name or not _refines_all_rows(ctx, cur):
-                break
-            if ball_chain(ctx, cur):  # bounded exactly by affine_chain_bounds: nothing to refine upstream
                 break
             cur = node.inputs[0]
         out.add(cur)

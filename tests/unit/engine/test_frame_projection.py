@@ -70,18 +70,43 @@ def test_not_used_where_it_does_not_apply():
 
 
 @pytest.mark.parametrize("frame_norm", [None, "2"])
-def test_the_joint_projection_is_not_refined_under_l2(monkeypatch, frame_norm):
-    """The first frame's slice is bounded exactly as an affine chain of the input; its T x m-row input
-    projection is no refinement target (engine/backward.refine_targets) and the bounds stay the same."""
+def test_the_joint_projection_is_bounded_as_an_affine_chain(monkeypatch, frame_norm):
+    """The input projection (the refinement target of the first frame's slice) takes the batch-free exact
+    bounds of an affine chain, not T x m backward identity rows per sample; the bounds stay the same."""
     g = _rnn()
     spec = _spec(g, frame_norm=frame_norm)
-    ctx = RunContext(g, spec, METHODS["popqorn"])
-    first = input_projection(ctx)
-    need = set(backward.nodes_needing_bounds(ctx))
-    assert first not in backward.refine_targets(ctx, need)
+    first = input_projection(RunContext(g, spec, METHODS["popqorn"]))
+    starts = []
+    real = backward.backward_bounds
+
+    def counted(ctx, target, *a, **k):
+        starts.append(target)
+        return real(ctx, target, *a, **k)
+
+    monkeypatch.setattr(backward, "backward_bounds", counted)
     lo, hi, _ = bounds_for_spec(g, spec, "popqorn", None)
-    monkeypatch.setattr(backward, "ball_chain", lambda ctx, name: False)  # the refinement moves up again
-    assert first in backward.refine_targets(ctx, need)
+    assert first not in starts and starts
+    monkeypatch.setattr(backward, "ball_chain", lambda ctx, name: False)  # the backward refinement again
     rlo, rhi, _ = bounds_for_spec(g, spec, "popqorn", None)
+    assert first in starts
     assert ((lo - rlo).abs() <= 1e-12 * (1 + rlo.abs())).all()
     assert ((hi - rhi).abs() <= 1e-12 * (1 + rhi.abs())).all()
+
+
+@pytest.mark.parametrize("frame_norm", [None, "2", "1"])
+@pytest.mark.parametrize("scaled", [False, True])
+def test_input_linear_duals_equal_the_pushed_rows(monkeypatch, frame_norm, scaled):
+    from certnn.engine import interval
+
+    g = _rnn()
+    spec = _spec(g, scaled, frame_norm=frame_norm)
+    ctx = RunContext(g, spec, METHODS["popqorn"])
+    first = input_projection(ctx) if frame_norm != "1" else g.consumers(g.input_name)[0]
+    iv = interval.interval_pass(RunContext(g, spec, METHODS["ibp"]))[first]
+    assert interval._input_linear_duals(ctx, [first]) is not None
+    a = interval.affine_chain_bounds(ctx, first, iv)
+    monkeypatch.setattr(interval, "_input_linear_duals", lambda ctx, chain: None)
+    b = interval.affine_chain_bounds(RunContext(g, spec, METHODS["popqorn"]), first, iv)
+    assert torch.allclose(a.lower, b.lower, rtol=1e-13, atol=1e-13)
+    assert torch.allclose(a.upper, b.upper, rtol=1e-13, atol=1e-13)
+    assert not torch.equal(a.lower, a.upper)
