@@ -244,12 +244,13 @@ def compute_intermediate_bounds(ctx: RunContext, upto: str | None = None,
             iv = node.op.interval(ctx, *[best[i] for i in node.inputs])
             if sound:
                 iv = rounding.widen_interval(ctx, name, iv)
-        if (name in need or name in targets) and ball_chain(ctx, name):
+        refined = name in targets and ctx.method.intermediate != "interval"
+        if (name in need or refined) and ball_chain(ctx, name):
             # an affine chain from the input: exact over the ball (cheap: coefficients shared by the batch;
             # e.g. a recurrent net's joint input projection, not T x m identity rows per sample)
             with ctx.timer("intermediate"):
                 iv = affine_chain_bounds(ctx, name, iv)
-        elif name in targets and ctx.method.intermediate != "interval":
+        elif refined:
             iv = refine(ctx, name, iv)
         best[name] = iv
         if sound:
