@@ -23,8 +23,8 @@ from .context import RunContext
 from .fold import backward_node
 from .frame_projection import frame_sink
 from .input_projection import concretize_projection, input_projection
-from .stacked_sides import both_sides, stackable
 from .interval import affine_chain, affine_chain_bounds, ball_chain, interval_pass, interval_spec
+from .stacked_sides import both_sides, stackable
 
 
 def _identity_rows(ctx: RunContext, name: str, rows: Tensor) -> tuple[Tensor, str, Tensor | None]:

@@ -130,8 +130,7 @@ def _input_linear_duals(ctx: RunContext, chain: list[str]) -> Tensor | None:
 
     g, spec = ctx.graph, ctx.spec
     op = g.nodes[chain[0]].op
-    if len(chain) != 1 or op.kind != "linear" or not 1 <= len(g.input_shape) <= 2 or spec.norm == "inf" and \
-            spec.frame_norm is None:
+    if len(chain) != 1 or op.kind != "linear" or not 1 <= len(g.input_shape) <= 2 or spec.is_box:
         return None
     W = op.weight  # (m, d)
     d = g.input_shape[-1]
