@@ -44,8 +44,7 @@ def radius_and_magnitude(z: Zonotope) -> tuple[Tensor, Tensor]:
     G = z.generators
     B, K = G.shape[:2]
     shape = tuple(G.shape[2:])
-    absG = G.abs() if K else None  # once: the magnitude's sum and the independent symbols' radius share it
-    absum = absG.sum(1) if K else torch.zeros_like(z.center)
+    absum = G.abs().sum(1) if K else torch.zeros_like(z.center)
     runs = group_runs(z)
     if not runs:
         return absum, z.center.abs() + absum
@@ -54,7 +53,7 @@ def radius_and_magnitude(z: Zonotope) -> tuple[Tensor, Tensor]:
     for a, b, k, q in runs + [(K, K, 0, 1.0)]:
         parts = []
         if a > pos:
-            parts.append(absG[:, pos:a].sum(1))
+            parts.append(G[:, pos:a].abs().sum(1))
         if b > a:
             Gr = G[:, a:b].reshape(B, k, (b - a) // k, *shape)
             if q == 2.0:  # sqrt of the sum of squares: ~2x faster than vector_norm over a middle dim
