@@ -21,8 +21,10 @@ from . import patches, rounding
 from .accumulate import CoeffSums
 from .context import RunContext
 from .fold import backward_node
+from .frame_projection import frame_sink
 from .input_projection import concretize_projection, input_projection
-from .interval import affine_chain, affine_chain_bounds, interval_pass, interval_spec
+from .interval import affine_chain, affine_chain_bounds, ball_chain, interval_pass, interval_spec
+from .stacked_sides import both_sides, stackable
 
 
 def _identity_rows(ctx: RunContext, name: str, rows: Tensor) -> tuple[Tensor, str, Tensor | None]:
@@ -61,6 +63,7 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
     sound = ctx.rounding is not None  # float32-sound: widen by the rounding error of every step
     lerr = uerr = None
     first = input_projection(ctx)  # L2 sets: concretised at the first Linear (engine/input_projection.py)
+    sink = frame_sink(ctx, first)  # per-frame balls: at its single-frame slices (engine/frame_projection.py)
     for name in reversed(g.ancestors(start)):
         if name == g.input_name or name not in coeffs:
             continue
@@ -73,6 +76,10 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
                 lo = None if lA is None else concretize_projection(ctx, name, cl, lbias, "lower")
                 hi = None if uA is None else concretize_projection(ctx, name, cu, ubias, "upper")
             return lo, hi
+        if sink is not None and sink.takes(name) and _dense(cl) and _dense(cu):
+            with ctx.timer("concretize"):
+                sink.add(name, cl, cu)
+            continue
         if not sound and isinstance(node.op, Slice) and _dense(cl) and _dense(cu):
             with ctx.timer("backward"):  # written straight into the selected entries of the input's sum
                 coeffs.add_slice(node.inputs[0], node.op.in_shape, node.op.index, cl, cu)
@@ -102,7 +109,7 @@ def propagate(ctx: RunContext, start: str, lA: Tensor | None, uA: Tensor | None,
     with ctx.timer("concretize"):
         lo = _concretize(ctx, A_in[0], lbias, "lower", lerr) if lA is not None else None
         hi = _concretize(ctx, A_in[1], ubias, "upper", uerr) if uA is not None else None
-    return lo, hi
+    return (lo, hi) if sink is None else sink.finish(lo, hi)
 
 
 def _concretize(ctx: RunContext, A, bias: Tensor, side: str, acc: Tensor | None) -> Tensor:
@@ -160,7 +167,10 @@ def backward_bounds(ctx: RunContext, target: str, C: Tensor | None = None, lower
     for r0 in range(0, R, step):
         A, start, bias = identity_start(ctx, target, rows[..., r0:r0 + step])
         b0 = ref.new_zeros(B, A.shape[1]) if bias is None else bias.clone()
-        lo, hi = propagate(ctx, start, A if lower else None, A if upper else None, b0, b0)
+        if lower and upper and stackable(ctx, A, step):  # one pass over rows [A; -A] (engine/stacked_sides.py)
+            lo, hi = both_sides(propagate, ctx, start, A, b0)
+        else:
+            lo, hi = propagate(ctx, start, A if lower else None, A if upper else None, b0, b0)
         los.append(lo)
         his.append(hi)
     lo = torch.cat(los, 1) if lower and los else (ref.new_zeros(B, 0) if lower else None)
@@ -234,11 +244,13 @@ def compute_intermediate_bounds(ctx: RunContext, upto: str | None = None,
             iv = node.op.interval(ctx, *[best[i] for i in node.inputs])
             if sound:
                 iv = rounding.widen_interval(ctx, name, iv)
-        if name in need and not ctx.spec.is_box and not sound and affine_chain(ctx, name) is not None:
-            # an affine chain from the input: exact over the ball (cheap: coefficients shared by the batch)
+        refined = name in targets and ctx.method.intermediate != "interval"
+        if (name in need or refined) and ball_chain(ctx, name):
+            # an affine chain from the input: exact over the ball (cheap: coefficients shared by the batch;
+            # e.g. a recurrent net's joint input projection, not T x m identity rows per sample)
             with ctx.timer("intermediate"):
                 iv = affine_chain_bounds(ctx, name, iv)
-        elif name in targets and ctx.method.intermediate != "interval":
+        elif refined:
             iv = refine(ctx, name, iv)
         best[name] = iv
         if sound:

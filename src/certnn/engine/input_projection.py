@@ -49,7 +49,7 @@ def input_projection(ctx) -> str | None:
     return cons[0] if m < d else None
 
 
-def _factors(ctx, name: str) -> tuple[Tensor, Tensor]:
+def projection_factors(ctx, name: str) -> tuple[Tensor, Tensor]:
     """(R^T per frame (T, m, m) or (1, m, m), y(x0) (B, *shape of the node)), once per run context."""
     key = ("input_projection", name)
     hit = ctx.memo.get(key)
@@ -71,27 +71,37 @@ def _factors(ctx, name: str) -> tuple[Tensor, Tensor]:
 
 def concretize_projection(ctx, name: str, A: Tensor, bias: Tensor, side: str) -> Tensor:
     """min (lower) or max (upper) over the set of A . y + bias, A (B, S, *shape of the Linear node `name`)."""
-    Rt, y0 = _factors(ctx, name)
+    Rt, y0 = projection_factors(ctx, name)
     spec = ctx.spec
     B, S = A.shape[:2]
     m = Rt.shape[-1]
     At = A.reshape(B, S, -1, m)  # (B, S, T, m)
     center = torch.bmm(A.reshape(B, S, -1), y0.reshape(B, -1, 1)).squeeze(-1)
-    live = At.ne(0).any(-1).reshape(-1, At.shape[2]).any(0).nonzero()
-    T = int(live.max()) + 1 if live.numel() else 0
-    if T < At.shape[2]:  # trailing frames without coefficients (a bound of step t of a recurrent net):
-        At = At[:, :, :T]  # their norms are exact zeros, so leaving them out changes no bit
-        Rt = Rt if Rt.shape[0] == 1 else Rt[:T]
-    if Rt.shape[0] == 1:  # one factor for every frame: one (B S T, m) x (m, m) product
-        proj = At @ Rt[0]  # (B, S, T, m): L_t R^T
+    # trailing frames without coefficients (a bound of step t of a recurrent net): their norms are exact
+    # zeros, so leaving them out changes no bit
+    T = _live_frames(At)
+    if spec.frame_norm is not None:  # frame by frame: strided (B S, m) views, no copy, cache-sized products
+        dual = None
+        for t in range(T):
+            n_t = torch.linalg.vector_norm(At[:, :, t].reshape(B * S, m) @ Rt[min(t, Rt.shape[0] - 1)],
+                                           ord=2, dim=-1).reshape(B, S)
+            dual = n_t if dual is None else dual + n_t
+        dual = center.new_zeros(B, S) if dual is None else dual
     else:
-        proj = torch.einsum("bstm,tmk->bstk", At, Rt)
-    if spec.frame_norm is not None:
-        dual = torch.linalg.vector_norm(proj, ord=2, dim=-1).sum(-1)
-    else:
+        At = At[:, :, :T]
+        proj = At @ Rt[0] if Rt.shape[0] == 1 else torch.einsum("bstm,tmk->bstk", At, Rt[:T])
         dual = torch.linalg.vector_norm(proj.reshape(B, S, -1), ord=2, dim=-1)
     sign = -1.0 if side == "lower" else 1.0
     return center + sign * spec.eps.reshape(B, 1) * dual + bias
 
 
-__all__ = ["input_projection", "concretize_projection"]
+def _live_frames(At: Tensor) -> int:
+    """1 + the last frame of At (B, S, T, m) with a nonzero coefficient (0: none), reading frames from the
+    end (a bound of step t of a recurrent net reads the T - t - 1 zero frames and one live one, not all)."""
+    T = At.shape[2]
+    while T > 0 and not bool(At[:, :, T - 1].any()):
+        T -= 1
+    return T
+
+
+__all__ = ["input_projection", "concretize_projection", "projection_factors"]
