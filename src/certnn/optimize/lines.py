@@ -107,9 +107,9 @@ def _tied_offset_sided(fn: SShape, k: Tensor, l: Tensor, u: Tensor, side: Tensor
         margin = safety_margin(_max_all([torch.maximum(f.abs(), a.abs()) for f, a in zip(fs, lin)]))
         w = side * vals
         m = w.amax(0)
-        near = ((w - m).abs() <= TIE_RTOL * (1 + m.abs())).to(vals.dtype)
+        near = (w - m).abs() <= TIE_RTOL * (1 + m.abs())
         value = side * m + side * margin
-    avg = (near * vals).sum(0) / near.sum(0)  # relax.ties.tie_averaged's gradient
+    avg = torch.where(near, vals, 0.0).sum(0) / near.sum(0)  # relax.ties.tie_averaged's gradient
     return value + (avg - avg.detach())
 
 

@@ -27,8 +27,9 @@ def tie_averaged(value: Tensor, cands: Tensor, side: str, ext: Tensor | None = N
     c = cands.detach()  # the tie mask carries no gradient: build it outside autograd
     ext = (c.amin(0) if side == "min" else c.amax(0)) if ext is None else ext.detach()
     tol = TIE_RTOL * (1 + ext.abs())
-    near = ((c - ext).abs() <= tol).to(cands.dtype)
-    avg = (near * cands).sum(0) / near.sum(0)
+    near = (c - ext).abs() <= tol
+    # where, not a float mask times cands: autograd keeps the bool mask (1 byte an entry, not 8)
+    avg = torch.where(near, cands, 0.0).sum(0) / near.sum(0)
     return value.detach() + (avg - avg.detach())
 
 
