@@ -74,7 +74,7 @@ def _reduce_side(F: list[Tensor], xs: list[Tensor], ys: list[Tensor], A: Tensor,
     w = torch.stack(torch.broadcast_tensors(*[side * (f - A * x - B * y) for f, x, y in zip(F, xs, ys)]))
     if last_valid is not None:  # a value no extreme can take: never the max, never tied, no gradient
         w[-1] = torch.where(last_valid, w[-1], torch.full_like(w[-1], -1e300))
-    m = w.amax(0)
+    m = w.detach().amax(0)  # (its own gradient is replaced below: autograd need not keep w for it)
     if w.requires_grad:  # relax.ties: the gradient must not follow which tied candidate rounding picks
         m = tie_averaged(m, w, "max", ext=m)
     return side * m
