@@ -45,6 +45,15 @@ def _rows(t: Tensor, like: Tensor) -> Tensor:
     return t.unsqueeze(1) if t.dim() == like.dim() - 1 else t
 
 
+def _max_all(ts: list[Tensor]) -> Tensor:
+    """The elementwise max of tensors of broadcastable shapes (torch.stack(broadcast).amax(0) without the
+    stacked copy; max is exact, so the same values)."""
+    out = ts[0]
+    for t in ts[1:]:
+        out = torch.maximum(out, t)
+    return out
+
+
 def tied_sshape_lines(fn: SShape, l: Tensor, u: Tensor, k_lo: Tensor, k_up: Tensor) -> LinearRelaxation:
     """relax.sshape.sshape_lines (sound lines with the given slopes: exact offsets plus a few ulps) with
     tie-averaged gradients (:func:`tie_averaged`) for the optimiser."""
@@ -60,8 +69,7 @@ def _tied_offset(fn: SShape, k: Tensor, l: Tensor, u: Tensor, side: str) -> Tens
     lin = [k * c for c in cands]
     vals = torch.stack(torch.broadcast_tensors(*[f - a for f, a in zip(fs, lin)]))
     with torch.no_grad():
-        mags = torch.stack(torch.broadcast_tensors(*[torch.maximum(f.abs(), a.abs()) for f, a in zip(fs, lin)]))
-        margin = safety_margin(mags.amax(0))
+        margin = safety_margin(_max_all([torch.maximum(f.abs(), a.abs()) for f, a in zip(fs, lin)]))
         ext = vals.amin(0) if side == "min" else vals.amax(0)
     value = ext - margin if side == "min" else ext + margin
     return tie_averaged(value, vals, side, ext=ext)
@@ -92,15 +100,16 @@ def _tied_offset_sided(fn: SShape, k: Tensor, l: Tensor, u: Tensor, side: Tensor
     """_tied_offset with a side per element (-1: the min, +1: the max): the same values (the min as
     -max(-g), exactly) and the same tie-averaged gradients."""
     cands = stationary_candidates(fn, k, l, u)
-    vals = torch.stack(torch.broadcast_tensors(*[fn.f(c) - k * c for c in cands]))
+    fs = [fn.f(c) for c in cands]  # f and k c once each: the values and the magnitudes share them
+    lin = [k * c for c in cands]
+    vals = torch.stack(torch.broadcast_tensors(*[f - a for f, a in zip(fs, lin)]))
     with torch.no_grad():
-        mags = torch.stack(torch.broadcast_tensors(*[torch.maximum(fn.f(c).abs(), (k * c).abs()) for c in cands]))
-        margin = safety_margin(mags.amax(0))
+        margin = safety_margin(_max_all([torch.maximum(f.abs(), a.abs()) for f, a in zip(fs, lin)]))
         w = side * vals
         m = w.amax(0)
-        near = ((w - m).abs() <= TIE_RTOL * (1 + m.abs())).to(vals.dtype)
+        near = (w - m).abs() <= TIE_RTOL * (1 + m.abs())
         value = side * m + side * margin
-    avg = (near * vals).sum(0) / near.sum(0)  # relax.ties.tie_averaged's gradient
+    avg = torch.where(near, vals, 0.0).sum(0) / near.sum(0)  # relax.ties.tie_averaged's gradient
     return value + (avg - avg.detach())
 
 

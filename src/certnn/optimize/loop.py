@@ -201,6 +201,7 @@ def _step(prob, opt, lo: Tensor, active: Tensor, cfg: AlphaConfig, it: int) -> N
     for group in opt.param_groups:
         group["lr"] = group["base_lr"] * cfg.lr_decay ** (it - 1)
     opt.step()
+    opt.zero_grad(set_to_none=True)  # the gradients are not needed until the next backward: free them now
     with torch.no_grad():
         if frozen is not None:  # stopped samples keep their parameters (batch independence)
             for p, f in zip(params, frozen):

@@ -69,14 +69,13 @@ def _reduce_side(F: list[Tensor], xs: list[Tensor], ys: list[Tensor], A: Tensor,
     (tie-averaged gradient); the last candidate only where `last_valid` (when given). F_k = F(x_k, y_k) is
     passed in: at the corners and edges it is computed on the box's own shape, which is usually far
     smaller than the tilts' (one box, many spec rows)."""
-    st = lambda ts: torch.stack(torch.broadcast_tensors(*ts))  # noqa: E731
-    X, Y = st(xs), st(ys)
-    vals = st(F) - A * X - B * Y
-    w = side * vals
+    # each candidate's value on its own (broadcast) shape: the corners' and edges' points keep the box's
+    # shape, and no stacked copies of x and y are made (the same arithmetic, candidate by candidate)
+    w = torch.stack(torch.broadcast_tensors(*[side * (f - A * x - B * y) for f, x, y in zip(F, xs, ys)]))
     if last_valid is not None:  # a value no extreme can take: never the max, never tied, no gradient
         w[-1] = torch.where(last_valid, w[-1], torch.full_like(w[-1], -1e300))
-    m = w.amax(0)
-    if vals.requires_grad:  # relax.ties: the gradient must not follow which tied candidate rounding picks
+    m = w.detach().amax(0)  # (its own gradient is replaced below: autograd need not keep w for it)
+    if w.requires_grad:  # relax.ties: the gradient must not follow which tied candidate rounding picks
         m = tie_averaged(m, w, "max", ext=m)
     return side * m
 

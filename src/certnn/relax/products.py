@@ -193,8 +193,8 @@ def tilted_planes(kind: str, Al: Tensor, Bl: Tensor, Au: Tensor, Bu: Tensor, lx:
                + (Bl.abs() + Bu.abs()) * (ly.abs() + uy.abs()))
         margin = safety_margin(mag)
         # corner ties share the gradient (relax.ties): which corner rounding picks must not steer an optimiser
-        return PlaneRelaxation(Al, Bl, tie_averaged(lo.amin(0), lo, "min") - margin, Au, Bu,
-                               tie_averaged(hi.amax(0), hi, "max") + margin)
+        return PlaneRelaxation(Al, Bl, tie_averaged(lo.detach().amin(0), lo, "min") - margin, Au, Bu,
+                               tie_averaged(hi.detach().amax(0), hi, "max") + margin)
     fn = PRODUCT_FNS[kind]
     out = lx.dtype
     shape = torch.broadcast_shapes(Al.shape, Bl.shape, Au.shape, Bu.shape, lx.shape, ly.shape)

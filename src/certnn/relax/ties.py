@@ -22,11 +22,14 @@ def tie_averaged(value: Tensor, cands: Tensor, side: str, ext: Tensor | None = N
     untouched (soundness: only the gradient changes); the gradient no longer depends on which of two
     numerically tied candidates rounding makes the extreme. ext: that extreme when the caller has it
     (the same values; saves a reduction)."""
+    if not cands.requires_grad:  # no gradient to steer (e.g. values computed under no_grad): the value
+        return value.detach()  # as is (the sum below would add an exact 0)
     c = cands.detach()  # the tie mask carries no gradient: build it outside autograd
     ext = (c.amin(0) if side == "min" else c.amax(0)) if ext is None else ext.detach()
     tol = TIE_RTOL * (1 + ext.abs())
-    near = ((c - ext).abs() <= tol).to(cands.dtype)
-    avg = (near * cands).sum(0) / near.sum(0)
+    near = (c - ext).abs() <= tol
+    # where, not a float mask times cands: autograd keeps the bool mask (1 byte an entry, not 8)
+    avg = torch.where(near, cands, 0.0).sum(0) / near.sum(0)
     return value.detach() + (avg - avg.detach())
 
 

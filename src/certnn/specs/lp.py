@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from ..config import dual_exponent, parse_norm
+from .box_concretize import box_concretize
 from ..domains.interval import Interval
 from ..errors import SpecError
 
@@ -216,8 +217,7 @@ class LpBall:
             # the plain L-inf ball: |A| . r = eps ||A||_1, one fused reduction instead of |A| and a bmm
             # (float64 only: float32-sound's rounding model, engine/rounding.py, is written for the bmm form)
             c = self.center.reshape(B, -1, 1).to(Af.dtype)
-            l1 = torch.linalg.vector_norm(Af, 1, dim=-1)
-            return torch.bmm(Af, c).squeeze(-1) + sign * self.eps.reshape(B, 1).to(Af.dtype) * l1 + bias
+            return box_concretize(Af, c, sign * self.eps.reshape(B, 1).to(Af.dtype)) + bias
         ball_only = not self.is_box and self.clip is None and Af.dtype == torch.float64
         if not ball_only:
             box = self.box()
