@@ -24,7 +24,6 @@ from .fold import backward_node
 from .frame_projection import frame_sink
 from .input_projection import concretize_projection, input_projection
 from .interval import affine_chain, affine_chain_bounds, ball_chain, interval_pass, interval_spec
-from .stacked_sides import both_sides, stackable
 
 
 def _identity_rows(ctx: RunContext, name: str, rows: Tensor) -> tuple[Tensor, str, Tensor | None]:
@@ -167,10 +166,7 @@ def backward_bounds(ctx: RunContext, target: str, C: Tensor | None = None, lower
     for r0 in range(0, R, step):
         A, start, bias = identity_start(ctx, target, rows[..., r0:r0 + step])
         b0 = ref.new_zeros(B, A.shape[1]) if bias is None else bias.clone()
-        if lower and upper and stackable(ctx, A, step):  # one pass over rows [A; -A] (engine/stacked_sides.py)
-            lo, hi = both_sides(propagate, ctx, start, A, b0)
-        else:
-            lo, hi = propagate(ctx, start, A if lower else None, A if upper else None, b0, b0)
+        lo, hi = propagate(ctx, start, A if lower else None, A if upper else None, b0, b0)
         los.append(lo)
         his.append(hi)
     lo = torch.cat(los, 1) if lower and los else (ref.new_zeros(B, 0) if lower else None)
