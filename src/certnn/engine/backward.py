@@ -15,15 +15,16 @@ from torch import Tensor
 
 from ..domains.interval import Interval
 from ..errors import SoundnessError
-from ..ops.affine import ElementwiseAffine, Linear
-from ..ops.shape import Permute, Reshape, Slice
+from ..ops.affine import Linear
+from ..ops.shape import Slice
 from . import patches, rounding
 from .accumulate import CoeffSums
 from .context import RunContext
 from .fold import backward_node
 from .frame_projection import frame_sink
 from .input_projection import concretize_projection, input_projection
-from .interval import affine_chain, affine_chain_bounds, ball_chain, interval_pass, interval_spec
+from .interval import affine_chain_bounds, ball_chain, interval_pass, interval_spec
+from .targets import interval_is_exact, refine_targets  # noqa: F401  (interval_is_exact: bab, optimize)
 
 
 def _identity_rows(ctx: RunContext, name: str, rows: Tensor) -> tuple[Tensor, str, Tensor | None]:
@@ -253,56 +254,6 @@ def compute_intermediate_bounds(ctx: RunContext, upto: str | None = None,
             rounding.record(ctx, name, iv)
         if name in need:
             ctx.bounds[name] = iv
-
-
-def _exact_image(op) -> bool:
-    """Single-input ops whose interval image is exact per neuron (selections and per-neuron affine maps):
-    refining their input and taking the image gives the same bounds as refining them."""
-    return isinstance(op, (Slice, Reshape, Permute, ElementwiseAffine))
-
-
-def refine_targets(ctx: RunContext, need: set[str]) -> set[str]:
-    """The nodes the backward engine refines so that every node in `need` gets its tightest bounds.
-
-    A needed node made by an exact-image op (e.g. an LSTM gate sliced out of the joint pre-activation,
-    or -z for a GRU) moves the refinement to its input: one backward pass with all rows of the joint node
-    replaces one pass per slice, with the same bounds, since the backward bound of a sliced neuron is the
-    backward bound of that neuron of the input."""
-    g = ctx.graph
-    out = set()
-    for name in need:
-        cur = name
-        while True:
-            node = g.nodes[cur]
-            if not _exact_image(node.op) or node.inputs[0] == g.input_name or not _refines_all_rows(ctx, cur):
-                break
-            cur = node.inputs[0]
-        out.add(cur)
-    return out
-
-
-def _refines_all_rows(ctx: RunContext, name: str) -> bool:
-    """True when no consumer of `name` can mark neurons as exact (smooth activations, products), so
-    refining it would use every row anyway (ReLU consumers keep their per-neuron row selection)."""
-    for c in ctx.graph.consumers(name):
-        op = ctx.graph.nodes[c].op
-        if op.kind in ("sigmoid", "tanh", "arctan", "sigmoid_tanh_mul", "sigmoid_mul", "mul"):
-            continue
-        if _exact_image(op) and _refines_all_rows(ctx, c):
-            continue
-        return False
-    return True
-
-
-def _affine_from_input(ctx: RunContext, name: str) -> bool:
-    g = ctx.graph
-    return all(g.nodes[a].op.affine for a in g.ancestors(name)[1:])
-
-
-def interval_is_exact(ctx: RunContext, name: str) -> bool:
-    """True when `name` is an affine chain of an L-inf box: its interval image is exact per neuron."""
-    return ctx.spec.is_box and _affine_from_input(ctx, name) and all(
-        len(ctx.graph.nodes[a].inputs) <= 1 for a in ctx.graph.ancestors(name)[1:])
 
 
 def _refine(ctx: RunContext, name: str, iv: Interval) -> Interval:
