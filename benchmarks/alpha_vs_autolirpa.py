@@ -225,7 +225,8 @@ def alirpa_module(twin, x, conv_mode: str | None, dtype: torch.dtype, iterations
         return BoundedModule(twin, torch.zeros_like(x[:1]), device="cpu", bound_opts=opts, verbose=0)
 
 
-def alirpa_lower(bm, x, eps: float, C, clip, method: str, dtype: torch.dtype):
+def alirpa_lower(bm, x, eps: float | torch.Tensor, C, clip, method: str, dtype: torch.dtype):
+    """Margin lower bounds on the L_inf ball(s) of radius eps (a float, or per sample broadcast over x)."""
     lo, hi = x - eps, x + eps
     if clip is not None:
         lo, hi = lo.clamp(min=clip[0]), hi.clamp(max=clip[1])
@@ -485,10 +486,14 @@ def _add_radius(c: Case, rec: dict, radius_samples: int | None, peer: bool = Fal
 def _add_peer_radius(c: Case, rec: dict, nr: int) -> None:
     """auto_LiRPA's CROWN and CROWN-Optimized radii on the same samples, by certnn's search driver
     (peer_radius.py; the same bracket and 10 log-space bisection steps)."""
-    from peer_radius import alirpa_radius
+    from peer_radius import peer_radius
 
     for method, bm, key in (("CROWN", c.bm_crown, "alirpa_crown"), ("CROWN-Optimized", c.bm_opt, "alirpa_opt")):
-        (r, evals), dt, _ = timed(lambda: alirpa_radius(bm, method, c.x[:nr], c.C[:nr], c.clip, steps=10))
+        def lower(xs, eps, Cs, bm=bm, method=method):  # per-sample eps, broadcast over the input's dims
+            return alirpa_lower(bm, xs, eps.to(xs.dtype).reshape(-1, *([1] * (xs.dim() - 1))), Cs, c.clip,
+                                method, F64)
+
+        (r, evals), dt, _ = timed(lambda: peer_radius(lower, c.x[:nr], c.C[:nr], steps=10))
         rec[f"radius_{key}"] = float(r.mean())
         rec[f"radius_{key}_evaluations"] = evals
         rec["cpu_s_per_sample"][f"radius_{key}"] = dt / nr
