@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ..relax import SSHAPES
 from ..relax.relu import leaky_relu_relaxation, relu_relaxation
-from ..relax.ties import TIE_RTOL, tie_averaged
+from ..relax.ties import tie_averaged
 from ..relax.sshape import SShape, stationary_candidates
 from ..relax.product_select import selected_tilted_planes
 from ..relax.products import PRODUCT_FNS, tilted_planes
@@ -105,12 +105,9 @@ def _tied_offset_sided(fn: SShape, k: Tensor, l: Tensor, u: Tensor, side: Tensor
     vals = torch.stack(torch.broadcast_tensors(*[f - a for f, a in zip(fs, lin)]))
     with torch.no_grad():
         margin = safety_margin(_max_all([torch.maximum(f.abs(), a.abs()) for f, a in zip(fs, lin)]))
-        w = side * vals
-        m = w.amax(0)
-        near = (w - m).abs() <= TIE_RTOL * (1 + m.abs())
-        value = side * m + side * margin
-    avg = torch.where(near, vals, 0.0).sum(0) / near.sum(0)  # relax.ties.tie_averaged's gradient
-    return value + (avg - avg.detach())
+    w = side * vals  # the min as -max(-g), as relax.product_sided._reduce_side
+    m = w.detach().amax(0)
+    return side * tie_averaged(m + margin, w, "max", ext=m)
 
 
 class Params:
