@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..ops.shape import Slice
-from .input_projection import projection_factors
+from .input_projection import frame_dual, projection_factors
 
 
 class FrameSink:
@@ -42,13 +42,12 @@ class FrameSink:
         """Concretise the coefficients cl / cu (B, S, m) of slice `name` (frame t) over frame t's ball."""
         Rt, y0 = projection_factors(self.ctx, self.first)
         t = self.frames[name]
-        R = Rt[min(t, Rt.shape[0] - 1)]
         y = y0[:, t].unsqueeze(-1)  # (B, m, 1)
         eps = self.ctx.spec.eps.reshape(-1, 1)
         if cl is not None:
-            self.lo = _acc(self.lo, _extreme(cl, R, y, eps, -1.0))
+            self.lo = _acc(self.lo, _extreme(cl, Rt, t, y, eps, -1.0))
         if cu is not None:
-            self.hi = _acc(self.hi, _extreme(cu, R, y, eps, 1.0))
+            self.hi = _acc(self.hi, _extreme(cu, Rt, t, y, eps, 1.0))
 
     def finish(self, lo: Tensor | None, hi: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
         """The pass's bounds: the rest's (lo, hi: the biases when nothing else reached the input) plus
@@ -58,11 +57,8 @@ class FrameSink:
         return lo, hi
 
 
-def _extreme(A: Tensor, R: Tensor, y: Tensor, eps: Tensor, sign: float) -> Tensor:
-    B, S, m = A.shape
-    center = torch.bmm(A, y).squeeze(-1)
-    dual = torch.linalg.vector_norm(A.reshape(B * S, m) @ R, ord=2, dim=-1).reshape(B, S)
-    return center + sign * eps * dual
+def _extreme(A: Tensor, Rt: Tensor, t: int, y: Tensor, eps: Tensor, sign: float) -> Tensor:
+    return torch.bmm(A, y).squeeze(-1) + sign * eps * frame_dual(A, Rt, t)
 
 
 def _acc(total: Tensor | None, part: Tensor) -> Tensor:

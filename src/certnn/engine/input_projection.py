@@ -83,8 +83,7 @@ def concretize_projection(ctx, name: str, A: Tensor, bias: Tensor, side: str) ->
     if spec.frame_norm is not None:  # frame by frame: strided (B S, m) views, no copy, cache-sized products
         dual = None
         for t in range(T):
-            n_t = torch.linalg.vector_norm(At[:, :, t].reshape(B * S, m) @ Rt[min(t, Rt.shape[0] - 1)],
-                                           ord=2, dim=-1).reshape(B, S)
+            n_t = frame_dual(At[:, :, t], Rt, t)
             dual = n_t if dual is None else dual + n_t
         dual = center.new_zeros(B, S) if dual is None else dual
     else:
@@ -93,6 +92,13 @@ def concretize_projection(ctx, name: str, A: Tensor, bias: Tensor, side: str) ->
         dual = torch.linalg.vector_norm(proj.reshape(B, S, -1), ord=2, dim=-1)
     sign = -1.0 if side == "lower" else 1.0
     return center + sign * spec.eps.reshape(B, 1) * dual + bias
+
+
+def frame_dual(A: Tensor, Rt: Tensor, t: int) -> Tensor:
+    """||A R_t^T||_2 per row (B, S): A (B, S, m) the coefficients of frame t's projection (a strided view
+    is fine: (B S, m) is a view of it), Rt the factors of projection_factors ((T, m, m) or one shared)."""
+    B, S, m = A.shape
+    return torch.linalg.vector_norm(A.reshape(B * S, m) @ Rt[min(t, Rt.shape[0] - 1)], ord=2, dim=-1).reshape(B, S)
 
 
 def _live_frames(At: Tensor) -> int:
@@ -104,4 +110,4 @@ def _live_frames(At: Tensor) -> int:
     return T
 
 
-__all__ = ["input_projection", "concretize_projection", "projection_factors"]
+__all__ = ["input_projection", "concretize_projection", "projection_factors", "frame_dual"]
