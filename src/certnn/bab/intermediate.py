@@ -27,8 +27,9 @@ import torch
 from torch import Tensor
 
 from ..domains.interval import Interval
-from ..engine.backward import (backward_bounds, compute_intermediate_bounds, identity_start, interval_is_exact,
-                               merge_rows, propagate, rows_needing_refinement, rows_per_pass)
+from ..engine.backward import (backward_bounds, compute_intermediate_bounds, identity_start, merge_rows, propagate,
+                               rows_needing_refinement, rows_per_pass)
+from ..engine.targets import interval_is_exact
 from ..engine.context import RunContext
 from ..optimize.plan import Start, bind, stack_negated, unbind
 

@@ -24,7 +24,7 @@ from .fold import backward_node
 from .frame_projection import frame_sink
 from .input_projection import concretize_projection, input_projection
 from .interval import affine_chain_bounds, ball_chain, interval_pass, interval_spec
-from .targets import interval_is_exact, refine_targets  # noqa: F401  (interval_is_exact: bab, optimize)
+from .targets import interval_is_exact, refine_targets
 
 
 def _identity_rows(ctx: RunContext, name: str, rows: Tensor) -> tuple[Tensor, str, Tensor | None]:

@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from ..domains.interval import Interval
-from ..engine.backward import _refine, interval_is_exact, rows_needing_refinement
+from ..engine.backward import _refine, rows_needing_refinement
+from ..engine.targets import interval_is_exact
 from ..engine.context import RunContext
 from ..ops.activation import Activation
 from .compact_slopes import compact_params
