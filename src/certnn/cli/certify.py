@@ -5,6 +5,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from .sharded import add_worker_args, wants_sharding
+from .alpha_memory import fit_alpha_batch
 from .budgets import add_memory_args, deadline, memory_plan
 from .precision_args import add_precision_args, environment_for, precision_kwargs
 from .profile_args import add_profile_arg, show_profile
@@ -60,6 +61,7 @@ def run(args) -> int:
                         batch_size=plan.batch_size, max_rows=plan.max_rows, alpha=alpha_config(args),
                         complete=complete_config(args), **frame_options(args))
     cert = Certifier(model, cfg, tuple(x.shape[1:]), **precision_kwargs(args))
+    fit_alpha_batch(args, cert, x, y, max(args.eps), plan)
     sw = Stopwatch()
     res, verdicts, statuses, undecided = _certify_each_eps(args, con, cert, x, y, methods[0])
     per = sw() / max(1, x.shape[0])

@@ -18,6 +18,7 @@ from .common import (Console, Stopwatch, add_alpha_args, add_complete_args, add_
                      add_output_args, add_spec_args, alpha_config, clamp_data, complete_config, frame_options,
                      input_settings, load_model_and_data, parse_methods, threat_model)
 from .attack_options import add_attack_args, attack_config, attack_name
+from .alpha_memory import fit_alpha_batch
 from .budgets import add_memory_args, deadline, memory_plan
 from .text_inputs import add_text_args, load_text_inputs, parse_words, text_bundle
 
@@ -128,14 +129,14 @@ def run(args) -> int:
     fopts = _frame_opts(args, text)
     if args.complete and text is not None:
         raise ConfigError("--complete is for --data / --task image inputs (text models use sigmoid/tanh cells)")
-    batch_size, max_rows = args.batch_size, 4096
+    batch_size, max_rows, plan = args.batch_size, 4096, None
     if text is None:
         from ..certify.bounds import to_graph
 
         model = to_graph(model, tuple(x.shape[1:]))
         plan = memory_plan(args, model, args.batch_size)
         batch_size, max_rows = plan.batch_size, plan.max_rows
-    job = _Job(args, con, prof, methods, x, y, text, clip)
+    job = _Job(args, con, prof, methods, x, y, text, clip, plan)
     s = _search_all(job, model, search, fopts, batch_size, max_rows)
     attack, attack_time, acfg = _attack(job, s)
     samples = _samples(job, s, attack)
@@ -160,6 +161,7 @@ class _Job:
     y: object
     text: object
     clip: tuple | None
+    plan: object = None  # the memory plan (engine/memory.ChunkPlan) of image inputs
 
 
 @dataclass
@@ -225,6 +227,8 @@ def _search_one(job: _Job, m: str, model, cfg, search, decided):
             from ..certify.radius import Certifier
 
             cert = Certifier(model, cfg, tuple(x.shape[1:]), **precision_kwargs(args))
+            if job.plan is not None:  # the probe's sets at 4x the search's first eps (cli/alpha_memory.py)
+                fit_alpha_batch(args, cert, x, y, 4 * search.initial(cfg.frame_norm or cfg.norm), job.plan)
             res, done = radius_in_time(cert, x, y, search, deadline(args), progress=cb, on_step=cb.detail,
                                        index_offset=args.start)
             decided &= done

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from ..errors import SoundnessError
 from .attack_options import add_attack_args, attack_config, attack_name
 from .sharded import add_worker_args, wants_sharding
+from .alpha_memory import fitted_batch
 from .budgets import add_memory_args, deadline, memory_plan
 from .common import (add_log_args, add_method_list_arg, Console, add_alpha_args, add_data_args, add_model_args,
                      add_spec_args, alpha_config,
@@ -64,11 +65,13 @@ def run(args) -> int:
 
         clever_cfg = CleverConfig(n_batches=args.clever_batches, n_samples=args.clever_samples, seed=args.seed)
     clip = tuple(args.clip) if args.clip else None
+    search = RadiusConfig(bisection_steps=args.bisection_steps)
+    batch = fitted_batch(args, graph, methods, x, y, plan, clip, 4 * search.initial(args.norm))
     with con.progress("report", 1) as cb:
         data = build_report(graph, x, y, args.norm, methods, args.target, clip, attack=args.attack,
                             clever=args.clever, seed=args.seed,
-                            search=RadiusConfig(bisection_steps=args.bisection_steps), clever_config=clever_cfg,
-                            index_offset=args.start, batch_size=plan.batch_size, max_rows=plan.max_rows,
+                            search=search, clever_config=clever_cfg,
+                            index_offset=args.start, batch_size=batch, max_rows=plan.max_rows,
                             alpha=alpha_config(args), attack_config=attack_config(args) if args.attack else None,
                             progress=lambda what, d, t: cb.detail({"stage": what, "done": d, "of": t}),
                             deadline=deadline(args), **precision_kwargs(args))
