@@ -28,6 +28,7 @@ from .complete import CompleteConfig, complete_status
 from .bounds import CertifyResult, Model, apply_precision, bounds_for_spec, make_spec, sound_graph, to_graph
 from .radius_search import STRATEGIES, Bracket, bracket, max_steps, shrink
 from .search_clock import SearchClock
+from .staged_search import crown_stage
 from .targets import TARGETS, margin_matrix, select_targets
 from .warm_start import _Warm
 
@@ -99,6 +100,8 @@ class RadiusConfig(Config):
     #: how the bracket is narrowed to the precision of `bisection_steps` halvings (certify/radius_search.py):
     #: 'itp' (interpolation on the margin bounds, at most two steps more than bisection) or 'bisection'
     strategy: str = "itp"
+    #: alpha-crown: bracket from CROWN's radius, found first (certify/staged_search.py); False: from eps_init
+    crown_stage: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.eps_min < self.eps_max:
@@ -354,15 +357,19 @@ class Certifier:
 
         state = Bracket.empty(n)
         eps = torch.full((n,), cfg.initial(self.config.frame_norm or self.config.norm), dtype=torch.float64)
+        tol, evals = None, 0
+        if warm is not None and self.config.complete is None and cfg.log_space and cfg.crown_stage:
+            with self.profile.phase("search:crown_stage"):
+                eps, tol, evals = crown_stage(self, x, y, t, cfg, state)
         with self.profile.phase("search:bracket"):
-            evals = bracket(state, eps, evaluate, cfg.bracket_steps, cfg.eps_min, cfg.eps_max)
+            evals += bracket(state, eps, evaluate, cfg.bracket_steps, cfg.eps_min, cfg.eps_max)
         # verdicts of a complete search and alpha-crown's early-stopped bounds (proof_only) carry no margin
         # worth interpolating: those searches bisect
         exact_margins = self.config.complete is None and warm is None
         strategy = cfg.strategy if exact_margins else "bisection"
         phase.update(name="bisection", k=0, steps=max_steps(cfg.bisection_steps, strategy))
         with self.profile.phase("search:bisection"):
-            evals += shrink(state, evaluate, cfg.bisection_steps, cfg.log_space, strategy)
+            evals += shrink(state, evaluate, cfg.bisection_steps, cfg.log_space, strategy, tol)
         return state.lo, evals
 
     def _lipschitz_radius(self, x, y, t) -> Tensor:

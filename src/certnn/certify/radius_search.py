@@ -88,10 +88,13 @@ def bracket(state: Bracket, eps: Tensor, evaluate: Evaluate, steps: int, eps_min
     return evals
 
 
-def shrink(state: Bracket, evaluate: Evaluate, steps: int, log_space: bool, strategy: str) -> int:
-    """Narrows every open bracket to its gap / 2**steps (in the search coordinate); returns evaluations."""
+def shrink(state: Bracket, evaluate: Evaluate, steps: int, log_space: bool, strategy: str,
+           tol: Tensor | None = None) -> int:
+    """Narrows every open bracket to its gap / 2**steps (in the search coordinate), or to half-width `tol`
+    per sample where given (certify/staged_search.py); returns evaluations."""
     fwd, inv = (torch.log, torch.exp) if log_space else ((lambda v: v), (lambda v: v))
-    tol = (fwd(state.hi) - fwd(state.lo)) / 2 ** (steps + 1)  # half-width reached by `steps` bisections
+    if tol is None:
+        tol = (fwd(state.hi) - fwd(state.lo)) / 2 ** (steps + 1)  # half-width reached by `steps` bisections
     kappa = _KAPPA / (2 * tol * 2 ** steps)  # _KAPPA / first gap
     n_max = max_steps(steps, strategy)
     evals = 0
