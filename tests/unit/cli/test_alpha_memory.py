@@ -105,12 +105,12 @@ def test_cli_certify_cut_batch_same_verdicts(files, monkeypatch):
     tmp, base = files
     a, b = tmp / "a.json", tmp / "b.json"
     assert main(["certify", *base, "--eps", "0.05", "--batch-size", "7", "--json", str(a)]) == 0
-    _fake_rise(monkeypatch, 100 * MB)
-    assert main(["certify", *base, "--eps", "0.05", "--batch-size", "7", "--max-memory", "1G",
+    _fake_rise(monkeypatch, 20 * 2 ** 30)  # 15 GB per sample with the margin: 3 of them in ~47 GB of room
+    assert main(["certify", *base, "--eps", "0.05", "--batch-size", "7", "--max-memory", "64G",
                  "--json", str(b)]) == 0
     da, db = json.loads(a.read_text()), json.loads(b.read_text())
     assert da["settings"]["batch_size_used"] == 7 and db["settings"]["batch_size_used"] < 7
-    assert db["settings"]["alpha_mb_per_sample"] == pytest.approx(75.0)
+    assert db["settings"]["alpha_mb_per_sample"] == pytest.approx(15 * 1024)
     if sys.platform.startswith("linux") and "alpha_mb_per_sample" in da["settings"]:
         assert da["settings"]["alpha_mb_per_sample"] >= 0  # the real probe ran
     key = lambda d: [(s["index"], s["certified"]) for s in d["samples"]]  # noqa: E731
@@ -119,7 +119,21 @@ def test_cli_certify_cut_batch_same_verdicts(files, monkeypatch):
 
 def test_cli_radius_refuses_before_any_bound(files, monkeypatch, capsys):
     _, base = files
-    _fake_rise(monkeypatch, 10 * 2 ** 30)
-    assert main(["radius", *base, "--batch-size", "4", "--max-memory", "1G"]) == 2
+    _fake_rise(monkeypatch, 200 * 2 ** 30)
+    assert main(["radius", *base, "--batch-size", "4", "--max-memory", "64G"]) == 2
     err = capsys.readouterr().err
     assert "per sample" in err and "raise --max-memory" in err and "Traceback" not in err
+
+
+def test_cli_report_cuts_the_batch_of_every_method(files, monkeypatch):
+    tmp, base = files
+    base = [a for a in base if a not in ("--method", "alpha-crown")]
+    _fake_rise(monkeypatch, 20 * 2 ** 30)
+    out = tmp / "rep"
+    assert main(["report", *base, "--methods", "crown,alpha-crown", "--batch-size", "7", "--bisection-steps", "3",
+                 "--max-memory", "64G", "--out", str(out)]) == 0
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["settings"]["batch_size_used"] < 7
+    assert doc["settings"]["alpha_mb_per_sample"] == pytest.approx(15 * 1024)
+    r = {m: [s["certified_radius_by_method"][m] for s in doc["samples"]] for m in ("crown", "alpha-crown")}
+    assert all(a >= c for a, c in zip(r["alpha-crown"], r["crown"]))
