@@ -249,6 +249,16 @@ def warm_up(graph, bm, x, C, eps: float, clip, dtype) -> None:
         args["iteration"] = its
 
 
+def release_heap() -> None:
+    """glibc's malloc_trim(0): the heap's free pages back to the system (the tuned allocator keeps them; at
+    batch 100 certnn's freed ~13 GB under auto_LiRPA's ~15 GB peak would not fit in 23 GB)."""
+    from certnn.cli.memory_guard import _malloc_trim
+
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def timed(fn):
     c0, w0 = time.process_time(), time.perf_counter()
     out = fn()
@@ -384,6 +394,7 @@ def _batch_n(c: Case):
                         ("ac", lambda: alirpa_lower(c.bm_crown, xs, c.eps, Cs, c.clip, "CROWN", F64)),
                         ("ca", lambda: c.c_alpha(xs, Cs)), ("ao", lambda: c.a_opt(xs, Cs))):
             lb, dts[key], w = timed(fn)
+            release_heap()  # untimed: one library's freed heap must not stay resident under the other's peak
             lbs[key].append(lb)
             t[key] += dts[key]
             wall[key] += w
