@@ -58,6 +58,7 @@ from .context import RunContext
 from .interval import interval_pass, interval_spec
 from .zonotope_affine import generic_affine
 from .zonotope_input import DiagonalInput, commute_slices, input_zonotope
+from .zonotope_l2 import compressed_linear
 from .zonotope_nonlinear import NONLINEAR, PRUNE_AFTER
 from .zonotope_run import (IBP_ULPS, ZONOTOPE_RULES, Rule, ZonotopeRun, ZVal, _prune, _unsupported, consolidate,
                            hull, magnitude, zonotope_rule)
@@ -115,6 +116,9 @@ def _node_value(run: ZonotopeRun, g: Graph, node: Node, vals: dict[str, ZVal], d
         return diag.slice(node.op.index)
     if reads_input and g.input_name not in vals:
         vals[g.input_name] = diag.slice(())
+    v = compressed_linear(run, g, node, diag)  # an L2 group over more features than outputs
+    if v is not None:
+        return v
     rule = ZONOTOPE_RULES.get(kind)
     ins = tuple(vals[n] for n in node.inputs)
     if rule is None:

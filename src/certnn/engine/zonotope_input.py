@@ -32,6 +32,9 @@ class DiagonalInput:
     idmap: Tensor
     table: SymbolTable
     err: Tensor
+    #: L2 balls (whole input or per frame): radius = eps (B,) * unit (*in_shape), for engine/zonotope_l2.py
+    eps: Tensor | None = None
+    unit: Tensor | None = None
 
     def slice(self, index: tuple = ()) -> ZVal:
         key = (slice(None),) + tuple(index)
@@ -74,7 +77,12 @@ def input_zonotope(run: ZonotopeRun) -> DiagonalInput:
                          for t in range(spec.frames)])
     idmap = torch.full((live.numel(),), -1, dtype=torch.int64, device=c.device)
     idmap[live] = ids
-    return DiagonalInput(center, radius, idmap.reshape(c.shape[1:]), run.table, err)
+    l2, unit = (spec.frame_norm or spec.norm) == "2" and not spec.is_box, None
+    if l2:
+        ones = torch.ones(c.shape[1:], dtype=c.dtype, device=c.device)
+        unit = ones if spec.scale is None else torch.broadcast_to(spec.scale.to(c.dtype), c.shape)[0]
+    return DiagonalInput(center, radius, idmap.reshape(c.shape[1:]), run.table, err,
+                         spec.eps.reshape(-1).to(c.dtype) if l2 else None, unit)
 
 
 def commute_slices(graph: Graph) -> Graph:
