@@ -51,34 +51,41 @@ def compressed_linear(run: ZonotopeRun, g: Graph, node: Node, diag: DiagonalInpu
     key = (slice(None),) + tuple(index)
     c, unit, ids = diag.center[key], diag.unit[tuple(index)], diag.idmap[tuple(index)]
     W, b = node.op.weight, node.op.bias
-    if c.dim() != 2 or W.shape[1] != c.shape[1]:
+    if len(g.nodes[node.inputs[0]].shape) != 1 or W.shape[1] != ids.numel():
         return None  # a Linear over a sequence's last dim: not one vector per sample
-    cols = (ids.reshape(-1) >= 0).nonzero().flatten()
+    B = c.shape[0]
+    c, unit, ids = c.reshape(B, -1), unit.reshape(-1), ids.reshape(-1)  # (a flattening reshape: the same order)
+    r_in, e_in = diag.radius[key].reshape(B, -1), diag.err[key].reshape(B, -1)
+    cols = (ids >= 0).nonzero().flatten()
     k, m = int(cols.numel()), W.shape[0]
-    if k <= m or not _sole_user(run, g, node, diag, ids.reshape(-1)[cols]):
+    if k <= m or not _sole_user(run, g, node, diag, ids[cols]):
         return None
-    M = unit.reshape(-1)[cols].unsqueeze(1) * W[:, cols].T  # (k, m)
+    M = unit[cols].unsqueeze(1) * W[:, cols].T  # (k, m)
     R, sigma, rho = _factor(run, M)
     eps = diag.eps.to(c.dtype)
     G = (eps * sigma).reshape(-1, 1, 1) * R.unsqueeze(0)  # (B, m symbols, m outputs)
     new_ids = run.table.fresh(m, norm="2", label="input", device=c.device)
     center = c @ W.T if b is None else c @ W.T + b
     Wa = W.abs()
-    r_in = diag.radius[key]
     add = (c.abs() + r_in) @ Wa.T + (0 if b is None else b.abs())
-    err = (diag.err[key] @ Wa.T + run.gamma(W.shape[1] + 1) * add + eps.unsqueeze(1) * rho
+    err = (e_in @ Wa.T + run.gamma(W.shape[1] + 1) * add + eps.unsqueeze(1) * rho
            + run.gamma(3) * G.abs().sum(1))
     return ZVal(Zonotope(center, G, new_ids, run.table), err)
 
 
 def _input_index(g: Graph, node: Node) -> tuple | None:
-    """The index of the input this Linear reads: () for the input itself, a Slice's index for a slice of it."""
+    """The index of the input this Linear reads: () for the input itself or its flattening (a reshape of a
+    whole sample to one dim, row-major like the reshape), a Slice's index for a slice of it."""
     (inp,) = node.inputs
     if inp == g.input_name:
         return ()
     src = g.nodes[inp]
-    if src.op.kind == "slice" and src.inputs == (g.input_name,):
+    if src.inputs != (g.input_name,):
+        return None
+    if src.op.kind == "slice":
         return tuple(src.op.index)
+    if src.op.kind == "reshape" and len(src.shape) == 1:
+        return ()
     return None
 
 

@@ -53,12 +53,15 @@ CASES = [  # (model, shape, norm, frame_norm, scale)
     ("lstm", (4, 10), "inf", "2", None),
     ("mlp", (20,), "2", None, None),
     ("mlp", (20,), "2", None, "frozen"),
+    ("flat", (1, 5, 4), "2", None, None),  # nn.Flatten, then the Linear
 ]
 
 
 def _model(name):
     if name == "lstm":  # 4 gates x 2 units = 8 projection outputs < 10 inputs per frame
         return _rnn("lstm", hidden=2)
+    if name == "flat":
+        return nn.Sequential(nn.Flatten(), _mlp()).double().eval()
     return _mlp() if name == "mlp" else _rnn()
 
 
