@@ -30,6 +30,7 @@ shares, would still be sound but would drop the rest of the ball's constraint or
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 from torch import Tensor
@@ -60,8 +61,7 @@ def compressed_linear(run: ZonotopeRun, g: Graph, node: Node, diag: DiagonalInpu
     k, m = int(cols.numel()), W.shape[0]
     if k <= m or not _sole_user(run, g, node, diag, ids[cols]):
         return None
-    M = unit[cols].unsqueeze(1) * W[:, cols].T  # (k, m)
-    R, sigma, rho = _factor(run, M)
+    R, sigma, rho = _factor_cached(run, W, cols, unit[cols])
     eps = diag.eps.to(c.dtype)
     G = (eps * sigma).reshape(-1, 1, 1) * R.unsqueeze(0)  # (B, m symbols, m outputs)
     new_ids = run.table.fresh(m, norm="2", label="input", device=c.device)
@@ -112,6 +112,26 @@ def _sole_user(run: ZonotopeRun, g: Graph, node: Node, diag: DiagonalInput, ids:
                 return False
         return True
     return len(g.consumers(inp)) == 1
+
+
+#: the factorisations of the last few (W, live columns, scale) triples: a radius search evaluates the same
+#: model at many eps, and the factorisation does not depend on eps (keyed by the weight tensor's identity,
+#: held weakly, its version counter, and the columns and scales compared by value)
+_CACHE: dict[int, tuple] = {}
+_CACHE_SIZE = 32
+
+
+def _factor_cached(run: ZonotopeRun, W: Tensor, cols: Tensor, unit: Tensor) -> tuple[Tensor, float, Tensor]:
+    hit = _CACHE.get(id(W))
+    if hit is not None:
+        ref, version, u, c, s, out = hit
+        if ref() is W and version == W._version and run.unit == u and torch.equal(c, cols) and torch.equal(s, unit):
+            return out
+    out = _factor(run, unit.unsqueeze(1) * W[:, cols].T)  # M = diag(s) W^T over the live columns (k, m)
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[id(W)] = (weakref.ref(W), W._version, run.unit, cols.clone(), unit.clone(), out)
+    return out
 
 
 def _factor(run: ZonotopeRun, M: Tensor) -> tuple[Tensor, float, Tensor]:

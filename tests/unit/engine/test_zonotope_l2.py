@@ -149,3 +149,19 @@ def test_not_applied_where_another_node_reads_the_same_symbols():
     _, _, _, lo, _, t = _bounds(m, (20,), "2", None, "deepz", 0.2)
     _, _, _, lo0, _, t0 = _bounds(m, (20,), "2", None, "deepz", 0.2, compress=False)
     assert t["peak_symbols"] == t0["peak_symbols"] and torch.equal(lo, lo0)
+
+
+def test_factor_cache_hits_only_for_the_same_weights_columns_and_scales():
+    run = types.SimpleNamespace(unit=float(torch.finfo(torch.float64).eps))
+    run.gamma = lambda n: ZonotopeRun.gamma(run, n)
+    W = torch.randn(4, 9, dtype=torch.float64)
+    cols, s = torch.arange(9), torch.rand(9, dtype=torch.float64)
+    a = zonotope_l2._factor_cached(run, W, cols, s)
+    assert zonotope_l2._factor_cached(run, W, cols, s) is a
+    b = zonotope_l2._factor_cached(run, W, cols, s * 2)  # another scale: recomputed
+    assert b is not a and torch.allclose(b[0].abs(), 2 * a[0].abs())
+    with torch.no_grad():
+        W.mul_(3)  # in place: the version counter moves
+    c = zonotope_l2._factor_cached(run, W, cols, s * 2)
+    assert c is not b and torch.allclose(c[0].abs(), 3 * b[0].abs())
+    assert zonotope_l2._factor_cached(run, W, cols[:8], s[:8]) is not c
