@@ -24,6 +24,12 @@ def _net():
                                torch.nn.Linear(16, 3)).double()
 
 
+@pytest.fixture(autouse=True)
+def _always_probe(monkeypatch):
+    """The tests' nets are small enough to skip the probe (_surely_fits): make every one a candidate."""
+    monkeypatch.setattr(alpha_memory, "SURE_FACTOR", 10 ** 12)
+
+
 def _plan(available: int) -> ChunkPlan:
     return ChunkPlan(32, 4096, 1, available, available)
 
@@ -137,3 +143,14 @@ def test_cli_report_cuts_the_batch_of_every_method(files, monkeypatch):
     assert doc["settings"]["alpha_mb_per_sample"] == pytest.approx(15 * 1024)
     r = {m: [s["certified_radius_by_method"][m] for s in doc["samples"]] for m in ("crown", "alpha-crown")}
     assert all(a >= c for a, c in zip(r["alpha-crown"], r["crown"]))
+
+
+def test_small_models_are_not_probed(monkeypatch):
+    monkeypatch.setattr(alpha_memory, "SURE_FACTOR", 64)
+    calls = _fake_rise(monkeypatch, 4 * MB)  # 3 MB per sample with the margin
+    x, y = torch.rand(10, 6), torch.zeros(10, dtype=torch.long)
+    cert = Certifier(_net(), CertifyConfig(method="alpha-crown", batch_size=8), (6,))  # 6-16-16-16-16-3
+    alpha_memory.fit_alpha_batch(types.SimpleNamespace(), cert, x, y, 0.01, _plan(300 * MB))
+    assert calls == [] and cert.config.batch_size == 8
+    alpha_memory.fit_alpha_batch(types.SimpleNamespace(), cert, x, y, 0.01, _plan(10 * MB))  # tight room
+    assert calls == [1] and cert.config.batch_size == 3
