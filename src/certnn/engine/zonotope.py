@@ -58,7 +58,7 @@ from .context import RunContext
 from .interval import interval_pass, interval_spec
 from .zonotope_affine import generic_affine
 from .zonotope_input import DiagonalInput, commute_slices, input_zonotope
-from .zonotope_l2 import compressed_linear
+from .zonotope_l2 import compressed_linear, read_by_compressed
 from .zonotope_nonlinear import NONLINEAR, PRUNE_AFTER
 from .zonotope_run import (IBP_ULPS, ZONOTOPE_RULES, Rule, ZonotopeRun, ZVal, _prune, _unsupported, consolidate,
                            hull, magnitude, zonotope_rule)
@@ -90,8 +90,9 @@ def zonotope_pass(run: ZonotopeRun, keep: set[str] | None = None) -> dict[str, Z
                 diag = input_zonotope(run)
                 continue
             v = _node_value(run, g, node, vals, diag)
-            run.peak_symbols = max(run.peak_symbols, v.z.num_symbols)
-        vals[name] = v
+            if v is not None:
+                run.peak_symbols = max(run.peak_symbols, v.z.num_symbols)
+                vals[name] = v
         for inp in node.inputs:
             if last_use.get(inp) == i and inp not in keep:
                 vals.pop(inp, None)
@@ -106,19 +107,24 @@ def _check_supported(g: Graph, names: list[str]) -> None:
             raise _unsupported(node.op.kind)
 
 
-def _node_value(run: ZonotopeRun, g: Graph, node: Node, vals: dict[str, ZVal], diag: DiagonalInput | None) -> ZVal:
-    """The zonotope of `node` from its inputs' values: a slice of the input straight from the diagonal input
-    set (only that slice's own symbols); any other node by its rule (or the generic affine rule), then with
-    the symbols it does not depend on dropped and, past run.max_symbols, consolidated."""
+def _node_value(run: ZonotopeRun, g: Graph, node: Node, vals: dict[str, ZVal],
+                diag: DiagonalInput | None) -> ZVal | None:
+    """The zonotope of `node` from its inputs' values: a Linear over an L2 group with fewer outputs than
+    inputs straight from the diagonal input set, compressed (engine/zonotope_l2.py), and None for the slice
+    or flattening it reads (never built); a slice of the input from the diagonal input set (only that
+    slice's own symbols); any other node by its rule (or the generic affine rule), then with the symbols it
+    does not depend on dropped and, past run.max_symbols, consolidated."""
     kind = node.op.kind
+    v = compressed_linear(run, g, node, diag)  # an L2 group over more features than outputs, from diag
+    if v is not None:
+        return v
     reads_input = any(i == g.input_name for i in node.inputs)
+    if reads_input and kind in ("slice", "reshape") and read_by_compressed(run, g, node, diag):
+        return None  # its one consumer reads the input set itself: no diagonal block to build
     if reads_input and kind == "slice":
         return diag.slice(node.op.index)
     if reads_input and g.input_name not in vals:
         vals[g.input_name] = diag.slice(())
-    v = compressed_linear(run, g, node, diag)  # an L2 group over more features than outputs
-    if v is not None:
-        return v
     rule = ZONOTOPE_RULES.get(kind)
     ins = tuple(vals[n] for n in node.inputs)
     if rule is None:

@@ -22,13 +22,17 @@ def _linear(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
     (v,) = ins
     op = node.op
     W, b = op.weight, op.bias
-    z = v.z.affine(W, b)
-    n = W.shape[1]
-    add = v.mag @ W.abs().T
+    return ZVal(v.z.affine(W, b), linear_err(run, v.err, v.mag, W, b))
+
+
+def linear_err(run: ZonotopeRun, err: Tensor, mag: Tensor, W: Tensor, b: Tensor | None) -> Tensor:
+    """The error bound of x -> x W^T + b for an input with error bound `err` and magnitude `mag` (both
+    (B, n)): |W| err plus gamma_{n+1} (|W| mag + |b|), the rounding of the products and the bias."""
+    Wa = W.abs()
+    add = mag @ Wa.T
     if b is not None:
         add = add + b.abs()
-    err = v.err @ W.abs().T + run.gamma(n + 1) * add
-    return ZVal(z, err)
+    return err @ Wa.T + run.gamma(W.shape[1] + 1) * add
 
 
 @zonotope_rule("elementwise_affine")
@@ -153,4 +157,4 @@ def generic_affine(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
     return ZVal(z, err)
 
 
-__all__ = ["generic_affine"]
+__all__ = ["linear_err", "generic_affine"]

@@ -37,40 +37,55 @@ from torch import Tensor
 
 from ..domains.zonotope import Zonotope
 from ..graph.ir import Graph, Node
+from .zonotope_affine import linear_err
 from .zonotope_input import DiagonalInput
 from .zonotope_run import ZonotopeRun, ZVal
 
 
 def compressed_linear(run: ZonotopeRun, g: Graph, node: Node, diag: DiagonalInput | None) -> ZVal | None:
-    """The zonotope of Linear `node` with its input's L2 group compressed (module docstring), or None where
-    that does not apply (then the ordinary rule runs)."""
+    """The zonotope of Linear `node` with its input's L2 group compressed (module docstring), read from the
+    input set itself, or None where that does not apply (then the ordinary rule runs)."""
+    plan = _plan(run, g, node, diag)
+    if plan is None:
+        return None
+    key, cols = plan
+    W, b = node.op.weight, node.op.bias
+    B = diag.center.shape[0]
+    flat = lambda t: t[key].reshape(B, -1)  # noqa: E731  (a flattening reshape keeps the same order)
+    c = flat(diag.center)
+    R, sigma, rho = _factor_cached(run, W, cols, diag.unit[key[1:]].reshape(-1)[cols])
+    eps = diag.eps.to(c.dtype)
+    G = (eps * sigma).reshape(-1, 1, 1) * R.unsqueeze(0)  # (B, m symbols, m outputs)
+    new_ids = run.table.fresh(W.shape[0], norm="2", label="input", device=c.device)
+    center = c @ W.T if b is None else c @ W.T + b
+    err = (linear_err(run, flat(diag.err), c.abs() + flat(diag.radius), W, b) + eps.unsqueeze(1) * rho
+           + run.gamma(3) * G.abs().sum(1))
+    return ZVal(Zonotope(center, G, new_ids, run.table), err)
+
+
+def read_by_compressed(run: ZonotopeRun, g: Graph, node: Node, diag: DiagonalInput | None) -> bool:
+    """Whether `node` (a slice or flattening of the input) has one consumer, a Linear that compressed_linear
+    computes from the input set itself: then `node`'s own zonotope is never read and need not be built."""
+    cons = g.consumers(node.name)
+    return len(cons) == 1 and _plan(run, g, g.nodes[cons[0]], diag) is not None
+
+
+def _plan(run: ZonotopeRun, g: Graph, node: Node, diag: DiagonalInput | None) -> tuple[tuple, Tensor] | None:
+    """(the input set's index key, the live columns) where Linear `node` is compressed, else None."""
     if diag is None or diag.eps is None or node.op.kind != "linear":
         return None
     index = _input_index(g, node)
     if index is None:
         return None
-    key = (slice(None),) + tuple(index)
-    c, unit, ids = diag.center[key], diag.unit[tuple(index)], diag.idmap[tuple(index)]
-    W, b = node.op.weight, node.op.bias
+    ids = diag.idmap[tuple(index)]
+    W = node.op.weight
     if len(g.nodes[node.inputs[0]].shape) != 1 or W.shape[1] != ids.numel():
         return None  # a Linear over a sequence's last dim: not one vector per sample
-    B = c.shape[0]
-    c, unit, ids = c.reshape(B, -1), unit.reshape(-1), ids.reshape(-1)  # (a flattening reshape: the same order)
-    r_in, e_in = diag.radius[key].reshape(B, -1), diag.err[key].reshape(B, -1)
+    ids = ids.reshape(-1)
     cols = (ids >= 0).nonzero().flatten()
-    k, m = int(cols.numel()), W.shape[0]
-    if k <= m or not _sole_user(run, g, node, diag, ids[cols]):
+    if int(cols.numel()) <= W.shape[0] or not _sole_user(run, g, node, diag, ids[cols]):
         return None
-    R, sigma, rho = _factor_cached(run, W, cols, unit[cols])
-    eps = diag.eps.to(c.dtype)
-    G = (eps * sigma).reshape(-1, 1, 1) * R.unsqueeze(0)  # (B, m symbols, m outputs)
-    new_ids = run.table.fresh(m, norm="2", label="input", device=c.device)
-    center = c @ W.T if b is None else c @ W.T + b
-    Wa = W.abs()
-    add = (c.abs() + r_in) @ Wa.T + (0 if b is None else b.abs())
-    err = (e_in @ Wa.T + run.gamma(W.shape[1] + 1) * add + eps.unsqueeze(1) * rho
-           + run.gamma(3) * G.abs().sum(1))
-    return ZVal(Zonotope(center, G, new_ids, run.table), err)
+    return (slice(None),) + tuple(index), cols
 
 
 def _input_index(g: Graph, node: Node) -> tuple | None:
@@ -151,4 +166,4 @@ def _factor(run: ZonotopeRun, M: Tensor) -> tuple[Tensor, float, Tensor]:
     return R, sigma, rho
 
 
-__all__ = ["compressed_linear"]
+__all__ = ["compressed_linear", "read_by_compressed"]

@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 import certnn
-import certnn.engine.zonotope as Z
 from certnn.certify.bounds import bounds_for_spec, make_spec
 from certnn.certify.targets import margin_matrix
 from certnn.engine import zonotope_l2
@@ -38,13 +37,13 @@ def _bounds(model, shape, norm, frame_norm, method, eps, scale=None, clip=None, 
     graph = certnn.from_torch(model, shape)
     spec = make_spec(graph, x, eps, norm, clip, scale, frame_norm)
     C = margin_matrix(graph.forward(x).argmax(1), 3, None, torch.float64)
-    orig = Z.compressed_linear
+    orig = zonotope_l2._plan  # None: no Linear is compressed (and every slice is built)
     if not compress:
-        Z.compressed_linear = lambda *a, **k: None
+        zonotope_l2._plan = lambda *a, **k: None
     try:
         lo, hi, timers = bounds_for_spec(graph, spec, method, C)
     finally:
-        Z.compressed_linear = orig
+        zonotope_l2._plan = orig
     return graph, spec, C, lo, hi, timers
 
 
