@@ -360,7 +360,7 @@ class Certifier:
         tol, evals = None, 0
         if warm is not None and self.config.complete is None and cfg.log_space and cfg.crown_stage:
             with self.profile.phase("search:crown_stage"):
-                eps, tol, evals = crown_stage(self, x, y, t, cfg, state)
+                eps, tol, evals = crown_stage(self, x, y, t, cfg, state, eps)
         with self.profile.phase("search:bracket"):
             evals += bracket(state, eps, evaluate, cfg.bracket_steps, cfg.eps_min, cfg.eps_max)
         # verdicts of a complete search and alpha-crown's early-stopped bounds (proof_only) carry no margin

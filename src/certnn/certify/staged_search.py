@@ -27,9 +27,11 @@ from .radius_search import Bracket
 STAGE_FACTOR = 1.25
 
 
-def crown_stage(cert, x: Tensor, y: Tensor, t: Tensor | None, cfg, state: Bracket) -> tuple[Tensor, Tensor, int]:
+def crown_stage(cert, x: Tensor, y: Tensor, t: Tensor | None, cfg, state: Bracket,
+                eps: Tensor) -> tuple[Tensor, Tensor, int]:
     """CROWN's radii as the certified lower ends of `state` (with their margins unknown); returns alpha's
-    first eps per sample, the log-space half-width the narrowing stops at, and CROWN's evaluations."""
+    first eps per sample (STAGE_FACTOR x CROWN's radius; `eps`, the search's default start, where CROWN
+    certified nothing), the log-space half-width the narrowing stops at, and CROWN's evaluations."""
     from .profile import Profile
 
     crown = copy.copy(cert)  # same graph, set, targets and precision; CROWN's method
@@ -40,11 +42,8 @@ def crown_stage(cert, x: Tensor, y: Tensor, t: Tensor | None, cfg, state: Bracke
     r = r.to(torch.float64)
     ok = r > 0
     state.lo[ok] = r[ok]
-    n = r.shape[0]
-    eps = torch.where(ok, r * STAGE_FACTOR, torch.full((n,), cfg.initial(cert.config.frame_norm or cert.config.norm),
-                                                        dtype=torch.float64))
-    tol = torch.full((n,), math.log(2.0) / 2 ** (cfg.bisection_steps + 1), dtype=torch.float64)
-    return eps, tol, evals
+    tol = torch.full_like(r, math.log(2.0) / 2 ** (cfg.bisection_steps + 1))
+    return torch.where(ok, r * STAGE_FACTOR, eps), tol, evals
 
 
 __all__ = ["crown_stage", "STAGE_FACTOR"]
