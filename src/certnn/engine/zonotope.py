@@ -89,6 +89,11 @@ def zonotope_pass(run: ZonotopeRun, keep: set[str] | None = None) -> dict[str, Z
             if name == g.input_name:
                 diag = input_zonotope(run)
                 continue
+            if _absorbed(g, node, diag, keep):  # a normalisation of the input: the set stays diagonal
+                moved = diag.through_affine(run, node)
+                if moved is not None:
+                    diag = moved
+                    continue
             v = _node_value(run, g, node, vals, diag)
             if v is not None:
                 run.peak_symbols = max(run.peak_symbols, v.z.num_symbols)
@@ -97,6 +102,14 @@ def zonotope_pass(run: ZonotopeRun, keep: set[str] | None = None) -> dict[str, Z
             if last_use.get(inp) == i and inp not in keep:
                 vals.pop(inp, None)
     return {n: vals[n] for n in keep if n in vals}
+
+
+def _absorbed(g: Graph, node: Node, diag: DiagonalInput | None, keep: set[str]) -> bool:
+    """Whether `node` is an elementwise affine map that is the only reader of the diagonal input set's
+    node (then the set is carried through it, DiagonalInput.through_affine, instead of built as a dense
+    diagonal block), and nobody asks for its value."""
+    return (diag is not None and node.op.kind == "elementwise_affine" and node.inputs == (diag.node,)
+            and g.consumers(diag.node) == [node.name] and node.name not in keep and diag.node not in keep)
 
 
 def _check_supported(g: Graph, names: list[str]) -> None:
@@ -118,13 +131,13 @@ def _node_value(run: ZonotopeRun, g: Graph, node: Node, vals: dict[str, ZVal],
     v = compressed_linear(run, g, node, diag)  # an L2 group over more features than outputs, from diag
     if v is not None:
         return v
-    reads_input = any(i == g.input_name for i in node.inputs)
+    reads_input = diag is not None and any(i == diag.node for i in node.inputs)
     if reads_input and kind in ("slice", "reshape") and read_by_compressed(run, g, node, diag):
         return None  # its one consumer reads the input set itself: no diagonal block to build
     if reads_input and kind == "slice":
         return diag.slice(node.op.index)
-    if reads_input and g.input_name not in vals:
-        vals[g.input_name] = diag.slice(())
+    if reads_input and diag.node not in vals:
+        vals[diag.node] = diag.slice(())
     rule = ZONOTOPE_RULES.get(kind)
     ins = tuple(vals[n] for n in node.inputs)
     if rule is None:

@@ -4,7 +4,9 @@ of a sequence carry only its own input symbols.
 Input set: L∞ (ball ∩ clip box) is a box, represented exactly (one symbol per perturbed feature; frozen
 features, scale 0, get none). L2 / L1: one jointly constrained symbol group over the perturbed features
 (exact for the ball); per-frame balls: one group per frame. The clip box of an L2 / L1 ball is not
-represented (a sound superset); the pass intersects every hull with IBP bounds instead.
+represented (a sound superset); the pass intersects every hull with IBP bounds instead. A normalisation
+(elementwise affine maps) that alone reads the input keeps the set diagonal (`through_affine`): an ERAN-style
+model's mean / std layers cost no dense block, and an L2 ball still reaches the first Linear whole.
 """
 from __future__ import annotations
 
@@ -35,6 +37,28 @@ class DiagonalInput:
     #: L2 balls (whole input or per frame): radius = eps (B,) * unit (*in_shape), for engine/zonotope_l2.py
     eps: Tensor | None = None
     unit: Tensor | None = None
+    #: the node whose value this set is: the graph's input, or the last of a chain of elementwise affine
+    #: maps (a normalisation) taken into it by `through_affine`
+    node: str = "input"
+
+    def through_affine(self, run: ZonotopeRun, node: Node) -> "DiagonalInput | None":
+        """This set after `node` (an elementwise affine map y = x * s + h of it), still diagonal, or None
+        where s varies over the batch. Each symbol's generator r * s becomes r * |s| (a sign flip of a
+        symbol of a symmetric set: the caller makes sure no other node reads these symbols); the rounding
+        of the centre and of the generators is charged to err as the engine's elementwise rule does."""
+        s, h = node.op.scale, node.op.shift
+        c = self.center
+        if s is not None and s.dim() == c.dim() and s.shape[0] != 1:
+            return None
+        a = None if s is None else torch.broadcast_to(s.to(c.dtype), c.shape).abs()
+        center = node.op.forward(c)
+        mag = self.center.abs() + self.radius
+        mag, err = (mag, self.err) if a is None else (mag * a, self.err * a)
+        err = err + run.gamma(2) * (mag + (0 if h is None else h.abs()))
+        radius = self.radius if a is None else self.radius * a
+        unit = self.unit if (a is None or self.unit is None) else self.unit * a[0]
+        return DiagonalInput(center, radius, self.idmap, self.table, torch.broadcast_to(err, c.shape).clone(),
+                             self.eps, unit, node.name)
 
     def slice(self, index: tuple = ()) -> ZVal:
         key = (slice(None),) + tuple(index)
@@ -82,7 +106,7 @@ def input_zonotope(run: ZonotopeRun) -> DiagonalInput:
         ones = torch.ones(c.shape[1:], dtype=c.dtype, device=c.device)
         unit = ones if spec.scale is None else torch.broadcast_to(spec.scale.to(c.dtype), c.shape)[0]
     return DiagonalInput(center, radius, idmap.reshape(c.shape[1:]), run.table, err,
-                         spec.eps.reshape(-1).to(c.dtype) if l2 else None, unit)
+                         spec.eps.reshape(-1).to(c.dtype) if l2 else None, unit, run.ctx.graph.input_name)
 
 
 def commute_slices(graph: Graph) -> Graph:

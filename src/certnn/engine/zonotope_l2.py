@@ -24,7 +24,8 @@ with the usual linear-map terms for the centre and a gamma_3 term for the scalin
 
 Only L2 (the dual norm is invariant under Q; an L1 group is not), only when m < k, and only when the
 input's live symbols are one whole L2 group that no other node reads (a frame's own ball, or the ball of
-an input with this Linear as its only consumer): compressing a part of a ball, or symbols another node
+an input with this Linear as its only consumer, after any normalisation the input set was carried through:
+zonotope_input.DiagonalInput.through_affine): compressing a part of a ball, or symbols another node
 shares, would still be sound but would drop the rest of the ball's constraint or the correlation.
 """
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _plan(run: ZonotopeRun, g: Graph, node: Node, diag: DiagonalInput | None) ->
     """(the input set's index key, the live columns) where Linear `node` is compressed, else None."""
     if diag is None or diag.eps is None or node.op.kind != "linear":
         return None
-    index = _input_index(g, node)
+    index = _input_index(g, node, diag.node)
     if index is None:
         return None
     ids = diag.idmap[tuple(index)]
@@ -88,14 +89,14 @@ def _plan(run: ZonotopeRun, g: Graph, node: Node, diag: DiagonalInput | None) ->
     return (slice(None),) + tuple(index), cols
 
 
-def _input_index(g: Graph, node: Node) -> tuple | None:
-    """The index of the input this Linear reads: () for the input itself or its flattening (a reshape of a
-    whole sample to one dim, row-major like the reshape), a Slice's index for a slice of it."""
+def _input_index(g: Graph, node: Node, root: str) -> tuple | None:
+    """The index of the input set (node `root`) this Linear reads: () for the set itself or its flattening
+    (a reshape of a whole sample to one dim, row-major like the reshape), a Slice's index for a slice."""
     (inp,) = node.inputs
-    if inp == g.input_name:
+    if inp == root:
         return ()
     src = g.nodes[inp]
-    if src.inputs != (g.input_name,):
+    if src.inputs != (root,):
         return None
     if src.op.kind == "slice":
         return tuple(src.op.index)
@@ -113,10 +114,10 @@ def _sole_user(run: ZonotopeRun, g: Graph, node: Node, diag: DiagonalInput, ids:
     if not group or ids.numel() != len(group[0]):
         return False
     (inp,) = node.inputs
-    if inp != g.input_name:
+    if inp != diag.node:
         if len(g.consumers(inp)) != 1:
             return False
-        for other in g.consumers(g.input_name):  # other readers of the input: slices of other groups only
+        for other in g.consumers(diag.node):  # other readers of the input: slices of other groups only
             if other == inp:
                 continue
             o = g.nodes[other]
