@@ -136,7 +136,7 @@ class Zonotope:
             if b > a:
                 r = r + torch.linalg.vector_norm(G[:, a:b], ord=g.dual, dim=1)
                 free[a:b] = False
-        return r + G[:, free].abs().sum(1)
+        return r + torch.linalg.vector_norm(G[:, free], 1, dim=1)
 
     def concretize(self) -> tuple[Tensor, Tensor]:
         """(lower, upper), each (B, *shape), widened by a few ulps against rounding."""

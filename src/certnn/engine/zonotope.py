@@ -164,7 +164,7 @@ def spec_bounds(run: ZonotopeRun, v: ZVal, C: Tensor | None) -> tuple[Tensor, Te
     cf = z.center.reshape(B, -1)
     Gf = z.generators.reshape(B, z.num_symbols, cf.shape[1])
     ef = v.err.reshape(B, -1)
-    mag = cf.abs() + Gf.abs().sum(1)
+    mag = cf.abs() + torch.linalg.vector_norm(Gf, 1, dim=1)
     if C is None:
         zc = Zonotope(cf, Gf, z.ids, z.table)
         err = ef

@@ -79,7 +79,8 @@ def _pad_dims(z: Zonotope, err: Tensor, nd: int) -> tuple[Zonotope, Tensor]:
 @zonotope_rule("add")
 def _add(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
     """a + sign * b with right-aligned broadcasting of the per-sample shapes; symbols aligned by id (the
-    union of both id sets; one output buffer, b's generators accumulated into it by index_add)."""
+    union of both id sets; one output buffer, b's generators accumulated into it by index_add, or both
+    parts copied into it where they share no symbol)."""
     a, b = ins
     sign = node.op.sign
     nd = max(len(a.z.shape), len(b.z.shape))
@@ -90,12 +91,18 @@ def _add(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
     ids = union_ids(za.ids, zb.ids)
     Ga = za.generators.expand(B, za.num_symbols, *out)
     Gb = zb.generators.expand(B, zb.num_symbols, *out)
+    pos_b = torch.searchsorted(ids, zb.ids)
     if ids.shape == za.ids.shape and torch.equal(ids, za.ids):
         G = Ga.clone(memory_format=torch.contiguous_format)
+        G.index_add_(1, pos_b, Gb, alpha=sign)
+    elif ids.shape[0] == za.num_symbols + zb.num_symbols:  # disjoint symbols: every column written once
+        G = Ga.new_empty((B, ids.shape[0], *out))  # (no zero fill: a recurrent cell's input + hidden parts)
+        G.index_copy_(1, torch.searchsorted(ids, za.ids), Ga)
+        G.index_copy_(1, pos_b, Gb if sign == 1 else Gb * sign)
     else:
         G = Ga.new_zeros((B, ids.shape[0], *out))
         G[:, torch.searchsorted(ids, za.ids)] = Ga
-    G.index_add_(1, torch.searchsorted(ids, zb.ids), Gb, alpha=sign)
+        G.index_add_(1, pos_b, Gb, alpha=sign)
     c = (za.center + sign * zb.center).expand(B, *out).contiguous()
     z = Zonotope(c, G, ids, za.table)
     base = torch.broadcast_to(ea + abs(sign) * eb, (B, *out)).clone()
@@ -153,7 +160,7 @@ def generic_affine(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
         n *= s
     err = absmap(v.err) + run.gamma(n + 1) * (absmap(v.mag) + t0.abs())
     if extra:
-        err = err + run.gamma(K + 2) * K * t0.abs() + run.gamma(2) * absmap(v.z.generators.abs().sum(1))
+        err = err + run.gamma(K + 2) * K * t0.abs() + run.gamma(2) * absmap(torch.linalg.vector_norm(v.z.generators, 1, dim=1))
     return ZVal(z, err)
 
 

@@ -60,7 +60,7 @@ def compressed_linear(run: ZonotopeRun, g: Graph, node: Node, diag: DiagonalInpu
     new_ids = run.table.fresh(W.shape[0], norm="2", label="input", device=c.device)
     center = c @ W.T if b is None else c @ W.T + b
     err = (linear_err(run, flat(diag.err), c.abs() + flat(diag.radius), W, b) + eps.unsqueeze(1) * rho
-           + run.gamma(3) * G.abs().sum(1))
+           + run.gamma(3) * torch.linalg.vector_norm(G, 1, dim=1))
     return ZVal(Zonotope(center, G, new_ids, run.table), err)
 
 

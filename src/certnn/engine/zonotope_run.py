@@ -170,7 +170,7 @@ def consolidate(run: ZonotopeRun, z: Zonotope, cap: int, keep_input: bool = True
     drop &= free
     if not bool(drop.any()):
         return z
-    r = z.generators[:, drop].abs().sum(1)
+    r = torch.linalg.vector_norm(z.generators[:, drop], 1, dim=1)
     kept = Zonotope(z.center, z.generators[:, ~drop], z.ids[~drop], z.table)
     return kept._with_fresh(r * (1 + run.gamma(int(drop.sum()) + 1)), label="consolidated")
 
