@@ -13,7 +13,9 @@ Target: certnn >= 10x faster per sample at batch 1 and batch 100.
 The original code is not part of certnn and is never imported by it: fetch it yourself (git clone
 https://github.com/ZhaoyangLyu/POPQORN) and give its folder with --popqorn. It predates torch 1.2; three
 lines need bool-tensor spellings (`valid = ~idx` for `1 - idx`, `.bool()` for `.byte()` masks,
-`search_copy & ~search` for `search_copy - search`; /work/peers/POPQORN/CERTNN_PATCHES.md lists them).
+`search_copy & ~search` for `search_copy - search`), and torch >= 2.1 refuses a masked write through its
+own mask (every `x[x] = v` in both files becomes `x[x.clone()] = v`);
+/work/peers/POPQORN/CERTNN_PATCHES.md lists them.
 torchvision, which it imports for its MNIST loader only, is replaced by empty modules when absent.
 
 Protocol. The model is POPQORN's default vanilla RNN shape: MNIST read as 7 frames of 112 pixels, one tanh
