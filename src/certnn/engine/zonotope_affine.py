@@ -160,7 +160,8 @@ def generic_affine(run: ZonotopeRun, node: Node, ins: tuple[ZVal, ...]) -> ZVal:
         n *= s
     err = absmap(v.err) + run.gamma(n + 1) * (absmap(v.mag) + t0.abs())
     if extra:
-        err = err + run.gamma(K + 2) * K * t0.abs() + run.gamma(2) * absmap(torch.linalg.vector_norm(v.z.generators, 1, dim=1))
+        g1 = torch.linalg.vector_norm(v.z.generators, 1, dim=1)  # sum_k |g_k|
+        err = err + run.gamma(K + 2) * K * t0.abs() + run.gamma(2) * absmap(g1)
     return ZVal(z, err)
 
 

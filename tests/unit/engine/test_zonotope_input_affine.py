@@ -130,8 +130,9 @@ def test_float32_rounding_of_the_map_is_charged_to_the_error():
     run = types.SimpleNamespace(unit=float(torch.finfo(torch.float32).eps))
     run.gamma = lambda n: ZonotopeRun.gamma(run, n)
     g = torch.Generator().manual_seed(0)
-    c, r = torch.rand(4, 50, generator=g, dtype=torch.float64), 0.01 * torch.rand(4, 50, generator=g, dtype=torch.float64)
-    s, h = torch.randn(50, generator=g, dtype=torch.float64) * 30, torch.randn(50, generator=g, dtype=torch.float64) * 1e3
+    f64 = dict(generator=g, dtype=torch.float64)
+    c, r = torch.rand(4, 50, **f64), 0.01 * torch.rand(4, 50, **f64)
+    s, h = torch.randn(50, **f64) * 30, torch.randn(50, **f64) * 1e3
     d = DiagonalInput(c.float(), r.float(), torch.arange(50), None, torch.zeros(4, 50), None, None)
     out = d.through_affine(run, Node("a", ElementwiseAffine(s.float(), h.float()), ("input",), (50,)))
     s32, h32 = s.float().double(), h.float().double()
