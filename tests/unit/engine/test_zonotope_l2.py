@@ -5,6 +5,8 @@ Linear over two frames' balls."""
 from __future__ import annotations
 
 import types
+from contextlib import nullcontext
+from unittest import mock
 
 import pytest
 import torch
@@ -37,13 +39,9 @@ def _bounds(model, shape, norm, frame_norm, method, eps, scale=None, clip=None, 
     graph = certnn.from_torch(model, shape)
     spec = make_spec(graph, x, eps, norm, clip, scale, frame_norm)
     C = margin_matrix(graph.forward(x).argmax(1), 3, None, torch.float64)
-    orig = zonotope_l2._plan  # None: no Linear is compressed (and every slice is built)
-    if not compress:
-        zonotope_l2._plan = lambda *a, **k: None
-    try:
+    off = mock.patch.object(zonotope_l2, "_plan", lambda *a, **k: None)  # no Linear compressed, every slice built
+    with nullcontext() if compress else off:
         lo, hi, timers = bounds_for_spec(graph, spec, method, C)
-    finally:
-        zonotope_l2._plan = orig
     return graph, spec, C, lo, hi, timers
 
 
