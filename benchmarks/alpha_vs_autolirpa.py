@@ -177,10 +177,7 @@ def load(name: str):
         import mlp_mnist
         from certnn.data.mnist import load_mnist_test
 
-        mlp_mnist.ensure_model(name)  # trains and caches on first use
-        m = mlp_mnist.build(name)
-        m.load_state_dict(torch.load(mlp_mnist.model_path(name), weights_only=True))
-        m = m.double().eval()
+        m = mlp_mnist.trained(name).double()  # trains and caches on first use
         x, y = load_mnist_test(SHARED)
         return m, m, x[:POOL].double() - 0.5, y[:POOL].long()
     if name == "cifar-convsmall-relu":

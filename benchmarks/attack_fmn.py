@@ -37,12 +37,9 @@ def load(name: str):
         m.load_state_dict(torch.load(SHARED / "models/abcrown_misc/mnist_2_20.pt", weights_only=True))
         return m.eval(), "[0,1]"
     if name == "6x100_relu":
-        from mlp_mnist import ensure_model, model_path, build
+        from mlp_mnist import trained
 
-        ensure_model("6x100_relu")
-        m = build("6x100_relu")
-        m.load_state_dict(torch.load(model_path("6x100_relu"), weights_only=True))
-        return m.eval(), "[-0.5,0.5]"
+        return trained("6x100_relu"), "[-0.5,0.5]"
     raise SystemExit(f"unknown model {name}")
 
 

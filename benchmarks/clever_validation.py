@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT, SHARED, markdown_table  # noqa: E402
-from mlp_mnist import build, ensure_model, model_path  # noqa: E402
+from mlp_mnist import trained  # noqa: E402
 
 
 def run(name: str, norm: str, n: int, clever_samples: int) -> dict:
@@ -32,10 +32,7 @@ def run(name: str, norm: str, n: int, clever_samples: int) -> dict:
     from certnn.estimate import CleverConfig
     from certnn.report.build import build_report
 
-    ensure_model(name)
-    m = build(name)
-    m.load_state_dict(torch.load(model_path(name), weights_only=True))
-    m.eval()
+    m = trained(name)
     x, y = load_mnist_test(SHARED)
     x, y = x[:1000].double() - 0.5, y[:1000]
     g = certnn.from_torch(m, (1, 28, 28))

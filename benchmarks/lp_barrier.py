@@ -147,10 +147,7 @@ def load(name: str, n: int):
     import mlp_mnist
     from certnn.data.mnist import load_mnist_test
 
-    mlp_mnist.ensure_model(name)
-    m = mlp_mnist.build(name)
-    m.load_state_dict(torch.load(mlp_mnist.model_path(name), weights_only=True))
-    m = m.double().eval()
+    m = mlp_mnist.trained(name).double()
     x, y = load_mnist_test(SHARED)
     x, y = x[:1000].double() - 0.5, y[:1000].long()
     with torch.no_grad():

@@ -69,6 +69,14 @@ def ensure_model(name: str) -> dict:
     return {"model": name, "test_acc_0_999": accuracy(m, xte[:1000] - 0.5, yte[:1000]), "train_s": train_s}
 
 
+def trained(name: str) -> torch.nn.Sequential:
+    """The trained model `name` in eval mode (trained and cached on first use), as saved (float32)."""
+    ensure_model(name)
+    m = build(name)
+    m.load_state_dict(torch.load(model_path(name), weights_only=True))
+    return m.eval()
+
+
 def child(a) -> None:
     import certnn
     from certnn.attacks import PGDConfig, attack_radius
