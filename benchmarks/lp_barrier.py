@@ -36,7 +36,8 @@ from common import OUT, SHARED, append_jsonl, markdown_table  # noqa: E402
 
 
 class LpAll:
-    """The LP-all relaxation of one ReLU MLP (weights Ws, biases bs) around one input."""
+    """The LP-all relaxation of one ReLU MLP (weights Ws, biases bs) around one input, built with the MILP
+    stage's HiGHS model helper (certnn.engine.milp._Model: columns, rows in bulk)."""
 
     def __init__(self, Ws: list[np.ndarray], bs: list[np.ndarray]):
         import highspy
@@ -44,86 +45,59 @@ class LpAll:
         self.hp = highspy
         self.Ws, self.bs = Ws, bs
 
-    def _new(self):
-        from certnn.engine.milp import _new_highs
-
-        h = _new_highs(self.hp)
-        h.setOptionValue("output_flag", False)
-        return h
-
-    @staticmethod
-    def _add_rows(h, lo, hi, dense: np.ndarray) -> None:
-        keep = dense != 0
-        counts = keep.sum(1)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int32)
-        cols = np.nonzero(keep)[1].astype(np.int32)
-        h.addRows(len(lo), np.asarray(lo, float), np.asarray(hi, float), int(counts.sum()), starts, cols,
-                  dense[keep])
-
-    def _minimise(self, h, n: int, cols: np.ndarray, c: np.ndarray) -> float:
-        cost = np.zeros(n)
+    def _minimise(self, m, cols: np.ndarray, c: np.ndarray) -> float:
+        cost = np.zeros(m.n)
         cost[cols] = c
-        h.changeColsCost(n, np.arange(n, dtype=np.int32), cost)
-        h.run()
-        if h.getModelStatus() != self.hp.HighsModelStatus.kOptimal:
-            raise RuntimeError(f"HiGHS: {h.getModelStatus()}")
-        return h.getInfo().objective_function_value
+        m.h.changeColsCost(m.n, np.arange(m.n, dtype=np.int32), cost)
+        m.h.run()
+        if m.h.getModelStatus() != self.hp.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"HiGHS: {m.h.getModelStatus()}")
+        return m.h.getInfo().objective_function_value
 
-    def _layer_bounds(self, h, n: int, prev: np.ndarray, W, b, lo_i, hi_i):
+    def _layer_bounds(self, m, prev: np.ndarray, W, b, lo_i, hi_i):
         """LP bounds of W a_prev + b for the neurons whose interval bounds (lo_i, hi_i) straddle 0."""
         lo, hi = lo_i.copy(), hi_i.copy()
         for j in np.nonzero((lo_i < 0) & (hi_i > 0))[0]:
-            lo[j] = self._minimise(h, n, prev, W[j]) + b[j]
-            hi[j] = -self._minimise(h, n, prev, -W[j]) + b[j]
+            lo[j] = self._minimise(m, prev, W[j]) + b[j]
+            hi[j] = -self._minimise(m, prev, -W[j]) + b[j]
         return lo, hi
 
     def certified(self, x0: np.ndarray, eps: float, y: int) -> bool:
         """Is min over j != y of (f_y - f_j) > 0 on the L_inf ball by LP-all?"""
-        h = self._new()
-        n = len(x0)
-        h.addCols(n, np.zeros(n), x0 - eps, x0 + eps, 0, np.array([], np.int32), np.array([], np.int32),
-                  np.array([], float))
-        prev = np.arange(n)  # columns of the previous layer's outputs (the input first)
+        from certnn.engine.milp import _Model
+
+        m = _Model(self.hp)
         prev_lo, prev_hi = x0 - eps, x0 + eps
-        live = np.ones(n, bool)  # the previous layer's neurons that have a column (relu of them not always 0)
+        prev = m.cols(prev_lo, prev_hi)  # columns of the previous layer's outputs (the input first)
+        live = np.ones(len(x0), bool)  # the previous layer's neurons that have a column (relu not always 0)
         for k, (W, b) in enumerate(zip(self.Ws, self.bs)):
             W = W[:, live]
             Wp, Wn = np.clip(W, 0, None), np.clip(W, None, 0)
             lo_i, hi_i = Wp @ prev_lo + Wn @ prev_hi + b, Wp @ prev_hi + Wn @ prev_lo + b
             if k == len(self.Ws) - 1:
-                return all(self._minimise(h, n, prev, W[y] - W[j]) + b[y] - b[j] > 0
+                return all(self._minimise(m, prev, W[y] - W[j]) + b[y] - b[j] > 0
                            for j in range(len(b)) if j != y)
-            lo, hi = (lo_i, hi_i) if k == 0 else self._layer_bounds(h, n, prev, W, b, lo_i, hi_i)
+            lo, hi = (lo_i, hi_i) if k == 0 else self._layer_bounds(m, prev, W, b, lo_i, hi_i)
             live = hi > 0
-            n, prev, prev_lo, prev_hi = self._add_relu(h, n, prev, W, b, lo, hi)
+            prev, prev_lo, prev_hi = self._add_relu(m, prev, W[live], b[live], lo[live], hi[live])
         raise AssertionError("unreachable")
 
-    def _add_relu(self, h, n, prev, W, b, lo, hi):
-        """Columns a = relu(W a_prev + b): exact on stable neurons, the triangle on unstable ones."""
-        live = hi > 0
-        k = int(live.sum())
-        a_lo = np.where(lo[live] > 0, lo[live], 0.0)
-        h.addCols(k, np.zeros(k), a_lo, hi[live], 0, np.array([], np.int32), np.array([], np.int32),
-                  np.array([], float))
-        cols = np.arange(n, n + k)
-        n2 = n + k
-        Wl, bl, l, u = W[live], b[live], lo[live], hi[live]
-        dense = np.zeros((k, n2))
-        dense[:, prev] = -Wl
-        dense[np.arange(k), cols] = 1.0
+    @staticmethod
+    def _add_relu(m, prev, W, b, l, u):
+        """Columns a = relu(W a_prev + b) of the live neurons (u > 0): exact on stable ones, the triangle on
+        unstable ones. Returns the new columns and their bounds."""
+        cols = m.cols(np.maximum(l, 0), u)
+        k = len(cols)
+        idx = np.concatenate([np.broadcast_to(prev, (k, len(prev))), cols[:, None]], 1)
+        one = np.ones((k, 1))
         act = l >= 0
-        inf = self.hp.kHighsInf
         # a - W a_prev = b on active neurons, >= b on unstable ones (a >= z)
-        self._add_rows(h, bl, np.where(act, bl, inf), dense)
+        m.rows(b, np.where(act, b, m.inf), idx, np.concatenate([-W, one], 1))
         un = ~act
         if un.any():  # a <= s (z - l), s = u / (u - l): a - s W a_prev <= s (b - l)
             s = u[un] / (u[un] - l[un])
-            tri = np.zeros((int(un.sum()), n2))
-            tri[:, prev] = -s[:, None] * Wl[un]
-            tri[np.arange(len(s)), cols[un]] = 1.0
-            self._add_rows(h, np.full(len(s), -inf), s * (bl[un] - l[un]), tri)
-        out_lo, out_hi = np.maximum(lo, 0)[live], hi[live]
-        return n2, cols, out_lo, out_hi
+            m.rows(-m.inf, s * (b[un] - l[un]), idx[un], np.concatenate([-s[:, None] * W[un], one[un]], 1))
+        return cols, np.maximum(l, 0), u
 
 
 def lp_radius(lp: LpAll, x0: np.ndarray, y: int, lo: float, steps: int) -> tuple[float, int]:
