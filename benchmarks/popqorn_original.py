@@ -135,24 +135,31 @@ def certnn_search(graph, x, y, method: str, p: str, eps0: float, batch: int, off
     return res.certified_radius, res.evaluations
 
 
-def run(a) -> dict:
+def model_and_inputs(epochs: int, samples: int):
+    """(trained model (float32, for the original), its float64 certnn graph, the first `samples` correctly
+    classified test images as frames, their labels, certnn's random targets)."""
     import certnn
     from certnn.certify.targets import select_targets
     from certnn.data.mnist import load_mnist_test
 
-    bvr = load_original(Path(a.popqorn))
-    m = trained_model(a.epochs)
+    m = trained_model(epochs)
     xt, yt = load_mnist_test(SHARED)
     xt = xt[:1000].reshape(-1, FRAMES, 784 // FRAMES).double()
     m64 = SeqClassifier("RNN", 1, HIDDEN, FRAMES).double()
     m64.load_state_dict(m.state_dict())
     with torch.no_grad():
         ok = m64(xt).argmax(1) == yt[:1000]
-    idx = torch.nonzero(ok).flatten()[: a.samples]
+    idx = torch.nonzero(ok).flatten()[:samples]
     x, y = xt[idx], yt[idx]
     graph = certnn.from_torch(m64.eval(), (FRAMES, 784 // FRAMES))
     with torch.no_grad():
         target = select_targets(graph.forward(x), y, "random", 0)
+    return m, graph, x, y, target
+
+
+def run(a) -> dict:
+    bvr = load_original(Path(a.popqorn))
+    m, graph, x, y, target = model_and_inputs(a.epochs, a.samples)
     p_orig = "inf" if a.norm == "inf" else int(a.norm)  # its last layer reads the string 'inf' only
     methods = a.methods.split(",")
     n, k = len(x), min(a.batch1, len(x))

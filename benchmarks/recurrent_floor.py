@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, SHARED, append_jsonl, markdown_table  # noqa: E402
+from common import OUT, append_jsonl, markdown_table  # noqa: E402
 import popqorn_original as po  # noqa: E402
 
 MATMULS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::matmul", "aten::linear", "aten::einsum")
@@ -68,30 +68,15 @@ def main() -> None:
     p.add_argument("--label", default="")
     a = p.parse_args()
     torch.set_num_threads(1)
-    import certnn
-    from certnn.data.mnist import load_mnist_test
-
-    m = po.trained_model(1)
-    m64 = po.SeqClassifier("RNN", 1, po.HIDDEN, po.FRAMES).double()
-    m64.load_state_dict(m.state_dict())
-    xt, yt = load_mnist_test(SHARED)
-    xt = xt[:1000].reshape(-1, po.FRAMES, 784 // po.FRAMES).double()
-    with torch.no_grad():
-        idx = torch.nonzero(m64(xt).argmax(1) == yt[:1000]).flatten()[: a.samples]
-    x, y = xt[idx], yt[idx]
-    graph = certnn.from_torch(m64.eval(), (po.FRAMES, 784 // po.FRAMES))
+    m, graph, x, y, target = po.model_and_inputs(1, a.samples)
     n = len(x)
     original = a.original_s
     if a.popqorn:
-        from certnn.certify.targets import select_targets
-
         bvr = po.load_original(Path(a.popqorn))
-        with torch.no_grad():
-            target = select_targets(graph.forward(x), y, "random", 0)
         p_orig = "inf" if a.norm == "inf" else int(a.norm)
         po.original_search(bvr, m, x[:1], y[:1], target[:1], p_orig, a.eps0)
         c0 = time.process_time()
-        _, orig_evals = po.original_search(bvr, m, x, y, target, p_orig, a.eps0)
+        po.original_search(bvr, m, x, y, target, p_orig, a.eps0)
         original = (time.process_time() - c0) / n
     rate64, rate32 = gemm_rate(torch.float64), gemm_rate(torch.float32)
     rows = []
