@@ -12,16 +12,24 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CERTNN_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
-#: devices the device-parametrised tests run on: cpu, and cuda when torch sees a GPU
-#: (CERTNN_TEST_DEVICES=cuda restricts them, e.g. `make test-gpu`)
-DEVICES = [d for d in os.environ.get("CERTNN_TEST_DEVICES", "cpu,cuda").split(",")
-           if d == "cpu" or torch.cuda.is_available()]
+#: devices the device-parametrised tests run on: cpu, "virtual" (certnn/testing/virtual_device.py: the cpu
+#: standing in for an accelerator, every mix of device and cpu tensors an error) and cuda when torch sees a
+#: GPU (CERTNN_TEST_DEVICES=cuda restricts them, e.g. `make test-gpu`)
+DEVICES = [d for d in os.environ.get("CERTNN_TEST_DEVICES", "cpu,virtual,cuda").split(",")
+           if d != "cuda" or torch.cuda.is_available()]
 
 
 @pytest.fixture(params=DEVICES or ["cpu"])
-def device(request) -> str:
-    """Each device present (tests taking it run once per device; cuda is absent without a GPU)."""
-    return request.param
+def device(request):
+    """Each device present (tests taking it run once per device; cuda is absent without a GPU; "virtual"
+    runs the test inside VirtualDevice and hands it the virtual device)."""
+    if request.param != "virtual":
+        yield request.param
+        return
+    from certnn.testing.virtual_device import VIRTUAL, VirtualDevice
+
+    with VirtualDevice():
+        yield VIRTUAL
 
 
 @pytest.fixture(scope="session")

@@ -106,7 +106,7 @@ def bounds_for_spec(graph: Graph, spec: LpBall, method: str, C: Tensor | None = 
             K = 1
             for s in graph.output_shape:
                 K *= s
-            C = torch.eye(K, dtype=spec.center.dtype).unsqueeze(0).expand(spec.batch, K, K)
+            C = torch.eye(K, dtype=spec.center.dtype, device=spec.center.device).unsqueeze(0).expand(spec.batch, K, K)
         with torch.no_grad():
             f0 = graph.forward(spec.center).reshape(spec.batch, -1)
             center = torch.einsum("bsk,bk->bs", C.reshape(spec.batch, C.shape[1], -1), f0)

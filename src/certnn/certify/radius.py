@@ -376,14 +376,14 @@ class Certifier:
         """Closed form: min_j margin_j(x0) / L_j (the ball is certified for every eps below it)."""
         from ..engine.lipschitz import lipschitz_constants
 
-        C = margin_matrix(y, self.num_classes, t, self.dtype)
+        C = margin_matrix(y, self.num_classes, t, self.dtype).to(self.device)
         with torch.no_grad():
-            f0 = self.graph.forward(x)
+            f0 = self.graph.forward(x.to(self.device))
             margins = torch.einsum("bsk,bk->bs", C, f0)
             L = lipschitz_constants(self.graph, C, self.config.norm, self.scale)
         r = (margins / L).min(1).values.clamp(min=0)
         # the ball of radius r touches the boundary; report a radius a hair below it (strict inequality)
-        return (r * (1 - 1e-9)).to(torch.float64)
+        return (r * (1 - 1e-9)).to(torch.float64).cpu()
 
 
 def certified_radius(model: Model, x: Tensor, y: Tensor, norm="inf", method: str = "crown",

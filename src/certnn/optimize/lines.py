@@ -162,8 +162,8 @@ class Params:
         return self._copy(**{f: s(getattr(self, f), getattr(part, f)) for f in self.opt_fields})
 
     def select(self, index: Tensor) -> "Params":
-        """The samples `index` (batch dim 0), optimised tensors as new leaves requiring grad."""
-        ch = {f: getattr(self, f).detach().index_select(0, index).requires_grad_(True) for f in self.opt_fields}
+        """The samples `index` (batch dim 0, on any device), optimised tensors as new leaves requiring grad."""
+        ch = {f: _select_const(getattr(self, f).detach(), index).requires_grad_(True) for f in self.opt_fields}
         ch.update({f: _select_const(getattr(self, f), index) for f in self.const_fields})
         return self._copy(**ch)
 
@@ -187,7 +187,7 @@ def cat_params(items: list["Params"]) -> "Params":
 def _select_const(v, index: Tensor):
     if isinstance(v, tuple):
         return tuple(_select_const(t, index) for t in v)
-    return v.index_select(0, index)
+    return v.index_select(0, index.to(v.device))
 
 
 class ReluSlopes(Params):

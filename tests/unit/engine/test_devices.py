@@ -10,7 +10,7 @@ from torch import nn
 import certnn
 from certnn.certify.device import resolve_device
 from certnn.errors import ConfigError
-from certnn.testing.nets import random_cnn
+from certnn.testing.nets import random_cnn, recurrent_classifier
 
 
 def _mlp() -> nn.Module:
@@ -21,6 +21,15 @@ def _mlp() -> nn.Module:
 @pytest.mark.parametrize("method", ["ibp", "crown", "fastlin", "crown-ibp", "alpha-crown"])
 @pytest.mark.parametrize("dtype", [torch.float64, "float32-sound"])
 def test_bounds_on_device_match_cpu(device, method, dtype):
+    _same_bounds(device, method, dtype)
+
+
+@pytest.mark.parametrize("method", ["deepz", "certrnn", "lipschitz"])
+def test_zonotope_and_lipschitz_bounds_on_device(device, method):
+    _same_bounds(device, method, torch.float64)
+
+
+def _same_bounds(device, method, dtype):
     model = _mlp()
     x = torch.rand(3, 6, generator=torch.Generator().manual_seed(1))
     ref = certnn.compute_bounds(model, x, eps=0.05, method=method, dtype=dtype, device="cpu")
@@ -39,15 +48,28 @@ def test_cnn_bounds_on_device(device):
     assert torch.allclose(got.lower.cpu(), ref.lower, atol=1e-8)
 
 
-def test_radius_on_device(device):
+@pytest.mark.parametrize("method", ["crown", "alpha-crown", "lipschitz"])
+def test_radius_on_device(device, method):
     model = _mlp()
     x = torch.rand(4, 6, generator=torch.Generator().manual_seed(2))
     y = model(x).argmax(1)
-    cfg = certnn.CertifyConfig(method="crown")
+    cfg = certnn.CertifyConfig(method=method)
     search = certnn.RadiusConfig(bisection_steps=6)
     ref = certnn.Certifier(model, cfg, (6,)).radius(x, y, search).certified_radius
     got = certnn.Certifier(model, cfg, (6,), device=device).radius(x, y, search).certified_radius
     assert torch.allclose(got, ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["popqorn", "certrnn", "crown"])
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_recurrent_per_frame_balls_on_device(device, method, kind):
+    torch.manual_seed(0)
+    model = recurrent_classifier(kind, 3, 5, 3).double().eval()
+    x = torch.rand(2, 4, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    kw = dict(eps=0.05, norm="inf", frame_norm="2", method=method)
+    ref = certnn.compute_bounds(model, x, device="cpu", **kw)
+    got = certnn.compute_bounds(model, x, device=device, **kw)
+    assert torch.allclose(got.lower.cpu(), ref.lower, atol=1e-9)
 
 
 def test_device_names():

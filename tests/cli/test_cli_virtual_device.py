@@ -1,0 +1,65 @@
+"""Every command that takes `--device` run with `--device cuda` on the virtual device
+(certnn/testing/virtual_device.py: the cpu stands in for a GPU, "cuda" resolves to it, and any call that
+mixes tensors on it with cpu tensors fails as it would on CUDA): the same results as `--device cpu`."""
+from __future__ import annotations
+
+import json
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+
+from certnn.certify import device as device_mod
+from certnn.cli.main import main
+from certnn.testing.virtual_device import VIRTUAL, VirtualDevice
+
+FAST = ["--quiet", "--bisection-steps", "5"]
+
+
+@pytest.fixture()
+def tiny(tmp_path):
+    torch.manual_seed(0)
+    src = tmp_path / "net.py"
+    src.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 8), "
+                   "torch.nn.Tanh(), torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))\n")
+    ns: dict = {}
+    exec(src.read_text(), ns)
+    m = ns["make"]()
+    torch.save(m.state_dict(), tmp_path / "w.pt")
+    x = torch.rand(4, 2, 3)
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=m(x).argmax(1).numpy())
+    return tmp_path, ["--model", f"{src}:make", "--weights", str(tmp_path / "w.pt"), "--data", str(tmp_path / "d.npz")]
+
+
+def _on_virtual(argv: list[str]) -> int:
+    real = device_mod.resolve_device
+
+    def resolve(device):
+        return VIRTUAL if device in ("cuda", "auto") else real(device)
+
+    with mock.patch.object(device_mod, "resolve_device", resolve), VirtualDevice():
+        return main(argv + ["--device", "cuda"])
+
+
+def _samples(path, key):
+    return [s.get(key) for s in json.loads(path.read_text())["samples"]]
+
+
+@pytest.mark.parametrize("cmd,extra,key", [
+    ("radius", ["--method", "crown,alpha-crown,deepz", "--norm", "2", *FAST], "certified_radius"),
+    ("radius", ["--method", "crown", "--attack", "--attack-steps", "5", "--attack-restarts", "1", *FAST],
+     "certified_radius"),
+    ("certify", ["--method", "alpha-crown", "--eps", "0.02", "0.05", "--quiet"], "certified"),
+    ("attack", ["--quiet", "--steps", "5", "--restarts", "1"], "attack_radius"),
+    ("clever", ["--quiet", "--batches", "4", "--batch-size", "8"], "clever_estimate"),
+])
+def test_command_on_the_virtual_device_matches_cpu(tiny, cmd, extra, key):
+    tmp, model = tiny
+    cpu, dev = tmp / "cpu.json", tmp / "dev.json"
+    assert main([cmd, *model, *extra, "--json", str(cpu), "--device", "cpu"]) == 0
+    assert _on_virtual([cmd, *model, *extra, "--json", str(dev)]) == 0
+    want = _samples(cpu, key)
+    assert want and all(v is not None for v in want)
+    assert _samples(dev, key) == want
+
