@@ -26,7 +26,8 @@ test-full: $(STAMP)
 
 # the device-parametrised tests (the `device` fixture) on the GPU only; needs torch with CUDA
 test-gpu: $(STAMP)
-	CERTNN_TEST_DEVICES=cuda $(VPY) -m pytest -q -p no:xdist tests/unit/engine/test_devices.py
+	CERTNN_TEST_DEVICES=cuda $(VPY) -m pytest -q -p no:xdist tests/unit/engine/test_devices.py \
+		tests/unit/attacks/test_attack_devices.py tests/unit/certify/test_verify_devices.py
 
 demo: $(STAMP)
 	$(VENV)/bin/certnn demo

@@ -63,3 +63,39 @@ def test_command_on_the_virtual_device_matches_cpu(tiny, cmd, extra, key):
     assert want and all(v is not None for v in want)
     assert _samples(dev, key) == want
 
+
+def _vnnlib_case(tmp):
+    """A 3-input ReLU net as ONNX and two properties: Y_0 - Y_1 below its exact minimum (holds) and above it."""
+    onnx = pytest.importorskip("onnx")  # noqa: F841
+    from certnn.engine.milp import exact_bounds
+    from certnn.graph.from_torch import from_torch
+    from certnn.specs.lp import LpBall
+    from certnn.testing import random_relu_mlp
+
+    net = random_relu_mlp(3, 3, 8).float().eval()
+    path = tmp / "net.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3), str(path), input_names=["x"], output_names=["y"], dynamo=False)
+    g = from_torch(net.double(), (3,))
+    spec = LpBall.make(torch.zeros(1, 3, dtype=torch.float64), 0.5, "inf")
+    mn, mx = (float(v) for v in exact_bounds(g, spec, torch.tensor([[[1.0, -1.0]]], dtype=torch.float64)))
+    head = "".join(f"(declare-const X_{i} Real)\n(assert (>= X_{i} -0.5))\n(assert (<= X_{i} 0.5))\n"
+                   for i in range(3)) + "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+    props = []
+    for name, c in (("holds", mn - 0.05 * (mx - mn) - 1e-4), ("violated", mn + 0.05 * (mx - mn) + 1e-4)):
+        (tmp / f"{name}.vnnlib").write_text(head + f"(assert (<= (- Y_0 Y_1) {c!r}))\n")
+        props.append((name, tmp / f"{name}.vnnlib"))
+    return path, props
+
+
+def test_verify_on_the_virtual_device_matches_cpu(tmp_path):
+    net, props = _vnnlib_case(tmp_path)
+    for truth, spec in props:
+        docs = []
+        for run, tag in ((main, "cpu"), (_on_virtual, "dev")):
+            out = tmp_path / f"{truth}-{tag}.json"
+            argv = ["verify", "--model", str(net), "--spec", str(spec), "--timeout", "30", "--quiet", "--json", str(out)]
+            assert run(argv + (["--device", "cpu"] if tag == "cpu" else [])) == 0
+            docs.append(json.loads(out.read_text()))
+        cpu, dev = (d["result"] for d in docs)
+        assert cpu["verdict"] == dev["verdict"] == truth and cpu["decided_by"] == dev["decided_by"]
+        assert docs[1]["environment"]["device"] == str(VIRTUAL) and docs[0]["environment"]["device"] == "cpu"

@@ -43,7 +43,6 @@ from ..attacks.box import minimize_on_boxes
 from ..config import Config
 from ..errors import SpecError, UnsupportedOpError
 from ..graph.ir import Graph
-from ..specs.lp import LpBall
 from ..specs.vnnlib import VnnlibProperty, property_violated
 from ..bab.config import BabConfig
 from ..engine.methods import get_method
@@ -51,6 +50,7 @@ from ..optimize.config import AlphaConfig
 from .bounds import bounds_for_spec
 from .input_split import input_split
 from .verify_bab import relu_bab
+from .verify_problem import Problem, box_spec
 
 __all__ = ["VerifyConfig", "VerifyResult", "verify_property"]
 
@@ -125,73 +125,25 @@ class VerifyResult:
                 "counterexample": None if self.x is None else {"x": self.x.tolist(), "y": self.y.tolist()}}
 
 
-class _Problem:
-    """All regions of a property as padded tensors: R regions, S rows, J conjunctions per region."""
-
-    def __init__(self, prop: VnnlibProperty, dtype=torch.float64):
-        self.prop = prop
-        R = len(prop.regions)
-        self.J = max(len(r.output_constraint) for r in prop.regions)
-        self.S = max(1, max(sum(c.C.shape[0] for c in r.output_constraint) for r in prop.regions))
-        K = prop.n_outputs
-        self.lo = torch.tensor(np.stack([r.input_box.lower for r in prop.regions]), dtype=dtype)
-        self.hi = torch.tensor(np.stack([r.input_box.upper for r in prop.regions]), dtype=dtype)
-        self.C = torch.zeros(R, self.S, K, dtype=dtype)
-        self.d = torch.full((R, self.S), math.inf, dtype=dtype)
-        self.rowconj = torch.full((R, self.S), self.J, dtype=torch.long)  # padding rows -> dummy J
-        self.exists = torch.zeros(R, self.J, dtype=torch.bool)
-        self.empty_conj = torch.zeros(R, self.J, dtype=torch.bool)  # k == 0: any output is unsafe
-        for r, reg in enumerate(prop.regions):
-            s = 0
-            for j, conj in enumerate(reg.output_constraint):
-                k = conj.C.shape[0]
-                self.exists[r, j] = True
-                if k == 0:
-                    self.empty_conj[r, j] = True
-                self.C[r, s:s + k] = torch.tensor(np.array(conj.C), dtype=dtype)
-                self.d[r, s:s + k] = torch.tensor(np.array(conj.d), dtype=dtype)
-                self.rowconj[r, s:s + k] = j
-                s += k
-
-    @property
-    def multi_row(self) -> bool:
-        """Whether some conjunction has more than one row."""
-        counts = torch.zeros(self.rowconj.shape[0], self.J + 1, dtype=torch.long)
-        counts.scatter_add_(1, self.rowconj, torch.isfinite(self.d).long())
-        return bool((counts[:, :self.J] > 1).any())
-
-    def conj_max(self, rid: Tensor, g: Tensor) -> Tensor:
-        """Per box and conjunction, the max over its rows of g (N, S) -> (N, J); -inf for empty ones."""
-        N = g.shape[0]
-        out = g.new_full((N, self.J + 1), -math.inf)
-        g = torch.where(torch.isfinite(self.d[rid]), g, g.new_tensor(-math.inf))
-        out = out.scatter_reduce(1, self.rowconj[rid], g, "amax", include_self=True)
-        return out[:, :self.J]
-
-
-def _box_spec(lo: Tensor, hi: Tensor, shape: tuple[int, ...]) -> LpBall:
-    """The box [lo, hi] (N, n) as an L-inf ball intersected with itself as clip box (exactly the box)."""
-    c = (lo + hi) / 2
-    eps = ((hi - lo) / 2).amax(1) * (1 + 1e-9) + 1e-300
-    c = torch.minimum(torch.maximum(c, lo), hi)
-    N = lo.shape[0]
-    return LpBall.make(c.reshape((N,) + shape), eps, "inf",
-                       clip=(lo.reshape((N,) + shape), hi.reshape((N,) + shape)))
-
-
 class _Verifier:
     def __init__(self, graph: Graph, prop: VnnlibProperty, cfg: VerifyConfig, reference: Reference | None,
-                 started_at: float | None = None):
+                 started_at: float | None = None, device=None):
+        from .device import resolve_device
+
         n = int(np.prod(graph.input_shape))
         K = int(np.prod(graph.output_shape))
         if prop.n_inputs != n or prop.n_outputs != K:
             raise SpecError(f"the property has {prop.n_inputs} inputs and {prop.n_outputs} outputs; the model "
                             f"has {n} input values of shape {graph.input_shape} and {K} outputs")
-        self.graph = graph.to(torch.float64)
+        self.device = resolve_device(device)
+        # bounds, attacks and the searches run on the device; counterexamples are checked (and the exact
+        # stages encoded) on the cpu graph, so a verdict does not depend on the device's rounding
+        self.cpu_graph = graph.to(torch.float64)
+        self.graph = self.cpu_graph.to(device=self.device)
         self.prop = prop
         self.cfg = cfg
         self.reference = reference
-        self.p = _Problem(prop)
+        self.p = Problem(prop, device=self.device)
         self.t0 = time.perf_counter() if started_at is None else started_at
         self.deadline = self.t0 + cfg.timeout
         self.stages: list[dict] = []
@@ -210,14 +162,18 @@ class _Verifier:
         """Check candidate points (N, n) of regions rid; on success store the first and return True."""
         if x.shape[0] == 0:
             return False
-        lo, hi = self.p.lo[rid].numpy(), self.p.hi[rid].numpy()
+        rid = rid.to(self.p.lo.device)
+        lo, hi = self.p.lo[rid].cpu().numpy(), self.p.hi[rid].cpu().numpy()
         dt = np.dtype(self.cfg.input_dtype)  # the model's input element type (float32 unless told)
-        xs = x.detach().numpy().astype(dt)
+        x = x.detach().cpu()
+        xs = x.numpy().astype(dt)
         xs = np.where(xs < lo, np.nextafter(xs, dt.type(np.inf)), xs)
         xs = np.where(xs > hi, np.nextafter(xs, dt.type(-np.inf)), xs)
-        x64 = np.where((xs >= lo) & (xs <= hi), xs.astype(np.float64), np.clip(x.detach().numpy(), lo, hi))
+        x64 = np.where((xs >= lo) & (xs <= hi), xs.astype(np.float64), np.clip(x.numpy(), lo, hi))
         with torch.no_grad():
-            y = self.fn(torch.as_tensor(x64)).numpy()
+            x64_t = torch.as_tensor(x64)
+            y = self.cpu_graph.forward(x64_t.reshape((len(x64),) + self.graph.input_shape)).reshape(len(x64), -1)
+            y = y.numpy()
         ok = [i for i in range(len(x64)) if property_violated(self.prop, x64[i], y[i])]
         if not ok:
             return False
@@ -270,7 +226,7 @@ class _Verifier:
                    coefficients: bool = False) -> tuple[Tensor, Tensor | None]:
         """Lower bounds (N, S) of g = C f - d per box and row; with `coefficients` (backward methods) also
         the linear lower bounds' input coefficients (N, S, n) (e.g. for choosing an input to split)."""
-        spec = _box_spec(lo, hi, self.graph.input_shape)
+        spec = box_spec(lo, hi, self.graph.input_shape)
         C = self.p.C[rid]
         if coefficients and get_method(method).engine == "backward":
             from ..engine.backward import bound_output
@@ -288,7 +244,7 @@ class _Verifier:
     def whole_boxes(self, method: str) -> None:
         t = time.perf_counter()
         R = self.p.lo.shape[0]
-        rid = torch.arange(R)
+        rid = torch.arange(R, device=self.p.lo.device)
         proved = self.box_bounds(method, rid, self.p.lo, self.p.hi) > 0
         self.open &= ~proved
         self.log(method, t, open=int(self.open.sum()))
@@ -301,7 +257,7 @@ class _Verifier:
             if left <= 0.05:
                 break
             conj = self.prop.regions[r].output_constraint[j]
-            spec = _box_spec(self.p.lo[r:r + 1], self.p.hi[r:r + 1], self.graph.input_shape)
+            spec = box_spec(self.p.lo[r:r + 1].cpu(), self.p.hi[r:r + 1].cpu(), self.graph.input_shape)
             res = solve_conjunction(self.exact_graph, spec, conj.C, conj.d, relax=kind == "lp", time_limit=left)[0]
             if res.status == "infeasible":
                 self.open[r, j] = False
@@ -315,15 +271,15 @@ class _Verifier:
         from ..engine.milp import check_supported, relu_neurons
         if relu_neurons(self.graph) > self.cfg.exact_max_relus:
             return False
-        self.exact_graph = self.graph
+        self.exact_graph = self.cpu_graph  # (the lp / milp encodings read the weights on the cpu)
         try:
-            check_supported(self.graph)
+            check_supported(self.cpu_graph)
             return True
         except UnsupportedOpError:
             pass
         try:
             from ..graph.passes import unroll_convs
-            g = unroll_convs(self.graph)
+            g = unroll_convs(self.cpu_graph)
             check_supported(g)
         except (ImportError, UnsupportedOpError):
             return False
@@ -337,7 +293,7 @@ class _Verifier:
             return self.result("violated", "trivial")
         if cfg.attack:
             t = time.perf_counter()
-            all_r = torch.arange(R)
+            all_r = torch.arange(R, device=self.p.lo.device)
             # restarts shrink with the input size; the attack gets at most attack_share of the time
             restarts = cfg.attack_restarts_small if self.prop.n_inputs <= 64 else cfg.attack_restarts
             hit = self.attack(all_r, self.p.lo, self.p.hi, self.open & ~self.p.empty_conj, cfg.attack_steps,
@@ -388,10 +344,12 @@ class _Verifier:
 
 
 def verify_property(graph: Graph, prop: VnnlibProperty, config: VerifyConfig = VerifyConfig(),
-                    reference: Reference | None = None, started_at: float | None = None) -> VerifyResult:
+                    reference: Reference | None = None, started_at: float | None = None,
+                    device=None) -> VerifyResult:
     """Decide a VNN-LIB property on a certnn graph: 'holds', 'violated' (with a checked counterexample) or
     'unknown'. ``reference`` (e.g. onnxruntime on the original ONNX model) must agree that a
     counterexample is one. The timeout counts from `started_at` (a time.perf_counter() value, e.g. the
-    process start, so that imports and model loading count too; default: now). See the module docstring
-    for the stages and their soundness."""
-    return _Verifier(graph, prop, config, reference, started_at).run()
+    process start, so that imports and model loading count too; default: now). device: where the bounds,
+    attacks and searches run ("cpu" default, "cuda", "auto"; counterexamples are checked on the cpu). See
+    the module docstring for the stages and their soundness."""
+    return _Verifier(graph, prop, config, reference, started_at, device).run()

@@ -14,17 +14,16 @@ import torch
 
 from ..bab import Problem, branch_and_bound
 from ..bab.falsify import make_falsify
+from .verify_problem import box_spec
 
 
 def relu_bab(v, budget: float) -> None:
     """Run branch and bound on the verifier's open regions for at most `budget` seconds."""
-    from .verify import _box_spec
-
     t = time.perf_counter()
     rid = torch.nonzero(v.open.any(1)).reshape(-1)
     if rid.numel() == 0:
         return
-    spec = _box_spec(v.p.lo[rid], v.p.hi[rid], v.graph.input_shape)
+    spec = box_spec(v.p.lo[rid], v.p.hi[rid], v.graph.input_shape)
     prob = Problem(spec, v.p.C[rid], v.p.d[rid], v.p.rowconj[rid], v.open[rid])
 
     def confirm(x: torch.Tensor, root: torch.Tensor) -> torch.Tensor:

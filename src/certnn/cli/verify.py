@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError
 from ..report.atomic import write_or_keep
 from .clock import process_start_perf
+from .precision_args import add_precision_args
 from .sharded import add_worker_args
 from .verify_instances import add_instances_args, run_instances
 from .verify_watchdog import AnswerGuard
@@ -18,7 +19,6 @@ from .common import add_log_args, add_random_init_arg, Console, Stopwatch, cli_l
 if TYPE_CHECKING:  # imported by the functions that use them: `certnn --help` does not import torch
     from ..certify.bounds import to_graph
     from ..certify.verify import VerifyConfig, verify_property
-    from ..report.records import environment
     from ..specs.vnnlib import load_vnnlib, write_counterexample
 
 #: seconds of --timeout kept for writing the results after the verifier's deadline
@@ -59,6 +59,8 @@ def register(sub) -> None:
                    help="write the VNN-COMP result file (sat + counterexample / unsat / unknown)")
     p.add_argument("--json", metavar="OUT.json", help="write machine-readable results (schema_version'd)")
     p.add_argument("--quiet", action="store_true", help="print only the verdict")
+    add_precision_args(p, dtype=False, what="where bounds, attacks and branch and bound run (counterexamples are "
+                                          "checked on the cpu)")
     add_log_args(p)
     add_instances_args(p)
     add_worker_args(p)
@@ -89,7 +91,7 @@ def run(args) -> int:
     guard = AnswerGuard(args.out, args.quiet, getattr(args, "hard_exit", False))
     guard.arm(started + args.timeout)  # the answer by T even if a stage overruns (cli/verify_watchdog.py)
     with con.progress(f"verify {args.spec}", None):  # start / heartbeat / end lines on stderr
-        res = verify_property(graph, prop, cfg, reference, started_at=started)
+        res = verify_property(graph, prop, cfg, reference, started_at=started, device=args.device)
     guard.claim()
     word = VNNCOMP_WORD[res.verdict]
     if args.quiet:
@@ -142,8 +144,8 @@ def _load_graph(args, prop):
 
 def _write_outputs(args, con, res, word: str, methods, cfg, prop, reference) -> None:
     """--out (VNN-COMP result file: the counterexample of a violated property, else the word) and --json."""
-    from ..report.records import environment
     from ..specs.vnnlib import write_counterexample
+    from .precision_args import environment_for
 
     if args.out:
         if res.verdict == "violated":
@@ -157,7 +159,7 @@ def _write_outputs(args, con, res, word: str, methods, cfg, prop, reference) -> 
                "settings": {**input_settings(args), "spec": args.spec, "timeout": args.timeout,
                             "methods": list(methods), "attack": not args.no_attack, "split": cfg.split,
                             "seed": args.seed, "vnnlib_parser": prop.parser},
-               "environment": environment(),
+               "environment": environment_for(args),
                "result": {**res.as_dict(), "vnncomp": word,
                           "counterexample_checked_by": (["certnn float64"] + (["onnxruntime"] if reference else []))
                           if res.verdict == "violated" else None}}

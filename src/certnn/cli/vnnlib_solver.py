@@ -129,6 +129,9 @@ def build_parser(prog: str = SOLVER) -> argparse.ArgumentParser:
                    help="certnn option: consent to analysing floating-point declarations as real-valued "
                         "(what declaring them 'real' means in the standard)")
     v.add_argument("--json", metavar="OUT.json", help="certnn option: write certnn's record of the run")
+    v.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
+                   help="certnn option: where bounds, attacks and branch and bound run (auto: cuda when present; "
+                        "counterexamples are checked on the cpu)")
     for name in ("supports", "capabilities"):  # section 5.1 calls the command 'capabilities'
         s = sub.add_parser(name, help="report a capability" if name == "supports" else argparse.SUPPRESS)
         cg = s.add_mutually_exclusive_group()
@@ -236,12 +239,14 @@ def _verify(args, ans: _Answer, prog: str, started: float, hard_exit: bool) -> i
 def _verify_inner(args, ans: _Answer, prog: str, deadline: float | None) -> int:
     import torch
 
+    from ..certify.device import resolve_device
     from ..certify.verify import verify_property
     from .common import parse_methods
     from .vnnlib_assignment import answer_text
     from .vnnlib_inputs import checked_query, load_model
 
     torch.set_num_threads(1)
+    device = resolve_device(args.device)  # cuda without a GPU: an error before the query is read
     qpath = Path(args.query)
     checked = checked_query(args, qpath)
     methods = parse_methods(args.method)
@@ -253,7 +258,8 @@ def _verify_inner(args, ans: _Answer, prog: str, deadline: float | None) -> int:
         if budget <= 0:
             ans.write("timed-out\n")
             return EXIT_OK
-    res = verify_property(om.graph, checked.prop, _config(methods, budget, om, args.seed), om.run_onnxruntime)
+    res = verify_property(om.graph, checked.prop, _config(methods, budget, om, args.seed), om.run_onnxruntime,
+                          device=device)
     word, text = answer_text(res, checked.query, checked.out_shape, args.serialise, prog)
     if args.json:
         _write_record(args, qpath, checked, methods, res, word)
@@ -277,14 +283,14 @@ def _config(methods: tuple, budget: float, om, seed: int):
 def _write_record(args, qpath: Path, checked, methods: tuple, res, word: str) -> None:
     """--json: certnn's record of the run (settings, environment, the result and the answer)."""
     from ..report.atomic import atomic_write_text
-    from ..report.records import environment
+    from .precision_args import environment_for
 
     query = checked.query
     doc = {"schema_version": 1, "command": "vnnlib verify",
            "settings": {"query": str(qpath), "networks": checked.mapping, "timeout": args.timeout,
                         "methods": list(methods), "seed": args.seed, "assume_real": args.assume_real,
                         "vnnlib_version": query.version, "parser": query.parser},
-           "environment": environment(), "result": {**res.as_dict(), "answer": word}}
+           "environment": environment_for(args), "result": {**res.as_dict(), "answer": word}}
     atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
 
 
