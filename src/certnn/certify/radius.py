@@ -269,7 +269,7 @@ class Certifier:
     def _complete(self, x, y, eps, t, proved) -> tuple[list, Tensor | None]:
         """Complete verdicts (certify/complete.py) for samples the method did (not) prove (`proved`)."""
         spec = make_spec(self.graph, x, eps, self.config.norm, self.config.clip, self.scale)
-        C = margin_matrix(y, self.num_classes, t, self.dtype)
+        C = margin_matrix(y, self.num_classes, t, self.dtype).to(self.device)
         res = complete_status(self.graph, spec, C, self.config.complete, proved, model=self.graph, y=y, target=t)
         return res.status, res.x_adv
 

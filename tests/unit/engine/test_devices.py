@@ -80,3 +80,19 @@ def test_device_names():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_complete_certification_on_device(device):
+    """Samples CROWN leaves open go to branch and bound (certify/complete.py) on the device: the same verdicts
+    as on the cpu (the tiny net is decided well inside the time limit)."""
+    from certnn.certify.complete import CompleteConfig
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4)).double()
+    x = torch.rand(6, 6, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    y = model(x).argmax(1)
+    cfg = certnn.CertifyConfig(method="crown", complete=CompleteConfig(timeout=20.0))
+    eps = 1.2 * certnn.certified_radius(model, x, y, method="crown").certified_radius  # beyond CROWN's reach
+    ref = certnn.Certifier(model, cfg, (6,)).certify(x, y, eps)
+    got = certnn.Certifier(model, cfg, (6,), device=device).certify(x, y, eps)
+    assert "unknown" not in ref.status and got.status == ref.status
