@@ -154,15 +154,16 @@ class _Verifier:
     def left(self) -> float:
         return self.deadline - time.perf_counter()
 
-    def fn(self, x_flat: Tensor) -> Tensor:
-        return self.graph.forward(x_flat.reshape((x_flat.shape[0],) + self.graph.input_shape)).reshape(x_flat.shape[0], -1)
+    def fn(self, x_flat: Tensor, graph: Graph | None = None) -> Tensor:
+        """Outputs (N, K) of flat inputs (N, n) through `graph` (default: the graph on the device)."""
+        g = self.graph if graph is None else graph
+        return g.forward(x_flat.reshape((x_flat.shape[0],) + g.input_shape)).reshape(x_flat.shape[0], -1)
 
     # -- counterexamples ------------------------------------------------------------------------------
     def check(self, x: Tensor, rid: Tensor) -> bool:
         """Check candidate points (N, n) of regions rid; on success store the first and return True."""
         if x.shape[0] == 0:
             return False
-        rid = rid.to(self.p.lo.device)
         lo, hi = self.p.lo[rid].cpu().numpy(), self.p.hi[rid].cpu().numpy()
         dt = np.dtype(self.cfg.input_dtype)  # the model's input element type (float32 unless told)
         x = x.detach().cpu()
@@ -171,9 +172,7 @@ class _Verifier:
         xs = np.where(xs > hi, np.nextafter(xs, dt.type(-np.inf)), xs)
         x64 = np.where((xs >= lo) & (xs <= hi), xs.astype(np.float64), np.clip(x.numpy(), lo, hi))
         with torch.no_grad():
-            x64_t = torch.as_tensor(x64)
-            y = self.cpu_graph.forward(x64_t.reshape((len(x64),) + self.graph.input_shape)).reshape(len(x64), -1)
-            y = y.numpy()
+            y = self.fn(torch.as_tensor(x64), self.cpu_graph).numpy()
         ok = [i for i in range(len(x64)) if property_violated(self.prop, x64[i], y[i])]
         if not ok:
             return False
