@@ -99,3 +99,12 @@ def test_verify_on_the_virtual_device_matches_cpu(tmp_path):
         cpu, dev = (d["result"] for d in docs)
         assert cpu["verdict"] == dev["verdict"] == truth and cpu["decided_by"] == dev["decided_by"]
         assert docs[1]["environment"]["device"] == str(VIRTUAL) and docs[0]["environment"]["device"] == "cpu"
+
+
+@pytest.mark.parametrize("cmd", ["report", "train"])
+def test_more_commands_run_on_the_virtual_device(tiny, cmd):
+    """report (radii, attack radius, CLEVER, plots) and train (the digits MLP) with no device mix-up."""
+    tmp, model = tiny
+    argv = {"report": ["report", *model, "--out", str(tmp / "rep"), "--quiet", "--bisection-steps", "4"],
+            "train": ["train", "--task", "digits", "--out", str(tmp / "t.pt"), "--quiet", "--epochs", "1"]}[cmd]
+    assert _on_virtual(argv) == 0
