@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -32,6 +33,26 @@ def device(request):
         yield VIRTUAL
 
 
+def write_factory_model(folder: Path, body: str, x_shape: tuple[int, ...], relabel=None):
+    """A FILE.py:FACTORY model for the CLI tests: folder/net.py whose make() returns `body` (torch source),
+    its weights (torch.manual_seed(0), then make()) in folder/w.pt, and x = torch.rand(x_shape) drawn next
+    with y its predicted classes (relabel(y) may change them in place) in folder/d.npz.
+    Returns (the module, "net.py:make", weights path, data path)."""
+    torch.manual_seed(0)
+    src = folder / "net.py"
+    src.write_text(f"import torch\n\ndef make():\n    return {body}\n")
+    ns: dict = {}
+    exec(src.read_text(), ns)
+    m = ns["make"]()
+    torch.save(m.state_dict(), folder / "w.pt")
+    x = torch.rand(*x_shape)
+    y = m(x).argmax(1)
+    if relabel is not None:
+        relabel(y)
+    np.savez(folder / "d.npz", x=x.numpy(), y=y.numpy())
+    return m, f"{src}:make", str(folder / "w.pt"), str(folder / "d.npz")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
@@ -42,8 +63,6 @@ def shared_data() -> Path:
 def write_tiny_text_data(root: Path, n: int = 40, dim: int = 8) -> Path:
     """A synthetic data directory (text/mr, text/urls, embeddings/ GloVe subset) for fast text tests:
     positive sentences use 'good'-like words, negative ones 'bad'-like words."""
-    import numpy as np
-
     gen = np.random.default_rng(0)
     pos_w, neg_w, filler = ["good", "great", "fun", "superb"], ["bad", "dull", "awful", "boring"], \
         ["the", "movie", "is", "a", "film", "and", "plot", "it", "was", "very"]

@@ -5,26 +5,20 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from certnn.cli.main import main
+from conftest import write_factory_model
 
 
 @pytest.fixture()
 def tiny_model(tmp_path):
-    torch.manual_seed(0)
-    src = tmp_path / "net.py"
-    src.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 8), "
-                   "torch.nn.ReLU(), torch.nn.Linear(8, 3))\n")
-    ns: dict = {}
-    exec(src.read_text(), ns)
-    m = ns["make"]()
-    torch.save(m.state_dict(), tmp_path / "w.pt")
-    x = torch.rand(6, 2, 3)
-    y = m(x).argmax(1)
-    y[0] = (y[0] + 1) % 3  # one misclassified sample
-    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
-    return tmp_path, f"{src}:make", str(tmp_path / "w.pt"), str(tmp_path / "d.npz")
+    def misclassify_first(y):
+        y[0] = (y[0] + 1) % 3
+
+    _, model, w, data = write_factory_model(
+        tmp_path, "torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 8), torch.nn.ReLU(), "
+                  "torch.nn.Linear(8, 3))", (6, 2, 3), misclassify_first)  # one misclassified sample
+    return tmp_path, model, w, data
 
 
 def test_radius_json_contract(tiny_model):

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import torch
-
 from certnn.cli.main import main
+from conftest import write_factory_model
 
 
 def _tiny(tmp_path):
-    torch.manual_seed(0)
-    src = tmp_path / "net.py"
-    src.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), "
-                   "torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))\n")
-    ns: dict = {}
-    exec(src.read_text(), ns)
-    m = ns["make"]()
-    torch.save(m.state_dict(), tmp_path / "w.pt")
-    x = torch.rand(5, 6)
-    np.savez(tmp_path / "d.npz", x=x.numpy(), y=m(x).argmax(1).numpy())
-    return ["--model", f"{src}:make", "--weights", str(tmp_path / "w.pt"), "--data", str(tmp_path / "d.npz")]
+    _, model, w, data = write_factory_model(
+        tmp_path, "torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16), "
+                  "torch.nn.ReLU(), torch.nn.Linear(16, 3))", (5, 6))
+    return ["--model", model, "--weights", w, "--data", data]
 
 
 def test_radius_timers_in_json_and_profile_table(tmp_path, capsys):

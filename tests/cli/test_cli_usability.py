@@ -5,29 +5,18 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
 import pytest
-import torch
 
 from certnn.cli.main import main
+from conftest import write_factory_model
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d certnn radius: ")
 
 
 @pytest.fixture()
 def tiny(tmp_path):
-    torch.manual_seed(0)
-    src = tmp_path / "net.py"
-    src.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.Linear(6, 8), "
-                   "torch.nn.ReLU(), torch.nn.Linear(8, 3))\n")
-    ns: dict = {}
-    exec(src.read_text(), ns)
-    m = ns["make"]()
-    torch.save(m.state_dict(), tmp_path / "w.pt")
-    x = torch.rand(5, 6)
-    y = m(x).argmax(1)
-    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
-    return f"{src}:make", str(tmp_path / "w.pt"), str(tmp_path / "d.npz")
+    return write_factory_model(
+        tmp_path, "torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))", (5, 6))[1:]
 
 
 def test_factory_without_weights_is_refused_unless_random_init(tiny, capsys):

@@ -4,41 +4,27 @@ mixes tensors on it with cpu tensors fails as it would on CUDA): the same result
 from __future__ import annotations
 
 import json
-from unittest import mock
 
-import numpy as np
 import pytest
 import torch
 
-from certnn.certify import device as device_mod
 from certnn.cli.main import main
-from certnn.testing.virtual_device import VIRTUAL, VirtualDevice
+from certnn.testing.virtual_device import VIRTUAL, cuda_is_virtual
+from conftest import write_factory_model
 
 FAST = ["--quiet", "--bisection-steps", "5"]
 
 
 @pytest.fixture()
 def tiny(tmp_path):
-    torch.manual_seed(0)
-    src = tmp_path / "net.py"
-    src.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 8), "
-                   "torch.nn.Tanh(), torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))\n")
-    ns: dict = {}
-    exec(src.read_text(), ns)
-    m = ns["make"]()
-    torch.save(m.state_dict(), tmp_path / "w.pt")
-    x = torch.rand(4, 2, 3)
-    np.savez(tmp_path / "d.npz", x=x.numpy(), y=m(x).argmax(1).numpy())
-    return tmp_path, ["--model", f"{src}:make", "--weights", str(tmp_path / "w.pt"), "--data", str(tmp_path / "d.npz")]
+    _, model, w, data = write_factory_model(
+        tmp_path, "torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 8), torch.nn.Tanh(), "
+                  "torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))", (4, 2, 3))
+    return tmp_path, ["--model", model, "--weights", w, "--data", data]
 
 
 def _on_virtual(argv: list[str]) -> int:
-    real = device_mod.resolve_device
-
-    def resolve(device):
-        return VIRTUAL if device in ("cuda", "auto") else real(device)
-
-    with mock.patch.object(device_mod, "resolve_device", resolve), VirtualDevice():
+    with cuda_is_virtual():
         return main(argv + ["--device", "cuda"])
 
 

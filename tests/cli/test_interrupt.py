@@ -13,27 +13,20 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
+
+from conftest import write_factory_model
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 @pytest.fixture()
 def slow_run(tmp_path):
-    torch.manual_seed(0)
-    src = tmp_path / "net.py"
-    src.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.Linear(20, 200), torch.nn.ReLU(), "
-                   "torch.nn.Linear(200, 200), torch.nn.ReLU(), torch.nn.Linear(200, 10))\n")
-    ns: dict = {}
-    exec(src.read_text(), ns)
-    m = ns["make"]()
-    torch.save(m.state_dict(), tmp_path / "w.pt")
-    x = torch.rand(400, 20)
-    np.savez(tmp_path / "d.npz", x=x.numpy(), y=m(x).argmax(1).numpy())
-    return tmp_path, ["--model", f"{src}:make", "--weights", str(tmp_path / "w.pt"), "--data",
-                      str(tmp_path / "d.npz"), "--samples", "400", "--batch-size", "1", "--bisection-steps", "30"]
+    _, model, w, data = write_factory_model(
+        tmp_path, "torch.nn.Sequential(torch.nn.Linear(20, 200), torch.nn.ReLU(), torch.nn.Linear(200, 200), "
+                  "torch.nn.ReLU(), torch.nn.Linear(200, 10))", (400, 20))
+    return tmp_path, ["--model", model, "--weights", w, "--data", data, "--samples", "400", "--batch-size", "1",
+                      "--bisection-steps", "30"]
 
 
 def _interrupt_after(cmd: list[str], marker: str, cwd: Path) -> tuple[int, str]:

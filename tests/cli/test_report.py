@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,22 +12,13 @@ from certnn.cli.main import main
 from certnn.estimate import CleverConfig
 from certnn.report.build import build_report
 from certnn.report.render import certified_accuracy_curve, write_report
+from conftest import write_factory_model
 
 
 @pytest.fixture()
 def setup(tmp_path):
-    torch.manual_seed(0)
-    src = tmp_path / "net.py"
-    src.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.Linear(5, 12), torch.nn.Tanh(), "
-                   "torch.nn.Linear(12, 3))\n")
-    ns: dict = {}
-    exec(src.read_text(), ns)
-    m = ns["make"]()
-    torch.save(m.state_dict(), tmp_path / "w.pt")
-    x = torch.rand(5, 5)
-    y = m(x).argmax(1)
-    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
-    return tmp_path, m, f"{src}:make", str(tmp_path / "w.pt"), str(tmp_path / "d.npz")
+    return (tmp_path, *write_factory_model(
+        tmp_path, "torch.nn.Sequential(torch.nn.Linear(5, 12), torch.nn.Tanh(), torch.nn.Linear(12, 3))", (5, 5)))
 
 
 def test_report_cli_writes_everything(setup):

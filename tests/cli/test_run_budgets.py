@@ -8,22 +8,14 @@ import pytest
 import torch
 
 from certnn.cli.main import main
+from conftest import write_factory_model
 
 
 @pytest.fixture()
 def tiny(tmp_path):
-    torch.manual_seed(0)
-    src = tmp_path / "net.py"
-    src.write_text("import torch\n\ndef make():\n    return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), "
-                   "torch.nn.Linear(16, 3))\n")
-    ns: dict = {}
-    exec(src.read_text(), ns)
-    m = ns["make"]()
-    torch.save(m.state_dict(), tmp_path / "w.pt")
-    x = torch.rand(6, 6)
-    np.savez(tmp_path / "d.npz", x=x.numpy(), y=m(x).argmax(1).numpy())
-    return tmp_path, ["--model", f"{src}:make", "--weights", str(tmp_path / "w.pt"), "--data",
-                      str(tmp_path / "d.npz"), "--quiet"]
+    _, model, w, data = write_factory_model(
+        tmp_path, "torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))", (6, 6))
+    return tmp_path, ["--model", model, "--weights", w, "--data", data, "--quiet"]
 
 
 def test_radius_timeout_reports_undecided(tiny):

@@ -348,17 +348,12 @@ def test_device_cuda_without_gpu_is_refused_before_the_query_is_read(net, tmp_pa
 
 def test_sat_and_unsat_on_the_virtual_device(net, tmp_path, capsys):
     """--device with the cpu standing in for a GPU (certnn/testing/virtual_device.py): the same answers."""
-    from unittest import mock
+    from certnn.testing.virtual_device import cuda_is_virtual
 
-    from certnn.certify import device as device_mod
-    from certnn.testing.virtual_device import VIRTUAL, VirtualDevice
-
-    real = device_mod.resolve_device
     y0 = _outputs(net, [0.0, 0.0])
     for rows, word in ((f"(<= Y[0,0] {float(y0[0]) + 0.5!r})", "sat\n"), ("(>= Y[0,0] 1000.0)", "unsat\n")):
         q = query(tmp_path / "q.vnnlib", rows)
-        with mock.patch.object(device_mod, "resolve_device", lambda d: VIRTUAL if d == "cuda" else real(d)), \
-                VirtualDevice():
+        with cuda_is_virtual():
             code, out, err = run(["verify", str(q), "--network", f"f={net}", "--timeout", "30", "--device", "cuda"],
                                  capsys)
         assert code == 0 and out.startswith(word), err

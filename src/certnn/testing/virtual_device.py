@@ -14,9 +14,12 @@ and ``copy_`` across devices.
 All arithmetic stays on the CPU (the numbers are the CPU's); the mode checks placement only, not speed,
 kernels or numerics. Tensors made outside torch's Python API (inside C++ autograd, say) carry no mark;
 where one meets a marked tensor the mode reports a mix that a GPU would not: an error to look at, never a
-silent pass. tests/conftest.py runs the device-parametrised tests on it ("virtual") beside cpu and cuda.
+silent pass. tests/conftest.py runs the device-parametrised tests on it ("virtual") beside cpu and cuda;
+:func:`cuda_is_virtual` makes ``--device cuda`` of the CLI resolve to it.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -147,4 +150,21 @@ class VirtualDevice(TorchFunctionMode):
         return _marked(out, want)
 
 
-__all__ = ["VIRTUAL", "VirtualDevice", "DeviceMix", "on_virtual"]
+@contextmanager
+def cuda_is_virtual():
+    """Inside VirtualDevice, with "cuda" and "auto" resolving to VIRTUAL (certify/device.py resolve_device):
+    the CLI's and the API's `--device cuda` paths run on the stand-in."""
+    from unittest import mock
+
+    from ..certify import device as device_mod
+
+    real = device_mod.resolve_device
+
+    def resolve(device):
+        return VIRTUAL if device in ("cuda", "auto") else real(device)
+
+    with mock.patch.object(device_mod, "resolve_device", resolve), VirtualDevice():
+        yield
+
+
+__all__ = ["VIRTUAL", "VirtualDevice", "DeviceMix", "on_virtual", "cuda_is_virtual"]
